@@ -1,0 +1,561 @@
+"""``Program``: a BPF program loaded into the kernel, and what can be done with it.
+
+Calls bpf(2).
+
+Rule 1: a ``Program`` owns one :class:`~ebpf.kernel.fd.FD`. It is a context manager and
+``close()`` is idempotent; a program that is never closed leaks and warns.
+
+Rule 2: a kernel verifier rejection is a :class:`~ebpf.errors.VerifierError` with
+``source=VerifierSource.KERNEL`` and the *whole* log, chained from the
+:class:`~ebpf.errors.SyscallError`. To get that log, a failed load without one is
+retried with ``log_level=1``, and a log buffer that is too small (``ENOSPC``) is grown
+and the load retried. Failures that are not a verdict on the program (``EPERM`` from a
+missing capability, ``ENOMEM``, ...) stay a ``SyscallError``.
+
+Rule 3: instructions are raw bytecode in the host's byte order (8 bytes per slot, the
+wide ``lddw`` takes two), or objects with an ``encode() -> bytes`` method such as
+``ebpf.isa`` instructions and programs. This module never decodes them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from ebpf.errors import NotSupportedError, SyscallError, VerifierError, VerifierSource
+from ebpf.kernel._syscall import bpf
+from ebpf.kernel.fd import FD
+from ebpf.kernel.uapi import (
+    BPF_OBJ_NAME_LEN,
+    BpfProgInfo,
+    Cmd,
+    EnableStatsAttr,
+    GetIdAttr,
+    LogLevel,
+    ObjInfoAttr,
+    ProgLoadAttr,
+    StatsType,
+    TestRunAttr,
+)
+from ebpf.spec import ProgramType
+
+__all__ = [
+    "DEFAULT_LOG_SIZE",
+    "MAX_LOG_SIZE",
+    "Program",
+    "ProgramInfo",
+    "SupportsEncode",
+    "TestRunResult",
+    "enable_stats",
+    "last_insn_index",
+    "program_ids",
+    "test_run",
+]
+
+DEFAULT_LOG_SIZE = 64 * 1024
+"""Initial verifier log buffer, in bytes; grown on demand."""
+
+MAX_LOG_SIZE = (2**32 - 1) >> 2
+"""The largest ``log_size`` the kernel accepts (``UINT_MAX >> 2``, Linux >= 5.2)."""
+
+_MIN_LOG_SIZE = 128  # the kernel rejects smaller log buffers with EINVAL
+_DATA_OUT_PAD = 256  # room for a program to grow the packet (bpf_xdp_adjust_head/tail)
+_NAME_CHARS = re.compile(r"^[A-Za-z0-9_.]*$")
+_INSN_LINE = re.compile(r"^(\d+): ")
+
+
+@runtime_checkable
+class SupportsEncode(Protocol):
+    """Anything that encodes to raw bytecode: an instruction, or a whole program."""
+
+    def encode(self) -> bytes: ...
+
+
+Instructions = bytes | bytearray | memoryview | SupportsEncode | Iterable[SupportsEncode]
+
+
+@dataclass(frozen=True, slots=True)
+class TestRunResult:
+    """The outcome of ``BPF_PROG_TEST_RUN``.
+
+    Attributes:
+        retval: the program's return value (``r0``), as the kernel's u32.
+        data_out: the packet after the run (possibly grown or shrunk by the program).
+        ctx_out: the context after the run, or ``None`` when no context was requested.
+        duration_ns: average run time per repetition, in nanoseconds.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    retval: int
+    data_out: bytes
+    ctx_out: bytes | None
+    duration_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramInfo:
+    """What the kernel reports about a loaded program (``struct bpf_prog_info``).
+
+    ``run_time_ns`` and ``run_cnt`` only count while run-time statistics are enabled
+    (:func:`enable_stats` or the ``kernel.bpf_stats_enabled`` sysctl). Fields a kernel is
+    too old to know are 0.
+    """
+
+    id: int
+    type: ProgramType | int
+    name: str
+    tag: str
+    """The program tag as 16 hex digits, as ``bpftool prog`` prints it."""
+    xlated_prog_len: int
+    jited_prog_len: int
+    load_time_ns: int
+    """Load time in nanoseconds since boot."""
+    created_by_uid: int
+    gpl_compatible: bool
+    nr_map_ids: int
+    btf_id: int
+    run_time_ns: int
+    run_cnt: int
+    recursion_misses: int
+    verified_insns: int
+
+    @classmethod
+    def from_raw(cls, raw: BpfProgInfo) -> ProgramInfo:
+        """Convert the kernel's ``struct bpf_prog_info``."""
+        return cls(
+            id=int(raw.id),
+            type=_program_type(int(raw.type)),
+            name=bytes(raw.name).decode("utf-8", "replace"),
+            tag=bytes(raw.tag).hex(),
+            xlated_prog_len=int(raw.xlated_prog_len),
+            jited_prog_len=int(raw.jited_prog_len),
+            load_time_ns=int(raw.load_time),
+            created_by_uid=int(raw.created_by_uid),
+            gpl_compatible=bool(raw.gpl_compatible),
+            nr_map_ids=int(raw.nr_map_ids),
+            btf_id=int(raw.btf_id),
+            run_time_ns=int(raw.run_time_ns),
+            run_cnt=int(raw.run_cnt),
+            recursion_misses=int(raw.recursion_misses),
+            verified_insns=int(raw.verified_insns),
+        )
+
+
+class Program:
+    """A program loaded into the kernel. Owns its file descriptor; use as a context manager.
+
+    Create one with :meth:`load` or :meth:`from_id`.
+
+    Attributes:
+        type: the program type.
+        name: the name given at load time ("" if none).
+        verifier_log: the verifier log of a load with ``log_level > 0``, one line per
+            item; empty otherwise.
+    """
+
+    def __init__(
+        self,
+        fd: FD,
+        prog_type: ProgramType | int,
+        *,
+        name: str = "",
+        verifier_log: Sequence[str] = (),
+    ) -> None:
+        """Wrap an already loaded program, taking ownership of ``fd``."""
+        self._fd = fd
+        self.type = _program_type(int(prog_type))
+        self.name = name
+        self.verifier_log: tuple[str, ...] = tuple(verifier_log)
+
+    @classmethod
+    def load(
+        cls,
+        insns: Instructions,
+        prog_type: ProgramType,
+        *,
+        license: str = "GPL",
+        log_level: LogLevel | int = LogLevel.NONE,
+        log_size: int = DEFAULT_LOG_SIZE,
+        name: str = "",
+    ) -> Program:
+        """Load a program with ``BPF_PROG_LOAD``.
+
+        Args:
+            insns: raw bytecode (8 bytes per slot, host byte order), an object with
+                ``encode() -> bytes``, or an iterable of such objects.
+            prog_type: the program type.
+            license: the license string; helpers marked GPL-only need a GPL-compatible one.
+            log_level: 0 for no log (one is fetched if the load fails), 1 for branch
+                states, 2 for every instruction, optionally ``| LogLevel.STATS``.
+            log_size: initial size of the log buffer in bytes; grown while the kernel
+                reports ``ENOSPC``, up to :data:`MAX_LOG_SIZE`.
+            name: up to 15 characters of ``[A-Za-z0-9_.]``, shown by ``bpftool prog``.
+
+        Returns:
+            The loaded program, with ``verifier_log`` set when ``log_level > 0``.
+
+        Raises:
+            VerifierError: the kernel verifier rejected the program (``.log`` has the
+                verifier's log, ``.insn_index`` the last instruction it mentions).
+            SyscallError: bpf() failed for another reason (permissions, memory, ...).
+            ValueError: malformed arguments (empty or misaligned bytecode, bad name).
+
+        Requires Linux >= 3.18 (program names: 4.15).
+        """
+        code = _bytecode(insns)
+        prog_type = ProgramType(prog_type)
+        if int(log_level) & ~int(LogLevel.BRANCH | LogLevel.INSTRUCTION | LogLevel.STATS) or log_level < 0:
+            raise ValueError(f"invalid log_level {log_level!r}")
+        level = LogLevel(log_level)
+        if not _MIN_LOG_SIZE <= log_size <= MAX_LOG_SIZE:
+            raise ValueError(f"log_size must be in [{_MIN_LOG_SIZE}, {MAX_LOG_SIZE}], not {log_size}")
+        name_bytes = _object_name(name)
+        if "\0" in license or not license.isascii():
+            raise ValueError(f"license must be ASCII without NUL, not {license!r}")
+
+        insn_buf = (ctypes.c_char * len(code)).from_buffer_copy(code)
+        license_buf = ctypes.create_string_buffer(license.encode("ascii"))
+        attempt_level, size = level, log_size
+        first_error: SyscallError | None = None
+        truncated = False
+        while True:
+            log_buf = ctypes.create_string_buffer(size) if attempt_level else None
+            attr = ProgLoadAttr(
+                prog_type=prog_type,
+                insn_cnt=len(code) // 8,
+                insns=ctypes.addressof(insn_buf),
+                license=ctypes.addressof(license_buf),
+                log_level=attempt_level,
+                log_size=size if log_buf is not None else 0,
+                log_buf=ctypes.addressof(log_buf) if log_buf is not None else 0,
+                prog_name=name_bytes,
+            )
+            try:
+                raw_fd = bpf(Cmd.PROG_LOAD, attr)
+            except SyscallError as err:
+                if err.errno == _errno.ENOSPC and log_buf is not None:
+                    if size < MAX_LOG_SIZE:
+                        # Linux >= 6.4 reports the size it needed; older kernels: double.
+                        size = min(MAX_LOG_SIZE, max(size * 2, int(attr.log_true_size)))
+                        continue
+                    truncated = True
+                if log_buf is None and first_error is None:
+                    first_error = err
+                    attempt_level, size = LogLevel.BRANCH, log_size
+                    continue
+                failure = _load_error(err, first_error, _log_lines(log_buf), prog_type, name, truncated)
+                if failure is err:
+                    raise
+                raise failure from err
+            fd = FD(raw_fd)
+            return cls(fd, prog_type, name=name, verifier_log=_log_lines(log_buf) if level else ())
+
+    @classmethod
+    def from_id(cls, prog_id: int) -> Program:
+        """Open the loaded program with ID ``prog_id`` (``BPF_PROG_GET_FD_BY_ID``).
+
+        Raises:
+            SyscallError: no such program (``ENOENT``), or not permitted.
+
+        Requires Linux >= 4.13.
+        """
+        fd = FD(bpf(Cmd.PROG_GET_FD_BY_ID, GetIdAttr(prog_id=prog_id)))
+        try:
+            raw = _prog_info(fd.fileno())
+        except BaseException:
+            fd.close()
+            raise
+        return cls(fd, int(raw.type), name=bytes(raw.name).decode("utf-8", "replace"))
+
+    @property
+    def fd(self) -> int:
+        """The program's file descriptor number (still owned by this object).
+
+        Raises:
+            ValueError: the program is closed.
+        """
+        return self._fd.fileno()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._fd.closed
+
+    def close(self) -> None:
+        """Close the program's descriptor. Calling it again does nothing."""
+        self._fd.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.fd}"
+        type_name = self.type.name if isinstance(self.type, ProgramType) else str(self.type)
+        return f"Program({type_name}, name={self.name!r}, {state})"
+
+    def test_run(
+        self,
+        data_in: bytes = b"",
+        *,
+        ctx_in: bytes | None = None,
+        repeat: int = 1,
+        data_size_out: int | None = None,
+        ctx_size_out: int | None = None,
+        flags: int = 0,
+    ) -> TestRunResult:
+        """Run the program once or ``repeat`` times on ``data_in`` (``BPF_PROG_TEST_RUN``).
+
+        Args:
+            data_in: the packet (for XDP and skb programs at least an Ethernet header).
+            ctx_in: the context to start from (``struct xdp_md``, ``__sk_buff``, ...).
+            repeat: how often to run; ``duration_ns`` is the average.
+            data_size_out: size of the output packet buffer. By default the input size
+                plus headroom, grown and re-run once if the program's output is larger.
+            ctx_size_out: size of the output context buffer; default ``len(ctx_in)``,
+                and no context output without ``ctx_in``.
+            flags: :class:`~ebpf.kernel.uapi.TestRunFlags`.
+
+        Raises:
+            SyscallError: the kernel cannot test-run this program type (``ENOTSUPP``/
+                ``EINVAL``), the input is too short, or an output buffer was too small.
+
+        Requires Linux >= 4.12 (``ctx_in``/``ctx_out``: 5.2).
+        """
+        if not 0 <= repeat < 2**32:
+            raise ValueError(f"repeat must be a u32, not {repeat}")
+        data = bytes(data_in)
+        ctx = bytes(ctx_in) if ctx_in is not None else None
+        auto_data = data_size_out is None
+        auto_ctx = ctx_size_out is None
+        out_size = len(data) + _DATA_OUT_PAD if data_size_out is None else data_size_out
+        ctx_out_size = (len(ctx) if ctx is not None else 0) if ctx_size_out is None else ctx_size_out
+        for _attempt in range(2):
+            data_in_buf = _in_buffer(data)
+            ctx_in_buf = _in_buffer(ctx or b"")
+            data_out_buf = ctypes.create_string_buffer(out_size) if out_size else None
+            ctx_out_buf = ctypes.create_string_buffer(ctx_out_size) if ctx_out_size else None
+            attr = TestRunAttr(
+                prog_fd=self.fd,
+                data_size_in=len(data),
+                data_in=_address(data_in_buf),
+                data_size_out=out_size,
+                data_out=_address(data_out_buf),
+                repeat=repeat,
+                ctx_size_in=len(ctx or b""),
+                ctx_in=_address(ctx_in_buf),
+                ctx_size_out=ctx_out_size,
+                ctx_out=_address(ctx_out_buf),
+                flags=flags,
+            )
+            try:
+                bpf(Cmd.PROG_TEST_RUN, attr)
+            except SyscallError as err:
+                grow_data = auto_data and data_out_buf is not None and int(attr.data_size_out) > out_size
+                grow_ctx = auto_ctx and ctx_out_buf is not None and int(attr.ctx_size_out) > ctx_out_size
+                if err.errno == _errno.ENOSPC and (grow_data or grow_ctx) and _attempt == 0:
+                    out_size = max(out_size, int(attr.data_size_out))
+                    ctx_out_size = max(ctx_out_size, int(attr.ctx_size_out))
+                    continue
+                err.add_note(f"while test-running {self!r}")
+                raise
+            data_out = data_out_buf.raw[: int(attr.data_size_out)] if data_out_buf is not None else b""
+            ctx_out = ctx_out_buf.raw[: int(attr.ctx_size_out)] if ctx_out_buf is not None else None
+            return TestRunResult(
+                retval=int(attr.retval), data_out=data_out, ctx_out=ctx_out, duration_ns=int(attr.duration)
+            )
+        raise AssertionError("unreachable: the second test run either returns or raises")
+
+    def info(self) -> ProgramInfo:
+        """What the kernel reports about this program (``BPF_OBJ_GET_INFO_BY_FD``).
+
+        Requires Linux >= 4.13.
+        """
+        return ProgramInfo.from_raw(_prog_info(self.fd))
+
+    def xlated(self) -> bytes:
+        """The instructions as the kernel translated them (after rewrites), as raw bytecode.
+
+        Raises:
+            NotSupportedError: the kernel does not show them to this process (no CAP_BPF,
+                or ``kernel.kptr_restrict`` forbids raw dumps).
+
+        Requires Linux >= 4.13.
+        """
+        length = int(_prog_info(self.fd).xlated_prog_len)
+        if length == 0:
+            raise NotSupportedError(
+                "reading translated instructions", detail="the kernel reported none (needs CAP_BPF or root)"
+            )
+        buf = ctypes.create_string_buffer(length)
+        raw = _prog_info(
+            self.fd, BpfProgInfo(xlated_prog_len=length, xlated_prog_insns=ctypes.addressof(buf))
+        )
+        if int(raw.xlated_prog_insns) == 0:
+            raise NotSupportedError(
+                "reading translated instructions",
+                detail="the kernel withheld them (kernel.kptr_restrict or missing CAP_SYSLOG/CAP_SYS_ADMIN)",
+            )
+        return buf.raw[: min(length, int(raw.xlated_prog_len))]
+
+
+def test_run(
+    program: Program,
+    data_in: bytes = b"",
+    *,
+    ctx_in: bytes | None = None,
+    repeat: int = 1,
+    data_size_out: int | None = None,
+    ctx_size_out: int | None = None,
+    flags: int = 0,
+) -> TestRunResult:
+    """``BPF_PROG_TEST_RUN`` (alias ``BPF_PROG_RUN``): the same as :meth:`Program.test_run`.
+
+    Requires Linux >= 4.12 (``ctx_in``/``ctx_out``: 5.2).
+    """
+    return program.test_run(
+        data_in,
+        ctx_in=ctx_in,
+        repeat=repeat,
+        data_size_out=data_size_out,
+        ctx_size_out=ctx_size_out,
+        flags=flags,
+    )
+
+
+test_run.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite the name
+
+
+def program_ids() -> Iterator[int]:
+    """The IDs of all programs loaded in the kernel, in increasing order (``BPF_PROG_GET_NEXT_ID``).
+
+    Requires Linux >= 4.13.
+    """
+    current = 0
+    while True:
+        attr = GetIdAttr(start_id=current)
+        try:
+            bpf(Cmd.PROG_GET_NEXT_ID, attr)
+        except SyscallError as err:
+            if err.errno == _errno.ENOENT:
+                return
+            raise
+        current = int(attr.next_id)
+        yield current
+
+
+def enable_stats(stats_type: StatsType = StatsType.RUN_TIME) -> FD:
+    """Turn on run-time statistics (``run_time_ns``, ``run_cnt``) while the returned FD is open.
+
+    ``BPF_ENABLE_STATS``; close the FD to turn them off again.
+
+    Requires Linux >= 5.8.
+    """
+    return FD(bpf(Cmd.ENABLE_STATS, EnableStatsAttr(type=stats_type)))
+
+
+def _program_type(value: int) -> ProgramType | int:
+    """``ProgramType(value)``, or the plain number for a type newer than this library."""
+    try:
+        return ProgramType(value)
+    except ValueError:
+        return value
+
+
+def _prog_info(fd: int, info: BpfProgInfo | None = None) -> BpfProgInfo:
+    info = BpfProgInfo() if info is None else info
+    attr = ObjInfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    return info
+
+
+def _bytecode(insns: Instructions) -> bytes:
+    if isinstance(insns, str):
+        raise TypeError("instructions must be bytecode or instruction objects, not str (assemble it first)")
+    if isinstance(insns, (bytes, bytearray, memoryview)):
+        code = bytes(insns)
+    elif isinstance(insns, SupportsEncode):
+        code = insns.encode()
+    else:
+        code = b"".join(insn.encode() for insn in insns)
+    if not code or len(code) % 8:
+        raise ValueError(f"bytecode must be a non-empty multiple of 8 bytes, not {len(code)} bytes")
+    if len(code) // 8 >= 2**32:
+        raise ValueError("too many instructions")
+    return code
+
+
+def _object_name(name: str) -> bytes:
+    if len(name) >= BPF_OBJ_NAME_LEN or not _NAME_CHARS.match(name):
+        raise ValueError(f"program name {name!r}: at most {BPF_OBJ_NAME_LEN - 1} characters of [A-Za-z0-9_.]")
+    return name.encode("ascii")
+
+
+def _log_lines(buf: ctypes.Array[ctypes.c_char] | None) -> tuple[str, ...]:
+    if buf is None:
+        return ()
+    lines = buf.value.decode("utf-8", "replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return tuple(lines)
+
+
+def last_insn_index(log: Sequence[str]) -> int | None:
+    """The index of the last instruction a kernel verifier log mentions (``"12: (85) call ..."``)."""
+    for line in reversed(log):
+        m = _INSN_LINE.match(line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _load_error(
+    err: SyscallError,
+    first_error: SyscallError | None,
+    log: tuple[str, ...],
+    prog_type: ProgramType,
+    name: str,
+    truncated: bool,
+) -> BaseException:
+    """The error a failed load raises: a VerifierError for a verdict, else the SyscallError."""
+    # The errno of the load itself, not the ENOSPC of an overflowing log buffer.
+    code = first_error.errno if (truncated and first_error is not None) else err.errno
+    assert code is not None  # SyscallError always carries an errno
+    what = f"load program {name!r} ({prog_type.name})" if name else f"load {prog_type.name} program"
+    if not log and code not in (_errno.EACCES, _errno.EINVAL):
+        err.add_note(f"while trying to {what}")
+        return err
+    errname = _errno.errorcode.get(code, str(code))
+    cause = f"{what}: {errname} ({os.strerror(code)})"
+    if not log:
+        cause += "; the kernel wrote no verifier log"
+    return VerifierError(
+        cause,
+        source=VerifierSource.KERNEL,
+        log=log,
+        insn_index=last_insn_index(log),
+        errno=code,
+        truncated=truncated,
+    )
+
+
+def _in_buffer(data: bytes) -> ctypes.Array[ctypes.c_char] | None:
+    return (ctypes.c_char * len(data)).from_buffer_copy(data) if data else None
+
+
+def _address(buf: ctypes.Array[ctypes.c_char] | None) -> int:
+    return ctypes.addressof(buf) if buf is not None else 0
