@@ -24,7 +24,9 @@ from ebpf.kernel.uapi import (
 )
 from ebpf.spec import AttachType, MapType, ProgramType
 
-pytestmark = pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="layouts are pinned for 64-bit ABIs")
+pytestmark = pytest.mark.skipif(
+    ctypes.sizeof(ctypes.c_void_p) != 8, reason="layouts are pinned for 64-bit ABIs"
+)
 
 # (structure, field, offset, size) from offsetof()/sizeof() on union bpf_attr and
 # struct bpf_prog_info.
@@ -179,12 +181,12 @@ def test_struct_size(struct: type[ctypes.Structure], size: int) -> None:
 
 def test_every_field_is_pinned() -> None:
     def public_fields(struct: type[ctypes.Structure]) -> set[str]:
-        names = set()
+        names: set[str] = set()
         for name, ftype, *bits in struct._fields_:
             if bits:  # a bit-field (gpl_compatible): pinned by its own test
                 continue
             if name.startswith("_"):  # an anonymous union: its members are the fields
-                names.update(n for n, *_ in ftype._fields_)
+                names.update(n for n, *_ in ftype._fields_)  # type: ignore[union-attr]
             else:
                 names.add(name)
         return names
@@ -205,14 +207,14 @@ def test_gpl_compatible_is_the_low_bit_after_ifindex() -> None:
 
 
 def test_cmd_numbers() -> None:
-    assert Cmd.MAP_CREATE == 0
-    assert Cmd.PROG_LOAD == 5
-    assert Cmd.PROG_TEST_RUN == 10
-    assert Cmd.PROG_RUN is Cmd.PROG_TEST_RUN
-    assert Cmd.OBJ_GET_INFO_BY_FD == 15
-    assert Cmd.ENABLE_STATS == 32
-    assert Cmd.TOKEN_CREATE == 36
-    assert Cmd.PROG_STREAM_READ_BY_FD == 37
+    assert int(Cmd.MAP_CREATE) == 0
+    assert int(Cmd.PROG_LOAD) == 5
+    assert int(Cmd.PROG_TEST_RUN) == 10
+    assert Cmd["PROG_RUN"] is Cmd.PROG_TEST_RUN  # alias
+    assert int(Cmd.OBJ_GET_INFO_BY_FD) == 15
+    assert int(Cmd.ENABLE_STATS) == 32
+    assert int(Cmd.TOKEN_CREATE) == 36
+    assert int(Cmd.PROG_STREAM_READ_BY_FD) == 37
     assert len(Cmd) == 38  # __MAX_BPF_CMD in 6.18 (aliases are not counted)
     assert list(Cmd) == sorted(Cmd)
     assert [int(c) for c in Cmd] == list(range(38))
@@ -222,10 +224,11 @@ def test_cmd_numbers() -> None:
 def test_flag_values() -> None:
     assert uapi.BPF_OBJ_NAME_LEN == 16
     assert uapi.BPF_TAG_SIZE == 8
-    assert [int(f) for f in (uapi.MapElemFlags.NOEXIST, uapi.MapElemFlags.EXIST, uapi.MapElemFlags.LOCK)] == [1, 2, 4]
-    assert uapi.TestRunFlags.RUN_ON_CPU == 1
-    assert uapi.TestRunFlags.XDP_LIVE_FRAMES == 2
-    assert uapi.StatsType.RUN_TIME == 0
+    flags = uapi.MapElemFlags
+    assert [int(f) for f in (flags.ANY, flags.NOEXIST, flags.EXIST, flags.LOCK)] == [0, 1, 2, 4]
+    assert int(uapi.TestRunFlags.RUN_ON_CPU) == 1
+    assert int(uapi.TestRunFlags.XDP_LIVE_FRAMES) == 2
+    assert int(uapi.StatsType.RUN_TIME) == 0
 
 
 def test_spec_enums_are_dense_and_complete() -> None:
@@ -233,10 +236,10 @@ def test_spec_enums_are_dense_and_complete() -> None:
     assert [int(t) for t in ProgramType] == list(range(33))
     assert [int(t) for t in MapType] == list(range(34))
     assert [int(t) for t in AttachType] == list(range(58))
-    assert ProgramType.XDP == 6
-    assert ProgramType.NETFILTER == 32
-    assert MapType.ARENA == 33
-    assert MapType.CGROUP_STORAGE_DEPRECATED is MapType.CGROUP_STORAGE
-    assert MapType.PERCPU_CGROUP_STORAGE_DEPRECATED is MapType.PERCPU_CGROUP_STORAGE
-    assert AttachType.XDP == 37
-    assert AttachType.TRACE_UPROBE_SESSION == 57
+    assert int(ProgramType.XDP) == 6
+    assert int(ProgramType.NETFILTER) == 32
+    assert int(MapType.ARENA) == 33
+    assert MapType["CGROUP_STORAGE_DEPRECATED"] is MapType.CGROUP_STORAGE  # aliases
+    assert MapType["PERCPU_CGROUP_STORAGE_DEPRECATED"] is MapType.PERCPU_CGROUP_STORAGE
+    assert int(AttachType.XDP) == 37
+    assert int(AttachType.TRACE_UPROBE_SESSION) == 57
