@@ -51,8 +51,14 @@ def _elf_text(data: bytes) -> bytes:
     raise ELFError("the ELF object has no executable section", source="<stdin>")
 
 
-def run_plugin(program_hex: str, memory_hex: str = "", *, engine: str = "interp", elf: bool = False,
-               max_insns: int | None = None) -> int:
+def run_plugin(
+    program_hex: str,
+    memory_hex: str = "",
+    *,
+    engine: str = "interp",
+    elf: bool = False,
+    max_insns: int | None = None,
+) -> int:
     """Run one test as the plugin does and return r0 (64 bits).
 
     Raises:
@@ -86,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ebpf.errors import BPFError
 
     try:
-        retval = run_plugin(sys.stdin.read(), memory, engine=opts.engine, elf=opts.elf, max_insns=opts.max_insns)
+        retval = run_plugin(
+            sys.stdin.read(), memory, engine=opts.engine, elf=opts.elf, max_insns=opts.max_insns
+        )
     except (BPFError, ValueError) as err:
         sys.stderr.write(f"{err}\n")
         return 1

@@ -33,14 +33,18 @@ def judge(case: ConformanceCase, engine: str = "interp", *, max_insns: int = DEF
     """Assemble (or decode), run and compare one case on ``engine``."""
     try:
         prog = program(case)
-        retval = create_engine(prog, engine, helpers=ubpf_test_helpers(), max_insns=max_insns).run(case.mem).retval
+        retval = (
+            create_engine(prog, engine, helpers=ubpf_test_helpers(), max_insns=max_insns).run(case.mem).retval
+        )
     except BPFError as err:
         message = str(err)
         if case.error and case.error == message:
             return Verdict(case.name, True, None, "expected error")
         return Verdict(case.name, False, None, f"{type(err).__name__}: {message}")
     if case.result is None:
-        return Verdict(case.name, False, retval, f"ran and returned {retval:#x}, but the case expects no result")
+        return Verdict(
+            case.name, False, retval, f"ran and returned {retval:#x}, but the case expects no result"
+        )
     if retval != case.result:
         return Verdict(case.name, False, retval, f"returned {retval:#x}, expected {case.result:#x}")
     return Verdict(case.name, True, retval, "ok")
