@@ -219,9 +219,9 @@ def test_negative_case(path: Path) -> None:
     else:
         assert name.startswith("unused-"), f"unclassified negative case {name}"
         assert case.raw is not None and case.asm is None and case.error == ""
-        with pytest.raises(DecodeError, match="reserved fields") as info:
+        with pytest.raises(DecodeError, match="reserved fields") as decode_info:
             decode(case.raw)
-        assert info.value.index == 0
+        assert decode_info.value.index == 0
         with pytest.raises(DecodeError):
             program(case)
 
