@@ -23,12 +23,16 @@ import ctypes
 import errno as _errno
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from ebpf.errors import NotSupportedError, SyscallError, VerifierError, VerifierSource
+from ebpf.isa.encoding import encode
+from ebpf.isa.instruction import Instruction
+from ebpf.isa.program import Program as IsaProgram
 from ebpf.kernel._syscall import bpf
 from ebpf.kernel.fd import FD
 from ebpf.kernel.uapi import (
@@ -488,10 +492,16 @@ def _bytecode(insns: Instructions) -> bytes:
         raise TypeError("instructions must be bytecode or instruction objects, not str (assemble it first)")
     if isinstance(insns, (bytes, bytearray, memoryview)):
         code = bytes(insns)
+    elif isinstance(insns, IsaProgram):
+        code = insns.encode(sys.byteorder)  # the kernel takes instructions in host byte order
     elif isinstance(insns, SupportsEncode):
         code = insns.encode()
     else:
-        code = b"".join(insn.encode() for insn in insns)
+        items = list(insns)
+        if all(isinstance(insn, Instruction) for insn in items):
+            code = encode(items, sys.byteorder)  # type: ignore[arg-type]
+        else:
+            code = b"".join(insn.encode() for insn in items)
     if not code or len(code) % 8:
         raise ValueError(f"bytecode must be a non-empty multiple of 8 bytes, not {len(code)} bytes")
     if len(code) // 8 >= 2**32:
