@@ -452,7 +452,7 @@ def _describe(tok: _Tok) -> str:
 def _parse_int(line: _Line, tok: _Tok, bits: int, what: str, *, unsigned_decimal: bool = False) -> int:
     """A number token checked against Rule 1 for a field of ``bits`` bits."""
     if tok.kind != "num":
-        line.error(f"expected {what}, found {_describe(tok)}", tok.col)
+        line.error(f"expected a number for the {what}, found {_describe(tok)}", tok.col)
     text = tok.text
     body = text.lstrip("+-")
     is_hex = body[:2] in ("0x", "0X")
@@ -491,7 +491,7 @@ def _reg_operand(line: _Line, group: Sequence[_Tok]) -> int:
 
 
 def _imm_operand(line: _Line, group: Sequence[_Tok], bits: int = 32) -> int:
-    return _parse_int(line, _single(line, group, "the immediate"), bits, "an immediate")
+    return _parse_int(line, _single(line, group, "the immediate"), bits, "immediate")
 
 
 def _reg_or_imm(line: _Line, group: Sequence[_Tok]) -> tuple[int | None, int]:
