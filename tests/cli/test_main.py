@@ -13,7 +13,7 @@ from ebpf import __version__
 
 Invoke = Callable[..., Result]
 
-COMMANDS = ("asm", "disasm", "version")
+COMMANDS = ("asm", "disasm", "run", "version")
 
 
 def test_help_lists_every_command(invoke: Invoke) -> None:

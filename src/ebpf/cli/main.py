@@ -27,6 +27,7 @@ __all__ = ["EbpfGroup", "main"]
 COMMANDS: dict[str, str] = {
     "asm": "ebpf.cli.asm:asm",
     "disasm": "ebpf.cli.disasm:disasm",
+    "run": "ebpf.cli.run:run",
     "version": "ebpf.cli.main:version",
 }
 
@@ -81,6 +82,7 @@ def main(ctx: click.Context, color: str) -> None:
     Examples:
       ebpf asm prog.s                 assemble LLVM-syntax text to prog.bin
       ebpf disasm prog.o              llvm-objdump -d, for eBPF objects
+      ebpf run prog.s --mem '01 02'   run on the interpreter, print r0
 
     Library errors print one line ("error: ...") and exit with status 1; usage errors exit
     with status 2. Every command takes --json.
