@@ -13,7 +13,7 @@ from ebpf import __version__
 
 Invoke = Callable[..., Result]
 
-COMMANDS = ("asm", "disasm", "run", "version")
+COMMANDS = ("asm", "disasm", "run", "demo", "version")
 
 
 def test_help_lists_every_command(invoke: Invoke) -> None:

@@ -14,7 +14,7 @@ stdout). Usage errors exit with status 2 (click's convention). No tracebacks for
 Rule 4: start-up stays light: subcommand modules are imported on demand, and each command
 imports the heavy parts of the library (VM, kernel layer, pyelftools, rich) when it runs.
 
-Commands: ``asm``, ``disasm``, ``run``, ``version`` (see ``ebpf --help``).
+Commands: ``asm``, ``disasm``, ``run``, ``demo``, ``version`` (see ``ebpf --help``).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "asm": "ebpf.cli.asm:asm",
     "disasm": "ebpf.cli.disasm:disasm",
     "run": "ebpf.cli.run:run",
+    "demo": "ebpf.cli.demo:demo",
     "version": "ebpf.cli.main:version",
 }
 
@@ -80,6 +81,7 @@ def main(ctx: click.Context, color: str) -> None:
 
     \b
     Examples:
+      ebpf demo                       what this package does, in one screen
       ebpf asm prog.s                 assemble LLVM-syntax text to prog.bin
       ebpf disasm prog.o              llvm-objdump -d, for eBPF objects
       ebpf run prog.s --mem '01 02'   run on the interpreter, print r0
