@@ -192,9 +192,17 @@ class Printer:
                 click.echo(f"{pad}{label} {value}")
 
     def table(
-        self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        *,
+        right: Sequence[int] = (),
+        styles: Sequence[str | None] = (),
     ) -> None:
-        """A table: a rich one on a terminal, tab-free aligned columns otherwise."""
+        """A table: a rich one on a terminal, tab-free aligned columns otherwise.
+
+        ``right``: indexes of right-aligned columns; ``styles``: a rich style per column.
+        """
         widths = [max([len(headers[i]), *(len(row[i]) for row in rows)]) for i in range(len(headers))]
         if self.rich:
             from rich.table import Table
@@ -202,7 +210,11 @@ class Printer:
             table = Table(box=None, pad_edge=False, header_style="bold")
             for i, header in enumerate(headers):
                 table.add_column(
-                    header, justify="right" if i in right else "left", no_wrap=True, min_width=widths[i]
+                    header,
+                    justify="right" if i in right else "left",
+                    no_wrap=True,
+                    min_width=widths[i],
+                    style=styles[i] if i < len(styles) else None,
                 )
             for row in rows:
                 table.add_row(*(_escape(cell) for cell in row))

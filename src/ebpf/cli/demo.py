@@ -220,7 +220,12 @@ def _show(
         if a.pc in labels:
             table.append(["", "", f"{labels[a.pc]}:", f"{labels[a.pc]}:"])
         table.append([f"{a.pc}:", format_hex_bytes(a.raw), labeled_text(a, labels), labeled_text(b, labels)])
-    out.table(["pc", "bytes", "LLVM syntax", "uBPF syntax"], table, right=(0,))
+    out.table(
+        ["pc", "bytes", "LLVM syntax", "uBPF syntax"],
+        table,
+        right=(0,),
+        styles=("dim", "dim", "green", "cyan"),
+    )
     out.line()
     out.heading(
         f"2. Run on the interpreter: an Ethernet/IPv4/UDP packet of {len(DEMO_PACKET)} bytes "

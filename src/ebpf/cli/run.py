@@ -240,4 +240,4 @@ def _print_profile(out: Printer, program: Program, result: RunResult) -> None:
         rows.append(
             [str(counts[row.pc]) if row.pc < len(counts) else "", f"{row.pc}:", labeled_text(row, labels)]
         )
-    out.table(["count", "pc", "instruction"], rows, right=(0, 1))
+    out.table(["count", "pc", "instruction"], rows, right=(0, 1), styles=("bold", "dim", "green"))
