@@ -70,7 +70,11 @@ def format_ranges(ranges: list[tuple[int, int]]) -> str:
 )
 @click.option("--xdp", is_flag=True, help="Pass the memory as an XDP packet (r1 = struct xdp_md *).")
 @click.option(
-    "--engine", default="interp", show_default=True, help="Execution engine (see 'ebpf.vm.ENGINES')."
+    "--engine",
+    metavar="NAME",
+    default="interp",
+    show_default=True,
+    help="Execution engine (see ebpf.vm.ENGINES).",
 )
 @click.option(
     "--max-insns", type=click.IntRange(min=1), help="Instruction budget (default: the engine's, 10 million)."
