@@ -185,7 +185,7 @@ class VerifierError(BPFError):
             return []
         last = lines[-1]
         # Like cilium's includePreviousLine: "processed N insns" alone says nothing.
-        if len(lines) >= 2 and (last.startswith("processed ") or last.startswith("verification time")):
+        if len(lines) >= 2 and last.startswith(("processed ", "verification time")):
             return lines[-2:]
         return [last]
 

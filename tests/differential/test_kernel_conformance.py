@@ -53,7 +53,9 @@ def test_conformance_suite_in_kernel() -> None:
         accepted += 1
         assert case.result is not None
         if retval != case.result & 0xFFFFFFFF:
-            problems.append(f"{case.name}: kernel returned {retval:#x}, expected {case.result & 0xFFFFFFFF:#x}")
+            problems.append(
+                f"{case.name}: kernel returned {retval:#x}, expected {case.result & 0xFFFFFFFF:#x}"
+            )
     stale = set(ALLOWLIST) - refused
     problems += [f"{name}: allowlisted but the kernel now accepts it" for name in sorted(stale)]
     assert not problems, "\n".join(problems)

@@ -44,7 +44,11 @@ def check_same(program: Program, packet: bytes) -> None:
     assert retval == ours.retval & M32, f"r0 differs for\n{program}"
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(program=xdp_program(), packet=packets)
 def test_generated_programs_agree_with_kernel(program: Program, packet: bytes) -> None:
     check_same(program, packet)
@@ -57,8 +61,12 @@ def test_straight_line_and_branches_agree_with_kernel(program: Program, packet: 
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.binary(min_size=14, max_size=80), offset=st.integers(-4, 90), size=st.sampled_from([1, 2, 4]),
-       indirect=st.booleans())
+@given(
+    data=st.binary(min_size=14, max_size=80),
+    offset=st.integers(-4, 90),
+    size=st.sampled_from([1, 2, 4]),
+    indirect=st.booleans(),
+)
 def test_legacy_packet_loads_agree_with_kernel(data: bytes, offset: int, size: int, indirect: bool) -> None:
     """ld_abs / ld_ind in a tc (SCHED_CLS) program: network byte order, out of bounds -> r0 = 0."""
     from ebpf import kernel

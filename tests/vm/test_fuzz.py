@@ -47,7 +47,11 @@ def _fields(insn: Instruction) -> dict[str, int]:
     return {"opcode": insn.opcode, "dst": insn.dst, "src": insn.src, "offset": insn.offset, "imm": insn.imm}
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=1500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(st.lists(valid_instruction(), min_size=1, max_size=12), st.binary(max_size=32), st.booleans())
 def test_random_programs_raise_only_typed_errors(insns: list[Instruction], mem: bytes, xdp: bool) -> None:
     program = Program([*insns, Instruction(0x95)])

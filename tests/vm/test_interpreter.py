@@ -26,7 +26,18 @@ def r0_of(*insns: I, mem: bytes = b"", helpers: HelperRegistry | None = None) ->
 
 # ALU opcodes (class | op | source) used below.
 ADD64, SUB64, MUL64, DIV64, OR64, AND64, LSH64, RSH64, MOD64, XOR64, MOV64, ARSH64 = (
-    0x07, 0x17, 0x27, 0x37, 0x47, 0x57, 0x67, 0x77, 0x97, 0xA7, 0xB7, 0xC7,
+    0x07,
+    0x17,
+    0x27,
+    0x37,
+    0x47,
+    0x57,
+    0x67,
+    0x77,
+    0x97,
+    0xA7,
+    0xB7,
+    0xC7,
 )
 
 
@@ -168,17 +179,35 @@ def test_byte_swaps(opcode: int, imm: int, want: int) -> None:
     ],
 )
 def test_conditional_jumps(opcode: int, a: int, b: int, taken: bool) -> None:
-    prog = [lddw(1, a), lddw(2, b), I(0xB7, dst=0, imm=0), I(opcode, dst=1, src=2, offset=1), EXIT,
-            I(0xB7, dst=0, imm=1)]
+    prog = [
+        lddw(1, a),
+        lddw(2, b),
+        I(0xB7, dst=0, imm=0),
+        I(opcode, dst=1, src=2, offset=1),
+        EXIT,
+        I(0xB7, dst=0, imm=1),
+    ]
     assert r0_of(*prog) == int(taken)
 
 
 def test_jump_immediate_sign_extension() -> None:
     # jeq r1, -1 (64-bit compare against sign-extended imm)
-    prog = [lddw(1, M64), I(0xB7, dst=0, imm=0), I(0x15, dst=1, imm=-1, offset=1), EXIT, I(0xB7, dst=0, imm=1)]
+    prog = [
+        lddw(1, M64),
+        I(0xB7, dst=0, imm=0),
+        I(0x15, dst=1, imm=-1, offset=1),
+        EXIT,
+        I(0xB7, dst=0, imm=1),
+    ]
     assert r0_of(*prog) == 1
     # jeq32 w1, -1 compares low 32 bits only
-    prog = [lddw(1, M32), I(0xB7, dst=0, imm=0), I(0x16, dst=1, imm=-1, offset=1), EXIT, I(0xB7, dst=0, imm=1)]
+    prog = [
+        lddw(1, M32),
+        I(0xB7, dst=0, imm=0),
+        I(0x16, dst=1, imm=-1, offset=1),
+        EXIT,
+        I(0xB7, dst=0, imm=1),
+    ]
     assert r0_of(*prog) == 1
 
 
@@ -224,19 +253,21 @@ def test_memory_after_run_is_returned_and_input_untouched() -> None:
     ],
 )
 def test_atomics_64(imm: int, src_before: int, mem_after: int, src_after: int, r0_after: int | None) -> None:
-    prog = Program([
-        I(0x7A, dst=10, offset=-8, imm=10),
-        I(0xB7, dst=1, imm=src_before),
-        I(0xB7, dst=0, imm=10),
-        I(0xDB, dst=10, src=1, offset=-8, imm=imm),
-        I(0x79, dst=2, src=10, offset=-8),
-        # r0 = mem | src << 16 | r0 << 32
-        I(0x67, dst=1, imm=16),
-        I(0x67, dst=0, imm=32),
-        I(0x4F, dst=0, src=1),
-        I(0x4F, dst=0, src=2),
-        EXIT,
-    ])
+    prog = Program(
+        [
+            I(0x7A, dst=10, offset=-8, imm=10),
+            I(0xB7, dst=1, imm=src_before),
+            I(0xB7, dst=0, imm=10),
+            I(0xDB, dst=10, src=1, offset=-8, imm=imm),
+            I(0x79, dst=2, src=10, offset=-8),
+            # r0 = mem | src << 16 | r0 << 32
+            I(0x67, dst=1, imm=16),
+            I(0x67, dst=0, imm=32),
+            I(0x4F, dst=0, src=1),
+            I(0x4F, dst=0, src=2),
+            EXIT,
+        ]
+    )
     r0 = run(prog).retval
     assert r0 & 0xFFFF == mem_after
     assert (r0 >> 16) & 0xFFFF == src_after
@@ -244,24 +275,28 @@ def test_atomics_64(imm: int, src_before: int, mem_after: int, src_after: int, r
 
 
 def test_cmpxchg_mismatch_and_32bit() -> None:
-    prog = Program([
-        lddw(1, 0xFFFF_FFFF_0000_0005),
-        I(0x7B, dst=10, src=1, offset=-8),
-        lddw(0, 0xAAAA_0000_0000_0006),  # low 32 bits 6 != 5: no store
-        I(0xB7, dst=2, imm=9),
-        I(0xC3, dst=10, src=2, offset=-8, imm=0xF1),
-        EXIT,
-    ])
+    prog = Program(
+        [
+            lddw(1, 0xFFFF_FFFF_0000_0005),
+            I(0x7B, dst=10, src=1, offset=-8),
+            lddw(0, 0xAAAA_0000_0000_0006),  # low 32 bits 6 != 5: no store
+            I(0xB7, dst=2, imm=9),
+            I(0xC3, dst=10, src=2, offset=-8, imm=0xF1),
+            EXIT,
+        ]
+    )
     assert run(prog).retval == 5  # old value, zero-extended from 32 bits
-    prog = Program([
-        I(0x62, dst=10, offset=-4, imm=-1),
-        I(0xB7, dst=1, imm=1),
-        I(0xC3, dst=10, src=1, offset=-4, imm=0x01),  # fetch add32 wraps
-        I(0x61, dst=0, src=10, offset=-4),
-        I(0x67, dst=0, imm=32),
-        I(0x4F, dst=0, src=1),
-        EXIT,
-    ])
+    prog = Program(
+        [
+            I(0x62, dst=10, offset=-4, imm=-1),
+            I(0xB7, dst=1, imm=1),
+            I(0xC3, dst=10, src=1, offset=-4, imm=0x01),  # fetch add32 wraps
+            I(0x61, dst=0, src=10, offset=-4),
+            I(0x67, dst=0, imm=32),
+            I(0x4F, dst=0, src=1),
+            EXIT,
+        ]
+    )
     assert run(prog).retval == 0xFFFF_FFFF  # mem 0, fetched old 0xffffffff (zero-extended)
 
 
@@ -325,22 +360,24 @@ def test_invalid_program_is_refused() -> None:
 
 
 def test_local_call_preserves_callee_saved_and_has_own_stack() -> None:
-    prog = Program([
-        I(0xB7, dst=6, imm=6),
-        I(0x7A, dst=10, offset=-8, imm=111),
-        I(0xB7, dst=1, imm=5),
-        I(0x85, src=1, imm=4),  # call +4 -> slot 8
-        I(0x79, dst=1, src=10, offset=-8),  # caller's stack intact
-        I(0x0F, dst=0, src=6),
-        I(0x0F, dst=0, src=1),
-        EXIT,
-        # callee: clobber r6 and its own stack slot, return r1 * 2
-        I(0xB7, dst=6, imm=1000),
-        I(0x7A, dst=10, offset=-8, imm=999),
-        I(0xBF, dst=0, src=1),
-        I(0x27, dst=0, imm=2),
-        EXIT,
-    ])
+    prog = Program(
+        [
+            I(0xB7, dst=6, imm=6),
+            I(0x7A, dst=10, offset=-8, imm=111),
+            I(0xB7, dst=1, imm=5),
+            I(0x85, src=1, imm=4),  # call +4 -> slot 8
+            I(0x79, dst=1, src=10, offset=-8),  # caller's stack intact
+            I(0x0F, dst=0, src=6),
+            I(0x0F, dst=0, src=1),
+            EXIT,
+            # callee: clobber r6 and its own stack slot, return r1 * 2
+            I(0xB7, dst=6, imm=1000),
+            I(0x7A, dst=10, offset=-8, imm=999),
+            I(0xBF, dst=0, src=1),
+            I(0x27, dst=0, imm=2),
+            EXIT,
+        ]
+    )
     assert run(prog).retval == 10 + 6 + 111
 
 
@@ -356,8 +393,18 @@ def test_call_depth_limit() -> None:
 
 def test_helpers_and_callx() -> None:
     helpers = ubpf_test_helpers()
-    assert r0_of(I(0xB7, dst=1, imm=1), I(0xB7, dst=2, imm=2), I(0xB7, dst=3, imm=3), I(0xB7, dst=4, imm=4),
-                 I(0xB7, dst=5, imm=5), I(0x85, imm=0), helpers=helpers) == 0x0102030405
+    assert (
+        r0_of(
+            I(0xB7, dst=1, imm=1),
+            I(0xB7, dst=2, imm=2),
+            I(0xB7, dst=3, imm=3),
+            I(0xB7, dst=4, imm=4),
+            I(0xB7, dst=5, imm=5),
+            I(0x85, imm=0),
+            helpers=helpers,
+        )
+        == 0x0102030405
+    )
     assert r0_of(I(0xB7, dst=1, imm=0), I(0x85, imm=5), I(0xB7, dst=0, imm=7), helpers=helpers) == 0  # unwind
     assert r0_of(I(0xB7, dst=1, imm=9), I(0xB7, dst=2, imm=3), I(0x8D, dst=2), helpers=helpers) == 3  # sqrti
     with pytest.raises(VMError, match="unknown helper 77"):
@@ -399,9 +446,13 @@ def test_ld_abs_ind_network_order() -> None:
 
 
 def test_ld_abs_out_of_bounds_exits_with_zero() -> None:
-    prog = Program([I(0xBF, dst=6, src=1), I(0xB7, dst=0, imm=9), I(0x20, imm=30), I(0xB7, dst=0, imm=5), EXIT])
+    prog = Program(
+        [I(0xBF, dst=6, src=1), I(0xB7, dst=0, imm=9), I(0x20, imm=30), I(0xB7, dst=0, imm=5), EXIT]
+    )
     assert run(prog, bytes(32)).retval == 0
-    prog = Program([I(0xBF, dst=6, src=1), I(0xB7, dst=7, imm=-8), I(0x50, src=7, imm=4), I(0xB7, dst=0, imm=5), EXIT])
+    prog = Program(
+        [I(0xBF, dst=6, src=1), I(0xB7, dst=7, imm=-8), I(0x50, src=7, imm=4), I(0xB7, dst=0, imm=5), EXIT]
+    )
     assert run(prog, bytes(32)).retval == 0
 
 
@@ -414,18 +465,20 @@ def test_ld_abs_requires_context_in_r6() -> None:
 
 
 def test_xdp_data_pointers() -> None:
-    prog = Program([
-        I(0x61, dst=2, src=1, offset=0),  # r2 = ctx->data
-        I(0x61, dst=3, src=1, offset=4),  # r3 = ctx->data_end
-        I(0xBF, dst=4, src=2),
-        I(0x07, dst=4, imm=2),
-        I(0x2D, dst=4, src=3, offset=3),  # if data + 2 > data_end goto drop
-        I(0x69, dst=0, src=2, offset=0),
-        I(0x6B, dst=2, src=0, offset=0),  # write it back byte-swapped? no: store same
-        EXIT,
-        I(0xB7, dst=0, imm=1),
-        EXIT,
-    ])
+    prog = Program(
+        [
+            I(0x61, dst=2, src=1, offset=0),  # r2 = ctx->data
+            I(0x61, dst=3, src=1, offset=4),  # r3 = ctx->data_end
+            I(0xBF, dst=4, src=2),
+            I(0x07, dst=4, imm=2),
+            I(0x2D, dst=4, src=3, offset=3),  # if data + 2 > data_end goto drop
+            I(0x69, dst=0, src=2, offset=0),
+            I(0x6B, dst=2, src=0, offset=0),  # write it back byte-swapped? no: store same
+            EXIT,
+            I(0xB7, dst=0, imm=1),
+            EXIT,
+        ]
+    )
     result = run(prog, XdpInput(b"\x34\x12" + bytes(12)))
     assert result.retval == 0x1234 and result.data[:2] == b"\x34\x12"
     assert run(prog, XdpInput(b"\x01")).retval == 1

@@ -50,7 +50,7 @@ from ebpf.isa.opcodes import (
     Source,
 )
 
-__all__ = ["ByteOrder", "decode", "encode", "validate", "INSN_SIZE", "MAX_REG"]
+__all__ = ["INSN_SIZE", "MAX_REG", "ByteOrder", "decode", "encode", "validate"]
 
 ByteOrder = Literal["little", "big"]
 INSN_SIZE = 8

@@ -23,6 +23,7 @@ from ebpf.errors import DecodeError
 from ebpf.isa.encoding import validate
 from ebpf.isa.instruction import Instruction
 from ebpf.isa.opcodes import (
+    ATOMIC_FETCH,
     OP_CALLX,
     OP_GOTOL,
     OP_JA,
@@ -37,7 +38,6 @@ from ebpf.isa.opcodes import (
     PseudoSrc,
     Size,
     Source,
-    ATOMIC_FETCH,
 )
 
 __all__ = [
@@ -58,8 +58,8 @@ __all__ = [
     "Store",
     "Un",
     "UnOp",
-    "decode_ops",
     "decode_one",
+    "decode_ops",
 ]
 
 
@@ -250,7 +250,22 @@ class Exit:
     """Return ``r0`` to the caller, or end the program."""
 
 
-Op = Bin | Un | Load | Store | Atomic | LoadImm64 | LegacyLoad | Jump | Branch | Call | CallLocal | CallKfunc | CallReg | Exit
+Op = (
+    Bin
+    | Un
+    | Load
+    | Store
+    | Atomic
+    | LoadImm64
+    | LegacyLoad
+    | Jump
+    | Branch
+    | Call
+    | CallLocal
+    | CallKfunc
+    | CallReg
+    | Exit
+)
 
 
 def decode_one(insn: Instruction, pc: int = 0) -> Op:
@@ -312,7 +327,9 @@ def decode_one(insn: Instruction, pc: int = 0) -> Op:
         return Store(insn.dst, insn.offset, size, None, insn.imm)
     if mode == Mode.ATOMIC:
         imm = insn.imm & 0xFF
-        return Atomic(AtomicOp(imm & ~ATOMIC_FETCH), bool(imm & ATOMIC_FETCH), insn.dst, insn.offset, insn.src, size)
+        return Atomic(
+            AtomicOp(imm & ~ATOMIC_FETCH), bool(imm & ATOMIC_FETCH), insn.dst, insn.offset, insn.src, size
+        )
     return Store(insn.dst, insn.offset, size, insn.src, 0)
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
+    "ATOMIC_FETCH",
+    "SIZE_BYTES",
     "AluOp",
     "AtomicOp",
     "CallKind",
@@ -28,10 +30,8 @@ __all__ = [
     "Mode",
     "PseudoSrc",
     "Reg",
-    "SIZE_BYTES",
     "Size",
     "Source",
-    "ATOMIC_FETCH",
 ]
 
 

@@ -38,7 +38,11 @@ class Program:
 
     @classmethod
     def from_bytes(
-        cls, data: bytes | bytearray | memoryview, byteorder: ByteOrder = "little", *, source: str | None = None
+        cls,
+        data: bytes | bytearray | memoryview,
+        byteorder: ByteOrder = "little",
+        *,
+        source: str | None = None,
     ) -> Program:
         """Decode raw bytecode (see :func:`ebpf.isa.encoding.decode`).
 

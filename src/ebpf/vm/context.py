@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
-__all__ = ["Input", "MappedInput", "RawInput", "XdpInput", "XDP_MD_SIZE"]
+__all__ = ["XDP_MD_SIZE", "Input", "MappedInput", "RawInput", "XdpInput"]
 
 
 @dataclass
@@ -85,8 +85,14 @@ class XdpInput(Input):
         buf = HostBuffer(XDP_MD_SIZE)
         # The stored u32s hold the low bits, as a 32-bit view of the pointers would.
         _XDP_MD.pack_into(
-            buf.view, 0, data & 0xFFFFFFFF, data_end & 0xFFFFFFFF, data & 0xFFFFFFFF,
-            self.ingress_ifindex, self.rx_queue_index, 0,
+            buf.view,
+            0,
+            data & 0xFFFFFFFF,
+            data_end & 0xFFFFFFFF,
+            data & 0xFFFFFFFF,
+            self.ingress_ifindex,
+            self.rx_queue_index,
+            0,
         )
         ctx = memory.map_buffer("ctx", buf, writable=False, load_hook=hook)
         return MappedInput(ctx.start, 0, pkt, ctx.start, (pkt, ctx))

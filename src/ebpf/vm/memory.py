@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ebpf.errors import VMError
 
-__all__ = ["GUARD", "HostBuffer", "Memory", "Region", "LoadHook"]
+__all__ = ["GUARD", "HostBuffer", "LoadHook", "Memory", "Region"]
 
 GUARD = 64  # bytes of unmapped padding on each side of every region
 
@@ -54,7 +54,7 @@ class HostBuffer:
     ``address`` is the first usable byte; it stays valid and fixed while the object lives.
     """
 
-    __slots__ = ("size", "_raw", "address", "view")
+    __slots__ = ("_raw", "address", "size", "view")
 
     def __init__(self, size: int) -> None:
         if size < 0:
@@ -209,8 +209,12 @@ class Memory:
         if region is None:
             raise self._fault("write", address, size)
         if not region.writable:
-            raise VMError(f"write of {size} bytes to read-only {region.name} at {address:#x}", address=address)
-        _UNPACK[size, False].pack_into(region.buffer.view, address - region.start, value & ((1 << (8 * size)) - 1))
+            raise VMError(
+                f"write of {size} bytes to read-only {region.name} at {address:#x}", address=address
+            )
+        _UNPACK[size, False].pack_into(
+            region.buffer.view, address - region.start, value & ((1 << (8 * size)) - 1)
+        )
 
     def read_bytes(self, address: int, size: int) -> bytes:
         """Copy ``size`` bytes out of one region (for helpers such as memfrob or probe_read)."""
@@ -231,7 +235,9 @@ class Memory:
         if region is None:
             raise self._fault("write", address, size)
         if not region.writable:
-            raise VMError(f"write of {size} bytes to read-only {region.name} at {address:#x}", address=address)
+            raise VMError(
+                f"write of {size} bytes to read-only {region.name} at {address:#x}", address=address
+            )
         off = address - region.start
         region.buffer.view[off : off + size] = bytes(data)
 
