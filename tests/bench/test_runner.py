@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,7 @@ def test_kernel_unavailable_is_explained(bench_dir: Path, monkeypatch: pytest.Mo
         ({"programs": []}, "no programs"),
         ({"programs": ["fib", "fib"]}, "twice"),
         ({"min_time": -1.0}, "min_time"),
+        ({"cpu": 100_000}, "CPU 100000 is not available to this process"),
     ],
 )
 def test_bad_options(kw: dict[str, Any], message: str, bench_dir: Path) -> None:
@@ -170,3 +172,11 @@ def test_with_the_kernel(bench_dir: Path) -> None:
     assert len(memcpy.trial_ratios("interp")) == 3
     assert report.geomean_ratio("interp", "min") == pytest.approx(ratio)
     assert "÷ kernel" in render_markdown(report)
+
+
+def test_pinning_is_undone(bench_dir: Path) -> None:
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    report = run_benchmarks(_options(bench_dir, programs=["nop"], engines=["interp"], trials=1, cpu=cpu))
+    assert report.options["cpu"] == cpu
+    assert os.sched_getaffinity(0) == before

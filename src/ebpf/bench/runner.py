@@ -127,6 +127,13 @@ class BenchOptions:
                 raise ValueError(f"unknown engine {name!r}; choose from {', '.join(known)}")
         if self.engines is not None and (not self.engines or len(set(self.engines)) != len(self.engines)):
             raise ValueError(f"engines must be distinct and not empty: {', '.join(self.engines)}")
+        if self.cpu is not None:
+            if not hasattr(os, "sched_getaffinity"):
+                raise ValueError("pinning to a CPU needs sched_setaffinity (Linux)")
+            allowed = os.sched_getaffinity(0)
+            if self.cpu not in allowed:
+                cpus = ",".join(map(str, sorted(allowed)))
+                raise ValueError(f"CPU {self.cpu} is not available to this process (allowed: {cpus})")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -197,8 +204,6 @@ def _kernel_unavailable_reason() -> str | None:
 def _pin(cpu: int | None) -> set[int] | None:
     if cpu is None:
         return None
-    if not hasattr(os, "sched_setaffinity"):
-        raise ValueError("--cpu needs sched_setaffinity (Linux)")
     old = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     return old
