@@ -100,6 +100,22 @@ def test_engine_order_rotates(bench_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     assert positions == [[0, 1, 2], [2, 0, 1], [1, 2, 0], [0, 1, 2]]
 
 
+def test_rounds_spread_each_programs_trials_over_the_run(
+    bench_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    class Recording(Interpreter):
+        def run(self, input: Any = b"", **kw: Any) -> RunResult:
+            calls.append(len(self.program))
+            return super().run(input, **kw)
+
+    monkeypatch.setitem(ENGINES, "recording", Recording)
+    run_benchmarks(_options(bench_dir, programs=["nop", "add_mem"], engines=["recording"], trials=2))
+    nop, add_mem = 2, 13  # instructions: tells the programs apart
+    assert calls == [nop, add_mem, nop, add_mem, nop, add_mem]  # warm-ups, round 0, round 1
+
+
 @pytest.mark.parametrize(("engine", "what"), [(_Wrong, "return value"), (_WrongData, "output packet")])
 def test_a_wrong_result_is_a_hard_error(
     engine: type[Interpreter], what: str, bench_dir: Path, monkeypatch: pytest.MonkeyPatch

@@ -4,8 +4,12 @@ Tool layer: uses the core (``ebpf.vm`` engines) and, when bpf() works, the kerne
 (``BPF_PROG_TEST_RUN``). Without bpf() it measures the user-space engines only and the
 report says why the kernel column is missing.
 
-Rule 1: one program at a time, ``trials`` rounds; each round runs every engine once, in an
-order rotated by one each round, so no engine always runs first (or right after another).
+Rule 1: ``trials`` rounds over all programs; a round runs each program on every engine once,
+in an engine order rotated by one each round, so no engine always runs first (or right after
+another). Spreading a program's trials over the whole run, rather than running them back to
+back, gives each program many chances to meet the host's "fast" state (see the noise
+warning in ``benchmarks/README.md``): a slow phase lasting seconds would otherwise spoil all
+trials of one program.
 
 Rule 2: a trial of a user-space engine runs whole ``engine.run(input)`` calls until
 ``min_time`` has passed (at least one) and reports the mean wall time per call; a kernel
@@ -178,7 +182,7 @@ def run_benchmarks(options: BenchOptions | None = None) -> BenchReport:
     t0 = time.perf_counter()
     old_affinity = _pin(opts.cpu)
     try:
-        results = [_run_program(bench, engines, opts) for bench in benchmarks]
+        results = _run_all(benchmarks, engines, opts)
     finally:
         if old_affinity is not None:
             os.sched_setaffinity(0, old_affinity)
@@ -209,8 +213,30 @@ def _pin(cpu: int | None) -> set[int] | None:
     return old
 
 
-def _run_program(bench: Benchmark, engines: list[str], opts: BenchOptions) -> ProgramResult:
+_Timer = Callable[[int, int], Trial]
+
+
+def _run_all(benchmarks: list[Benchmark], engines: list[str], opts: BenchOptions) -> list[ProgramResult]:
     say = opts.progress or (lambda _line: None)
+    with ExitStack() as stack:
+        prepared = [_prepare(bench, engines, opts, stack) for bench in benchmarks]
+        for trial in range(opts.trials):
+            shift = trial % len(engines)
+            order = engines[shift:] + engines[:shift]
+            for result, timers in prepared:
+                for position, name in enumerate(order):
+                    result.engines[name].trials.append(timers[name](trial, position))
+            say(f"trial {trial + 1}/{opts.trials} done")
+    for result, _ in prepared:
+        summary = ", ".join(f"{name} {res.min_ns:,.0f}" for name, res in result.engines.items())
+        say(f"{result.name}: min ns/run: {summary}")
+    return [result for result, _ in prepared]
+
+
+def _prepare(
+    bench: Benchmark, engines: list[str], opts: BenchOptions, stack: ExitStack
+) -> tuple[ProgramResult, dict[str, _Timer]]:
+    """The reference run, then every engine set up, warmed up and checked once."""
     program = bench.program.program
     packet = XdpInput(bench.packet)
     ref = create_engine(program, _REFERENCE_ENGINE).run(packet)
@@ -221,7 +247,8 @@ def _run_program(bench: Benchmark, engines: list[str], opts: BenchOptions) -> Pr
         insns=ref.insns,
         retval=ref.retval & M32,
     )
-    say(f"{bench.name}: {ref.insns} insns/run, r0 = {result.retval}")
+    if opts.progress is not None:
+        opts.progress(f"{bench.name}: {ref.insns} insns/run, r0 = {result.retval}")
 
     def check_user(engine: str, trial: int | None, got: RunResult) -> None:
         if got.retval != ref.retval:
@@ -229,21 +256,13 @@ def _run_program(bench: Benchmark, engines: list[str], opts: BenchOptions) -> Pr
         if got.data != ref.data:
             raise MismatchError(bench.name, engine, trial, "output packet", ref.data, got.data)
 
-    with ExitStack() as stack:
-        timers: dict[str, Callable[[int, int], Trial]] = {}
-        for name in engines:
-            if name == KERNEL_ENGINE:
-                timers[name] = _kernel_timer(bench, ref, opts, stack, result)
-            else:
-                timers[name] = _user_timer(name, bench, packet, opts, result, check_user)
-        for trial in range(opts.trials):
-            shift = trial % len(engines)
-            order = engines[shift:] + engines[:shift]
-            for position, name in enumerate(order):
-                result.engines[name].trials.append(timers[name](trial, position))
-    summary = ", ".join(f"{name} {res.min_ns:,.0f}" for name, res in result.engines.items())
-    say(f"{bench.name}: min ns/run: {summary}")
-    return result
+    timers: dict[str, _Timer] = {}
+    for name in engines:
+        if name == KERNEL_ENGINE:
+            timers[name] = _kernel_timer(bench, ref, opts, stack, result)
+        else:
+            timers[name] = _user_timer(name, bench, packet, opts, result, check_user)
+    return result, timers
 
 
 def _user_timer(
@@ -253,7 +272,7 @@ def _user_timer(
     opts: BenchOptions,
     result: ProgramResult,
     check: Callable[[str, int | None, RunResult], None],
-) -> Callable[[int, int], Trial]:
+) -> _Timer:
     t0 = time.perf_counter_ns()
     engine: _Engine = create_engine(bench.program.program, name)
     setup = time.perf_counter_ns() - t0
@@ -287,7 +306,7 @@ def _user_timer(
 
 def _kernel_timer(
     bench: Benchmark, ref: RunResult, opts: BenchOptions, stack: ExitStack, result: ProgramResult
-) -> Callable[[int, int], Trial]:
+) -> _Timer:
     from ebpf.kernel import Program as KernelProgram
 
     name = bench.program.function or f"bench_{bench.name}"
