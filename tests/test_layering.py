@@ -9,7 +9,7 @@ from pathlib import Path
 import ebpf
 
 SRC = Path(ebpf.__file__).resolve().parent
-ABOVE_THE_LINE = ("kernel", "cli", "attach", "events", "tools")
+ABOVE_THE_LINE = ("kernel", "cli", "attach", "events", "tools", "bench")
 
 
 def core_modules() -> list[str]:
