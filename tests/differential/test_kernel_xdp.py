@@ -23,7 +23,7 @@ from .progen import packets, xdp_program
 pytestmark = pytest.mark.kernel
 
 M32 = 0xFFFFFFFF
-EXAMPLES = int(os.environ.get("EBPF_DIFF_EXAMPLES", "1500"))
+EXAMPLES = int(os.environ.get("EBPF_DIFF_EXAMPLES", "2500"))
 
 
 def kernel_run(program: Program, packet: bytes) -> tuple[int, bytes]:
