@@ -45,7 +45,7 @@ from ebpf.isa.ir import (
     Un,
     UnOp,
 )
-from ebpf.isa.opcodes import AtomicOp, JmpOp, Mode, PseudoSrc
+from ebpf.isa.opcodes import AtomicOp, JmpOp, PseudoSrc
 from ebpf.isa.program import Program
 from ebpf.vm.context import Input, MappedInput, RawInput
 from ebpf.vm.helpers import HelperRegistry, ProgramExit
@@ -53,11 +53,12 @@ from ebpf.vm.memory import HostBuffer, Memory, Region
 
 __all__ = [
     "DEFAULT_MAX_INSNS",
-    "Interpreter",
     "MAX_CALL_FRAMES",
-    "RunResult",
     "STACK_SIZE",
+    "Frame",
     "Imm64Resolver",
+    "Interpreter",
+    "RunResult",
 ]
 
 M64 = (1 << 64) - 1
@@ -65,6 +66,9 @@ M32 = (1 << 32) - 1
 STACK_SIZE = 512  # bytes per frame (MAX_BPF_STACK)
 MAX_CALL_FRAMES = 8  # MAX_CALL_FRAMES in the kernel: the main program and 7 nested calls
 DEFAULT_MAX_INSNS = 10_000_000
+
+# A saved call frame: (return slot, r6, r7, r8, r9, r10).
+Frame = tuple[int, int, int, int, int, int]
 
 # Resolves lddw pseudo sources (map fd, map value, ...) to a 64-bit value at run time.
 Imm64Resolver = Callable[[LoadImm64], int]
@@ -319,19 +323,35 @@ class Interpreter:
     def _execute(
         self, mapped: MappedInput, stacks: list[Region], budget: int, counts: list[int] | None
     ) -> tuple[int, int]:
+        regs = [0] * 11
+        regs[1] = mapped.r1
+        regs[2] = mapped.r2
+        regs[10] = self._stack(stacks, 0).end
+        return self._loop(0, regs, [], 0, mapped, stacks, budget, counts)
+
+    def _loop(
+        self,
+        pc: int,
+        regs: list[int],
+        frames: list[Frame],
+        count: int,
+        mapped: MappedInput,
+        stacks: list[Region],
+        budget: int,
+        counts: list[int] | None,
+    ) -> tuple[int, int]:
+        """The reference loop from slot ``pc`` with the given state; returns ``(r0, count)``.
+
+        Faster engines resume here (e.g. when the budget is nearly exhausted) so that the
+        rest of a run, its faults and its budget error are exactly the reference ones.
+        ``regs`` and ``frames`` are updated in place.
+        """
         ops = self.ops
         memory = self.memory
         load = memory.load
         store = memory.store
         helpers = self.helpers
         env = _Env(memory)
-        regs = [0] * 11
-        regs[1] = mapped.r1
-        regs[2] = mapped.r2
-        regs[10] = self._stack(stacks, 0).end
-        frames: list[tuple[int, int, int, int, int, int]] = []
-        pc = 0
-        count = 0
         try:
             while True:
                 op = ops[pc]
@@ -404,10 +424,10 @@ class Interpreter:
                     pc += 1
                 elif t is LegacyLoad:
                     assert isinstance(op, LegacyLoad)
-                    value = self._legacy_load(op, regs, mapped)
-                    if value is None:
+                    loaded = self._legacy_load(op, regs, mapped)
+                    if loaded is None:
                         return 0, count
-                    regs[0] = value
+                    regs[0] = loaded
                     pc += 1
                 elif t is CallKfunc:
                     raise VMError("kfunc calls are not supported by the user-space runtime")
@@ -420,8 +440,12 @@ class Interpreter:
         except VMError as err:
             if err.pc is not None:
                 raise
-            raise VMError(err.message, pc=pc, insn=self.describe(pc) if pc < len(ops) - 1 else None,
-                          address=err.address) from None
+            raise self._located(err, pc) from None
+
+    def _located(self, err: VMError, pc: int) -> VMError:
+        """``err`` (raised without a location) as the fault of the instruction at slot ``pc``."""
+        insn = self.describe(pc) if pc < len(self.ops) - 1 else None
+        return VMError(err.message, pc=pc, insn=insn, address=err.address)
 
     @staticmethod
     def _atomic(op: Atomic, regs: list[int], load: Callable[..., int], store: Callable[[int, int, int], None]) -> None:
