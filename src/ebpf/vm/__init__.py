@@ -3,7 +3,8 @@
 Core layer: pure, no kernel access (the memory model uses ctypes only for host buffers).
 
 Engines share one memory model and one helper registry; :data:`ENGINES` names them
-(``"interp"``: the reference interpreter). :func:`run` is the one-call entry point.
+(``"interp"``: the reference interpreter; ``"py"``: the fast
+pure-Python tier, :mod:`ebpf.vm.pytier`). :func:`run` is the one-call entry point.
 """
 
 from __future__ import annotations
@@ -15,23 +16,25 @@ from ebpf.vm.context import Input, RawInput, XdpInput
 from ebpf.vm.helpers import Helper, HelperRegistry, ProgramExit, ubpf_test_helpers
 from ebpf.vm.interpreter import DEFAULT_MAX_INSNS, MAX_CALL_FRAMES, STACK_SIZE, Interpreter, RunResult
 from ebpf.vm.memory import GUARD, HostBuffer, Memory, Region
+from ebpf.vm.pytier import PyTier
 
 __all__ = [
     "DEFAULT_MAX_INSNS",
     "ENGINES",
     "GUARD",
+    "MAX_CALL_FRAMES",
+    "STACK_SIZE",
     "Helper",
     "HelperRegistry",
     "HostBuffer",
     "Input",
     "Interpreter",
-    "MAX_CALL_FRAMES",
     "Memory",
     "ProgramExit",
+    "PyTier",
     "RawInput",
     "Region",
     "RunResult",
-    "STACK_SIZE",
     "XdpInput",
     "create_engine",
     "run",
@@ -41,7 +44,7 @@ __all__ = [
 EngineFactory = Callable[..., Interpreter]
 
 # Engine name -> factory(program, helpers=, max_insns=). Later tiers register here.
-ENGINES: dict[str, EngineFactory] = {"interp": Interpreter}
+ENGINES: dict[str, EngineFactory] = {"interp": Interpreter, "py": PyTier}
 
 
 def create_engine(

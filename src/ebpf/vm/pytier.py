@@ -1,0 +1,178 @@
+"""The fast pure-Python tier (engine ``py``): each program translated once into Python source.
+
+Core layer: pure, no kernel access.
+
+Rule 1: results are identical to the reference interpreter's on everything: ``RunResult``
+(r0, instruction count, memory after the run) and faults (``VMError`` with the same pc,
+message and address; ``BudgetExceededError`` at the same pc and count). Where the generated
+code cannot be exact cheaply it resumes the reference loop (:meth:`Interpreter._loop`) with
+its registers, frames and count: when the budget may run out within the next block tree.
+
+Rule 2: every memory access is checked against the region table, per segment and base
+register, against the region that register hit last (see :mod:`ebpf.vm._pycodegen`). A
+failed check runs the segment through ``Memory.load``/``store``, which report the fault at
+the exact instruction and answer hooked loads (``xdp_md``); read-only regions refuse stores.
+
+Rule 3: the generated code depends on the program only; it is compiled once and cached on
+the :class:`~ebpf.isa.program.Program` and, by instructions, in a small LRU shared by all
+engines. Helpers, the memory table and the ``lddw`` resolver are looked up at run time, so
+one compiled function serves every engine built on the same program.
+
+``profile=True`` runs the reference interpreter (the fast tier keeps no per-slot counts).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ebpf.errors import VMError
+from ebpf.isa.instruction import Instruction
+from ebpf.isa.ir import BinOp
+from ebpf.isa.program import Program
+from ebpf.vm._pycodegen import FUNCTION_NAME, STRUCT_NAMES, generate
+from ebpf.vm.context import Input, MappedInput, RawInput
+from ebpf.vm.helpers import HelperRegistry, ProgramExit
+from ebpf.vm.interpreter import (
+    ALU32,
+    ALU64,
+    DEFAULT_MAX_INSNS,
+    Imm64Resolver,
+    Interpreter,
+    RunResult,
+    _Env,
+    bswap,
+)
+from ebpf.vm.memory import Memory, Region
+
+__all__ = ["CACHE_SIZE", "PyTier"]
+
+CACHE_SIZE = 64  # compiled programs kept by instructions (besides the one cached on each Program)
+
+# (start, size, size if writable else -1, view): what a base register's cache holds.
+RegionInfo = tuple[int, int, int, "memoryview | None"]
+_MISS: RegionInfo = (0, -1, -1, None)
+
+RunFn = Callable[[Any, MappedInput, list[Region], int, int, int, int], tuple[int, int]]
+
+
+def _namespace() -> dict[str, object]:
+    ns: dict[str, object] = {
+        "_VMError": VMError,
+        "_ProgramExit": ProgramExit,
+        "_Env": _Env,
+        "_legacy": Interpreter._legacy_load,
+        "_bswap": bswap,
+    }
+    for name, fmt in STRUCT_NAMES.items():
+        packer = struct.Struct(fmt)
+        ns[name] = packer.pack_into if name.startswith("_P") else packer.unpack_from
+    for op, fn in ALU64.items():
+        ns[f"_alu64_{op.name}"] = fn
+    for op, fn in ALU32.items():
+        ns[f"_alu32_{op.name}"] = fn
+    assert set(ALU64) == set(BinOp)
+    return ns
+
+
+_NAMESPACE = _namespace()
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A program translated to Python: its source and the compiled function."""
+
+    source: str
+    function: RunFn
+
+
+_CACHE: OrderedDict[tuple[Instruction, ...], Compiled] = OrderedDict()
+_ATTR = "_pytier_compiled"
+
+
+def compile_program(program: Program) -> Compiled:
+    """The fast-tier translation of ``program``, from a cache when possible.
+
+    Raises:
+        DecodeError: the program has an invalid instruction or an out-of-range jump.
+    """
+    cached: Compiled | None = program.__dict__.get(_ATTR)
+    if cached is not None:
+        return cached
+    key = program.instructions
+    cached = _CACHE.get(key)
+    if cached is None:
+        source = generate(list(program.ops()))
+        namespace = dict(_NAMESPACE)
+        code = compile(source, f"<ebpf.pytier {len(key)} insns>", "exec")
+        exec(code, namespace)  # noqa: S102 - our own generated source: the point of this tier
+        cached = Compiled(source, namespace[FUNCTION_NAME])  # type: ignore[arg-type]
+        _CACHE[key] = cached
+        if len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    object.__setattr__(program, _ATTR, cached)
+    return cached
+
+
+class PyTier(Interpreter):
+    """Runs a program as generated Python code, with the reference semantics.
+
+    Takes the same arguments as :class:`~ebpf.vm.interpreter.Interpreter`.
+
+    Attributes:
+        source: the generated Python source (for debugging).
+
+    Raises:
+        DecodeError: the program has an invalid instruction or an out-of-range jump.
+        VMError: the program writes r10 ("frame pointer is read only").
+    """
+
+    engine = "py"
+
+    def __init__(
+        self,
+        program: Program,
+        *,
+        helpers: HelperRegistry | None = None,
+        max_insns: int = DEFAULT_MAX_INSNS,
+        resolve_imm64: Imm64Resolver | None = None,
+        memory: Memory | None = None,
+    ) -> None:
+        super().__init__(
+            program, helpers=helpers, max_insns=max_insns, resolve_imm64=resolve_imm64, memory=memory
+        )
+        self._compiled = compile_program(program)
+
+    @property
+    def source(self) -> str:
+        """The generated Python source."""
+        return self._compiled.source
+
+    def _fill(self, address: int, size: int) -> RegionInfo:
+        """The cache entry for the region holding ``[address, address + size)``, if cacheable."""
+        region = self.memory.find(address, size)
+        if region is None or region.load_hook is not None:
+            return _MISS
+        size = region.end - region.start
+        return region.start, size, size if region.writable else -1, region.view
+
+    def _execute(
+        self, mapped: MappedInput, stacks: list[Region], budget: int, counts: list[int] | None
+    ) -> tuple[int, int]:
+        if counts is not None:
+            return super()._execute(mapped, stacks, budget, counts)
+        r10 = self._stack(stacks, 0).end
+        return self._compiled.function(self, mapped, stacks, mapped.r1, mapped.r2, r10, budget)
+
+    def run_many(
+        self, input: Input | bytes | bytearray, n: int, *, max_insns: int | None = None
+    ) -> list[RunResult]:
+        """Run the program ``n`` times on fresh copies of ``input`` (for benchmarks)."""
+        if not isinstance(input, Input):
+            input = RawInput(bytes(input))
+        return [self.run(input, max_insns=max_insns) for _ in range(n)]
