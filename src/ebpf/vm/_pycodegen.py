@@ -73,8 +73,8 @@ SIGN64 = 1 << 63
 SIGN32 = 1 << 31
 
 DUP_LIMIT = 12  # a root whose own code is at most this many instructions may be duplicated
-TREE_LIMIT = 200  # instructions emitted for one root before duplication stops
-DUP_BUDGET = 2000  # instructions duplicated in all, plus 2 per instruction of the program
+TREE_LIMIT = 64  # instructions emitted for one root before duplication stops
+DUP_BUDGET = 256  # instructions duplicated in all, plus 2 per instruction of the program
 MAX_NEST = 40  # indentation levels inside one root's code
 MAX_DEPTH = 150  # blocks on one inline path (recursion of the generator)
 
@@ -118,6 +118,7 @@ _UNSIGNED_COND = {
 _SIGNED_COND = {JmpOp.JSGT: ">", JmpOp.JSGE: ">=", JmpOp.JSLT: "<", JmpOp.JSLE: "<="}
 
 Lines = list[tuple[int, str]]
+Widths = dict[int, int]  # register -> number of bits its value is known to fit in (absent: 64)
 
 
 @dataclass
@@ -234,7 +235,12 @@ def _offset(reg: int, const: int) -> str:
     return f"a{reg} + {const}" if const > 0 else f"a{reg} - {-const}"
 
 
-def _bin(op: Bin) -> str | None:
+def _lo(reg: int, widths: Widths) -> str:
+    """Register ``reg`` as a 32-bit operand: its low 32 bits (no mask when it is known to fit)."""
+    return f"r{reg}" if widths.get(reg, 64) <= 32 else f"(r{reg} & {M32})"
+
+
+def _bin(op: Bin, widths: Widths) -> str | None:
     """The statement for a binary ALU operation (None: nothing to do)."""
     d = f"r{op.dst}"
     if op.is64:
@@ -303,6 +309,7 @@ def _bin(op: Bin) -> str | None:
                 return f"{d} = ((({s} & {M32}) ^ {SIGN32}) - {SIGN32}) & {M64}"
         return f"{d} = _alu64_{op.op.name}({d}, {s})"
     # ALU32: operands are the low 32 bits; the result is zero-extended.
+    dl = _lo(op.dst, widths)
     if op.src is None:
         b = op.imm & M32
         if op.op in (BinOp.MOV, BinOp.MOVSX8, BinOp.MOVSX16, BinOp.MOVSX32):
@@ -315,23 +322,25 @@ def _bin(op: Bin) -> str | None:
             case BinOp.MUL:
                 return f"{d} = ({d} * {b}) & {M32}"
             case BinOp.DIV:
-                return f"{d} = ({d} & {M32}) // {b}" if b else f"{d} = 0"
+                return f"{d} = {dl} // {b}" if b else f"{d} = 0"
             case BinOp.MOD:
-                return f"{d} = ({d} & {M32}) % {b}" if b else f"{d} = {d} & {M32}"
+                return f"{d} = {dl} % {b}" if b else f"{d} = {dl}"
             case BinOp.OR:
-                return f"{d} = ({d} | {b}) & {M32}"
+                return f"{d} = {dl} | {b}"
             case BinOp.AND:
                 return f"{d} = {d} & {b}"
             case BinOp.XOR:
-                return f"{d} = ({d} ^ {b}) & {M32}"
+                return f"{d} = {dl} ^ {b}"
             case BinOp.LSH:
                 return f"{d} = ({d} << {b & 31}) & {M32}"
             case BinOp.RSH:
-                return f"{d} = ({d} & {M32}) >> {b & 31}"
+                return f"{d} = {dl} >> {b & 31}"
             case BinOp.ARSH:
-                return f"{d} = (((({d} & {M32}) ^ {SIGN32}) - {SIGN32}) >> {b & 31}) & {M32}"
-        return f"{d} = _alu32_{op.op.name}({d} & {M32}, {b})"
+                return f"{d} = ((({dl} ^ {SIGN32}) - {SIGN32}) >> {b & 31}) & {M32}"
+        return f"{d} = _alu32_{op.op.name}({dl}, {b})"
     s = f"r{op.src}"
+    sl = _lo(op.src, widths)
+    both = widths.get(op.dst, 64) <= 32 and widths.get(op.src, 64) <= 32
     match op.op:
         case BinOp.ADD:
             return f"{d} = ({d} + {s}) & {M32}"
@@ -340,28 +349,74 @@ def _bin(op: Bin) -> str | None:
         case BinOp.MUL:
             return f"{d} = ({d} * {s}) & {M32}"
         case BinOp.DIV:
-            return f"{d} = ({d} & {M32}) // ({s} & {M32}) if {s} & {M32} else 0"
+            return f"{d} = {dl} // {sl} if {sl} else 0"
         case BinOp.MOD:
-            return f"{d} = ({d} & {M32}) % ({s} & {M32}) if {s} & {M32} else {d} & {M32}"
+            return f"{d} = {dl} % {sl} if {sl} else {dl}"
         case BinOp.OR:
-            return f"{d} = ({d} | {s}) & {M32}"
+            return f"{d} = {d} | {s}" if both else f"{d} = ({d} | {s}) & {M32}"
         case BinOp.AND:
-            return f"{d} = {d} & {s} & {M32}"
+            return f"{d} = {d} & {s}" if dl == d or sl == s else f"{d} = {d} & {s} & {M32}"
         case BinOp.XOR:
-            return f"{d} = ({d} ^ {s}) & {M32}"
+            return f"{d} = {d} ^ {s}" if both else f"{d} = ({d} ^ {s}) & {M32}"
         case BinOp.LSH:
             return f"{d} = ({d} << ({s} & 31)) & {M32}"
         case BinOp.RSH:
-            return f"{d} = ({d} & {M32}) >> ({s} & 31)"
+            return f"{d} = {dl} >> ({s} & 31)"
         case BinOp.ARSH:
-            return f"{d} = (((({d} & {M32}) ^ {SIGN32}) - {SIGN32}) >> ({s} & 31)) & {M32}"
+            return f"{d} = ((({dl} ^ {SIGN32}) - {SIGN32}) >> ({s} & 31)) & {M32}"
         case BinOp.MOV:
-            return f"{d} = {s} & {M32}"
+            return f"{d} = {sl}" if sl == s else f"{d} = {s} & {M32}"
         case BinOp.MOVSX8:
             return f"{d} = ((({s} & 255) ^ 128) - 128) & {M32}"
         case BinOp.MOVSX16:
             return f"{d} = ((({s} & 65535) ^ 32768) - 32768) & {M32}"
-    return f"{d} = _alu32_{op.op.name}({d} & {M32}, {s} & {M32})"
+    return f"{d} = _alu32_{op.op.name}({dl}, {sl})"
+
+
+def _width_after(op: Op, widths: Widths) -> None:
+    """Update ``widths`` (register -> bits its value is known to fit in) for ``op`` executed."""
+    match op:
+        case Bin(is64=False, dst=dst):
+            widths[dst] = 32
+        case Bin(op=BinOp.MOV, src=None, dst=dst, imm=imm):
+            widths[dst] = (imm & M64).bit_length()
+        case Bin(op=BinOp.MOV, src=src, dst=dst) if src is not None:
+            widths[dst] = widths.get(src, 64)
+        case Bin(op=BinOp.AND, src=src, dst=dst, imm=imm):
+            other = (imm & M64).bit_length() if src is None else widths.get(src, 64)
+            widths[dst] = min(widths.get(dst, 64), other)
+        case Bin(op=BinOp.OR | BinOp.XOR, src=src, dst=dst, imm=imm):
+            other = (imm & M64).bit_length() if src is None else widths.get(src, 64)
+            widths[dst] = max(widths.get(dst, 64), other)
+        case Bin(op=BinOp.RSH, src=None, dst=dst, imm=imm):
+            widths[dst] = max(0, widths.get(dst, 64) - (imm & 63))
+        case Bin(op=BinOp.DIV, dst=dst):
+            pass  # an unsigned quotient is at most the dividend (or 0)
+        case Bin(op=BinOp.MOD, src=None, dst=dst, imm=imm) if imm & M64:
+            widths[dst] = min(widths.get(dst, 64), (imm & M64).bit_length())
+        case Bin(op=BinOp.MOD):
+            pass  # at most the dividend
+        case Bin(dst=dst) | Un(op=UnOp.NEG, is64=True, dst=dst) | Load(signed=True, dst=dst):
+            widths.pop(dst, None)
+        case Un(op=UnOp.NEG, dst=dst):
+            widths[dst] = 32
+        case Un(dst=dst, width=width):
+            widths[dst] = width
+        case Load(dst=dst, size=size):
+            widths[dst] = 8 * size
+        case LoadImm64(dst=dst, value=value, kind=kind):
+            if kind is PseudoSrc.IMM64:
+                widths[dst] = value.bit_length()
+            else:
+                widths.pop(dst, None)
+        case Atomic(op=AtomicOp.CMPXCHG, size=size):
+            widths[0] = 8 * size
+        case Atomic(fetch=True, src=src, size=size):
+            widths[src] = 8 * size
+        case LegacyLoad(size=size):
+            widths[0] = 8 * size
+        case Call() | CallReg():
+            widths.pop(0, None)
 
 
 def _un(op: Un) -> str | None:
@@ -375,7 +430,7 @@ def _un(op: Un) -> str | None:
     return f"{d} = _bswap({d}, {op.width})"
 
 
-def _cond(op: Branch) -> str:
+def _cond(op: Branch, widths: Widths) -> str:
     d = f"r{op.dst}"
     if op.is64:
         if op.src is None:
@@ -389,18 +444,18 @@ def _cond(op: Branch) -> str:
         if op.cond in _UNSIGNED_COND:
             return f"{d} {_UNSIGNED_COND[op.cond]} {s}"
         return f"({d} ^ {SIGN64}) {_SIGNED_COND[op.cond]} {ss}"
+    d32 = _lo(op.dst, widths)
     if op.src is None:
         b = op.imm & M32
         s, ss = str(b), str(b ^ SIGN32)
     else:
-        s = f"({f'r{op.src}'} & {M32})"
-        ss = f"(r{op.src} & {M32}) ^ {SIGN32}"
-    d32 = f"({d} & {M32})"
+        s = _lo(op.src, widths)
+        ss = f"({s} ^ {SIGN32})"
     if op.cond is JmpOp.JSET:
         return f"{d} & {s}"
     if op.cond in _UNSIGNED_COND:
         return f"{d32} {_UNSIGNED_COND[op.cond]} {s}"
-    return f"({d32} ^ {SIGN32}) {_SIGNED_COND[op.cond]} ({ss})"
+    return f"({d32} ^ {SIGN32}) {_SIGNED_COND[op.cond]} {ss}"
 
 
 def _components(blocks: dict[int, _Block]) -> dict[int, int]:
@@ -530,12 +585,23 @@ class _Codegen:
         names = [f"{c}{r}" for r in self.cache_regs for c in "NW"]
         return " = ".join([*names, "-1"]) if names else None
 
-    def _op(self, out: Lines, ind: int, pc: int, seg: _Segment, k: int, checked: bool) -> int:
-        """Emit one non-terminator operation; returns the count not yet subtracted from ``rem``."""
+    def _op(self, out: Lines, ind: int, pc: int, seg: _Segment, k: int, widths: Widths | None) -> int:
+        """Emit one operation (``widths`` None: checked code); returns the count not yet synced."""
         op = self.ops[pc]
+        assert op is not None
+        k = self._emit_op(out, ind, pc, op, seg, k, widths)
+        if widths is not None:
+            _width_after(op, widths)
+        return k
+
+    def _emit_op(
+        self, out: Lines, ind: int, pc: int, op: Op, seg: _Segment, k: int, widths: Widths | None
+    ) -> int:
+        checked = widths is None
+        known: Widths = widths if widths is not None else {}
         line: str | None
         if isinstance(op, Bin):
-            line = _bin(op)
+            line = _bin(op, known)
             if line:
                 out.append((ind, line))
         elif isinstance(op, Load):
@@ -564,7 +630,7 @@ class _Codegen:
                 mask = _MASK[op.size]
                 if op.src is None:
                     value = str(op.imm & mask)
-                elif op.size == 8:
+                elif op.size == 8 or known.get(op.src, 64) <= 8 * op.size:
                     value = f"r{op.src}"
                 else:
                     value = f"r{op.src} & {mask}"
@@ -573,7 +639,7 @@ class _Codegen:
                 else:
                     out.append((ind, f"{_P[op.size]}(V{reg}, {x}, {value})"))
         elif isinstance(op, Atomic):
-            self._atomic(out, ind, pc, op, seg, checked)
+            self._atomic(out, ind, pc, op, seg, known, checked)
         elif isinstance(op, LoadImm64):
             if op.kind is PseudoSrc.IMM64:
                 out.append((ind, f"r{op.dst} = {op.value}"))
@@ -608,10 +674,12 @@ class _Codegen:
             out.append((ind, "r0 = _x"))
         return k
 
-    def _atomic(self, out: Lines, ind: int, pc: int, op: Atomic, seg: _Segment, checked: bool) -> None:
+    def _atomic(
+        self, out: Lines, ind: int, pc: int, op: Atomic, seg: _Segment, widths: Widths, checked: bool
+    ) -> None:
         mask = _MASK[op.size]
         s = f"r{op.src}"
-        operand = s if op.size == 8 else f"({s} & {mask})"
+        operand = s if widths.get(op.src, 64) <= 8 * op.size else f"({s} & {mask})"
         if checked:
             out.append((ind, f"_pc = {pc}"))
             out.append((ind, f"_x = (r{op.base} + {op.offset}) & {M64}" if op.offset else f"_x = r{op.base}"))
@@ -628,7 +696,7 @@ class _Codegen:
                 return f"{_P[op.size]}(V{reg}, _x, {value})"
 
         if op.op is AtomicOp.CMPXCHG:
-            r0 = "r0" if op.size == 8 else f"r0 & {mask}"
+            r0 = "r0" if widths.get(0, 64) <= 8 * op.size else f"r0 & {mask}"
             out.append((ind, f"if _o == {r0}:"))
             out.append((ind + 1, put(operand)))
             out.append((ind, "r0 = _o"))
@@ -670,10 +738,12 @@ class _Codegen:
             return [(0, self._handoff(root))]
         out: Lines = []
         self._emitted = 0
-        maxpath = self._block(out, 1, root, [root], 0, 0)
+        maxpath = self._block(out, 1, root, [root], 0, 0, {})
         return [(0, "while True:"), (1, f"if rem < {maxpath}:"), (2, self._handoff(root)), *out]
 
-    def _block(self, out: Lines, ind: int, start: int, stack: list[int], k: int, total: int) -> int:
+    def _block(
+        self, out: Lines, ind: int, start: int, stack: list[int], k: int, total: int, widths: Widths
+    ) -> int:
         """Emit a block inside the current root's code; returns the longest path length."""
         block = self.blocks[start]
         segs = self.segs[start]
@@ -682,26 +752,26 @@ class _Codegen:
             if seg.groups:
                 self._checks(out, ind, seg, k)
             for pc in seg.pcs:
-                k = self._op(out, ind, pc, seg, k + 1, checked=False)
+                k = self._op(out, ind, pc, seg, k + 1, widths)
                 total += 1
         term = block.term
         if term is None:
-            return self._edge(out, ind, block.succs[0], stack, k, total)
+            return self._edge(out, ind, block.succs[0], stack, k, total, widths)
         k += 1
         total += 1
         pc = block.pcs[-1]
         if isinstance(term, Branch):
-            cond = _cond(term)
+            cond = _cond(term, widths)
             taken, fall = block.succs
             if self._estimate(taken, stack) <= self._estimate(fall, stack):
                 out.append((ind, f"if {cond}:"))
-                first = self._edge(out, ind + 1, taken, stack, k, total)
-                return max(first, self._edge(out, ind, fall, stack, k, total))
+                first = self._edge(out, ind + 1, taken, stack, k, total, dict(widths))
+                return max(first, self._edge(out, ind, fall, stack, k, total, widths))
             out.append((ind, f"if not ({cond}):"))
-            first = self._edge(out, ind + 1, fall, stack, k, total)
-            return max(first, self._edge(out, ind, taken, stack, k, total))
+            first = self._edge(out, ind + 1, fall, stack, k, total, dict(widths))
+            return max(first, self._edge(out, ind, taken, stack, k, total, widths))
         if isinstance(term, Jump):
-            return self._edge(out, ind, term.target, stack, k, total)
+            return self._edge(out, ind, term.target, stack, k, total, widths)
         self._transfer(out, ind, pc, term, k, stack[0], "break")
         return total
 
@@ -710,7 +780,9 @@ class _Codegen:
             return 1
         return self._tree_size(pc)
 
-    def _edge(self, out: Lines, ind: int, target: int, stack: list[int], k: int, total: int) -> int:
+    def _edge(
+        self, out: Lines, ind: int, target: int, stack: list[int], k: int, total: int, widths: Widths
+    ) -> int:
         root = stack[0]
         if target == root:
             self._sync(out, ind, k)
@@ -723,7 +795,7 @@ class _Codegen:
             inline = room and target not in stack and self._duplicate(target, root)
         if inline:
             stack.append(target)
-            longest = self._block(out, ind, target, stack, k, total)
+            longest = self._block(out, ind, target, stack, k, total, widths)
             stack.pop()
             return longest
         if target not in self.roots:
@@ -775,7 +847,7 @@ class _Codegen:
         out: Lines = [(0, f"if rem < {length}:"), (1, self._handoff(seg.start))]
         k = 0
         for pc in seg.pcs:
-            k = self._op(out, 0, pc, seg, k + 1, checked=True)
+            k = self._op(out, 0, pc, seg, k + 1, None)
         if not last:
             self._sync(out, 0, k)
             out.append((0, f"b = {-1 - segs[index + 1].start}"))
@@ -788,7 +860,7 @@ class _Codegen:
         k += 1
         if isinstance(term, Branch):
             taken, fall = block.succs
-            out.append((0, f"if {_cond(term)}:"))
+            out.append((0, f"if {_cond(term, {})}:"))
             self._sync(out, 1, k)
             out.append((1, f"b = {self._entry(taken)}"))
             out.append((1, "continue"))
