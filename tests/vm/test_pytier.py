@@ -9,6 +9,7 @@ bits, 32-bit boundaries, zero divisors, shift counts past the width) cheaply.
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import struct
 import subprocess
@@ -415,6 +416,20 @@ def test_helpers_that_map_and_unmap_regions() -> None:
     assert "crossing the end of extra" in str(_fault(map_new)[4])
 
 
+def test_errors_raised_by_helpers() -> None:
+    """Located errors pass through; unlocated ones get the call's pc; budget errors pass unchanged."""
+    for error in (VMError("inner", pc=77), VMError("no pc", address=5), BudgetExceededError("helper budget")):
+
+        def fail(env: object, *args: int, error: VMError = error) -> int:
+            raise error
+
+        helpers = HelperRegistry()
+        helpers.register(1, "fail", fail)
+        program = Program([I(0xB7, dst=0, imm=1), I(0x85, imm=1), EXIT])
+        result = assert_same(program, RawInput(b""), helpers=helpers)
+        assert result[1] == type(error).__name__ and result[4] == error.message
+
+
 def test_frame_pointer_is_read_only_and_decode_errors_at_construction() -> None:
     with pytest.raises(VMError, match="frame pointer is read only") as err:
         PyTier(Program([I(0xB7, dst=10, imm=0), EXIT]))
@@ -508,6 +523,12 @@ def test_compiled_code_is_cached() -> None:
     a = compile_program(LOOPS)
     assert compile_program(LOOPS) is a
     assert compile_program(Program(list(LOOPS))) is a  # equal instructions, another Program object
+
+
+def test_programs_stay_picklable() -> None:
+    program = Program(list(LOOPS))
+    create_engine(program, "py")
+    assert pickle.loads(pickle.dumps(program)) == program
 
 
 def test_profile_runs_the_reference_interpreter() -> None:

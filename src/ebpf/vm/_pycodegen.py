@@ -16,8 +16,9 @@ Rule 1 (blocks and trees): basic blocks with exactly one static predecessor are 
 inline, inside their predecessor's code; the others (*roots*: joins, the entry, call targets
 and return points) get a ``while True:`` loop in the dispatch tree, so that an edge back to
 the root is a ``continue`` and only edges to another root go through the dispatch tree. Small
-roots without a loop of their own are also duplicated into their predecessors (tail
-duplication), which removes the dispatch from most loop latches.
+roots without a loop of their own, in the same loop (strongly connected component) as the
+root being emitted, are also duplicated into it (tail duplication), which removes the
+dispatch from most loop latches; a per-root and a global budget bound the code growth.
 
 Rule 2 (budget): a root checks once, on entry, that the remaining budget covers the longest
 path through its code (``rem < maxpath``); if not, the run is handed to the reference loop
@@ -35,6 +36,11 @@ the fault (or the hooked load) is the reference one, until the next root.
 
 Rule 4 (helpers): a helper call synchronises the count (so ``ProgramExit`` reports it) and
 forgets every cached region, because a helper may map or unmap memory.
+
+Rule 5 (widths): along each path of a root's code the generator knows how many bits some
+registers fit in (after 32-bit operations, narrow loads, masks, shifts) and leaves out the
+masks that cannot change such a value. The knowledge is reset at every root, so it never
+depends on how the root was entered.
 """
 
 from __future__ import annotations
@@ -912,6 +918,8 @@ class _Codegen:
         lines += [
             "    except _ProgramExit as _e:",
             "        return _e.retval, budget - rem",
+            "    except _BudgetExceededError:",
+            "        raise",
             "    except _VMError as _e:",
             "        if _e.pc is not None:",
             "            raise",

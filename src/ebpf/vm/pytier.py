@@ -13,23 +13,25 @@ register, against the region that register hit last (see :mod:`ebpf.vm._pycodege
 failed check runs the segment through ``Memory.load``/``store``, which report the fault at
 the exact instruction and answer hooked loads (``xdp_md``); read-only regions refuse stores.
 
-Rule 3: the generated code depends on the program only; it is compiled once and cached on
-the :class:`~ebpf.isa.program.Program` and, by instructions, in a small LRU shared by all
-engines. Helpers, the memory table and the ``lddw`` resolver are looked up at run time, so
+Rule 3: the generated code depends on the program only; it is compiled once and cached per
+:class:`~ebpf.isa.program.Program` object (weakly) and, by instructions, in a small LRU shared
+by all engines. Helpers, the memory table and the ``lddw`` resolver are looked up at run time, so
 one compiled function serves every engine built on the same program.
 
 ``profile=True`` runs the reference interpreter (the fast tier keeps no per-slot counts).
+:meth:`PyTier.run_many` runs a batch on one input, reusing its host buffers between runs.
 """
 
 from __future__ import annotations
 
 import struct
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ebpf.errors import VMError
+from ebpf.errors import BudgetExceededError, VMError
 from ebpf.isa.instruction import Instruction
 from ebpf.isa.ir import BinOp
 from ebpf.isa.program import Program
@@ -64,6 +66,7 @@ RunFn = Callable[[Any, MappedInput, list[Region], int, int, int, int], tuple[int
 def _namespace() -> dict[str, object]:
     ns: dict[str, object] = {
         "_VMError": VMError,
+        "_BudgetExceededError": BudgetExceededError,
         "_ProgramExit": ProgramExit,
         "_Env": _Env,
         "_legacy": Interpreter._legacy_load,
@@ -92,7 +95,15 @@ class Compiled:
 
 
 _CACHE: OrderedDict[tuple[Instruction, ...], Compiled] = OrderedDict()
-_ATTR = "_pytier_compiled"
+# id(program) -> (weak reference to it, its translation): the per-object cache. The Program
+# itself is left untouched (a function made by exec() could not be pickled with it).
+_BY_PROGRAM: dict[int, tuple[weakref.ref[Program], Compiled]] = {}
+
+
+def _forget(ref: weakref.ref[Program], key: int) -> None:
+    entry = _BY_PROGRAM.get(key)
+    if entry is not None and entry[0] is ref:
+        del _BY_PROGRAM[key]
 
 
 def compile_program(program: Program) -> Compiled:
@@ -101,23 +112,24 @@ def compile_program(program: Program) -> Compiled:
     Raises:
         DecodeError: the program has an invalid instruction or an out-of-range jump.
     """
-    cached: Compiled | None = program.__dict__.get(_ATTR)
-    if cached is not None:
-        return cached
-    key = program.instructions
-    cached = _CACHE.get(key)
+    key = id(program)
+    entry = _BY_PROGRAM.get(key)
+    if entry is not None and entry[0]() is program:
+        return entry[1]
+    insns = program.instructions
+    cached = _CACHE.get(insns)
     if cached is None:
         source = generate(list(program.ops()))
         namespace = dict(_NAMESPACE)
-        code = compile(source, f"<ebpf.pytier {len(key)} insns>", "exec")
+        code = compile(source, f"<ebpf.pytier {len(insns)} insns>", "exec")
         exec(code, namespace)  # noqa: S102 - our own generated source: the point of this tier
         cached = Compiled(source, namespace[FUNCTION_NAME])  # type: ignore[arg-type]
-        _CACHE[key] = cached
+        _CACHE[insns] = cached
         if len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     else:
-        _CACHE.move_to_end(key)
-    object.__setattr__(program, _ATTR, cached)
+        _CACHE.move_to_end(insns)
+    _BY_PROGRAM[key] = (weakref.ref(program, lambda ref: _forget(ref, key)), cached)
     return cached
 
 
