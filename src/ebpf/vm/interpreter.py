@@ -432,7 +432,9 @@ class Interpreter:
                 elif t is CallKfunc:
                     raise VMError("kfunc calls are not supported by the user-space runtime")
                 else:
-                    raise VMError("fell off the end of the program (the last instruction must be exit or a jump)")
+                    raise VMError(
+                        "fell off the end of the program (the last instruction must be exit or a jump)"
+                    )
         except ProgramExit as stop:
             return stop.retval, count
         except BudgetExceededError:
@@ -448,7 +450,9 @@ class Interpreter:
         return VMError(err.message, pc=pc, insn=insn, address=err.address)
 
     @staticmethod
-    def _atomic(op: Atomic, regs: list[int], load: Callable[..., int], store: Callable[[int, int, int], None]) -> None:
+    def _atomic(
+        op: Atomic, regs: list[int], load: Callable[..., int], store: Callable[[int, int, int], None]
+    ) -> None:
         mask = M64 if op.size == 8 else M32
         addr = (regs[op.base] + op.offset) & M64
         old = load(addr, op.size)
@@ -470,5 +474,3 @@ class Interpreter:
         if region is None or offset < 0 or offset + op.size > region.size:
             return None  # out of bounds: the program ends with r0 = 0
         return int.from_bytes(region.view[offset : offset + op.size], "big")
-
-
