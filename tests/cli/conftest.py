@@ -36,7 +36,9 @@ def data_dir() -> Path:
 @pytest.fixture
 def conformance_dir() -> Path:
     """The public bpf_conformance suite, read in place (skip when absent)."""
-    path = Path(__file__).resolve().parents[3] / "shared" / "conformance"
-    if not path.is_dir():
-        pytest.skip(f"bpf_conformance data not found at {path}")
+    from ebpf.conformance import conformance_dir as find
+
+    path = find()
+    if path is None:
+        pytest.skip("bpf_conformance data not found: set EBPF_CONFORMANCE_DIR to the folder holding tests/")
     return path

@@ -99,7 +99,7 @@ def asm(file: str, output: str | None, syntax: str, fmt: str, byteorder: ByteOrd
             return
         if fmt == "raw" and sys.stdout.isatty():
             raise fail("refusing to write raw bytecode to a terminal; use --format hex or redirect stdout")
-        stream = click.get_binary_stream("stdout")
+        stream = sys.stdout.buffer
         stream.write(payload)
         stream.flush()
         return
