@@ -1,0 +1,86 @@
+"""BTF, the BPF Type Format: types, parsing and encoding. Foundation layer. Pure: no kernel access.
+
+::
+
+    spec = btf.Spec.from_file("/sys/kernel/btf/vmlinux")
+    task = spec.find("task_struct", btf.Struct)
+    spec.to_bytes() == open("/sys/kernel/btf/vmlinux", "rb").read()   # True
+
+Not here yet: split BTF (module BTF on a base), ``.BTF.ext``, CO-RE, C dumps.
+"""
+
+from __future__ import annotations
+
+from .marshal import StringTableBuilder, marshal
+from .parse import parse
+from .spec import ByteOrder, Spec, StringTable, references
+from .types import (
+    Array,
+    Const,
+    Datasec,
+    DeclTag,
+    Enum,
+    Enum64,
+    EnumValue,
+    Float,
+    Func,
+    FuncLinkage,
+    FuncParam,
+    FuncProto,
+    Fwd,
+    Int,
+    IntEncoding,
+    Kind,
+    Member,
+    Pointer,
+    Restrict,
+    Struct,
+    Type,
+    Typedef,
+    TypeTag,
+    Union,
+    Var,
+    VarLinkage,
+    VarSecinfo,
+    Void,
+    Volatile,
+)
+
+__all__ = [
+    "Array",
+    "ByteOrder",
+    "Const",
+    "Datasec",
+    "DeclTag",
+    "Enum",
+    "Enum64",
+    "EnumValue",
+    "Float",
+    "Func",
+    "FuncLinkage",
+    "FuncParam",
+    "FuncProto",
+    "Fwd",
+    "Int",
+    "IntEncoding",
+    "Kind",
+    "Member",
+    "Pointer",
+    "Restrict",
+    "Spec",
+    "StringTable",
+    "StringTableBuilder",
+    "Struct",
+    "Type",
+    "TypeTag",
+    "Typedef",
+    "Union",
+    "Var",
+    "VarLinkage",
+    "VarSecinfo",
+    "Void",
+    "Volatile",
+    "marshal",
+    "parse",
+    "references",
+]
