@@ -1,0 +1,183 @@
+"""``BPF_MAP_TYPE_ARRAY`` and ``BPF_MAP_TYPE_PERCPU_ARRAY`` in host memory. Pure: no kernel access.
+
+Rule 1: all ``max_entries`` elements exist from creation, zero-filled; keys are ``u32``
+indices (little-endian). Delete is ``EINVAL``; ``BPF_NOEXIST`` is ``EEXIST``; an index
+past the end is ``ENOENT`` on lookup and ``E2BIG`` on update, as in ``kernel/bpf/arraymap.c``.
+
+Rule 2: the values are one contiguous buffer (per CPU), element ``i`` at
+``i * round_up(value_size, 8)`` — the kernel's layout, and what ``BPF_F_MMAPABLE`` maps
+into user space (:attr:`ArrayMap.data` is that view). One region covers the whole array.
+
+Per-CPU maps: :meth:`lookup` returns the kernel's user-space layout (``ncpus`` values,
+each padded to 8 bytes); :meth:`update` takes that layout or one ``value_size`` value for
+every CPU; :meth:`lookup_percpu` / :meth:`update_percpu` use a list of per-CPU values.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from collections.abc import Sequence
+
+from ebpf.errors import KeyNotFoundError
+from ebpf.maps._base import (
+    ACCESS_MASK,
+    BPF_NOEXIST,
+    VALUE_SIZE_MAX,
+    Map,
+    MapDef,
+    MapFlags,
+    round_up,
+)
+from ebpf.maps._errors import InvalidMapArgumentError, KeyExistsError, MapFullError
+from ebpf.spec import MapType
+from ebpf.vm.memory import Memory, Region
+
+__all__ = ["ArrayMap", "PerCPUArrayMap"]
+
+_U32 = struct.Struct("<I")
+
+ARRAY_CREATE_FLAG_MASK = (
+    MapFlags.NUMA_NODE | MapFlags.MMAPABLE | ACCESS_MASK | MapFlags.PRESERVE_ELEMS | MapFlags.INNER_MAP
+)
+
+
+class ArrayMap(Map):
+    """An array map (``BPF_MAP_TYPE_ARRAY``; ``BPF_F_MMAPABLE`` accepted)."""
+
+    types = (MapType.ARRAY,)
+    percpu = False
+
+    def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
+        super().__init__(defn, memory, ncpus=ncpus)
+        if (
+            defn.max_entries == 0
+            or defn.key_size != 4
+            or defn.value_size == 0
+            or defn.flags & ~ARRAY_CREATE_FLAG_MASK
+        ):
+            raise InvalidMapArgumentError(
+                f"{self.label}: array needs key_size 4, value_size > 0, max_entries > 0 and "
+                f"flags in {int(ARRAY_CREATE_FLAG_MASK):#x}; got key_size {defn.key_size}, "
+                f"value_size {defn.value_size}, max_entries {defn.max_entries}, flags {defn.flags:#x}"
+            )
+        if self.percpu and defn.flags & MapFlags.MMAPABLE:
+            raise InvalidMapArgumentError(f"{self.label}: BPF_F_MMAPABLE is only for plain arrays")
+        if defn.value_size > VALUE_SIZE_MAX:
+            raise InvalidMapArgumentError(
+                f"{self.label}: value_size {defn.value_size} exceeds {VALUE_SIZE_MAX}", errno=errno.E2BIG
+            )
+        self.stride = round_up(defn.value_size)
+        ncopies = ncpus if self.percpu else 1
+        self._regions: list[Region] = [
+            self._new_region(f"[cpu{cpu}]" if self.percpu else "", defn.max_entries * self.stride)
+            for cpu in range(ncopies)
+        ]
+
+    @property
+    def data(self) -> memoryview:
+        """The whole value buffer (of CPU 0), writable: what ``mmap()`` of the map shows."""
+        return self._regions[0].view
+
+    def _release(self) -> None:
+        for region in self._regions:
+            self.memory.unmap(region)
+
+    def _index(self, key: bytes) -> int:
+        index: int = _U32.unpack(self._key(key))[0]
+        return index
+
+    def _slot(self, index: int, cpu: int = 0) -> memoryview:
+        off = index * self.stride
+        return self._regions[cpu].view[off : off + self.value_size]
+
+    def lookup(self, key: bytes) -> bytes:
+        index = self._index(key)
+        if index >= self.max_entries:
+            raise KeyNotFoundError(key, f"{self.label}: index {index} >= max_entries {self.max_entries}")
+        return self._slot(index).tobytes()
+
+    def _prepare_update(self, key: bytes, flags: int) -> int:
+        self._check_update_flags(flags)
+        index = self._index(key)
+        if index >= self.max_entries:
+            raise MapFullError(f"{self.label}: index {index} >= max_entries {self.max_entries}")
+        if flags == BPF_NOEXIST:
+            raise KeyExistsError(f"{self.label}: BPF_NOEXIST on an array element (they always exist)")
+        return index
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        index = self._prepare_update(key, flags)
+        self._slot(index)[:] = self._value(value)
+
+    def delete(self, key: bytes) -> None:
+        self._index(key)
+        raise InvalidMapArgumentError(f"{self.label}: array elements cannot be deleted")
+
+    def get_next_key(self, key: bytes | None) -> bytes:
+        index = 0xFFFFFFFF if key is None else self._index(key)
+        if index >= self.max_entries:
+            return _U32.pack(0)
+        if index == self.max_entries - 1:
+            raise KeyNotFoundError(key, f"{self.label}: index {index} is the last")
+        return _U32.pack(index + 1)
+
+    def value_address(self, key: bytes, cpu: int = 0) -> int | None:
+        self._check_cpu(cpu)
+        index = self._index(key)
+        if index >= self.max_entries:
+            return None
+        return self._regions[cpu if self.percpu else 0].start + index * self.stride
+
+    def __len__(self) -> int:
+        return self.max_entries
+
+
+class PerCPUArrayMap(ArrayMap):
+    """A per-CPU array (``BPF_MAP_TYPE_PERCPU_ARRAY``): one value per simulated CPU."""
+
+    types = (MapType.PERCPU_ARRAY,)
+    percpu = True
+
+    def lookup_percpu(self, key: bytes) -> list[bytes]:
+        """The value of every CPU, CPU 0 first."""
+        index = self._index(key)
+        if index >= self.max_entries:
+            raise KeyNotFoundError(key, f"{self.label}: index {index} >= max_entries {self.max_entries}")
+        return [self._slot(index, cpu).tobytes() for cpu in range(self.ncpus)]
+
+    def lookup(self, key: bytes) -> bytes:
+        return b"".join(v.ljust(self.stride, b"\0") for v in self.lookup_percpu(key))
+
+    def update_percpu(self, key: bytes, values: Sequence[bytes], flags: int = 0) -> None:
+        """Set the value of every CPU (``len(values) == ncpus``)."""
+        index = self._prepare_update(key, flags)
+        checked = percpu_values(self, values)
+        for cpu, value in enumerate(checked):
+            self._slot(index, cpu)[:] = value
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        self.update_percpu(key, split_percpu(self, value), flags)
+
+
+def split_percpu(m: Map, value: bytes) -> list[bytes]:
+    """A per-CPU update value: the kernel layout (``ncpus`` x 8-aligned) or one value for all CPUs."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidMapArgumentError(f"{m.label}: value must be bytes, got {type(value).__name__}")
+    value = bytes(value)
+    stride = round_up(m.value_size)
+    if len(value) == stride * m.ncpus:
+        return [value[i * stride : i * stride + m.value_size] for i in range(m.ncpus)]
+    if len(value) == m.value_size:
+        return [value] * m.ncpus
+    raise InvalidMapArgumentError(
+        f"{m.label}: per-CPU value is {len(value)} bytes, expected value_size {m.value_size} "
+        f"or {m.ncpus} CPUs x {stride} = {m.ncpus * stride}"
+    )
+
+
+def percpu_values(m: Map, values: Sequence[bytes]) -> list[bytes]:
+    """Check a list of per-CPU values: one per CPU, each ``value_size`` bytes."""
+    if isinstance(values, (bytes, bytearray, memoryview)) or len(values) != m.ncpus:
+        raise InvalidMapArgumentError(f"{m.label}: need a list of {m.ncpus} per-CPU values")
+    return [m._value(v) for v in values]

@@ -1,0 +1,213 @@
+"""Hash maps in host memory: ``HASH``, ``PERCPU_HASH``, ``LRU_HASH``, ``LRU_PERCPU_HASH``. Pure.
+
+Rule 1 (``kernel/bpf/hashtab.c``): a new key in a full map is ``E2BIG`` (LRU maps evict
+instead); ``BPF_NOEXIST`` on an existing key is ``EEXIST``; ``BPF_EXIST`` on a missing key
+is ``ENOENT``; the flag checks come before the full check. ``BPF_F_NO_PREALLOC`` is accepted
+(no difference here); LRU maps reject it (``ENOTSUPP``, 524) as the kernel does.
+
+Rule 2: every element owns one host buffer per CPU, registered as its own region, so an
+overrun from one value never lands in another. Updating an existing key writes its value
+in place: the address stays valid while the element exists. Deleting (or evicting) an
+element unmaps its regions. (The kernel's plain ``HASH`` swaps in a new element on update;
+a program that kept the old pointer would see the old value, here it sees the new one.)
+
+Rule 3: iteration (``get_next_key``) is in insertion order; the kernel's is bucket order,
+which depends on its hash seed, so only the key *set* is comparable.
+
+LRU contract: exact LRU over *updates* and *program lookups* (:meth:`value_address`, the
+path of ``bpf_map_lookup_elem``). User-space :meth:`lookup` does not touch recency, like
+the kernel's ``BPF_MAP_LOOKUP_ELEM``. A new key in a full map evicts the least recently
+used element. The kernel's LRU is approximate (per-CPU free lists, reference bits,
+batch shrinking), so it may evict a different element, or several, earlier; both keep
+at most ``max_entries`` elements and never fail an update for lack of room.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from ebpf.errors import KeyNotFoundError
+from ebpf.maps._base import (
+    ACCESS_MASK,
+    BPF_EXIST,
+    BPF_NOEXIST,
+    MAX_BPF_STACK,
+    VALUE_SIZE_MAX,
+    Map,
+    MapDef,
+    MapFlags,
+    round_up,
+)
+from ebpf.maps._errors import InvalidMapArgumentError, KeyExistsError, MapFullError
+from ebpf.maps.array import percpu_values, split_percpu
+from ebpf.spec import MapType
+from ebpf.vm.memory import Memory, Region
+
+__all__ = ["HashMap", "LRUHashMap", "LRUPerCPUHashMap", "PerCPUHashMap"]
+
+HTAB_CREATE_FLAG_MASK = (
+    MapFlags.NO_PREALLOC | MapFlags.NO_COMMON_LRU | MapFlags.NUMA_NODE | ACCESS_MASK | MapFlags.ZERO_SEED
+)
+ENOTSUPP = 524  # the kernel-internal errno LRU maps return for BPF_F_NO_PREALLOC
+PCPU_MIN_UNIT_SIZE = 32768
+
+
+@dataclass(eq=False)
+class _Elem:
+    key: bytes
+    regions: list[Region]  # one per CPU (one for non-per-CPU maps)
+
+
+class HashMap(Map):
+    """A hash map (``BPF_MAP_TYPE_HASH``)."""
+
+    types = (MapType.HASH,)
+    percpu = False
+    lru = False
+
+    def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
+        super().__init__(defn, memory, ncpus=ncpus)
+        flags = defn.flags
+        if flags & ~HTAB_CREATE_FLAG_MASK:
+            raise InvalidMapArgumentError(f"{self.label}: unsupported hash map flags {flags:#x}")
+        if self.lru and flags & MapFlags.NO_PREALLOC:
+            raise InvalidMapArgumentError(
+                f"{self.label}: LRU maps are always preallocated (BPF_F_NO_PREALLOC)", errno=ENOTSUPP
+            )
+        if not self.lru and flags & MapFlags.NO_COMMON_LRU:
+            raise InvalidMapArgumentError(f"{self.label}: BPF_F_NO_COMMON_LRU is only for LRU maps")
+        if defn.max_entries == 0 or defn.key_size == 0 or defn.value_size == 0:
+            raise InvalidMapArgumentError(
+                f"{self.label}: hash map needs key_size, value_size and max_entries > 0; got "
+                f"key_size {defn.key_size}, value_size {defn.value_size}, max_entries {defn.max_entries}"
+            )
+        if defn.key_size > MAX_BPF_STACK:
+            raise InvalidMapArgumentError(
+                f"{self.label}: key_size {defn.key_size} exceeds {MAX_BPF_STACK}", errno=errno.E2BIG
+            )
+        too_big = defn.value_size >= VALUE_SIZE_MAX - MAX_BPF_STACK - 64
+        if too_big or (self.percpu and round_up(defn.value_size) > PCPU_MIN_UNIT_SIZE):
+            raise InvalidMapArgumentError(
+                f"{self.label}: value_size {defn.value_size} is too large", errno=errno.E2BIG
+            )
+        self._elems: OrderedDict[bytes, _Elem] = OrderedDict()
+
+    def _release(self) -> None:
+        for elem in self._elems.values():
+            self._unmap(elem)
+        self._elems.clear()
+
+    def _unmap(self, elem: _Elem) -> None:
+        for region in elem.regions:
+            self.memory.unmap(region)
+
+    def _find(self, key: bytes) -> _Elem:
+        elem = self._elems.get(self._key(key))
+        if elem is None:
+            raise KeyNotFoundError(key, f"{self.label}: key does not exist")
+        return elem
+
+    # --- operations -----------------------------------------------------------------------------
+
+    def lookup(self, key: bytes) -> bytes:
+        return self._find(key).regions[0].view.tobytes()
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        self._store(key, [self._value(value)], flags)
+
+    def _store(self, key: bytes, values: list[bytes], flags: int) -> None:
+        self._check_update_flags(flags)
+        key = self._key(key)
+        elem = self._elems.get(key)
+        if elem is not None and flags == BPF_NOEXIST:
+            raise KeyExistsError(f"{self.label}: key {key.hex()} exists (BPF_NOEXIST)")
+        if elem is None and flags == BPF_EXIST:
+            raise KeyNotFoundError(key, f"{self.label}: key does not exist (BPF_EXIST)")
+        if elem is None:
+            if len(self._elems) >= self.max_entries:
+                if not self.lru:
+                    raise MapFullError(f"{self.label}: map is full (max_entries {self.max_entries})")
+                _, victim = self._elems.popitem(last=False)
+                self._unmap(victim)
+            suffix = f"[{key.hex()}]"
+            regions = [
+                self._new_region(f"{suffix}[cpu{cpu}]" if self.percpu else suffix, self.value_size)
+                for cpu in range(len(values))
+            ]
+            elem = self._elems[key] = _Elem(key, regions)
+        elif self.lru:
+            self._elems.move_to_end(key)
+        for region, value in zip(elem.regions, values, strict=True):
+            region.view[:] = value
+
+    def delete(self, key: bytes) -> None:
+        elem = self._find(key)
+        del self._elems[elem.key]
+        self._unmap(elem)
+
+    def get_next_key(self, key: bytes | None) -> bytes:
+        keys = list(self._elems)
+        if key is not None:
+            key = self._key(key)
+        if key is None or key not in self._elems:
+            if not keys:
+                raise KeyNotFoundError(key, f"{self.label}: map is empty")
+            return keys[0]
+        i = keys.index(key) + 1
+        if i == len(keys):
+            raise KeyNotFoundError(key, f"{self.label}: last key")
+        return keys[i]
+
+    def value_address(self, key: bytes, cpu: int = 0) -> int | None:
+        self._check_cpu(cpu)
+        elem = self._elems.get(self._key(key))
+        if elem is None:
+            return None
+        if self.lru:
+            self._elems.move_to_end(elem.key)
+        return elem.regions[cpu if self.percpu else 0].start
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(list(self._elems))
+
+    def __len__(self) -> int:
+        return len(self._elems)
+
+
+class PerCPUHashMap(HashMap):
+    """A per-CPU hash map (``BPF_MAP_TYPE_PERCPU_HASH``); values as in ``PerCPUArrayMap``."""
+
+    types = (MapType.PERCPU_HASH,)
+    percpu = True
+
+    def lookup_percpu(self, key: bytes) -> list[bytes]:
+        """The value of every CPU, CPU 0 first."""
+        return [region.view.tobytes() for region in self._find(key).regions]
+
+    def lookup(self, key: bytes) -> bytes:
+        stride = round_up(self.value_size)
+        return b"".join(v.ljust(stride, b"\0") for v in self.lookup_percpu(key))
+
+    def update_percpu(self, key: bytes, values: Sequence[bytes], flags: int = 0) -> None:
+        """Set the value of every CPU (``len(values) == ncpus``)."""
+        self._store(key, percpu_values(self, values), flags)
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        self._store(key, split_percpu(self, value), flags)
+
+
+class LRUHashMap(HashMap):
+    """An LRU hash map (``BPF_MAP_TYPE_LRU_HASH``): full maps evict (see the module docstring)."""
+
+    types = (MapType.LRU_HASH,)
+    lru = True
+
+
+class LRUPerCPUHashMap(PerCPUHashMap):
+    """A per-CPU LRU hash map (``BPF_MAP_TYPE_LRU_PERCPU_HASH``)."""
+
+    types = (MapType.LRU_PERCPU_HASH,)
+    lru = True
