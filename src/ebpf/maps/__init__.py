@@ -37,7 +37,10 @@ from ebpf.maps._errors import (
     errno_of,
 )
 from ebpf.maps.array import ArrayMap, PerCPUArrayMap
+from ebpf.maps.bloom import BloomFilterMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
+from ebpf.maps.lpm import LPMTrieMap, lpm_key
+from ebpf.maps.queue import QueueMap, StackMap
 from ebpf.spec import MapType
 from ebpf.vm.memory import Memory
 
@@ -47,9 +50,11 @@ __all__ = [
     "BPF_NOEXIST",
     "MAP_CLASSES",
     "ArrayMap",
+    "BloomFilterMap",
     "HashMap",
     "InvalidMapArgumentError",
     "KeyExistsError",
+    "LPMTrieMap",
     "LRUHashMap",
     "LRUPerCPUHashMap",
     "Map",
@@ -60,9 +65,12 @@ __all__ = [
     "MapOperationNotSupportedError",
     "PerCPUArrayMap",
     "PerCPUHashMap",
+    "QueueMap",
+    "StackMap",
     "UpdateFlags",
     "create",
     "errno_of",
+    "lpm_key",
 ]
 
 MAP_CLASSES: dict[MapType, type[Map]] = {
@@ -74,6 +82,10 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         PerCPUHashMap,
         LRUHashMap,
         LRUPerCPUHashMap,
+        QueueMap,
+        StackMap,
+        BloomFilterMap,
+        LPMTrieMap,
     )
     for t in cls.types
 }
