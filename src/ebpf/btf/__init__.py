@@ -6,13 +6,13 @@
     task = spec.find("task_struct", btf.Struct)
     spec.to_bytes() == open("/sys/kernel/btf/vmlinux", "rb").read()   # True
 
-Not here yet: split BTF (module BTF on a base), ``.BTF.ext``, CO-RE, C dumps.
+The modules ``parse`` and ``marshal`` hold the functions behind ``Spec.from_bytes`` and
+``Spec.to_bytes``. Not here yet: split BTF (module BTF on a base), ``.BTF.ext``, CO-RE, C dumps.
 """
 
 from __future__ import annotations
 
-from .marshal import StringTableBuilder, marshal
-from .parse import parse
+from .marshal import StringTableBuilder
 from .spec import ByteOrder, Spec, StringTable, references
 from .types import (
     Array,
@@ -80,7 +80,5 @@ __all__ = [
     "VarSecinfo",
     "Void",
     "Volatile",
-    "marshal",
-    "parse",
     "references",
 ]

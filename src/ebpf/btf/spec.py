@@ -142,6 +142,15 @@ class Spec(Sequence[Type]):
         types: every type in id order, ``Void()`` first.
         strings: the string table the types were parsed from, or ``None`` for fresh types.
         byteorder: the byte order of the parsed blob; the default for :meth:`to_bytes`.
+
+    >>> from ebpf import btf
+    >>> spec = btf.Spec.build([btf.Int("int", 4, btf.IntEncoding.SIGNED, bits=32), btf.Typedef("pid_t", 1)])
+    >>> spec.find("pid_t", btf.Typedef)
+    Typedef(name='pid_t', type=1)
+    >>> spec.resolve(2).name, spec.sizeof(2)
+    ('int', 4)
+    >>> btf.Spec.from_bytes(spec.to_bytes()) == spec
+    True
     """
 
     __slots__ = ("_names", "byteorder", "strings", "types")
