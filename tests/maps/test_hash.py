@@ -108,7 +108,7 @@ def test_get_next_key() -> None:
         (MapType.HASH, 0, 8, 1, 0, errno.EINVAL),
         (MapType.HASH, 4, 0, 1, 0, errno.EINVAL),
         (MapType.HASH, 4, 8, 0, 0, errno.EINVAL),
-        (MapType.HASH, 513, 8, 1, 0, errno.E2BIG),
+        (MapType.HASH, (1 << 22) - 48 - 8, 8, 1, 0, errno.E2BIG),
         (MapType.HASH, 4, 8, 1, MapFlags.NO_COMMON_LRU, errno.EINVAL),
         (MapType.HASH, 4, 8, 1, MapFlags.MMAPABLE, errno.EINVAL),
         (MapType.LRU_HASH, 4, 8, 1, MapFlags.NO_PREALLOC, 524),

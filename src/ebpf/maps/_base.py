@@ -70,9 +70,6 @@ class MapFlags(IntFlag):
 
 ACCESS_MASK = MapFlags.RDONLY | MapFlags.WRONLY | MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG
 
-MAX_BPF_STACK = 512
-"""The largest hash key the kernel accepts (``E2BIG`` above it)."""
-
 VALUE_SIZE_MAX = 1 << 22
 """``KMALLOC_MAX_SIZE`` on x86-64 (4 MiB): larger values are ``E2BIG``."""
 

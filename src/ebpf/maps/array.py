@@ -23,7 +23,6 @@ from ebpf.errors import KeyNotFoundError
 from ebpf.maps._base import (
     ACCESS_MASK,
     BPF_NOEXIST,
-    VALUE_SIZE_MAX,
     Map,
     MapDef,
     MapFlags,
@@ -36,6 +35,7 @@ from ebpf.vm.memory import Memory, Region
 __all__ = ["ArrayMap", "PerCPUArrayMap"]
 
 _U32 = struct.Struct("<I")
+INT_MAX = (1 << 31) - 1
 
 ARRAY_CREATE_FLAG_MASK = (
     MapFlags.NUMA_NODE | MapFlags.MMAPABLE | ACCESS_MASK | MapFlags.PRESERVE_ELEMS | MapFlags.INNER_MAP
@@ -63,9 +63,9 @@ class ArrayMap(Map):
             )
         if self.percpu and defn.flags & MapFlags.MMAPABLE:
             raise InvalidMapArgumentError(f"{self.label}: BPF_F_MMAPABLE is only for plain arrays")
-        if defn.value_size > VALUE_SIZE_MAX:
+        if defn.value_size > INT_MAX:  # the kernel's overflow guard for round_up(value_size)
             raise InvalidMapArgumentError(
-                f"{self.label}: value_size {defn.value_size} exceeds {VALUE_SIZE_MAX}", errno=errno.E2BIG
+                f"{self.label}: value_size {defn.value_size} exceeds {INT_MAX}", errno=errno.E2BIG
             )
         self.stride = round_up(defn.value_size)
         ncopies = ncpus if self.percpu else 1

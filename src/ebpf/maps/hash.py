@@ -3,7 +3,9 @@
 Rule 1 (``kernel/bpf/hashtab.c``): a new key in a full map is ``E2BIG`` (LRU maps evict
 instead); ``BPF_NOEXIST`` on an existing key is ``EEXIST``; ``BPF_EXIST`` on a missing key
 is ``ENOENT``; the flag checks come before the full check. ``BPF_F_NO_PREALLOC`` is accepted
-(no difference here); LRU maps reject it (``ENOTSUPP``, 524) as the kernel does.
+(no difference here); LRU maps reject it (``ENOTSUPP``, 524) as the kernel does. Sizes:
+``key_size + value_size >= KMALLOC_MAX_SIZE - 48`` is ``E2BIG`` (Linux 6.18; older kernels
+also capped ``key_size`` at 512), per-CPU values above 32 KiB are ``E2BIG``.
 
 Rule 2: every element owns one host buffer per CPU, registered as its own region, so an
 overrun from one value never lands in another. Updating an existing key writes its value
@@ -34,7 +36,6 @@ from ebpf.maps._base import (
     ACCESS_MASK,
     BPF_EXIST,
     BPF_NOEXIST,
-    MAX_BPF_STACK,
     VALUE_SIZE_MAX,
     Map,
     MapDef,
@@ -53,6 +54,7 @@ HTAB_CREATE_FLAG_MASK = (
 )
 ENOTSUPP = 524  # the kernel-internal errno LRU maps return for BPF_F_NO_PREALLOC
 PCPU_MIN_UNIT_SIZE = 32768
+HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem): key + value must stay below KMALLOC_MAX_SIZE - 48
 
 
 @dataclass(eq=False)
@@ -84,14 +86,11 @@ class HashMap(Map):
                 f"{self.label}: hash map needs key_size, value_size and max_entries > 0; got "
                 f"key_size {defn.key_size}, value_size {defn.value_size}, max_entries {defn.max_entries}"
             )
-        if defn.key_size > MAX_BPF_STACK:
-            raise InvalidMapArgumentError(
-                f"{self.label}: key_size {defn.key_size} exceeds {MAX_BPF_STACK}", errno=errno.E2BIG
-            )
-        too_big = defn.value_size >= VALUE_SIZE_MAX - MAX_BPF_STACK - 64
+        too_big = defn.key_size + defn.value_size >= VALUE_SIZE_MAX - HTAB_ELEM_SIZE
         if too_big or (self.percpu and round_up(defn.value_size) > PCPU_MIN_UNIT_SIZE):
             raise InvalidMapArgumentError(
-                f"{self.label}: value_size {defn.value_size} is too large", errno=errno.E2BIG
+                f"{self.label}: key_size {defn.key_size} + value_size {defn.value_size} is too large",
+                errno=errno.E2BIG,
             )
         self._elems: OrderedDict[bytes, _Elem] = OrderedDict()
 

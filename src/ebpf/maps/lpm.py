@@ -8,7 +8,7 @@ Keys are ``struct bpf_lpm_trie_key``::
     +------------------+------------------------------------------+
 
 Rule 1 (``kernel/bpf/lpm_trie.c``): ``BPF_F_NO_PREALLOC`` is required; ``key_size`` is
-5..260 (1..256 data bytes); ``value_size`` > 0; ``max_entries`` > 0; else ``EINVAL``.
+5..260 (1..256 data bytes); ``value_size`` is 1..4194024; ``max_entries`` > 0; else ``EINVAL``.
 An update with ``prefixlen`` above ``8 * (key_size - 4)`` is ``EINVAL``; a new prefix in a
 full trie is ``ENOSPC``; ``BPF_NOEXIST`` / ``BPF_EXIST`` give ``EEXIST`` / ``ENOENT``.
 
@@ -39,6 +39,7 @@ __all__ = ["LPMTrieMap", "lpm_key"]
 
 LPM_CREATE_FLAG_MASK = MapFlags.NO_PREALLOC | MapFlags.NUMA_NODE | ACCESS_MASK
 LPM_DATA_SIZE_MAX = 256
+LPM_VAL_SIZE_MAX = VALUE_SIZE_MAX - LPM_DATA_SIZE_MAX - 24  # - sizeof(struct lpm_trie_node)
 _U32 = struct.Struct("<I")
 
 
@@ -70,7 +71,7 @@ class LPMTrieMap(Map):
             or not defn.flags & MapFlags.NO_PREALLOC
             or defn.flags & ~LPM_CREATE_FLAG_MASK
             or not 5 <= defn.key_size <= 4 + LPM_DATA_SIZE_MAX
-            or not 1 <= defn.value_size <= VALUE_SIZE_MAX
+            or not 1 <= defn.value_size <= LPM_VAL_SIZE_MAX
         ):
             raise InvalidMapArgumentError(
                 f"{self.label}: LPM trie needs BPF_F_NO_PREALLOC, key_size 5..260, value_size > 0 "

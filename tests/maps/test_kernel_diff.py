@@ -1,0 +1,415 @@
+"""Differential tests: the same map operations on the kernel's maps and ours give the same results.
+
+All ctypes use of the maps tests lives here (the maps package is pure). Each operation
+returns ``("ok", result)`` or ``("err", errno)`` on both sides, and the sequences are
+compared step by step. Hash iteration order differs by design (bucket order in the
+kernel), so hash key sets are compared sorted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ebpf.errors import SyscallError
+from ebpf.kernel._syscall import bpf
+from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr
+from ebpf.maps import MapDef, MapFlags, QueueMap, create, errno_of, lpm_key
+from ebpf.maps._base import Map
+from ebpf.spec import MapType
+
+pytestmark = pytest.mark.kernel
+
+Result = tuple[str, object]
+Op = tuple[object, ...]
+
+
+class KernelMap:
+    """A kernel map driven by raw ``bpf()`` commands, with the same op vocabulary as ``run_ours``."""
+
+    def __init__(self, defn: MapDef) -> None:
+        attr = MapCreateAttr(
+            map_type=defn.type,
+            key_size=defn.key_size,
+            value_size=defn.value_size,
+            max_entries=defn.max_entries,
+            map_flags=defn.flags,
+            map_extra=defn.map_extra,
+        )
+        self.defn = defn
+        self.fd = bpf(Cmd.MAP_CREATE, attr)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _call(
+        self, cmd: Cmd, key: bytes | None, value: ctypes.Array[ctypes.c_char] | None, flags: int = 0
+    ) -> None:
+        kbuf = ctypes.create_string_buffer(key, len(key)) if key else None
+        attr = MapElemAttr(map_fd=self.fd, flags=flags)
+        attr.key = ctypes.addressof(kbuf) if kbuf is not None else 0
+        attr.value = ctypes.addressof(value) if value is not None else 0
+        bpf(cmd, attr)
+
+    def run(self, op: Op) -> Result:
+        name = op[0]
+        vsize = self.defn.value_size
+        if self.defn.type in PERCPU_TYPES:
+            vsize = (vsize + 7) // 8 * 8 * possible_cpus()
+        try:
+            if name == "update":
+                key, value, flags = op[1], op[2], op[3]
+                assert isinstance(key, bytes) and isinstance(value, bytes) and isinstance(flags, int)
+                buf = ctypes.create_string_buffer(value, len(value))
+                self._call(Cmd.MAP_UPDATE_ELEM, key, buf, flags)
+                return ("ok", None)
+            if name in ("lookup", "pop"):
+                key = op[1] if name == "lookup" else b""
+                assert isinstance(key, bytes)
+                out = ctypes.create_string_buffer(vsize)
+                cmd = Cmd.MAP_LOOKUP_ELEM if name == "lookup" else Cmd.MAP_LOOKUP_AND_DELETE_ELEM
+                self._call(cmd, key, out)
+                return ("ok", out.raw)
+            if name == "delete":
+                key = op[1]
+                assert isinstance(key, bytes)
+                self._call(Cmd.MAP_DELETE_ELEM, key, None)
+                return ("ok", None)
+            if name == "next":
+                key = op[1]
+                assert key is None or isinstance(key, bytes)
+                nxt = ctypes.create_string_buffer(self.defn.key_size)
+                self._call(Cmd.MAP_GET_NEXT_KEY, key, nxt)
+                return ("ok", nxt.raw)
+        except SyscallError as err:
+            return ("err", err.errno)
+        raise AssertionError(f"unknown op {op}")
+
+
+def run_ours(m: Map, op: Op) -> Result:
+    name = op[0]
+    try:
+        if name == "update":
+            key, value, flags = op[1], op[2], op[3]
+            assert isinstance(key, bytes) and isinstance(value, bytes) and isinstance(flags, int)
+            m.update(key, value, flags)
+            return ("ok", None)
+        if name == "lookup":
+            key = op[1]
+            assert isinstance(key, bytes)
+            return ("ok", m.lookup(key))
+        if name == "pop":
+            assert isinstance(m, QueueMap)
+            return ("ok", m.lookup_and_delete())
+        if name == "delete":
+            key = op[1]
+            assert isinstance(key, bytes)
+            m.delete(key)
+            return ("ok", None)
+        if name == "next":
+            key = op[1]
+            assert key is None or isinstance(key, bytes)
+            return ("ok", m.get_next_key(key))
+    except Exception as err:
+        code = errno_of(err)
+        if code is None:
+            raise
+        return ("err", code)
+    raise AssertionError(f"unknown op {op}")
+
+
+@contextmanager
+def both(defn: MapDef) -> Iterator[tuple[KernelMap, Map]]:
+    kernel = KernelMap(defn)
+    ours = create(defn, ncpus=possible_cpus())
+    try:
+        yield kernel, ours
+    finally:
+        kernel.close()
+        ours.close()
+
+
+def compare(defn: MapDef, ops: Sequence[Op], *, skip: Callable[[Op], bool] = lambda op: False) -> None:
+    with both(defn) as (kernel, ours):
+        for i, op in enumerate(ops):
+            got, want = run_ours(ours, op), kernel.run(op)
+            if not skip(op):
+                assert got == want, f"op {i} {op}: ours {got}, kernel {want}"
+
+
+def kernel_keys(kernel: KernelMap) -> list[bytes]:
+    keys: list[bytes] = []
+    key: bytes | None = None
+    while True:
+        status, result = kernel.run(("next", key))
+        if status == "err":
+            return keys
+        assert isinstance(result, bytes)
+        keys.append(result)
+        key = result
+
+
+PERCPU_TYPES = (MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH)
+
+
+def possible_cpus() -> int:
+    """The kernel's ``num_possible_cpus()``: the size of per-CPU values in the syscall."""
+    with open("/sys/devices/system/cpu/possible") as f:
+        text = f.read().strip()
+    return sum(int(r.split("-")[1]) - int(r.split("-")[0]) + 1 if "-" in r else 1 for r in text.split(","))
+
+
+def u32(i: int) -> bytes:
+    return struct.pack("<I", i)
+
+
+def u64(i: int) -> bytes:
+    return struct.pack("<Q", i)
+
+
+# --- creation -----------------------------------------------------------------------------------
+
+NP = MapFlags.NO_PREALLOC
+CREATE_DEFS = [
+    MapDef(MapType.ARRAY, 8, 4, 1),
+    MapDef(MapType.ARRAY, 4, 0, 1),
+    MapDef(MapType.ARRAY, 4, 4, 0),
+    MapDef(MapType.ARRAY, 4, 4, 1, NP),
+    MapDef(MapType.PERCPU_ARRAY, 4, 4, 1, MapFlags.MMAPABLE),
+    MapDef(MapType.HASH, 0, 4, 1),
+    MapDef(MapType.HASH, 4, 0, 1),
+    MapDef(MapType.HASH, 4, 4, 0),
+    MapDef(MapType.HASH, (1 << 22) - 48 - 4, 4, 1),
+    MapDef(MapType.HASH, 4, (1 << 22) - 48 - 4, 1),
+    MapDef(MapType.HASH, 4, (1 << 22) - 48 - 5, 1, NP),  # just fits
+    MapDef(MapType.PERCPU_HASH, 4, 32768, 1),  # just fits
+    MapDef(MapType.QUEUE, 0, (1 << 22) + 1, 1),
+    MapDef(MapType.LPM_TRIE, 8, (1 << 22) - 280 + 1, 1, NP),
+    MapDef(MapType.HASH, 4, 4, 1, MapFlags.NO_COMMON_LRU),
+    MapDef(MapType.HASH, 4, 4, 1, MapFlags.MMAPABLE),
+    MapDef(MapType.LRU_HASH, 4, 4, 1, NP),
+    MapDef(MapType.PERCPU_HASH, 4, 32769, 1),
+    MapDef(MapType.LPM_TRIE, 8, 4, 1),
+    MapDef(MapType.LPM_TRIE, 4, 4, 1, NP),
+    MapDef(MapType.LPM_TRIE, 261, 4, 1, NP),
+    MapDef(MapType.LPM_TRIE, 8, 0, 1, NP),
+    MapDef(MapType.QUEUE, 4, 4, 1),
+    MapDef(MapType.QUEUE, 0, 0, 1),
+    MapDef(MapType.STACK, 0, 4, 0),
+    MapDef(MapType.BLOOM_FILTER, 4, 4, 1),
+    MapDef(MapType.BLOOM_FILTER, 0, 4, 1, map_extra=16),
+]
+
+
+def create_outcome(defn: MapDef) -> tuple[int | None, int | None]:
+    """(kernel errno or None, our errno or None) for creating ``defn``."""
+    try:
+        KernelMap(defn).close()
+        kernel = None
+    except SyscallError as err:
+        kernel = err.errno
+    try:
+        create(defn).close()
+        ours = None
+    except Exception as err:  # noqa: BLE001 - compared by errno
+        ours = errno_of(err)
+        assert ours is not None, err
+    return kernel, ours
+
+
+@pytest.mark.parametrize("defn", CREATE_DEFS, ids=lambda d: f"{d.type.name}-{d.key_size}-{d.value_size}")
+def test_create_outcome_matches(defn: MapDef) -> None:
+    kernel, ours = create_outcome(defn)
+    assert ours == kernel
+
+
+# --- operation sequences ------------------------------------------------------------------------
+
+
+def test_array_sequence() -> None:
+    defn = MapDef(MapType.ARRAY, 4, 4, 3)
+    ops: list[Op] = [
+        ("lookup", u32(0)),
+        ("update", u32(1), b"abcd", 0),
+        ("update", u32(1), b"efgh", 1),
+        ("update", u32(1), b"efgh", 2),
+        ("update", u32(3), b"efgh", 0),
+        ("update", u32(3), b"efgh", 2),
+        ("update", u32(0), b"efgh", 4),
+        ("update", u32(0), b"efgh", 8),
+        ("lookup", u32(1)),
+        ("lookup", u32(3)),
+        ("delete", u32(1)),
+        ("delete", u32(7)),
+        ("next", None),
+        ("next", u32(0)),
+        ("next", u32(2)),
+        ("next", u32(100)),
+    ]
+    compare(defn, ops)
+
+
+def test_hash_sequence() -> None:
+    defn = MapDef(MapType.HASH, 4, 8, 3)
+    ops: list[Op] = [
+        ("next", None),
+        ("lookup", u32(1)),
+        ("delete", u32(1)),
+        ("update", u32(1), u64(1), 2),
+        ("update", u32(1), u64(1), 1),
+        ("update", u32(1), u64(2), 1),
+        ("update", u32(1), u64(3), 0),
+        ("update", u32(2), u64(2), 0),
+        ("update", u32(3), u64(3), 0),
+        ("update", u32(4), u64(4), 0),
+        ("update", u32(4), u64(4), 2),
+        ("update", u32(4), u64(4), 1),
+        ("update", u32(3), u64(33), 2),
+        ("update", u32(3), u64(33), 3),
+        ("lookup", u32(3)),
+        ("delete", u32(2)),
+        ("update", u32(4), u64(4), 1),
+        ("lookup", u32(4)),
+    ]
+    compare(defn, ops)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("update"),
+                st.integers(0, 5).map(u32),
+                st.integers(0, 9).map(u64),
+                st.sampled_from([0, 1, 2]),
+            ),
+            st.tuples(st.just("lookup"), st.integers(0, 5).map(u32)),
+            st.tuples(st.just("delete"), st.integers(0, 5).map(u32)),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from([0, int(NP)]),
+)
+def test_hash_random_sequences(ops: list[Op], flags: int) -> None:
+    defn = MapDef(MapType.HASH, 4, 8, 4, flags)
+    with both(defn) as (kernel, ours):
+        for i, op in enumerate(ops):
+            got, want = run_ours(ours, op), kernel.run(op)
+            assert got == want, f"op {i} {op}: ours {got}, kernel {want}"
+        assert sorted(kernel_keys(kernel)) == sorted(ours.keys())
+
+
+@pytest.mark.parametrize("mtype", [MapType.QUEUE, MapType.STACK])
+def test_queue_stack_sequence(mtype: MapType) -> None:
+    defn = MapDef(mtype, 0, 4, 3)
+    ops: list[Op] = [
+        ("pop",),
+        ("lookup", b""),
+        ("update", b"", b"aaaa", 0),
+        ("update", b"", b"bbbb", 0),
+        ("update", b"", b"cccc", 1),
+        ("update", b"", b"cccc", 0),
+        ("update", b"", b"dddd", 0),
+        ("update", b"", b"dddd", 2),
+        ("update", b"", b"eeee", 2),
+        ("lookup", b""),
+        ("delete", b""),
+        ("next", None),
+        ("pop",),
+        ("pop",),
+        ("pop",),
+        ("pop",),
+    ]
+    compare(defn, ops)
+
+
+def test_lpm_sequence() -> None:
+    defn = MapDef(MapType.LPM_TRIE, 8, 1, 4, NP)
+
+    def key(prefixlen: int, *octets: int) -> bytes:
+        return lpm_key(prefixlen, bytes(octets))
+
+    ops: list[Op] = [
+        ("next", None),
+        ("lookup", key(32, 10, 1, 2, 3)),
+        ("update", key(0, 0, 0, 0, 0), b"D", 0),
+        ("update", key(8, 10, 0, 0, 0), b"A", 0),
+        ("update", key(16, 10, 1, 0, 0), b"B", 0),
+        ("update", key(32, 10, 1, 2, 3), b"H", 0),
+        ("update", key(33, 10, 1, 2, 3), b"H", 0),
+        ("update", key(24, 10, 1, 2, 0), b"X", 0),  # full: ENOSPC
+        ("update", key(8, 10, 9, 9, 9), b"a", 1),  # same /8: EEXIST
+        ("update", key(24, 10, 1, 2, 0), b"X", 2),  # ENOENT
+        ("update", key(8, 10, 9, 9, 9), b"a", 2),  # replace in a full trie, keep new bytes
+        ("lookup", key(32, 10, 1, 2, 3)),
+        ("lookup", key(32, 10, 1, 2, 4)),
+        ("lookup", key(32, 10, 2, 0, 0)),
+        ("lookup", key(32, 11, 0, 0, 0)),
+        ("lookup", key(8, 10, 1, 2, 3)),
+        ("lookup", key(0, 10, 1, 2, 3)),
+        ("next", None),
+        ("next", key(32, 10, 1, 2, 3)),
+        ("next", key(16, 10, 1, 0, 0)),
+        ("next", key(8, 10, 0, 0, 0)),
+        ("next", key(0, 0, 0, 0, 0)),
+        ("next", key(24, 99, 0, 0, 0)),
+        ("delete", key(24, 10, 1, 0, 0)),
+        ("delete", key(33, 10, 1, 0, 0)),
+        ("delete", key(0, 0, 0, 0, 0)),
+        ("lookup", key(32, 11, 0, 0, 0)),
+        ("delete", key(8, 10, 0, 0, 0)),
+        ("lookup", key(32, 10, 2, 0, 0)),
+    ]
+    compare(defn, ops)
+
+
+def test_lpm_ipv6_iteration_order() -> None:
+    defn = MapDef(MapType.LPM_TRIE, 20, 1, 16, NP)
+    prefixes = [(0, b""), (32, b"\x20\x01\x0d\xb8"), (48, b"\x20\x01\x0d\xb8\0\1"), (128, bytes(range(16)))]
+    prefixes += [(16, b"\xff\xff"), (17, b"\xff\xff\x80"), (17, b"\xff\xff\x00"), (1, b"\x80")]
+    with both(defn) as (kernel, ours):
+        for plen, data in prefixes:
+            op: Op = ("update", lpm_key(plen, data.ljust(16, b"\0")), b"v", 0)
+            assert run_ours(ours, op) == kernel.run(op)
+        assert ours.keys() == kernel_keys(kernel)
+
+
+@pytest.mark.parametrize("mtype", [MapType.LRU_HASH, MapType.LRU_PERCPU_HASH])
+def test_lru_never_full_and_bounded(mtype: MapType) -> None:
+    """Sizes only: the kernel's LRU is approximate, so which keys survive differs."""
+    defn = MapDef(mtype, 4, 8, 256)
+    with both(defn) as (kernel, ours):
+        for i in range(1000):
+            op: Op = ("update", u32(i), u64(i), 0)  # one value for all CPUs (ours); see below
+            kernel_op: Op = ("update", u32(i), u64(i) * possible_cpus(), 0) if mtype in PERCPU_TYPES else op
+            assert kernel.run(kernel_op) == ("ok", None)
+            assert run_ours(ours, op) == ("ok", None)
+        kept = kernel_keys(kernel)
+        assert 0 < len(kept) <= 256 and u32(999) in kept
+        assert len(ours) == 256 and u32(999) in ours
+
+
+@pytest.mark.parametrize("mtype", [MapType.PERCPU_ARRAY, MapType.PERCPU_HASH])
+def test_percpu_layout(mtype: MapType) -> None:
+    n = possible_cpus()
+    defn = MapDef(mtype, 4, 4, 2)
+    per_cpu = b"".join(struct.pack("<I", 100 + cpu) + bytes(4) for cpu in range(n))
+    ops: list[Op] = [
+        ("update", u32(1), per_cpu, 0),
+        ("lookup", u32(1)),
+        ("update", u32(1), per_cpu, 1),
+        ("update", u32(2), per_cpu, 0),
+        ("lookup", u32(2)),
+        ("update", u32(3), per_cpu, 0),
+    ]
+    compare(defn, ops)
