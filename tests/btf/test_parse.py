@@ -166,6 +166,10 @@ def malformed() -> list[tuple[bytes, str, int]]:
         (blob([1, 17 << 24, 0, 0xFFFFFFFE]), "component_idx -2", 24),
         (blob([1, 7 << 24, 3]), "FWD with vlen 0 / type 3", 24),
         (blob([1, 4 << 24, 4], b"\0\xff\0"), "not valid UTF-8", 24),
+        (blob([*INT_WORDS, 1, 12 << 24, 1]), "a INT, not a FUNC_PROTO", 40),
+        (blob([*INT_WORDS, 1, 17 << 24, 1, 2**32 - 1]), "tags type id 1, a INT", 40),
+        (blob([0, 4 << 24, 0, 1, 17 << 24, 1, 0]), "component_idx 0 beyond the 0 of type id 1", 36),
+        (blob([*INT_WORDS, 1, 15 << 24 | 1, 4, 1, 0, 4]), "a INT, not a VAR or FUNC", 40),
     ]
     return cases
 
