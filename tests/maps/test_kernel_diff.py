@@ -205,6 +205,12 @@ CREATE_DEFS = [
     MapDef(MapType.QUEUE, 4, 4, 1),
     MapDef(MapType.QUEUE, 0, 0, 1),
     MapDef(MapType.STACK, 0, 4, 0),
+    MapDef(MapType.RINGBUF, 0, 0, 4096),
+    MapDef(MapType.RINGBUF, 0, 0, 1 << 20),
+    MapDef(MapType.RINGBUF, 0, 0, 12288),
+    MapDef(MapType.RINGBUF, 0, 0, 1024),
+    MapDef(MapType.RINGBUF, 4, 0, 4096),
+    MapDef(MapType.RINGBUF, 0, 4, 4096),
     MapDef(MapType.BLOOM_FILTER, 4, 4, 1),
     MapDef(MapType.BLOOM_FILTER, 0, 4, 1, map_extra=16),
 ]

@@ -41,6 +41,7 @@ from ebpf.maps.bloom import BloomFilterMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
 from ebpf.maps.lpm import LPMTrieMap, lpm_key
 from ebpf.maps.queue import QueueMap, StackMap
+from ebpf.maps.ringbuf import RingBufMap, RingBufQuery
 from ebpf.spec import MapType
 from ebpf.vm.memory import Memory
 
@@ -66,6 +67,8 @@ __all__ = [
     "PerCPUArrayMap",
     "PerCPUHashMap",
     "QueueMap",
+    "RingBufMap",
+    "RingBufQuery",
     "StackMap",
     "UpdateFlags",
     "create",
@@ -86,6 +89,7 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         StackMap,
         BloomFilterMap,
         LPMTrieMap,
+        RingBufMap,
     )
     for t in cls.types
 }
