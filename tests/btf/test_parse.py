@@ -188,3 +188,12 @@ def test_malformations_name_offset_and_problem(raw: bytes, message: str, offset:
 def test_expected_byte_order_is_checked() -> None:
     with pytest.raises(BTFError, match="blob is little-endian, big-endian expected"):
         btf.Spec.from_bytes(blob(INT_WORDS), byteorder="big")
+
+
+def test_suffix_and_duplicate_strings_keep_their_offsets() -> None:
+    """pahole and clang share suffixes and may repeat strings; re-encoding keeps every offset used."""
+    words = [3, 1 << 24, 4, 1 << 24 | 32, 9, 8 << 24, 1]  # INT "int" inside "myint"; TYPEDEF "t" (2nd copy)
+    raw = blob(words, b"\0myint\0t\0t\0")
+    spec = btf.Spec.from_bytes(raw)
+    assert spec[1] == INT and spec[2] == btf.Typedef("t", 1)
+    assert spec.to_bytes() == raw
