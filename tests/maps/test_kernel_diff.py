@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from ebpf.errors import SyscallError
 from ebpf.kernel._syscall import bpf
 from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr
-from ebpf.maps import MapDef, MapFlags, QueueMap, create, errno_of, lpm_key
+from ebpf.maps import BloomFilterMap, MapDef, MapFlags, QueueMap, create, errno_of, lpm_key
 from ebpf.maps._base import Map
 from ebpf.spec import MapType
 
@@ -79,6 +79,11 @@ class KernelMap:
                 cmd = Cmd.MAP_LOOKUP_ELEM if name == "lookup" else Cmd.MAP_LOOKUP_AND_DELETE_ELEM
                 self._call(cmd, key, out)
                 return ("ok", out.raw)
+            if name == "peek":  # bloom filter: BPF_MAP_LOOKUP_ELEM with the value as input
+                value = op[1]
+                assert isinstance(value, bytes)
+                self._call(Cmd.MAP_LOOKUP_ELEM, None, ctypes.create_string_buffer(value, len(value)))
+                return ("ok", None)
             if name == "delete":
                 key = op[1]
                 assert isinstance(key, bytes)
@@ -110,6 +115,11 @@ def run_ours(m: Map, op: Op) -> Result:
         if name == "pop":
             assert isinstance(m, QueueMap)
             return ("ok", m.lookup_and_delete())
+        if name == "peek":
+            value = op[1]
+            assert isinstance(m, BloomFilterMap) and isinstance(value, bytes)
+            m.peek(value)
+            return ("ok", None)
         if name == "delete":
             key = op[1]
             assert isinstance(key, bytes)
@@ -211,6 +221,8 @@ CREATE_DEFS = [
     MapDef(MapType.RINGBUF, 0, 0, 1024),
     MapDef(MapType.RINGBUF, 4, 0, 4096),
     MapDef(MapType.RINGBUF, 0, 4, 4096),
+    MapDef(MapType.ARRAY, 4, 4, 8, MapFlags.MMAPABLE),
+    MapDef(MapType.BLOOM_FILTER, 0, 4, 100, map_extra=15),
     MapDef(MapType.BLOOM_FILTER, 4, 4, 1),
     MapDef(MapType.BLOOM_FILTER, 0, 4, 1, map_extra=16),
 ]
@@ -418,4 +430,14 @@ def test_percpu_layout(mtype: MapType) -> None:
         ("lookup", u32(2)),
         ("update", u32(3), per_cpu, 0),
     ]
+    compare(defn, ops)
+
+
+def test_bloom_sequence() -> None:
+    """Pushed values peek as present on both sides; flag and operation errors agree."""
+    defn = MapDef(MapType.BLOOM_FILTER, 0, 8, 64, map_extra=3)
+    pushed = [u64(i * 7919) for i in range(64)]
+    ops: list[Op] = [("update", b"", value, 0) for value in pushed]
+    ops += [("peek", value) for value in pushed]
+    ops += [("update", b"", u64(1), 1), ("update", b"", u64(1), 2), ("delete", b""), ("next", None)]
     compare(defn, ops)
