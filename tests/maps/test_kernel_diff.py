@@ -441,3 +441,34 @@ def test_bloom_sequence() -> None:
     ops += [("peek", value) for value in pushed]
     ops += [("update", b"", u64(1), 1), ("update", b"", u64(1), 2), ("delete", b""), ("next", None)]
     compare(defn, ops)
+
+
+def _lpm_keys() -> st.SearchStrategy[bytes]:
+    # Few distinct bits so prefixes nest and collide often.
+    return st.tuples(
+        st.integers(0, 17), st.sampled_from([0x00, 0x80, 0xC0, 0x40, 0xFF]), st.integers(0, 3)
+    ).map(lambda t: lpm_key(t[0], bytes([t[1], t[2] << 6, 0])))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("update"), _lpm_keys(), st.binary(min_size=2, max_size=2), st.sampled_from([0, 1, 2])
+            ),
+            st.tuples(st.just("lookup"), _lpm_keys()),
+            st.tuples(st.just("delete"), _lpm_keys()),
+            st.tuples(st.just("next"), st.one_of(st.none(), _lpm_keys())),
+        ),
+        max_size=40,
+    )
+)
+def test_lpm_random_sequences(ops: list[Op]) -> None:
+    """Longest match, flags, ENOSPC and the post-order walk agree with the kernel's trie."""
+    defn = MapDef(MapType.LPM_TRIE, 7, 2, 6, NP)
+    with both(defn) as (kernel, ours):
+        for i, op in enumerate(ops):
+            got, want = run_ours(ours, op), kernel.run(op)
+            assert got == want, f"op {i} {op}: ours {got}, kernel {want}"
+        assert ours.keys() == kernel_keys(kernel)
