@@ -40,6 +40,7 @@ from ebpf.maps.array import ArrayMap, PerCPUArrayMap
 from ebpf.maps.bloom import BloomFilterMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
 from ebpf.maps.lpm import LPMTrieMap, lpm_key
+from ebpf.maps.mapinmap import ArrayOfMapsMap, HashOfMapsMap
 from ebpf.maps.queue import QueueMap, StackMap
 from ebpf.maps.ringbuf import RingBufMap, RingBufQuery
 from ebpf.spec import MapType
@@ -51,8 +52,10 @@ __all__ = [
     "BPF_NOEXIST",
     "MAP_CLASSES",
     "ArrayMap",
+    "ArrayOfMapsMap",
     "BloomFilterMap",
     "HashMap",
+    "HashOfMapsMap",
     "InvalidMapArgumentError",
     "KeyExistsError",
     "LPMTrieMap",
@@ -90,6 +93,8 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         BloomFilterMap,
         LPMTrieMap,
         RingBufMap,
+        ArrayOfMapsMap,
+        HashOfMapsMap,
     )
     for t in cls.types
 }

@@ -94,6 +94,8 @@ class MapDef:
         flags: ``map_flags`` (:class:`MapFlags` bits).
         name: the map name (at most 15 characters of ``[A-Za-z0-9_.]``, as in the kernel).
         map_extra: ``map_extra`` (bloom filter: number of hash functions in the low 4 bits).
+        inner: the inner map template of ``ARRAY_OF_MAPS`` / ``HASH_OF_MAPS`` (the kernel's
+            ``inner_map_fd``; cilium's ``MapSpec.InnerMap``).
     """
 
     type: MapType
@@ -103,6 +105,7 @@ class MapDef:
     flags: int = 0
     name: str = ""
     map_extra: int = 0
+    inner: MapDef | None = None
 
 
 class Map:
