@@ -23,6 +23,7 @@ from ebpf.kernel._syscall import bpf
 from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr
 from ebpf.maps import BloomFilterMap, MapDef, MapFlags, QueueMap, create, errno_of, lpm_key
 from ebpf.maps._base import Map
+from ebpf.maps.mapinmap import _MapOfMaps
 from ebpf.spec import MapType
 
 pytestmark = pytest.mark.kernel
@@ -35,7 +36,19 @@ class KernelMap:
     """A kernel map driven by raw ``bpf()`` commands, with the same op vocabulary as ``run_ours``."""
 
     def __init__(self, defn: MapDef) -> None:
+        inner_fd = 0
+        if defn.inner is not None:
+            template = KernelMap(defn.inner)
+            inner_fd = template.fd
+        try:
+            self._create(defn, inner_fd)
+        finally:
+            if defn.inner is not None:
+                template.close()
+
+    def _create(self, defn: MapDef, inner_fd: int) -> None:
         attr = MapCreateAttr(
+            inner_map_fd=inner_fd,
             map_type=defn.type,
             key_size=defn.key_size,
             value_size=defn.value_size,
@@ -84,6 +97,17 @@ class KernelMap:
                 assert isinstance(value, bytes)
                 self._call(Cmd.MAP_LOOKUP_ELEM, None, ctypes.create_string_buffer(value, len(value)))
                 return ("ok", None)
+            if name == "update_map":  # op[2] is the inner map's KernelMap
+                key, inner, flags = op[1], op[2], op[3]
+                assert isinstance(key, bytes) and isinstance(inner, KernelMap) and isinstance(flags, int)
+                fd = ctypes.create_string_buffer(struct.pack("<I", inner.fd), 4)
+                self._call(Cmd.MAP_UPDATE_ELEM, key, fd, flags)
+                return ("ok", None)
+            if name == "lookup_map":  # the kernel answers a map id: compare success only
+                key = op[1]
+                assert isinstance(key, bytes)
+                self._call(Cmd.MAP_LOOKUP_ELEM, key, ctypes.create_string_buffer(4))
+                return ("ok", None)
             if name == "delete":
                 key = op[1]
                 assert isinstance(key, bytes)
@@ -119,6 +143,17 @@ def run_ours(m: Map, op: Op) -> Result:
             value = op[1]
             assert isinstance(m, BloomFilterMap) and isinstance(value, bytes)
             m.peek(value)
+            return ("ok", None)
+        if name == "update_map":
+            key, inner, flags = op[1], op[2], op[3]
+            assert isinstance(m, _MapOfMaps) and isinstance(key, bytes)
+            assert isinstance(inner, Map) and isinstance(flags, int)
+            m.update_map(key, inner, flags)
+            return ("ok", None)
+        if name == "lookup_map":
+            key = op[1]
+            assert isinstance(m, _MapOfMaps) and isinstance(key, bytes)
+            m.lookup_map(key)
             return ("ok", None)
         if name == "delete":
             key = op[1]
@@ -223,6 +258,13 @@ CREATE_DEFS = [
     MapDef(MapType.RINGBUF, 0, 4, 4096),
     MapDef(MapType.ARRAY, 4, 4, 8, MapFlags.MMAPABLE),
     MapDef(MapType.BLOOM_FILTER, 0, 4, 100, map_extra=15),
+    MapDef(MapType.ARRAY_OF_MAPS, 4, 4, 2, inner=MapDef(MapType.HASH, 4, 8, 4)),
+    MapDef(MapType.ARRAY_OF_MAPS, 4, 8, 2, inner=MapDef(MapType.HASH, 4, 8, 4)),
+    MapDef(MapType.ARRAY_OF_MAPS, 8, 4, 2, inner=MapDef(MapType.HASH, 4, 8, 4)),
+    MapDef(MapType.HASH_OF_MAPS, 8, 4, 2, inner=MapDef(MapType.QUEUE, 0, 8, 4)),
+    MapDef(MapType.HASH_OF_MAPS, 8, 8, 2, inner=MapDef(MapType.QUEUE, 0, 8, 4)),
+    MapDef(MapType.HASH_OF_MAPS, 4, 4, 2, inner=MapDef(MapType.PROG_ARRAY, 4, 4, 4)),
+    MapDef(MapType.HASH_OF_MAPS, 4, 4, 2, inner=MapDef(MapType.LPM_TRIE, 8, 4, 4, NP)),
     MapDef(MapType.BLOOM_FILTER, 4, 4, 1),
     MapDef(MapType.BLOOM_FILTER, 0, 4, 1, map_extra=16),
 ]
@@ -472,3 +514,45 @@ def test_lpm_random_sequences(ops: list[Op]) -> None:
             got, want = run_ours(ours, op), kernel.run(op)
             assert got == want, f"op {i} {op}: ours {got}, kernel {want}"
         assert ours.keys() == kernel_keys(kernel)
+
+
+@pytest.mark.parametrize("outer_type", [MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS])
+def test_map_in_map_sequence(outer_type: MapType) -> None:
+    template = MapDef(MapType.ARRAY, 4, 8, 4)
+    inner_defs = [template, MapDef(MapType.ARRAY, 4, 8, 5), MapDef(MapType.HASH, 4, 8, 4), template]
+    defn = MapDef(outer_type, 4, 4, 2, inner=template)
+    kernel_inner = [KernelMap(d) for d in inner_defs]
+    ours_inner = [create(d) for d in inner_defs]
+    plan: list[tuple[object, ...]] = [
+        ("lookup_map", u32(0)),
+        ("update_map", u32(0), 0, 0),
+        ("update_map", u32(0), 3, 1),
+        ("update_map", u32(0), 3, 2),
+        ("update_map", u32(1), 1, 0),  # max_entries differs from an array template
+        ("update_map", u32(1), 2, 0),  # another type
+        ("update_map", u32(1), 3, 0),
+        ("update_map", u32(2), 0, 0),  # past the end / full
+        ("update_map", u32(1), 0, 7),
+        ("lookup_map", u32(1)),
+        ("lookup_map", u32(9)),
+        ("delete", u32(1)),
+        ("delete", u32(1)),
+        ("delete", u32(9)),
+        ("lookup_map", u32(1)),
+    ]
+    try:
+        with both(defn) as (kernel, ours):
+            for i, step in enumerate(plan):
+                if step[0] == "update_map":
+                    index = step[2]
+                    assert isinstance(index, int)
+                    want = kernel.run((*step[:2], kernel_inner[index], step[3]))
+                    got = run_ours(ours, (*step[:2], ours_inner[index], step[3]))
+                else:
+                    want, got = kernel.run(step), run_ours(ours, step)
+                assert got == want, f"op {i} {step}: ours {got}, kernel {want}"
+    finally:
+        for km in kernel_inner:
+            km.close()
+        for m in ours_inner:
+            m.close()
