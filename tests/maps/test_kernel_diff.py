@@ -265,6 +265,13 @@ CREATE_DEFS = [
     MapDef(MapType.HASH_OF_MAPS, 8, 8, 2, inner=MapDef(MapType.QUEUE, 0, 8, 4)),
     MapDef(MapType.HASH_OF_MAPS, 4, 4, 2, inner=MapDef(MapType.PROG_ARRAY, 4, 4, 4)),
     MapDef(MapType.HASH_OF_MAPS, 4, 4, 2, inner=MapDef(MapType.LPM_TRIE, 8, 4, 4, NP)),
+    MapDef(MapType.ARRAY, 4, 4, 2, MapFlags.INNER_MAP),
+    MapDef(MapType.ARRAY, 4, 4, 2, MapFlags.PRESERVE_ELEMS),
+    MapDef(MapType.PERCPU_ARRAY, 4, 4, 2, MapFlags.INNER_MAP),
+    MapDef(MapType.ARRAY, 4, 4, 2, MapFlags.RDONLY_PROG),
+    MapDef(MapType.ARRAY_OF_MAPS, 4, 4, 2, MapFlags.MMAPABLE, inner=MapDef(MapType.HASH, 4, 8, 4)),
+    MapDef(MapType.ARRAY_OF_MAPS, 4, 4, 2, MapFlags.RDONLY_PROG, inner=MapDef(MapType.HASH, 4, 8, 4)),
+    MapDef(MapType.HASH_OF_MAPS, 4, 4, 2, MapFlags.NO_PREALLOC, inner=MapDef(MapType.HASH, 4, 8, 4)),
     MapDef(MapType.BLOOM_FILTER, 4, 4, 1),
     MapDef(MapType.BLOOM_FILTER, 0, 4, 1, map_extra=16),
 ]

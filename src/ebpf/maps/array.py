@@ -42,6 +42,24 @@ ARRAY_CREATE_FLAG_MASK = (
 )
 
 
+def check_array_flags(label: str, defn: MapDef) -> None:
+    """The kernel's per-type array flag rules: MMAPABLE and INNER_MAP only on plain ARRAY,
+    PRESERVE_ELEMS only on PERF_EVENT_ARRAY (``EINVAL``)."""
+    if defn.type != MapType.ARRAY and defn.flags & (MapFlags.MMAPABLE | MapFlags.INNER_MAP):
+        raise InvalidMapArgumentError(f"{label}: BPF_F_MMAPABLE / BPF_F_INNER_MAP are only for ARRAY")
+    if defn.type != MapType.PERF_EVENT_ARRAY and defn.flags & MapFlags.PRESERVE_ELEMS:
+        raise InvalidMapArgumentError(f"{label}: BPF_F_PRESERVE_ELEMS is only for PERF_EVENT_ARRAY")
+
+
+def array_next_key(label: str, key: bytes | None, index: int, max_entries: int) -> bytes:
+    """``get_next_key`` of every array-like map: 0 after ``None`` or an index past the end."""
+    if index >= max_entries:
+        return _U32.pack(0)
+    if index == max_entries - 1:
+        raise KeyNotFoundError(key, f"{label}: index {index} is the last")
+    return _U32.pack(index + 1)
+
+
 class ArrayMap(Map):
     """An array map (``BPF_MAP_TYPE_ARRAY``; ``BPF_F_MMAPABLE`` accepted)."""
 
@@ -61,8 +79,7 @@ class ArrayMap(Map):
                 f"flags in {int(ARRAY_CREATE_FLAG_MASK):#x}; got key_size {defn.key_size}, "
                 f"value_size {defn.value_size}, max_entries {defn.max_entries}, flags {defn.flags:#x}"
             )
-        if self.percpu and defn.flags & MapFlags.MMAPABLE:
-            raise InvalidMapArgumentError(f"{self.label}: BPF_F_MMAPABLE is only for plain arrays")
+        check_array_flags(self.label, defn)
         if defn.value_size > INT_MAX:  # the kernel's overflow guard for round_up(value_size)
             raise InvalidMapArgumentError(
                 f"{self.label}: value_size {defn.value_size} exceeds {INT_MAX}", errno=errno.E2BIG
@@ -116,11 +133,7 @@ class ArrayMap(Map):
 
     def get_next_key(self, key: bytes | None) -> bytes:
         index = 0xFFFFFFFF if key is None else self._index(key)
-        if index >= self.max_entries:
-            return _U32.pack(0)
-        if index == self.max_entries - 1:
-            raise KeyNotFoundError(key, f"{self.label}: index {index} is the last")
-        return _U32.pack(index + 1)
+        return array_next_key(self.label, key, index, self.max_entries)
 
     def value_address(self, key: bytes, cpu: int = 0) -> int | None:
         self._check_cpu(cpu)

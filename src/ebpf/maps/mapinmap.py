@@ -34,7 +34,7 @@ from ebpf.maps._errors import (
     MapFullError,
     MapOperationNotSupportedError,
 )
-from ebpf.maps.array import ARRAY_CREATE_FLAG_MASK
+from ebpf.maps.array import ARRAY_CREATE_FLAG_MASK, array_next_key, check_array_flags
 from ebpf.maps.hash import ENOTSUPP, HTAB_CREATE_FLAG_MASK
 from ebpf.spec import MapType
 from ebpf.vm.memory import Memory
@@ -138,6 +138,7 @@ class ArrayOfMapsMap(_MapOfMaps):
                 f"map:{defn.name}: array of maps needs key_size 4 and max_entries > 0; got key_size "
                 f"{defn.key_size}, max_entries {defn.max_entries}, flags {defn.flags:#x}"
             )
+        check_array_flags(f"map:{defn.name}", defn)
         super().__init__(defn, memory, ncpus=ncpus)
 
     def _index(self, key: bytes) -> int:
@@ -162,11 +163,7 @@ class ArrayOfMapsMap(_MapOfMaps):
 
     def get_next_key(self, key: bytes | None) -> bytes:
         index = 0xFFFFFFFF if key is None else self._index(key)
-        if index >= self.max_entries:
-            return _U32.pack(0)
-        if index == self.max_entries - 1:
-            raise KeyNotFoundError(key, f"{self.label}: index {index} is the last")
-        return _U32.pack(index + 1)
+        return array_next_key(self.label, key, index, self.max_entries)
 
     def __len__(self) -> int:
         return self.max_entries
