@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from ebpf.errors import SyscallError
 from ebpf.kernel._syscall import bpf
 from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr
-from ebpf.maps import BloomFilterMap, MapDef, MapFlags, QueueMap, create, errno_of, lpm_key
+from ebpf.maps import BloomFilterMap, MapDef, MapFlags, ProgArrayMap, QueueMap, create, errno_of, lpm_key
 from ebpf.maps._base import Map
 from ebpf.maps.mapinmap import _MapOfMaps
 from ebpf.spec import MapType
@@ -103,7 +103,7 @@ class KernelMap:
                 fd = ctypes.create_string_buffer(struct.pack("<I", inner.fd), 4)
                 self._call(Cmd.MAP_UPDATE_ELEM, key, fd, flags)
                 return ("ok", None)
-            if name == "lookup_map":  # the kernel answers a map id: compare success only
+            if name == "lookup_obj":  # the kernel answers a map id: compare success only
                 key = op[1]
                 assert isinstance(key, bytes)
                 self._call(Cmd.MAP_LOOKUP_ELEM, key, ctypes.create_string_buffer(4))
@@ -150,10 +150,14 @@ def run_ours(m: Map, op: Op) -> Result:
             assert isinstance(inner, Map) and isinstance(flags, int)
             m.update_map(key, inner, flags)
             return ("ok", None)
-        if name == "lookup_map":
+        if name == "lookup_obj":
             key = op[1]
-            assert isinstance(m, _MapOfMaps) and isinstance(key, bytes)
-            m.lookup_map(key)
+            assert isinstance(key, bytes)
+            if isinstance(m, ProgArrayMap):
+                m.lookup_prog(key)
+            else:
+                assert isinstance(m, _MapOfMaps)
+                m.lookup_map(key)
             return ("ok", None)
         if name == "delete":
             key = op[1]
@@ -272,6 +276,12 @@ CREATE_DEFS = [
     MapDef(MapType.ARRAY_OF_MAPS, 4, 4, 2, MapFlags.MMAPABLE, inner=MapDef(MapType.HASH, 4, 8, 4)),
     MapDef(MapType.ARRAY_OF_MAPS, 4, 4, 2, MapFlags.RDONLY_PROG, inner=MapDef(MapType.HASH, 4, 8, 4)),
     MapDef(MapType.HASH_OF_MAPS, 4, 4, 2, MapFlags.NO_PREALLOC, inner=MapDef(MapType.HASH, 4, 8, 4)),
+    MapDef(MapType.PROG_ARRAY, 4, 4, 2),
+    MapDef(MapType.PROG_ARRAY, 4, 8, 2),
+    MapDef(MapType.PROG_ARRAY, 8, 4, 2),
+    MapDef(MapType.PROG_ARRAY, 4, 4, 2, MapFlags.MMAPABLE),
+    MapDef(MapType.PROG_ARRAY, 4, 4, 2, MapFlags.NO_PREALLOC),
+    MapDef(MapType.PROG_ARRAY, 4, 4, 2, MapFlags.WRONLY_PROG),
     MapDef(MapType.BLOOM_FILTER, 4, 4, 1),
     MapDef(MapType.BLOOM_FILTER, 0, 4, 1, map_extra=16),
 ]
@@ -531,7 +541,7 @@ def test_map_in_map_sequence(outer_type: MapType) -> None:
     kernel_inner = [KernelMap(d) for d in inner_defs]
     ours_inner = [create(d) for d in inner_defs]
     plan: list[tuple[object, ...]] = [
-        ("lookup_map", u32(0)),
+        ("lookup_obj", u32(0)),
         ("update_map", u32(0), 0, 0),
         ("update_map", u32(0), 3, 1),
         ("update_map", u32(0), 3, 2),
@@ -540,12 +550,12 @@ def test_map_in_map_sequence(outer_type: MapType) -> None:
         ("update_map", u32(1), 3, 0),
         ("update_map", u32(2), 0, 0),  # past the end / full
         ("update_map", u32(1), 0, 7),
-        ("lookup_map", u32(1)),
-        ("lookup_map", u32(9)),
+        ("lookup_obj", u32(1)),
+        ("lookup_obj", u32(9)),
         ("delete", u32(1)),
         ("delete", u32(1)),
         ("delete", u32(9)),
-        ("lookup_map", u32(1)),
+        ("lookup_obj", u32(1)),
     ]
     try:
         with both(defn) as (kernel, ours):
@@ -563,3 +573,18 @@ def test_map_in_map_sequence(outer_type: MapType) -> None:
             km.close()
         for m in ours_inner:
             m.close()
+
+
+def test_prog_array_without_programs() -> None:
+    """Empty slots and indices past the end (filling slots needs loaded programs)."""
+    defn = MapDef(MapType.PROG_ARRAY, 4, 4, 2)
+    ops: list[Op] = [
+        ("lookup_obj", u32(0)),
+        ("lookup_obj", u32(5)),
+        ("delete", u32(0)),
+        ("delete", u32(5)),
+        ("next", None),
+        ("next", u32(0)),
+        ("next", u32(1)),
+    ]
+    compare(defn, ops)

@@ -41,6 +41,7 @@ from ebpf.maps.bloom import BloomFilterMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
 from ebpf.maps.lpm import LPMTrieMap, lpm_key
 from ebpf.maps.mapinmap import ArrayOfMapsMap, HashOfMapsMap
+from ebpf.maps.progarray import ProgArrayMap
 from ebpf.maps.queue import QueueMap, StackMap
 from ebpf.maps.ringbuf import RingBufMap, RingBufQuery
 from ebpf.spec import MapType
@@ -69,6 +70,7 @@ __all__ = [
     "MapOperationNotSupportedError",
     "PerCPUArrayMap",
     "PerCPUHashMap",
+    "ProgArrayMap",
     "QueueMap",
     "RingBufMap",
     "RingBufQuery",
@@ -95,6 +97,7 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         RingBufMap,
         ArrayOfMapsMap,
         HashOfMapsMap,
+        ProgArrayMap,
     )
     for t in cls.types
 }
