@@ -198,3 +198,15 @@ def test_lru_percpu() -> None:
             m[k(i)] = v(i)
         assert sorted(m.keys()) == [k(3), k(4)]
         assert m.lookup_percpu(k(4)) == [v(4)] * 4
+
+
+def test_lookup_and_delete_unmaps() -> None:
+    mem = Memory()
+    with hmap(memory=mem) as m:
+        m[k(1)] = v(5)
+        addr = m.value_address(k(1))
+        assert addr is not None
+        assert m.lookup_and_delete(k(1)) == v(5)
+        assert len(m) == 0 and len(mem) == 0
+        with pytest.raises(KeyNotFoundError):
+            m.lookup_and_delete(k(1))

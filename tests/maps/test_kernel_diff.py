@@ -21,7 +21,17 @@ from hypothesis import strategies as st
 from ebpf.errors import SyscallError
 from ebpf.kernel._syscall import bpf
 from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr
-from ebpf.maps import BloomFilterMap, MapDef, MapFlags, ProgArrayMap, QueueMap, create, errno_of, lpm_key
+from ebpf.maps import (
+    BloomFilterMap,
+    HashMap,
+    MapDef,
+    MapFlags,
+    ProgArrayMap,
+    QueueMap,
+    create,
+    errno_of,
+    lpm_key,
+)
 from ebpf.maps._base import Map
 from ebpf.maps.mapinmap import _MapOfMaps
 from ebpf.spec import MapType
@@ -85,8 +95,8 @@ class KernelMap:
                 buf = ctypes.create_string_buffer(value, len(value))
                 self._call(Cmd.MAP_UPDATE_ELEM, key, buf, flags)
                 return ("ok", None)
-            if name in ("lookup", "pop"):
-                key = op[1] if name == "lookup" else b""
+            if name in ("lookup", "pop", "lookup_and_delete"):
+                key = op[1] if name != "pop" else b""
                 assert isinstance(key, bytes)
                 out = ctypes.create_string_buffer(vsize)
                 cmd = Cmd.MAP_LOOKUP_ELEM if name == "lookup" else Cmd.MAP_LOOKUP_AND_DELETE_ELEM
@@ -139,6 +149,10 @@ def run_ours(m: Map, op: Op) -> Result:
         if name == "pop":
             assert isinstance(m, QueueMap)
             return ("ok", m.lookup_and_delete())
+        if name == "lookup_and_delete":
+            key = op[1]
+            assert isinstance(m, HashMap) and isinstance(key, bytes)
+            return ("ok", m.lookup_and_delete(key))
         if name == "peek":
             value = op[1]
             assert isinstance(m, BloomFilterMap) and isinstance(value, bytes)
@@ -179,12 +193,14 @@ def run_ours(m: Map, op: Op) -> Result:
 @contextmanager
 def both(defn: MapDef) -> Iterator[tuple[KernelMap, Map]]:
     kernel = KernelMap(defn)
-    ours = create(defn, ncpus=possible_cpus())
     try:
-        yield kernel, ours
+        ours = create(defn, ncpus=possible_cpus())
+        try:
+            yield kernel, ours
+        finally:
+            ours.close()
     finally:
         kernel.close()
-        ours.close()
 
 
 def compare(defn: MapDef, ops: Sequence[Op], *, skip: Callable[[Op], bool] = lambda op: False) -> None:
@@ -356,6 +372,9 @@ def test_hash_sequence() -> None:
         ("delete", u32(2)),
         ("update", u32(4), u64(4), 1),
         ("lookup", u32(4)),
+        ("lookup_and_delete", u32(4)),
+        ("lookup_and_delete", u32(4)),
+        ("lookup", u32(4)),
     ]
     compare(defn, ops)
 
@@ -488,6 +507,8 @@ def test_percpu_layout(mtype: MapType) -> None:
         ("update", u32(2), per_cpu, 0),
         ("lookup", u32(2)),
         ("update", u32(3), per_cpu, 0),
+        ("lookup_and_delete", u32(1)) if mtype == MapType.PERCPU_HASH else ("lookup", u32(1)),
+        ("lookup", u32(1)),
     ]
     compare(defn, ops)
 

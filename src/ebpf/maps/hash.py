@@ -142,6 +142,16 @@ class HashMap(Map):
         for region, value in zip(elem.regions, values, strict=True):
             region.view[:] = value
 
+    def lookup_and_delete(self, key: bytes) -> bytes:
+        """``BPF_MAP_LOOKUP_AND_DELETE_ELEM``: the value of ``key`` (kernel layout), then delete it.
+
+        Raises:
+            KeyNotFoundError: no element (``ENOENT``).
+        """
+        value = self.lookup(key)
+        self.delete(key)
+        return value
+
     def delete(self, key: bytes) -> None:
         elem = self._find(key)
         del self._elems[elem.key]
