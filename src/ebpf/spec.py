@@ -1,6 +1,20 @@
-"""Kernel object kinds as closed numeric sets: program, map and attach types.
+"""Specs of BPF objects (what an object file describes) and the kernel's kinds of objects.
 
-Pure: no kernel access.
+Core layer. Pure: no kernel access; parsing an object gives an equal spec on every machine.
+
+Specs (:class:`CollectionSpec`, :class:`ProgramSpec`, :class:`MapSpec`, :class:`VariableSpec`)
+are plain mutable dataclasses with a deep ``copy()``, edited by users before loading (cilium's
+``CollectionSpec``). Both engines turn the same spec into live objects: the user-space runtime
+(:mod:`ebpf.runtime`) and the kernel (:mod:`ebpf.kernel`).
+
+Program instructions in a spec are *linked but not relocated*: subprograms are appended to the
+program that calls them and bpf-to-bpf calls hold their final relative offsets, while each
+``lddw`` that names a map, a global variable or a kernel symbol (and each kfunc call) keeps a
+placeholder immediate and is listed in :attr:`ProgramSpec.relocations` by slot index; an engine
+fills those in when it loads the program. CO-RE relocations are applied by
+:func:`ebpf.btf.core.relocate_core` against a target BTF given as an argument.
+
+The kinds of objects, as closed numeric sets:
 
 Rule 1: every value equals the number in the Linux UAPI header
 (``include/uapi/linux/bpf.h``, as of Linux 6.18), so a member can be passed to
@@ -16,9 +30,29 @@ older one an alias (``MapType.CGROUP_STORAGE_DEPRECATED is MapType.CGROUP_STORAG
 
 from __future__ import annotations
 
+import copy as _copy
+import enum
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-__all__ = ["AttachType", "MapType", "ProgramType"]
+if TYPE_CHECKING:
+    from ebpf.btf.ext import CoreRelo, FuncInfo, LineInfo
+    from ebpf.btf.spec import Spec as BTFSpec
+    from ebpf.isa.program import Program
+
+__all__ = [
+    "AttachType",
+    "CollectionSpec",
+    "MapSpec",
+    "MapType",
+    "PinType",
+    "ProgramSpec",
+    "ProgramType",
+    "RelocKind",
+    "Relocation",
+    "VariableSpec",
+]
 
 
 class ProgramType(IntEnum):
@@ -161,3 +195,225 @@ class AttachType(IntEnum):
     NETKIT_PEER = 55  # BPF_NETKIT_PEER
     TRACE_KPROBE_SESSION = 56  # BPF_TRACE_KPROBE_SESSION
     TRACE_UPROBE_SESSION = 57  # BPF_TRACE_UPROBE_SESSION
+
+
+# --- specs ----------------------------------------------------------------------------------------
+
+
+class PinType(IntEnum):
+    """``pinning`` of a BTF-defined map (libbpf's ``enum libbpf_pin_type``)."""
+
+    NONE = 0  # LIBBPF_PIN_NONE
+    BY_NAME = 1  # LIBBPF_PIN_BY_NAME: pinned at <pin root>/<map name>, reused when present
+
+
+class RelocKind(enum.Enum):
+    """What a placeholder instruction of a :class:`ProgramSpec` refers to."""
+
+    MAP = "map"
+    """``lddw rX, map`` -> ``BPF_PSEUDO_MAP_FD`` (src 1), imm = the map."""
+    MAP_VALUE = "map_value"
+    """``lddw rX, map + off`` -> ``BPF_PSEUDO_MAP_VALUE`` (src 2): a global variable / data section."""
+    KSYM = "ksym"
+    """``lddw rX, extern __ksym`` -> ``BPF_PSEUDO_BTF_ID`` (src 3): a kernel variable by BTF id."""
+    KFUNC = "kfunc"
+    """``call extern_func`` -> ``BPF_PSEUDO_KFUNC_CALL`` (src 2): a kernel function by BTF id."""
+
+
+@dataclass
+class Relocation:
+    """A placeholder to fill at load time: ``symbol`` is a map name (MAP / MAP_VALUE, the
+    ``CollectionSpec.maps`` key) or an extern's name (KSYM / KFUNC); ``offset`` is the byte
+    offset into the map value for MAP_VALUE. ``weak`` externs may be missing (libbpf: 0)."""
+
+    kind: RelocKind
+    symbol: str
+    offset: int = 0
+    weak: bool = False
+
+
+@dataclass
+class MapSpec:
+    """What a map will be: ``BPF_MAP_CREATE`` attributes plus BTF and initial contents.
+
+    Attributes:
+        name: the map's name in the object (the ``CollectionSpec.maps`` key): the variable
+            name of a ``.maps`` / ``maps`` definition, or the section name of global data
+            (``.data``, ``.rodata``, ``.bss``, ``.data.foo``, ``.kconfig``).
+        type, key_size, value_size, max_entries, flags, map_extra, numa_node: as in
+            ``union bpf_attr`` for ``BPF_MAP_CREATE``.
+        pinning: libbpf's pinning of the map.
+        key_type_id, value_type_id: BTF type ids in ``btf`` (0: no BTF type).
+        btf: the object's BTF (shared with the collection), or None.
+        inner: the inner map template of ARRAY_OF_MAPS / HASH_OF_MAPS.
+        contents: initial ``(key, value)`` pairs written after creation (global data: one pair
+            with key ``0`` as 4 bytes and the section's bytes as value).
+        slots: initial values of PROG_ARRAY (slot -> program name) and of ARRAY_OF_MAPS /
+            HASH_OF_MAPS (slot -> map name), from ``.values = { ... }``.
+        freeze: freeze after filling (``.rodata``, ``.kconfig``: read-only for programs).
+        section: the ELF section the definition came from.
+    """
+
+    name: str
+    type: MapType
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+    map_extra: int = 0
+    numa_node: int = 0
+    pinning: PinType = PinType.NONE
+    key_type_id: int = 0
+    value_type_id: int = 0
+    btf: BTFSpec | None = field(default=None, repr=False, compare=False)
+    inner: MapSpec | None = None
+    contents: list[tuple[bytes, bytes]] = field(default_factory=list)
+    slots: dict[int, str] = field(default_factory=dict)
+    freeze: bool = False
+    section: str = ""
+
+    def copy(self) -> MapSpec:
+        """A deep copy (the BTF is immutable and shared)."""
+        btf, self.btf = self.btf, None
+        try:
+            clone = _copy.deepcopy(self)
+        finally:
+            self.btf = btf
+        clone.btf = btf
+        if clone.inner is not None and self.inner is not None:
+            clone.inner.btf = self.inner.btf
+        return clone
+
+
+@dataclass
+class ProgramSpec:
+    """What a program will be: its type and hook, linked instructions and what to relocate.
+
+    Attributes:
+        name: the function name (the ``CollectionSpec.programs`` key).
+        section: the ``SEC()`` name (``"xdp"``, ``"tracepoint/syscalls/sys_enter_execve"``).
+        type: the program type from the section name (libbpf's table).
+        attach_type: the expected attach type (``expected_attach_type``), or None.
+        attach_to: what the section name says to attach to (``"syscalls/sys_enter_execve"``,
+            a function name, a cgroup hook ...), empty when the section says nothing.
+        instructions: linked instructions (subprograms appended, calls resolved).
+        license: the object's license string.
+        kernel_version: the object's ``version`` section (0 when absent).
+        flags: ``prog_flags`` (``BPF_F_SLEEPABLE`` for ``.s`` sections, ``BPF_F_XDP_HAS_FRAGS``).
+        relocations: slot index -> placeholder to fill at load time.
+        func_info, line_info, core_relos: ``.BTF.ext`` records of this program (slots).
+        btf: the object's BTF, or None.
+        autoload: load this program with the collection (libbpf's ``autoload``).
+    """
+
+    name: str
+    section: str
+    type: ProgramType
+    instructions: Program
+    attach_type: AttachType | None = None
+    attach_to: str = ""
+    license: str = ""
+    kernel_version: int = 0
+    flags: int = 0
+    relocations: dict[int, Relocation] = field(default_factory=dict)
+    func_info: list[FuncInfo] = field(default_factory=list)
+    line_info: list[LineInfo] = field(default_factory=list)
+    core_relos: list[CoreRelo] = field(default_factory=list)
+    btf: BTFSpec | None = field(default=None, repr=False, compare=False)
+    autoload: bool = True
+
+    def copy(self) -> ProgramSpec:
+        """A deep copy (instructions and BTF are immutable and shared)."""
+        return ProgramSpec(
+            name=self.name,
+            section=self.section,
+            type=self.type,
+            instructions=self.instructions,
+            attach_type=self.attach_type,
+            attach_to=self.attach_to,
+            license=self.license,
+            kernel_version=self.kernel_version,
+            flags=self.flags,
+            relocations={k: _copy.copy(v) for k, v in self.relocations.items()},
+            func_info=list(self.func_info),
+            line_info=list(self.line_info),
+            core_relos=list(self.core_relos),
+            btf=self.btf,
+            autoload=self.autoload,
+        )
+
+
+@dataclass
+class VariableSpec:
+    """A global variable: ``size`` bytes at ``offset`` in the value of map ``map``.
+
+    ``extern`` marks a ``.kconfig`` extern (``LINUX_KERNEL_VERSION``, ``CONFIG_*``) that the
+    engine fills at load time; ``weak`` ones may stay unknown (0).
+    """
+
+    name: str
+    map: str
+    offset: int
+    size: int
+    type_id: int = 0
+    extern: bool = False
+    weak: bool = False
+
+
+@dataclass
+class CollectionSpec:
+    """Everything an object file describes: programs, maps, global variables and BTF.
+
+    A dumb container: engines read it, users edit it before loading.
+    """
+
+    programs: dict[str, ProgramSpec] = field(default_factory=dict)
+    maps: dict[str, MapSpec] = field(default_factory=dict)
+    variables: dict[str, VariableSpec] = field(default_factory=dict)
+    btf: BTFSpec | None = field(default=None, repr=False, compare=False)
+    license: str = ""
+    kernel_version: int = 0
+    byteorder: str = "little"
+
+    def copy(self) -> CollectionSpec:
+        """A deep copy: editing the copy never changes this spec."""
+        return CollectionSpec(
+            programs={k: v.copy() for k, v in self.programs.items()},
+            maps={k: v.copy() for k, v in self.maps.items()},
+            variables={k: _copy.copy(v) for k, v in self.variables.items()},
+            btf=self.btf,
+            license=self.license,
+            kernel_version=self.kernel_version,
+            byteorder=self.byteorder,
+        )
+
+    def set_variable(self, name: str, value: bytes | int) -> None:
+        """Set global variable ``name`` before loading (a skeleton's ``skel->rodata->x = v``).
+
+        An ``int`` is encoded in the variable's size and the object's byte order.
+
+        Raises:
+            KeyError: no such variable.
+            ValueError: the value does not fit the variable.
+        """
+        var = self.variables[name]
+        if isinstance(value, int):
+            try:
+                data = value.to_bytes(var.size, self.byteorder, signed=value < 0)  # type: ignore[arg-type]
+            except OverflowError:
+                raise ValueError(f"{value} does not fit variable {name!r} of {var.size} bytes") from None
+        else:
+            data = bytes(value)
+            if len(data) != var.size:
+                raise ValueError(f"variable {name!r} is {var.size} bytes, got {len(data)}")
+        mspec = self.maps[var.map]
+        key, old = mspec.contents[0] if mspec.contents else (bytes(4), bytes(mspec.value_size))
+        new = old[: var.offset] + data + old[var.offset + var.size :]
+        mspec.contents[:1] = [(key, new)]
+
+    def get_variable(self, name: str) -> bytes:
+        """The initial bytes of global variable ``name``."""
+        var = self.variables[name]
+        mspec = self.maps[var.map]
+        value = mspec.contents[0][1] if mspec.contents else bytes(mspec.value_size)
+        return value[var.offset : var.offset + var.size]
