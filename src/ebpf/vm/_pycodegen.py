@@ -5,8 +5,8 @@ interpreter the generated code hands over to) is in :mod:`ebpf.vm.pytier`.
 
 Shape of the generated function (one per program)::
 
-    def _run(_E, _mapped, _stacks, r1, r2, r10, budget):
-        r0 = r3 = ... = 0                          registers are locals
+    def _run(_E, _env, _mapped, _stacks, r1, r2, r3, r4, r5, r10, budget, b):
+        r0 = r6 = ... = 0                          registers are locals; b: the entry slot
         S7 = 0; N7 = W7 = -1; V7 = None            per base register: the last region it hit
         while True:                                dispatch on b: a binary tree of ifs
             if b >= 0:   <roots>                   fast code, one loop per root block
@@ -34,8 +34,13 @@ for loads. When a check fails the run continues, at the segment start, in the *c
 code: the same instructions with every access going through ``Memory.load``/``store``, so
 the fault (or the hooked load) is the reference one, until the next root.
 
-Rule 4 (helpers): a helper call synchronises the count (so ``ProgramExit`` reports it) and
-forgets every cached region, because a helper may map or unmap memory.
+Rule 4 (helpers): a helper call synchronises the count (so ``ProgramExit`` reports it, and
+``TailCall`` carries it out) and forgets every cached region, because a helper may map or
+unmap memory. Helpers get the run's ``_env``.
+
+Rule 6 (entries): the function starts at any entry point (:func:`entry_points`: slot 0, the
+targets of local calls and of ``lddw`` of a function, return points), which is how helper
+callbacks (``bpf_loop``) run a subprogram.
 
 Rule 5 (widths): along each path of a root's code the generator knows how many bits some
 registers fit in (after 32-bit operations, narrow loads, masks, shifts) and leaves out the
@@ -70,7 +75,7 @@ from ebpf.isa.ir import (
 from ebpf.isa.opcodes import AtomicOp, JmpOp, PseudoSrc
 from ebpf.vm.interpreter import ALU32, ALU64, MAX_CALL_FRAMES
 
-__all__ = ["FUNCTION_NAME", "STRUCT_NAMES", "generate"]
+__all__ = ["FUNCTION_NAME", "STRUCT_NAMES", "entry_points", "func_target", "generate"]
 
 FUNCTION_NAME = "_run"
 M64 = (1 << 64) - 1
@@ -151,6 +156,14 @@ def _next(pc: int, op: Op | None) -> int:
     return pc + 2 if isinstance(op, LoadImm64) else pc + 1
 
 
+def func_target(pc: int, op: LoadImm64) -> int:
+    """The slot an ``lddw`` of a function (``BPF_PSEUDO_FUNC``) at slot ``pc`` names.
+
+    As in the kernel's verifier: ``imm`` counts from the slot after the first one.
+    """
+    return pc + 1 + op.imm_lo
+
+
 def _cfg(ops: list[Op | None]) -> tuple[dict[int, _Block], set[int]]:
     """Basic blocks by start slot (plus an empty block at ``len(ops)``: falling off the end)."""
     n = len(ops)
@@ -165,6 +178,11 @@ def _cfg(ops: list[Op | None]) -> tuple[dict[int, _Block], set[int]]:
             case CallLocal(target=t):
                 leaders.update((t, pc + 1))
                 dynamic.update((t, pc + 1))
+            case LoadImm64(kind=PseudoSrc.FUNC):
+                t = func_target(pc, op)
+                if 0 <= t < n and ops[t] is not None:
+                    leaders.add(t)
+                    dynamic.add(t)
     starts = sorted(x for x in leaders if x <= n)
     blocks: dict[int, _Block] = {n: _Block(n, [], None, ())}
     for start, end in itertools.pairwise(starts):
@@ -585,7 +603,7 @@ class _Codegen:
 
     @staticmethod
     def _handoff(pc: int) -> str:
-        return f"return _E._loop({pc}, [{REGS}], frames, budget - rem, _mapped, _stacks, budget, None)"
+        return f"return _E._loop({pc}, [{REGS}], frames, budget - rem, _mapped, _stacks, budget, None, _env)"
 
     def _invalidate(self) -> str | None:
         names = [f"{c}{r}" for r in self.cache_regs for c in "NW"]
@@ -651,7 +669,7 @@ class _Codegen:
                 out.append((ind, f"r{op.dst} = {op.value}"))
             else:
                 out.append((ind, f"_pc = {pc}"))
-                out.append((ind, f"r{op.dst} = _E.resolve_imm64(_ops[{pc}]) & {M64}"))
+                out.append((ind, f"r{op.dst} = _E._imm64({pc}, _ops[{pc}])"))
         elif isinstance(op, Un):
             line = _un(op)
             if line:
@@ -896,16 +914,14 @@ class _Codegen:
                 checked[-1 - seg.start] = self._checked(block, index)
 
         head = [
-            f"def {FUNCTION_NAME}(_E, _mapped, _stacks, r1, r2, r10, budget):",
-            "    r0 = r3 = r4 = r5 = r6 = r7 = r8 = r9 = 0",
+            f"def {FUNCTION_NAME}(_E, _env, _mapped, _stacks, r1, r2, r3, r4, r5, r10, budget, b):",
+            "    r0 = r6 = r7 = r8 = r9 = 0",
             "    rem = budget",
             "    frames = []",
-            "    b = 0",
             "    _pc = 0",
             "    _ops = _E.ops",
             "    _fill = _E._fill",
             "    _hget = _E.helpers.get",
-            "    _env = _Env(_E.memory)",
             "    _ld = _E.memory.load",
             "    _st = _E.memory.store",
         ]
@@ -918,6 +934,9 @@ class _Codegen:
         lines += [
             "    except _ProgramExit as _e:",
             "        return _e.retval, budget - rem",
+            "    except _TailCall as _e:",
+            "        _e.count = budget - rem",
+            "        raise",
             "    except _BudgetExceededError:",
             "        raise",
             "    except _VMError as _e:",
@@ -939,6 +958,11 @@ class _Codegen:
         self._tree(lines, ind + 1, keys[:mid], bodies)
         lines.append("    " * ind + "else:")
         self._tree(lines, ind + 1, keys[mid:], bodies)
+
+
+def entry_points(ops: list[Op | None]) -> frozenset[int]:
+    """Slots the generated function can start at (its ``b`` argument), besides ``len(ops)``."""
+    return frozenset(x for x in _cfg(ops)[1] if x < len(ops))
 
 
 def generate(ops: list[Op | None]) -> str:

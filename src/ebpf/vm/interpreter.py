@@ -48,7 +48,7 @@ from ebpf.isa.ir import (
 from ebpf.isa.opcodes import AtomicOp, JmpOp, PseudoSrc
 from ebpf.isa.program import Program
 from ebpf.vm.context import Input, MappedInput, RawInput
-from ebpf.vm.helpers import HelperRegistry, ProgramExit
+from ebpf.vm.helpers import HelperEnv, HelperRegistry, ProgramExit
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "Imm64Resolver",
     "Interpreter",
     "RunResult",
+    "TailCall",
 ]
 
 M64 = (1 << 64) - 1
@@ -214,6 +215,24 @@ def _no_resolver(op: LoadImm64) -> int:
     )
 
 
+class TailCall(Exception):
+    """Raised by a helper (``bpf_tail_call``) to continue in ``target`` on the same context.
+
+    The engine that runs the program sets :attr:`count` (instructions executed so far, the
+    call included) and lets the exception through; whoever chains programs (the runtime)
+    runs ``target`` next with what is left of the budget. The helper enforces the kernel's
+    chain limit (``MAX_TAIL_CALL_CNT``, 33) before raising.
+    """
+
+    def __init__(self, target: object) -> None:
+        super().__init__(target)
+        self.target = target
+        self.count = 0
+
+
+_NO_INPUT = MappedInput(0, 0, None, 0, ())
+
+
 @dataclass(frozen=True)
 class _Env:
     """The :class:`~ebpf.vm.helpers.HelperEnv` handed to helpers."""
@@ -247,6 +266,10 @@ class Interpreter:
         helpers: helper id -> callable (see :mod:`ebpf.vm.helpers`); empty by default.
         max_insns: default instruction budget per run.
         resolve_imm64: resolves ``lddw`` with pseudo sources (maps); raises by default.
+        memory: the region table (a private one by default); share it with maps.
+        code_base: address of the program's code as the runtime maps it: ``lddw`` of a
+            function (``BPF_PSEUDO_FUNC``, a callback) gives ``code_base + 8 * slot``; without
+            it such an ``lddw`` goes to ``resolve_imm64``.
 
     Raises:
         DecodeError: the program has an invalid instruction or an out-of-range jump.
@@ -263,6 +286,7 @@ class Interpreter:
         max_insns: int = DEFAULT_MAX_INSNS,
         resolve_imm64: Imm64Resolver | None = None,
         memory: Memory | None = None,
+        code_base: int | None = None,
     ) -> None:
         self.program = program
         self.ops: list[Op | None] = list(program.ops())
@@ -274,6 +298,7 @@ class Interpreter:
         self.max_insns = max_insns
         self.resolve_imm64 = resolve_imm64 or _no_resolver
         self.memory = memory if memory is not None else Memory()
+        self.code_base = code_base
 
     def describe(self, pc: int) -> str:
         """The instruction at slot ``pc`` as LLVM-syntax text (for messages)."""
@@ -287,7 +312,12 @@ class Interpreter:
             return f"slot {pc}"
 
     def run(
-        self, input: Input | bytes | bytearray = b"", *, max_insns: int | None = None, profile: bool = False
+        self,
+        input: Input | bytes | bytearray = b"",
+        *,
+        max_insns: int | None = None,
+        profile: bool = False,
+        env: HelperEnv | None = None,
     ) -> RunResult:
         """Run the program once.
 
@@ -295,10 +325,12 @@ class Interpreter:
             input: raw bytes (r1 = pointer, r2 = length) or an :class:`~ebpf.vm.context.Input`.
             max_insns: instruction budget for this run (default: the interpreter's).
             profile: also count executions per slot (``RunResult.profile``).
+            env: what helpers see (default: just the memory).
 
         Raises:
             VMError: a memory fault, an unknown helper, too deep calls, falling off the end.
             BudgetExceededError: more than ``max_insns`` instructions executed.
+            TailCall: a helper asked to continue in another program (see :class:`TailCall`).
         """
         if not isinstance(input, Input):
             input = RawInput(bytes(input))
@@ -308,12 +340,56 @@ class Interpreter:
         start = time.perf_counter_ns()
         counts = [0] * len(self.ops) if profile else None
         try:
-            retval, insns = self._execute(mapped, stacks, max_insns or self.max_insns, counts)
+            retval, insns = self._execute(
+                mapped, stacks, max_insns or self.max_insns, counts, env or _Env(memory)
+            )
         finally:
             for region in (*mapped.regions, *stacks):
                 memory.unmap(region)
         elapsed = time.perf_counter_ns() - start
         return RunResult(retval, insns, mapped.data(), elapsed, tuple(counts[:-1]) if counts else None)
+
+    def execute(self, mapped: MappedInput, env: HelperEnv, budget: int) -> tuple[int, int]:
+        """Run on an input the caller has mapped (and will unmap); returns ``(r0, count)``.
+
+        The runtime's entry: one :class:`MappedInput` serves a chain of tail calls.
+
+        Raises:
+            VMError, BudgetExceededError: as :meth:`run`.
+            TailCall: with :attr:`TailCall.count` set.
+        """
+        stacks: list[Region] = []
+        try:
+            return self._execute(mapped, stacks, budget, None, env)
+        finally:
+            for region in stacks:
+                self.memory.unmap(region)
+
+    def call(self, slot: int, args: tuple[int, ...], env: HelperEnv, budget: int) -> tuple[int, int]:
+        """Run the function at ``slot`` with ``args`` in r1-r5 until it returns: a helper
+        callback (``bpf_loop``, ``bpf_for_each_map_elem``). Returns ``(r0, count)``.
+
+        Raises:
+            VMError: ``slot`` is not an instruction of the program, or a fault in the callback.
+            BudgetExceededError: the callback ran more than ``budget`` instructions.
+        """
+        if not 0 <= slot < len(self.ops) - 1 or self.ops[slot] is None:
+            raise VMError(f"callback address is not an instruction of the program (slot {slot})")
+        regs = [0] * 11
+        for i, value in enumerate(args[:5], start=1):
+            regs[i] = value & M64
+        stacks: list[Region] = []
+        try:
+            return self._call(slot, regs, stacks, budget, env)
+        finally:
+            for region in stacks:
+                self.memory.unmap(region)
+
+    def _call(
+        self, slot: int, regs: list[int], stacks: list[Region], budget: int, env: HelperEnv
+    ) -> tuple[int, int]:
+        regs[10] = self._stack(stacks, 0).end
+        return self._loop(slot, regs, [], 0, _NO_INPUT, stacks, budget, None, env)
 
     def _stack(self, stacks: list[Region], depth: int) -> Region:
         while len(stacks) <= depth:
@@ -321,13 +397,18 @@ class Interpreter:
         return stacks[depth]
 
     def _execute(
-        self, mapped: MappedInput, stacks: list[Region], budget: int, counts: list[int] | None
+        self,
+        mapped: MappedInput,
+        stacks: list[Region],
+        budget: int,
+        counts: list[int] | None,
+        env: HelperEnv,
     ) -> tuple[int, int]:
         regs = [0] * 11
         regs[1] = mapped.r1
         regs[2] = mapped.r2
         regs[10] = self._stack(stacks, 0).end
-        return self._loop(0, regs, [], 0, mapped, stacks, budget, counts)
+        return self._loop(0, regs, [], 0, mapped, stacks, budget, counts, env)
 
     def _loop(
         self,
@@ -339,6 +420,7 @@ class Interpreter:
         stacks: list[Region],
         budget: int,
         counts: list[int] | None,
+        env: HelperEnv,
     ) -> tuple[int, int]:
         """The reference loop from slot ``pc`` with the given state; returns ``(r0, count)``.
 
@@ -351,7 +433,6 @@ class Interpreter:
         load = memory.load
         store = memory.store
         helpers = self.helpers
-        env = _Env(memory)
         try:
             while True:
                 op = ops[pc]
@@ -398,7 +479,7 @@ class Interpreter:
                     pc, regs[6], regs[7], regs[8], regs[9], regs[10] = frames.pop()
                 elif t is LoadImm64:
                     assert isinstance(op, LoadImm64)
-                    regs[op.dst] = op.value if op.kind is PseudoSrc.IMM64 else self.resolve_imm64(op) & M64
+                    regs[op.dst] = op.value if op.kind is PseudoSrc.IMM64 else self._imm64(pc, op)
                     pc += 2
                 elif t is Un:
                     assert isinstance(op, Un)
@@ -437,12 +518,21 @@ class Interpreter:
                     )
         except ProgramExit as stop:
             return stop.retval, count
+        except TailCall as jump:
+            jump.count = count
+            raise
         except BudgetExceededError:
             raise
         except VMError as err:
             if err.pc is not None:
                 raise
             raise self._located(err, pc) from None
+
+    def _imm64(self, pc: int, op: LoadImm64) -> int:
+        """The value of an ``lddw`` with a pseudo source at slot ``pc``."""
+        if op.kind is PseudoSrc.FUNC and self.code_base is not None:
+            return (self.code_base + 8 * (pc + 1 + op.imm_lo)) & M64
+        return self.resolve_imm64(op) & M64
 
     def _located(self, err: VMError, pc: int) -> VMError:
         """``err`` (raised without a location) as the fault of the instruction at slot ``pc``."""

@@ -35,10 +35,11 @@ from ebpf.errors import BudgetExceededError, VMError
 from ebpf.isa.instruction import Instruction
 from ebpf.isa.ir import BinOp
 from ebpf.isa.program import Program
-from ebpf.vm._pycodegen import FUNCTION_NAME, STRUCT_NAMES, generate
+from ebpf.vm._pycodegen import FUNCTION_NAME, STRUCT_NAMES, entry_points, generate
 from ebpf.vm.context import Input, MappedInput, RawInput
-from ebpf.vm.helpers import HelperRegistry, ProgramExit
+from ebpf.vm.helpers import HelperEnv, HelperRegistry, ProgramExit
 from ebpf.vm.interpreter import (
+    _NO_INPUT,
     ALU32,
     ALU64,
     DEFAULT_MAX_INSNS,
@@ -46,7 +47,7 @@ from ebpf.vm.interpreter import (
     Imm64Resolver,
     Interpreter,
     RunResult,
-    _Env,
+    TailCall,
     bswap,
 )
 from ebpf.vm.memory import HostBuffer, Memory, Region
@@ -60,7 +61,10 @@ RegionInfo = tuple[int, int, int, "memoryview | None"]
 _MISS: RegionInfo = (0, -1, -1, None)
 _ZERO_STACK = bytes(STACK_SIZE)
 
-RunFn = Callable[[Any, MappedInput, list[Region], int, int, int, int], tuple[int, int]]
+# (engine, env, mapped, stacks, r1, r2, r3, r4, r5, r10, budget, entry slot) -> (r0, count)
+RunFn = Callable[
+    [Any, HelperEnv, MappedInput, list[Region], int, int, int, int, int, int, int, int], tuple[int, int]
+]
 
 
 def _namespace() -> dict[str, object]:
@@ -68,7 +72,7 @@ def _namespace() -> dict[str, object]:
         "_VMError": VMError,
         "_BudgetExceededError": BudgetExceededError,
         "_ProgramExit": ProgramExit,
-        "_Env": _Env,
+        "_TailCall": TailCall,
         "_legacy": Interpreter._legacy_load,
         "_bswap": bswap,
     }
@@ -88,10 +92,11 @@ _NAMESPACE = _namespace()
 
 @dataclass(frozen=True)
 class Compiled:
-    """A program translated to Python: its source and the compiled function."""
+    """A program translated to Python: its source, the compiled function and its entry slots."""
 
     source: str
     function: RunFn
+    entries: frozenset[int]
 
 
 _CACHE: OrderedDict[tuple[Instruction, ...], Compiled] = OrderedDict()
@@ -119,11 +124,12 @@ def compile_program(program: Program) -> Compiled:
     insns = program.instructions
     cached = _CACHE.get(insns)
     if cached is None:
-        source = generate(list(program.ops()))
+        ops = list(program.ops())
+        source = generate(ops)
         namespace = dict(_NAMESPACE)
         code = compile(source, f"<ebpf.pytier {len(insns)} insns>", "exec")
         exec(code, namespace)  # noqa: S102 - our own generated source: the point of this tier
-        cached = Compiled(source, namespace[FUNCTION_NAME])  # type: ignore[arg-type]
+        cached = Compiled(source, namespace[FUNCTION_NAME], entry_points(ops))  # type: ignore[arg-type]
         _CACHE[insns] = cached
         if len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
@@ -156,9 +162,15 @@ class PyTier(Interpreter):
         max_insns: int = DEFAULT_MAX_INSNS,
         resolve_imm64: Imm64Resolver | None = None,
         memory: Memory | None = None,
+        code_base: int | None = None,
     ) -> None:
         super().__init__(
-            program, helpers=helpers, max_insns=max_insns, resolve_imm64=resolve_imm64, memory=memory
+            program,
+            helpers=helpers,
+            max_insns=max_insns,
+            resolve_imm64=resolve_imm64,
+            memory=memory,
+            code_base=code_base,
         )
         self._compiled = compile_program(program)
         self._stack_pool: list[HostBuffer] | None = None  # set during run_many
@@ -177,12 +189,28 @@ class PyTier(Interpreter):
         return region.start, size, size if region.writable else -1, region.view
 
     def _execute(
-        self, mapped: MappedInput, stacks: list[Region], budget: int, counts: list[int] | None
+        self,
+        mapped: MappedInput,
+        stacks: list[Region],
+        budget: int,
+        counts: list[int] | None,
+        env: HelperEnv,
     ) -> tuple[int, int]:
         if counts is not None:
-            return super()._execute(mapped, stacks, budget, counts)
+            return super()._execute(mapped, stacks, budget, counts, env)
         r10 = self._stack(stacks, 0).end
-        return self._compiled.function(self, mapped, stacks, mapped.r1, mapped.r2, r10, budget)
+        return self._compiled.function(
+            self, env, mapped, stacks, mapped.r1, mapped.r2, 0, 0, 0, r10, budget, 0
+        )
+
+    def _call(
+        self, slot: int, regs: list[int], stacks: list[Region], budget: int, env: HelperEnv
+    ) -> tuple[int, int]:
+        if slot not in self._compiled.entries:  # not a function the program names: the reference
+            return super()._call(slot, regs, stacks, budget, env)
+        r10 = self._stack(stacks, 0).end
+        _, r1, r2, r3, r4, r5 = regs[:6]
+        return self._compiled.function(self, env, _NO_INPUT, stacks, r1, r2, r3, r4, r5, r10, budget, slot)
 
     def _stack(self, stacks: list[Region], depth: int) -> Region:
         pool = self._stack_pool
