@@ -12,6 +12,7 @@ The modules ``parse`` and ``marshal`` hold the functions behind ``Spec.from_byte
 
 from __future__ import annotations
 
+from .ext import BTFExt, CoreRelo, CoreRelocKind, FuncInfo, LineInfo, parse_btf_ext
 from .marshal import StringTableBuilder
 from .spec import ByteOrder, Spec, StringTable, references
 from .types import (
@@ -48,8 +49,11 @@ from .types import (
 
 __all__ = [
     "Array",
+    "BTFExt",
     "ByteOrder",
     "Const",
+    "CoreRelo",
+    "CoreRelocKind",
     "Datasec",
     "DeclTag",
     "Enum",
@@ -57,6 +61,7 @@ __all__ = [
     "EnumValue",
     "Float",
     "Func",
+    "FuncInfo",
     "FuncLinkage",
     "FuncParam",
     "FuncProto",
@@ -64,6 +69,7 @@ __all__ = [
     "Int",
     "IntEncoding",
     "Kind",
+    "LineInfo",
     "Member",
     "Pointer",
     "Restrict",
@@ -80,5 +86,6 @@ __all__ = [
     "VarSecinfo",
     "Void",
     "Volatile",
+    "parse_btf_ext",
     "references",
 ]
