@@ -6,7 +6,11 @@ values in :class:`~ebpf.vm.memory.HostBuffer` regions of ``memory``, so a progra
 ``bpf_map_lookup_elem`` gets a real pointer (:meth:`Map.value_address`).
 
 Rule 1: one class per map kind, chosen from the ``MAP_CLASSES`` table by ``MapType``.
-Rule 2: ``MapDef`` is the input for now; ``spec.MapSpec`` will feed it later.
+
+Rule 2: ``create(MapDef)`` applies the kernel's rules only (what ``BPF_MAP_CREATE`` does with
+those attributes). ``create(MapSpec)`` is what a loader does with an object's map: first
+libbpf's fix-ups (see :func:`def_from_spec`), then the kernel's rules, then the spec's
+``contents`` are written as initial values.
 
 >>> from ebpf.spec import MapType
 >>> m = create(MapDef(MapType.HASH, key_size=4, value_size=8, max_entries=2))
@@ -16,6 +20,8 @@ Rule 2: ``MapDef`` is the input for now; ``spec.MapSpec`` will feed it later.
 """
 
 from __future__ import annotations
+
+import re
 
 from ebpf.errors import NotSupportedError
 from ebpf.maps._base import (
@@ -44,7 +50,7 @@ from ebpf.maps.mapinmap import ArrayOfMapsMap, HashOfMapsMap
 from ebpf.maps.progarray import ProgArrayMap
 from ebpf.maps.queue import QueueMap, StackMap
 from ebpf.maps.ringbuf import RingBufMap, RingBufQuery
-from ebpf.spec import MapType
+from ebpf.spec import MapSpec, MapType
 from ebpf.vm.memory import Memory
 
 __all__ = [
@@ -77,6 +83,7 @@ __all__ = [
     "StackMap",
     "UpdateFlags",
     "create",
+    "def_from_spec",
     "errno_of",
     "lpm_key",
 ]
@@ -104,11 +111,57 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
 """Which class implements each supported map type."""
 
 
-def create(defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> Map:
+_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.]")
+PAGE_SIZE = 4096
+
+
+def _ringbuf_size(size: int) -> int:
+    """libbpf's ``adjust_ringbuf_sz``: the smallest power-of-2 multiple of the page above ``size``."""
+    if size == 0 or (size % PAGE_SIZE == 0 and (size // PAGE_SIZE) & (size // PAGE_SIZE - 1) == 0):
+        return size
+    mul = 1
+    while mul * PAGE_SIZE <= 0xFFFFFFFF:
+        if mul * PAGE_SIZE > size:
+            return mul * PAGE_SIZE
+        mul <<= 1
+    return size
+
+
+def def_from_spec(spec: MapSpec, *, ncpus: int = 1) -> MapDef:
+    """The ``BPF_MAP_CREATE`` attributes a loader derives from ``spec`` (libbpf's rules).
+
+    libbpf, not the kernel: ``PERF_EVENT_ARRAY`` with ``max_entries`` 0 gets one slot per
+    CPU (``ncpus``; the kernel itself rejects 0 with ``EINVAL``); a ``RINGBUF`` size that is
+    not a power-of-2 multiple of the page is rounded up to one (``adjust_ringbuf_sz``); the
+    name is cut to 15 characters and characters the kernel rejects become ``_``.
+    """
+    max_entries = spec.max_entries
+    if spec.type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
+        max_entries = ncpus
+    elif spec.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
+        max_entries = _ringbuf_size(max_entries)
+    return MapDef(
+        type=spec.type,
+        key_size=spec.key_size,
+        value_size=spec.value_size,
+        max_entries=max_entries,
+        flags=spec.flags,
+        name=_NAME_CHAR.sub("_", spec.name[:15]),
+        map_extra=spec.map_extra,
+        inner=None if spec.inner is None else def_from_spec(spec.inner, ncpus=ncpus),
+        btf=spec.btf,
+        key_type_id=spec.key_type_id,
+        value_type_id=spec.value_type_id,
+    )
+
+
+def create(defn: MapDef | MapSpec, memory: Memory | None = None, *, ncpus: int = 1) -> Map:
     """A live user-space map for ``defn`` (``BPF_MAP_CREATE``).
 
     Args:
-        defn: the map definition.
+        defn: the map definition; a ``MapSpec`` goes through :func:`def_from_spec` and its
+            ``contents`` are then written with ``update`` (``slots`` and ``freeze`` are the
+            engine's business: they name programs and maps of a collection).
         memory: the region table the values are mapped into (a private one if ``None``);
             pass the VM's ``Memory`` so programs can dereference value pointers.
         ncpus: the number of simulated CPUs for per-CPU maps (ignored by the others).
@@ -119,9 +172,23 @@ def create(defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> Map
     Raises:
         InvalidMapArgumentError: ``defn`` is invalid for its type (``EINVAL`` / ``E2BIG``).
         NotSupportedError: the map type has no user-space implementation yet.
+        MapError: an initial value of a ``MapSpec`` was rejected (the map is closed).
     """
+    spec = defn if isinstance(defn, MapSpec) else None
+    if spec is not None:
+        defn = def_from_spec(spec, ncpus=ncpus)
+    assert isinstance(defn, MapDef)
     check_name(defn.name)
     cls = MAP_CLASSES.get(defn.type)
     if cls is None:
         raise NotSupportedError(f"user-space map type {defn.type.name}")
-    return cls(defn, memory, ncpus=ncpus)
+    m = cls(defn, memory, ncpus=ncpus)
+    if spec is not None:
+        m.spec = spec
+        try:
+            for key, value in spec.contents:
+                m.update(key, value)
+        except BaseException:
+            m.close()
+            raise
+    return m

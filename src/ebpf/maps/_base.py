@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from enum import IntEnum, IntFlag
-from typing import ClassVar, Self
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from ebpf.errors import KeyNotFoundError
 from ebpf.maps._errors import InvalidMapArgumentError, MapOperationNotSupportedError
-from ebpf.spec import MapType
+from ebpf.spec import MapFlags, MapSpec, MapType
 from ebpf.vm.memory import HostBuffer, Memory, Region
+
+if TYPE_CHECKING:
+    from ebpf.btf.spec import Spec as BTFSpec
 
 __all__ = [
     "BPF_ANY",
@@ -50,24 +53,6 @@ BPF_NOEXIST = UpdateFlags.NOEXIST
 BPF_EXIST = UpdateFlags.EXIST
 
 
-class MapFlags(IntFlag):
-    """``map_flags`` of ``BPF_MAP_CREATE`` (``BPF_F_*``)."""
-
-    NO_PREALLOC = 1 << 0  # BPF_F_NO_PREALLOC
-    NO_COMMON_LRU = 1 << 1  # BPF_F_NO_COMMON_LRU
-    NUMA_NODE = 1 << 2  # BPF_F_NUMA_NODE
-    RDONLY = 1 << 3  # BPF_F_RDONLY
-    WRONLY = 1 << 4  # BPF_F_WRONLY
-    STACK_BUILD_ID = 1 << 5  # BPF_F_STACK_BUILD_ID
-    ZERO_SEED = 1 << 6  # BPF_F_ZERO_SEED
-    RDONLY_PROG = 1 << 7  # BPF_F_RDONLY_PROG
-    WRONLY_PROG = 1 << 8  # BPF_F_WRONLY_PROG
-    CLONE = 1 << 9  # BPF_F_CLONE
-    MMAPABLE = 1 << 10  # BPF_F_MMAPABLE
-    PRESERVE_ELEMS = 1 << 11  # BPF_F_PRESERVE_ELEMS
-    INNER_MAP = 1 << 12  # BPF_F_INNER_MAP
-
-
 ACCESS_MASK = MapFlags.RDONLY | MapFlags.WRONLY | MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG
 
 VALUE_SIZE_MAX = 1 << 22
@@ -85,8 +70,9 @@ def round_up(n: int, align: int = 8) -> int:
 class MapDef:
     """What a map is: the ``BPF_MAP_CREATE`` attributes the user-space maps need.
 
-    A stand-in for ``spec.MapSpec``, which will feed it later (``MapDef`` then becomes the
-    subset of a ``MapSpec`` that ``maps.create`` reads).
+    The kernel-level subset of a :class:`~ebpf.spec.MapSpec` that ``maps.create`` reads:
+    ``create(MapDef)`` applies the kernel's rules only, ``create(MapSpec)`` first applies the
+    loader's (libbpf's) fix-ups and converts with :meth:`from_spec`.
 
     Attributes:
         type: the map type.
@@ -96,6 +82,9 @@ class MapDef:
         map_extra: ``map_extra`` (bloom filter: number of hash functions in the low 4 bits).
         inner: the inner map template of ``ARRAY_OF_MAPS`` / ``HASH_OF_MAPS`` (the kernel's
             ``inner_map_fd``; cilium's ``MapSpec.InnerMap``).
+        btf, key_type_id, value_type_id: the BTF of key and value (``btf_fd``,
+            ``btf_key_type_id``, ``btf_value_type_id``); a value with a ``struct bpf_spin_lock``
+            enables ``BPF_F_LOCK``, and :meth:`Map.typed` decodes with these types.
     """
 
     type: MapType
@@ -106,6 +95,9 @@ class MapDef:
     name: str = ""
     map_extra: int = 0
     inner: MapDef | None = None
+    btf: BTFSpec | None = field(default=None, repr=False, compare=False)
+    key_type_id: int = 0
+    value_type_id: int = 0
 
 
 class Map:
@@ -127,6 +119,8 @@ class Map:
         self.defn = defn
         self.memory = memory if memory is not None else Memory()
         self.ncpus = ncpus
+        self.spec: MapSpec | None = None
+        """The ``MapSpec`` this map was created from, if any (set by ``maps.create``)."""
         self._closed = False
 
     # --- attributes -----------------------------------------------------------------------------
