@@ -1,11 +1,24 @@
 """Event streams from the kernel: ring buffers, perf buffers, trace_pipe. Above the kernel line.
 
-``RingBuffer`` reads ``BPF_MAP_TYPE_RINGBUF`` maps through mmap + epoll (callback, iterator and
-numpy batch styles; several rings in one poll).
+* :class:`RingBuffer` reads ``BPF_MAP_TYPE_RINGBUF`` maps through mmap + epoll (callback,
+  iterator and numpy batch styles; several rings in one poll).
+* :class:`PerfBuffer` reads ``BPF_MAP_TYPE_PERF_EVENT_ARRAY`` maps (one perf ring per CPU,
+  lost samples counted).
+* :class:`TracePipe` reads ``bpf_printk`` output from tracefs' ``trace_pipe``.
 """
 
 from __future__ import annotations
 
+from ebpf.events.perf import PerfBuffer, PerfBufferError
 from ebpf.events.ringbuf import RingBuffer, RingBufferError
+from ebpf.events.trace_pipe import TraceLine, TracePipe, parse_trace_line
 
-__all__ = ["RingBuffer", "RingBufferError"]
+__all__ = [
+    "PerfBuffer",
+    "PerfBufferError",
+    "RingBuffer",
+    "RingBufferError",
+    "TraceLine",
+    "TracePipe",
+    "parse_trace_line",
+]
