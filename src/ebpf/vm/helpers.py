@@ -1,4 +1,4 @@
-"""Helper-function registry of the user-space runtime (helper id -> Python callable).
+"""Helper-function registry of the user-space runtime and the environment helpers see.
 
 Core layer: pure, no kernel access.
 
@@ -7,27 +7,58 @@ Rule 1: a helper is a Python callable ``fn(env, r1, r2, r3, r4, r5) -> int``; ``
 arrive as unsigned 64-bit integers; the return value is masked to 64 bits and put in r0.
 
 Rule 2: a helper that must end the program at once (uBPF's "unwind" helper, ``bpf_tail_call``
-into another program) raises :class:`ProgramExit` with the program's return value.
+raises :class:`ProgramExit` with the program's return value; ``bpf_tail_call`` raises
+:class:`ebpf.vm.interpreter.TailCall`, which the engine lets through to the runtime.
 
 Rule 3: the registry is data, filled by later layers (maps, packets, time, tracing); the
 interpreter, the fast tier and the JIT call helpers only through it.
+:func:`runtime_helpers` is the registry of every kernel helper implemented in user space
+(the ``_helpers_*.py`` modules), :func:`ubpf_test_helpers` the uBPF test set.
+
+Rule 4: the kernel helpers need a :class:`RunEnv` (maps, CPU, clock, random numbers, trace
+log, task, program type, tail-call and callback hooks). Engines pass it as ``env``; an
+engine that still passes a bare ``HelperEnv`` works too, because each ``RunEnv`` registers
+itself for its :class:`~ebpf.vm.memory.Memory` and :func:`run_env` finds it from there.
 """
 
 from __future__ import annotations
 
+import gzip
 import math
+import os
+import random
+import sys
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ebpf.vm.memory import Memory
+from ebpf.errors import VMError
+from ebpf.spec import ProgramType
+from ebpf.vm.memory import HostBuffer, Memory, Region
+
+if TYPE_CHECKING:
+    from ebpf.maps import Map
 
 __all__ = [
+    "MAX_TAIL_CALL_CNT",
+    "Callback",
+    "Clock",
+    "FixedClock",
     "Helper",
     "HelperEnv",
     "HelperFn",
     "HelperRegistry",
     "ProgramExit",
+    "Redirect",
+    "RunEnv",
+    "SystemClock",
+    "TaskInfo",
+    "format_trace_line",
+    "run_env",
+    "runtime_helpers",
     "ubpf_test_helpers",
 ]
 
@@ -50,6 +81,328 @@ class ProgramExit(Exception):
     def __init__(self, retval: int) -> None:
         super().__init__(retval)
         self.retval = retval & M64
+
+
+MAX_TAIL_CALL_CNT = 33  # include/linux/bpf.h: tail calls allowed per run
+
+
+# --- clocks ---------------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """The time sources of the time helpers (nanoseconds; jiffies as the kernel counts them)."""
+
+    def monotonic_ns(self) -> int: ...  # bpf_ktime_get_ns: CLOCK_MONOTONIC
+
+    def boottime_ns(self) -> int: ...  # bpf_ktime_get_boot_ns: CLOCK_BOOTTIME
+
+    def coarse_ns(self) -> int: ...  # bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC_COARSE
+
+    def tai_ns(self) -> int: ...  # bpf_ktime_get_tai_ns: CLOCK_TAI
+
+    def jiffies64(self) -> int: ...  # bpf_jiffies64
+
+
+def _config_hz() -> int:
+    """``CONFIG_HZ`` of the running kernel from /proc/config.gz (250, the x86 default, if unreadable)."""
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            for line in f:
+                if line.startswith("CONFIG_HZ="):
+                    return int(line.split("=", 1)[1])
+    except (OSError, ValueError, EOFError):
+        pass
+    return 250
+
+
+def initial_jiffies(hz: int) -> int:
+    """``INITIAL_JIFFIES``: ``(unsigned long)(unsigned int)(-300 * HZ)`` (wraps 5 minutes after boot)."""
+    return (-300 * hz) & 0xFFFFFFFF
+
+
+@dataclass
+class SystemClock:
+    """The host's clocks (the real values the kernel helpers would return on this machine).
+
+    ``hz`` is ``CONFIG_HZ`` (read from /proc/config.gz when not given); jiffies are
+    ``INITIAL_JIFFIES + CLOCK_MONOTONIC * HZ``, which tracks the kernel's counter.
+    """
+
+    hz: int = field(default_factory=_config_hz)
+
+    def monotonic_ns(self) -> int:
+        return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+    def boottime_ns(self) -> int:
+        return time.clock_gettime_ns(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
+
+    def coarse_ns(self) -> int:
+        coarse = getattr(time, "CLOCK_MONOTONIC_COARSE", 6)  # Linux value of the constant
+        try:
+            return time.clock_gettime_ns(coarse)
+        except OSError:
+            return self.monotonic_ns()
+
+    def tai_ns(self) -> int:
+        return time.clock_gettime_ns(getattr(time, "CLOCK_TAI", time.CLOCK_REALTIME))
+
+    def jiffies64(self) -> int:
+        return initial_jiffies(self.hz) + self.monotonic_ns() * self.hz // 1_000_000_000
+
+
+@dataclass
+class FixedClock:
+    """A deterministic clock: every read returns ``now_ns`` and then advances it by ``step_ns``.
+
+    Boot time is ``now_ns + boot_offset_ns`` (time spent suspended), TAI ``now_ns + tai_offset_ns``;
+    jiffies derive from the monotonic time as on the kernel.
+    """
+
+    now_ns: int = 1_000_000_000
+    step_ns: int = 0
+    hz: int = 250
+    boot_offset_ns: int = 0
+    tai_offset_ns: int = 1_700_000_000_000_000_000
+
+    def _read(self) -> int:
+        now = self.now_ns
+        self.now_ns += self.step_ns
+        return now
+
+    def monotonic_ns(self) -> int:
+        return self._read()
+
+    def boottime_ns(self) -> int:
+        return self._read() + self.boot_offset_ns
+
+    def coarse_ns(self) -> int:
+        return self._read()
+
+    def tai_ns(self) -> int:
+        return self._read() + self.tai_offset_ns
+
+    def jiffies64(self) -> int:
+        return initial_jiffies(self.hz) + self._read() * self.hz // 1_000_000_000
+
+
+# --- the task -------------------------------------------------------------------------------------
+
+
+def _own_comm() -> bytes:
+    try:
+        with open("/proc/thread-self/comm", "rb") as f:
+            return f.read().rstrip(b"\n")[:15]
+    except OSError:
+        return os.path.basename(sys.argv[0] if sys.argv else "python").encode()[:15]
+
+
+@dataclass
+class TaskInfo:
+    """The "current" task the task helpers report (``bpf_get_current_pid_tgid`` & co.).
+
+    Attributes:
+        pid: the thread id (the kernel's ``pid``; low 32 bits of ``get_current_pid_tgid``).
+        tgid: the process id (the kernel's ``tgid``; high 32 bits).
+        uid, gid: ``get_current_uid_gid`` (gid high, uid low).
+        comm: the task name, at most 15 bytes (``TASK_COMM_LEN`` 16 with the NUL).
+        task: what ``bpf_get_current_task`` returns. There is no ``task_struct`` in user
+            space: 0 unless configured (an address of a region the caller mapped, for example).
+    """
+
+    pid: int
+    tgid: int
+    uid: int
+    gid: int
+    comm: bytes
+    task: int = 0
+
+    @classmethod
+    def current(cls) -> TaskInfo:
+        """The calling thread: its real tid, pid, uid, gid and comm."""
+        return cls(threading.get_native_id(), os.getpid(), os.getuid(), os.getgid(), _own_comm())
+
+    @classmethod
+    def fixed(cls) -> TaskInfo:
+        """The deterministic task: pid = tgid = 1000, uid = gid = 0, comm "bpf_test"."""
+        return cls(1000, 1000, 0, 0, b"bpf_test")
+
+
+def format_trace_line(comm: bytes, pid: int, cpu: int, ts_ns: int, msg: str, flags: str = "...11") -> str:
+    """One line as ``/sys/kernel/tracing/trace_pipe`` prints a ``bpf_trace_printk`` event.
+
+    The kernel's ``trace_print_context``: the comm right-aligned in 16 columns, ``-pid``
+    left-aligned in 7, ``[cpu]`` as 3 digits, the 5 latency flag characters, the time stamp
+    as ``seconds.microseconds``, then ``bpf_trace_printk: `` and the message (its trailing
+    newline removed).
+    """
+    name = comm.decode("utf-8", "replace")
+    seconds, usecs = divmod(ts_ns // 1000, 1_000_000)
+    text = msg.removesuffix("\n")
+    return f"{name:>16}-{pid:<7} [{cpu:03d}] {flags} {seconds:5d}.{usecs:06d}: bpf_trace_printk: {text}"
+
+
+@dataclass
+class Redirect:
+    """What ``bpf_redirect`` / ``bpf_redirect_map`` recorded for the runtime to act on."""
+
+    ifindex: int = 0
+    flags: int = 0
+    map: Map | None = None
+    key: int | None = None
+
+
+# callback(func, r1, r2, r3, r4, r5) -> r0: runs a BPF callback function (bpf_loop & co.).
+Callback = Callable[[int, int, int, int, int, int], int]
+
+_ENVS: weakref.WeakKeyDictionary[Memory, RunEnv] = weakref.WeakKeyDictionary()
+
+
+@dataclass(eq=False)
+class RunEnv:
+    """The environment the kernel helpers of the user-space runtime see (``env`` of a helper).
+
+    One per collection (or per engine); the per-run fields (:attr:`cpu`, :attr:`ctx`,
+    :attr:`tail_calls`, :attr:`redirect`, held spin locks) are reset by :meth:`begin_run`
+    (call it before each top-level run, not before a tail-called program).
+
+    Attributes:
+        memory: the region table shared with the engine and the maps.
+        maps: map handle address -> map. :meth:`add_map` maps a small read-only region per map
+            and returns its start address, which is what ``lddw rX, MAP_FD`` must load; helpers
+            receive that address in r1/r2 and look the map up here.
+        cpu: the CPU the program runs on (``bpf_get_smp_processor_id``; per-CPU map values).
+        ncpus: number of simulated CPUs.
+        deterministic: fixed clock, seeded random numbers and a fixed task instead of the real ones.
+        seed: the random seed in deterministic mode.
+        clock: the time source (:class:`SystemClock`, or :class:`FixedClock` when deterministic).
+        rng: the random source of ``bpf_get_prandom_u32`` (seeded from the OS, or from ``seed``).
+        task: the current task (:meth:`TaskInfo.current`, or :meth:`TaskInfo.fixed`).
+        trace: the ``bpf_trace_printk`` lines, formatted as ``trace_pipe`` shows them.
+        trace_sink: also called with every trace line (e.g. ``print``), if set.
+        prog_type: the running program's type (helpers check what they may do).
+        ctx: the mapped input of the current run (:class:`ebpf.vm.context.MappedInput`); packet
+            helpers find it from their context argument, this is the fallback.
+        callback: runs a BPF callback (``bpf_loop``, ``for_each_map_elem``...): ``callback(func,
+            r1, ..., r5) -> r0`` where ``func`` is the value ``lddw rX, FUNC`` loaded (the
+            engine's ``code_base + 8 * slot``); the runtime provides it, e.g.
+            :func:`ebpf.vm._helpers_callback.engine_callback`.
+        redirect: what the last ``bpf_redirect*`` of this run recorded, or ``None``.
+        tail_calls: tail calls taken in this run (``bpf_tail_call`` falls through after
+            :data:`MAX_TAIL_CALL_CNT`; the kernel counts per run, not per chain link).
+        func_ip: what ``bpf_get_func_ip`` returns (the traced function's address; 0 by default).
+    """
+
+    memory: Memory = field(default_factory=Memory)
+    maps: dict[int, Map] = field(default_factory=dict)
+    cpu: int = 0
+    ncpus: int = 1
+    deterministic: bool = False
+    seed: int = 0
+    clock: Clock | None = None
+    rng: random.Random | None = None
+    task: TaskInfo | None = None
+    trace: list[str] = field(default_factory=list)
+    trace_sink: Callable[[str], None] | None = None
+    prog_type: ProgramType = ProgramType.UNSPEC
+    ctx: Any = None
+    callback: Callback | None = None
+    redirect: Redirect | None = None
+    tail_calls: int = 0
+    func_ip: int = 0
+    _handles: dict[int, Region] = field(default_factory=dict, repr=False)
+    _spin_locks: set[int] = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.ncpus < 1 or not 0 <= self.cpu < self.ncpus:
+            raise ValueError(f"cpu {self.cpu} out of range for ncpus {self.ncpus}")
+        if self.clock is None:
+            self.clock = FixedClock() if self.deterministic else SystemClock()
+        if self.rng is None:
+            self.rng = random.Random(self.seed) if self.deterministic else random.Random()
+        if self.task is None:
+            self.task = TaskInfo.fixed() if self.deterministic else TaskInfo.current()
+        _ENVS[self.memory] = self
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def add_map(self, m: Map) -> int:
+        """Give ``m`` a handle address (a small read-only region) and return it.
+
+        Load that address for ``lddw rX, MAP_FD`` (the runtime's ``resolve_imm64``).
+        """
+        name = m.name or m.type.name.lower()
+        region = self.memory.map_buffer(f"map_handle:{name}", HostBuffer(8), writable=False)
+        self.maps[region.start] = m
+        self._handles[region.start] = region
+        return region.start
+
+    def remove_map(self, address: int) -> None:
+        """Forget the map with handle ``address`` and unmap its handle region."""
+        self.maps.pop(address, None)
+        region = self._handles.pop(address, None)
+        if region is not None:
+            self.memory.unmap(region)
+
+    def begin_run(self, *, cpu: int | None = None, ctx: object | None = None) -> None:
+        """Reset the per-run state before a top-level run (not before a tail-called program)."""
+        if cpu is not None:
+            if not 0 <= cpu < self.ncpus:
+                raise ValueError(f"cpu {cpu} out of range for ncpus {self.ncpus}")
+            self.cpu = cpu
+        self.ctx = ctx
+        self.redirect = None
+        self.tail_calls = 0
+        self._spin_locks.clear()
+
+    # --- what helpers use -----------------------------------------------------------------------
+
+    def map_at(self, address: int) -> Map:
+        """The map whose handle is ``address``.
+
+        Raises:
+            VMError: no map has that handle (a corrupted map pointer).
+        """
+        m = self.maps.get(address)
+        if m is None:
+            raise VMError(f"{address:#x} is not a map pointer")
+        return m
+
+    def call(self, func: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0, r5: int = 0) -> int:
+        """Run the BPF callback ``func`` with r1..r5 and return its r0.
+
+        Raises:
+            VMError: no callback hook is installed.
+        """
+        if self.callback is None:
+            raise VMError("callbacks (bpf_loop, for_each_map_elem...) need an engine callback hook")
+        return self.callback(func, r1, r2, r3, r4, r5) & M64
+
+    def emit_trace(self, msg: str) -> None:
+        """Append a ``bpf_trace_printk`` message as a trace_pipe line (and pass it to the sink)."""
+        assert self.clock is not None and self.task is not None
+        line = format_trace_line(self.task.comm, self.task.pid, self.cpu, self.clock.monotonic_ns(), msg)
+        self.trace.append(line)
+        if self.trace_sink is not None:
+            self.trace_sink(line)
+
+    @property
+    def spin_locks(self) -> set[int]:
+        """Addresses of the ``bpf_spin_lock``\\ s held in this run."""
+        return self._spin_locks
+
+
+def run_env(env: HelperEnv) -> RunEnv:
+    """The :class:`RunEnv` behind ``env`` (itself, or the one registered for its memory).
+
+    Raises:
+        VMError: no ``RunEnv`` was created for this memory (kernel helpers need one).
+    """
+    if isinstance(env, RunEnv):
+        return env
+    found = _ENVS.get(env.memory)
+    if found is None:
+        raise VMError("this helper needs a RunEnv (maps, clock, task...) for the engine's memory")
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,4 +492,17 @@ def ubpf_test_helpers() -> HelperRegistry:
     reg.register(3, "sqrti", _sqrti)
     reg.register(4, "strcmp_ext", _strcmp_ext)
     reg.register(5, "unwind", _unwind)
+    return reg
+
+
+def runtime_helpers() -> HelperRegistry:
+    """Every kernel helper implemented in user space, under its UAPI number (``bpf_*``).
+
+    The helpers need a :class:`RunEnv` for the engine's memory (see :func:`run_env`).
+    """
+    from ebpf.vm import _helpers_core
+
+    reg = HelperRegistry()
+    for module in (_helpers_core,):
+        module.register(reg)
     return reg
