@@ -12,13 +12,20 @@ import pytest
 
 from ebpf.kernel import uapi
 from ebpf.kernel.uapi import (
+    BpfBtfInfo,
+    BpfFuncInfo,
+    BpfLineInfo,
+    BpfMapInfo,
     BpfProgInfo,
+    BtfLoadAttr,
     Cmd,
     EnableStatsAttr,
     GetIdAttr,
+    MapBatchAttr,
     MapCreateAttr,
     MapElemAttr,
     ObjInfoAttr,
+    ObjPinAttr,
     ProgLoadAttr,
     TestRunAttr,
 )
@@ -150,6 +157,56 @@ LAYOUT = [
     (BpfProgInfo, "verified_insns", 216, 4),
     (BpfProgInfo, "attach_btf_obj_id", 220, 4),
     (BpfProgInfo, "attach_btf_id", 224, 4),
+    (BtfLoadAttr, "btf", 0, 8),
+    (BtfLoadAttr, "btf_log_buf", 8, 8),
+    (BtfLoadAttr, "btf_size", 16, 4),
+    (BtfLoadAttr, "btf_log_size", 20, 4),
+    (BtfLoadAttr, "btf_log_level", 24, 4),
+    (BtfLoadAttr, "btf_log_true_size", 28, 4),
+    (BtfLoadAttr, "btf_flags", 32, 4),
+    (BtfLoadAttr, "btf_token_fd", 36, 4),
+    (ObjPinAttr, "pathname", 0, 8),
+    (ObjPinAttr, "bpf_fd", 8, 4),
+    (ObjPinAttr, "file_flags", 12, 4),
+    (ObjPinAttr, "path_fd", 16, 4),
+    (MapBatchAttr, "in_batch", 0, 8),
+    (MapBatchAttr, "out_batch", 8, 8),
+    (MapBatchAttr, "keys", 16, 8),
+    (MapBatchAttr, "values", 24, 8),
+    (MapBatchAttr, "count", 32, 4),
+    (MapBatchAttr, "map_fd", 36, 4),
+    (MapBatchAttr, "elem_flags", 40, 8),
+    (MapBatchAttr, "flags", 48, 8),
+    (BpfMapInfo, "type", 0, 4),
+    (BpfMapInfo, "id", 4, 4),
+    (BpfMapInfo, "key_size", 8, 4),
+    (BpfMapInfo, "value_size", 12, 4),
+    (BpfMapInfo, "max_entries", 16, 4),
+    (BpfMapInfo, "map_flags", 20, 4),
+    (BpfMapInfo, "name", 24, 16),
+    (BpfMapInfo, "ifindex", 40, 4),
+    (BpfMapInfo, "btf_vmlinux_value_type_id", 44, 4),
+    (BpfMapInfo, "netns_dev", 48, 8),
+    (BpfMapInfo, "netns_ino", 56, 8),
+    (BpfMapInfo, "btf_id", 64, 4),
+    (BpfMapInfo, "btf_key_type_id", 68, 4),
+    (BpfMapInfo, "btf_value_type_id", 72, 4),
+    (BpfMapInfo, "btf_vmlinux_id", 76, 4),
+    (BpfMapInfo, "map_extra", 80, 8),
+    (BpfMapInfo, "hash", 88, 8),
+    (BpfMapInfo, "hash_size", 96, 4),
+    (BpfBtfInfo, "btf", 0, 8),
+    (BpfBtfInfo, "btf_size", 8, 4),
+    (BpfBtfInfo, "id", 12, 4),
+    (BpfBtfInfo, "name", 16, 8),
+    (BpfBtfInfo, "name_len", 24, 4),
+    (BpfBtfInfo, "kernel_btf", 28, 4),
+    (BpfFuncInfo, "insn_off", 0, 4),
+    (BpfFuncInfo, "type_id", 4, 4),
+    (BpfLineInfo, "insn_off", 0, 4),
+    (BpfLineInfo, "file_name_off", 4, 4),
+    (BpfLineInfo, "line_off", 8, 4),
+    (BpfLineInfo, "line_col", 12, 4),
 ]
 
 SIZES = [
@@ -161,6 +218,13 @@ SIZES = [
     (ObjInfoAttr, 16),
     (EnableStatsAttr, 4),
     (BpfProgInfo, 232),
+    (BtfLoadAttr, 40),
+    (ObjPinAttr, 24),
+    (MapBatchAttr, 56),
+    (BpfMapInfo, 104),
+    (BpfBtfInfo, 32),
+    (BpfFuncInfo, 8),
+    (BpfLineInfo, 16),
 ]
 
 
@@ -243,3 +307,11 @@ def test_spec_enums_are_dense_and_complete() -> None:
     assert MapType["PERCPU_CGROUP_STORAGE_DEPRECATED"] is MapType.PERCPU_CGROUP_STORAGE
     assert int(AttachType.XDP) == 37
     assert int(AttachType.TRACE_UPROBE_SESSION) == 57
+
+
+def test_pseudo_src_values() -> None:
+    # BPF_PSEUDO_* in include/uapi/linux/bpf.h.
+    assert [int(s) for s in uapi.PseudoSrc] == [1, 2, 3, 5, 6]
+    assert (uapi.BPF_PSEUDO_CALL, uapi.BPF_PSEUDO_KFUNC_CALL) == (1, 2)
+    assert int(uapi.ProgLoadFlags.SLEEPABLE) == 16
+    assert int(uapi.ProgLoadFlags.XDP_HAS_FRAGS) == 32

@@ -27,17 +27,28 @@ from enum import IntEnum, IntFlag
 
 __all__ = [
     "BPF_OBJ_NAME_LEN",
+    "BPF_PSEUDO_CALL",
+    "BPF_PSEUDO_KFUNC_CALL",
     "BPF_TAG_SIZE",
+    "BpfBtfInfo",
+    "BpfFuncInfo",
+    "BpfLineInfo",
+    "BpfMapInfo",
     "BpfProgInfo",
+    "BtfLoadAttr",
     "Cmd",
     "EnableStatsAttr",
     "GetIdAttr",
     "LogLevel",
+    "MapBatchAttr",
     "MapCreateAttr",
     "MapElemAttr",
     "MapElemFlags",
     "ObjInfoAttr",
+    "ObjPinAttr",
     "ProgLoadAttr",
+    "ProgLoadFlags",
+    "PseudoSrc",
     "StatsType",
     "TestRunAttr",
     "TestRunFlags",
@@ -336,3 +347,130 @@ class BpfProgInfo(ctypes.Structure):
         ("attach_btf_obj_id", _u32),
         ("attach_btf_id", _u32),
     ]
+
+
+class BtfLoadAttr(ctypes.Structure):
+    """``union bpf_attr`` for ``BPF_BTF_LOAD``."""
+
+    _fields_ = [
+        ("btf", _u64),
+        ("btf_log_buf", _u64),
+        ("btf_size", _u32),
+        ("btf_log_size", _u32),
+        ("btf_log_level", _u32),
+        ("btf_log_true_size", _u32),
+        ("btf_flags", _u32),
+        ("btf_token_fd", _s32),
+    ]
+
+
+class ObjPinAttr(ctypes.Structure):
+    """``union bpf_attr`` for ``BPF_OBJ_PIN`` and ``BPF_OBJ_GET``."""
+
+    _fields_ = [
+        ("pathname", _u64),
+        ("bpf_fd", _u32),
+        ("file_flags", _u32),
+        ("path_fd", _s32),
+    ]
+
+
+class MapBatchAttr(ctypes.Structure):
+    """``union bpf_attr``'s ``batch`` member, for ``BPF_MAP_*_BATCH``."""
+
+    _fields_ = [
+        ("in_batch", _u64),
+        ("out_batch", _u64),
+        ("keys", _u64),
+        ("values", _u64),
+        ("count", _u32),
+        ("map_fd", _u32),
+        ("elem_flags", _u64),
+        ("flags", _u64),
+    ]
+
+
+class BpfMapInfo(ctypes.Structure):
+    """``struct bpf_map_info``, filled by ``BPF_OBJ_GET_INFO_BY_FD`` on a map fd."""
+
+    _fields_ = [
+        ("type", _u32),
+        ("id", _u32),
+        ("key_size", _u32),
+        ("value_size", _u32),
+        ("max_entries", _u32),
+        ("map_flags", _u32),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+        ("ifindex", _u32),
+        ("btf_vmlinux_value_type_id", _u32),
+        ("netns_dev", _u64),
+        ("netns_ino", _u64),
+        ("btf_id", _u32),
+        ("btf_key_type_id", _u32),
+        ("btf_value_type_id", _u32),
+        ("btf_vmlinux_id", _u32),
+        ("map_extra", _u64),
+        ("hash", _u64),
+        ("hash_size", _u32),
+    ]
+
+
+class BpfBtfInfo(ctypes.Structure):
+    """``struct bpf_btf_info``, filled by ``BPF_OBJ_GET_INFO_BY_FD`` on a BTF fd."""
+
+    _fields_ = [
+        ("btf", _u64),
+        ("btf_size", _u32),
+        ("id", _u32),
+        ("name", _u64),
+        ("name_len", _u32),
+        ("kernel_btf", _u32),
+    ]
+
+
+class BpfFuncInfo(ctypes.Structure):
+    """``struct bpf_func_info``: one record of ``BPF_PROG_LOAD``'s ``func_info`` array."""
+
+    _fields_ = [("insn_off", _u32), ("type_id", _u32)]
+
+
+class BpfLineInfo(ctypes.Structure):
+    """``struct bpf_line_info``: one record of ``BPF_PROG_LOAD``'s ``line_info`` array."""
+
+    _fields_ = [
+        ("insn_off", _u32),
+        ("file_name_off", _u32),
+        ("line_off", _u32),
+        ("line_col", _u32),
+    ]
+
+
+class ProgLoadFlags(IntFlag):
+    """``prog_flags`` of ``BPF_PROG_LOAD`` (``BPF_F_*``)."""
+
+    NONE = 0
+    STRICT_ALIGNMENT = 1 << 0  # BPF_F_STRICT_ALIGNMENT
+    ANY_ALIGNMENT = 1 << 1  # BPF_F_ANY_ALIGNMENT
+    TEST_RND_HI32 = 1 << 2  # BPF_F_TEST_RND_HI32
+    TEST_STATE_FREQ = 1 << 3  # BPF_F_TEST_STATE_FREQ
+    SLEEPABLE = 1 << 4  # BPF_F_SLEEPABLE
+    XDP_HAS_FRAGS = 1 << 5  # BPF_F_XDP_HAS_FRAGS
+    XDP_DEV_BOUND_ONLY = 1 << 6  # BPF_F_XDP_DEV_BOUND_ONLY
+    TEST_REG_INVARIANTS = 1 << 7  # BPF_F_TEST_REG_INVARIANTS
+
+
+class PseudoSrc(IntEnum):
+    """``src_reg`` values of ``lddw`` and ``call`` that make the kernel resolve an immediate."""
+
+    MAP_FD = 1  # BPF_PSEUDO_MAP_FD: imm = map fd
+    MAP_VALUE = 2  # BPF_PSEUDO_MAP_VALUE: imm = map fd, next imm = offset into the value
+    BTF_ID = 3  # BPF_PSEUDO_BTF_ID: imm = BTF id of a kernel variable, next imm = BTF object fd
+    MAP_IDX = 5  # BPF_PSEUDO_MAP_IDX: imm = index into fd_array
+    MAP_IDX_VALUE = 6  # BPF_PSEUDO_MAP_IDX_VALUE
+
+
+BPF_PSEUDO_CALL = 1
+"""``src_reg`` of a ``call`` to a bpf-to-bpf subprogram."""
+
+BPF_PSEUDO_KFUNC_CALL = 2
+"""``src_reg`` of a ``call`` to a kernel function (imm = its BTF id, offset = fd_array index)."""
