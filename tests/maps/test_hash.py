@@ -51,7 +51,7 @@ def test_basic_operations() -> None:
         m.update(k(2), v(20), BPF_NOEXIST)
         m.update(k(2), v(21), BPF_EXIST)
         assert m[k(2)] == v(21) and len(m) == 2 and k(1) in m and k(3) not in m
-        assert m.items() == [(k(1), v(10)), (k(2), v(21))]
+        assert sorted(m.items()) == [(k(1), v(10)), (k(2), v(21))]
         del m[k(1)]
         assert list(m) == [k(2)]
         with pytest.raises(KeyNotFoundError):
@@ -94,12 +94,38 @@ def test_get_next_key() -> None:
             m.get_next_key(None)
         for i in (5, 3, 4):
             m[k(i)] = v(i)
-        assert m.get_next_key(None) == k(5)
-        assert m.get_next_key(k(99)) == k(5)  # a missing key restarts
-        assert m.get_next_key(k(5)) == k(3)
+        order = list(m)
+        assert sorted(order) == [k(3), k(4), k(5)]
+        assert m.get_next_key(None) == order[0]
+        assert m.get_next_key(k(99)) == order[0]  # a missing key restarts
+        assert [m.get_next_key(order[0]), m.get_next_key(order[1])] == order[1:]
         with pytest.raises(KeyNotFoundError):
-            m.get_next_key(k(4))
-        assert sorted(m.keys()) == [k(3), k(4), k(5)]
+            m.get_next_key(order[2])
+
+
+def test_bucket_order() -> None:
+    """Buckets in index order, newest first within one; a replaced HASH element moves to the head."""
+    with hmap(max_entries=8) as m:
+        assert m.n_buckets == 8
+        keys = [k(i) for i in range(64)]
+        b0 = m.bucket_of(keys[0])
+        same = [key for key in keys if m.bucket_of(key) == b0][:2]
+        later = next(key for key in keys if m.bucket_of(key) > b0)
+        earlier = next((key for key in keys if m.bucket_of(key) < b0), None)
+        for key in (later, *same):
+            m[key] = v(0)
+        assert m.bucket_keys(b0) == [same[1], same[0]]  # newest first
+        assert list(m) == [same[1], same[0], later]  # bucket index order
+        m[same[0]] = v(1)  # replaced: linked again at the head
+        assert list(m) == [same[0], same[1], later]
+        if earlier is not None:
+            m[earlier] = v(2)
+            assert next(iter(m)) == earlier
+    with hmap(MapType.PERCPU_HASH, max_entries=8) as p:
+        for key in same:
+            p[key] = v(0)
+        p[same[0]] = v(1)  # per-CPU maps write in place
+        assert list(p) == [same[1], same[0]]
 
 
 @pytest.mark.parametrize(

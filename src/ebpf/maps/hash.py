@@ -13,8 +13,13 @@ in place: the address stays valid while the element exists. Deleting (or evictin
 element unmaps its regions. (The kernel's plain ``HASH`` swaps in a new element on update;
 a program that kept the old pointer would see the old value, here it sees the new one.)
 
-Rule 3: iteration (``get_next_key``) is in insertion order; the kernel's is bucket order,
-which depends on its hash seed, so only the key *set* is comparable.
+Rule 3: iteration (``get_next_key``) is the kernel's bucket order: ``roundup_pow_of_two
+(max_entries)`` buckets, a key's bucket is ``jhash(key, seed 0) & (n_buckets - 1)`` (the
+kernel's ``htab_map_hash``), a new element goes to the head of its bucket, and so does a
+replaced one in ``HASH`` / ``LRU_HASH`` (the kernel swaps in a new element; the per-CPU maps
+and ``BPF_F_LOCK`` updates write in place). With ``BPF_F_ZERO_SEED`` the kernel's seed is 0
+too and the orders agree exactly; with a random seed only the key *set* is comparable.
+Batch operations use the bucket index as their cursor, as the kernel does.
 
 LRU contract: exact LRU over *updates* and *program lookups* (:meth:`value_address`, the
 path of ``bpf_map_lookup_elem``). User-space :meth:`lookup` does not touch recency, like
@@ -26,6 +31,7 @@ at most ``max_entries`` elements and never fail an update for lack of room.
 
 from __future__ import annotations
 
+import bisect
 import errno
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -43,6 +49,7 @@ from ebpf.maps._base import (
     round_up,
 )
 from ebpf.maps._errors import InvalidMapArgumentError, KeyExistsError, MapFullError
+from ebpf.maps._jhash import htab_hash
 from ebpf.maps.array import percpu_values, split_percpu
 from ebpf.spec import MapType
 from ebpf.vm.memory import Memory, Region
@@ -92,12 +99,48 @@ class HashMap(Map):
                 f"{self.label}: key_size {defn.key_size} + value_size {defn.value_size} is too large",
                 errno=errno.E2BIG,
             )
-        self._elems: OrderedDict[bytes, _Elem] = OrderedDict()
+        self._elems: OrderedDict[bytes, _Elem] = OrderedDict()  # LRU maps: least recent first
+        self.n_buckets = 1 << max(0, defn.max_entries - 1).bit_length()
+        self._buckets: dict[int, list[bytes]] = {}  # bucket -> keys, head first
+        self._used: list[int] = []  # sorted indices of non-empty buckets
 
     def _release(self) -> None:
         for elem in self._elems.values():
             self._unmap(elem)
         self._elems.clear()
+        self._buckets.clear()
+        self._used.clear()
+
+    # --- buckets --------------------------------------------------------------------------------
+
+    def bucket_of(self, key: bytes) -> int:
+        """The kernel's bucket of ``key`` with hash seed 0 (``BPF_F_ZERO_SEED``)."""
+        return htab_hash(key) & (self.n_buckets - 1)
+
+    def _link_head(self, key: bytes) -> None:
+        b = self.bucket_of(key)
+        chain = self._buckets.get(b)
+        if chain is None:
+            self._buckets[b] = [key]
+            bisect.insort(self._used, b)
+        else:
+            chain.insert(0, key)
+
+    def _unlink(self, key: bytes) -> None:
+        b = self.bucket_of(key)
+        chain = self._buckets[b]
+        chain.remove(key)
+        if not chain:
+            del self._buckets[b]
+            del self._used[bisect.bisect_left(self._used, b)]
+
+    def _first_from(self, bucket: int) -> bytes | None:
+        i = bisect.bisect_left(self._used, bucket)
+        return self._buckets[self._used[i]][0] if i < len(self._used) else None
+
+    def bucket_keys(self, bucket: int) -> list[bytes]:
+        """The keys in ``bucket``, head first (the order the kernel walks them)."""
+        return list(self._buckets.get(bucket, ()))
 
     def _unmap(self, elem: _Elem) -> None:
         for region in elem.regions:
@@ -117,7 +160,7 @@ class HashMap(Map):
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
         self._store(key, [self._value(value)], flags)
 
-    def _store(self, key: bytes, values: list[bytes], flags: int) -> None:
+    def _store(self, key: bytes, values: list[bytes], flags: int, *, in_place: bool = False) -> None:
         self._check_update_flags(flags)
         key = self._key(key)
         elem = self._elems.get(key)
@@ -130,6 +173,7 @@ class HashMap(Map):
                 if not self.lru:
                     raise MapFullError(f"{self.label}: map is full (max_entries {self.max_entries})")
                 _, victim = self._elems.popitem(last=False)
+                self._unlink(victim.key)
                 self._unmap(victim)
             suffix = f"[{key.hex()}]"
             regions = [
@@ -137,8 +181,13 @@ class HashMap(Map):
                 for cpu in range(len(values))
             ]
             elem = self._elems[key] = _Elem(key, regions)
-        elif self.lru:
-            self._elems.move_to_end(key)
+            self._link_head(key)
+        else:
+            if self.lru:
+                self._elems.move_to_end(key)
+            if not self.percpu and not in_place:  # the kernel links a new element at the head
+                self._unlink(key)
+                self._link_head(key)
         for region, value in zip(elem.regions, values, strict=True):
             region.view[:] = value
 
@@ -155,20 +204,24 @@ class HashMap(Map):
     def delete(self, key: bytes) -> None:
         elem = self._find(key)
         del self._elems[elem.key]
+        self._unlink(elem.key)
         self._unmap(elem)
 
     def get_next_key(self, key: bytes | None) -> bytes:
-        keys = list(self._elems)
+        start = 0
         if key is not None:
             key = self._key(key)
-        if key is None or key not in self._elems:
-            if not keys:
-                raise KeyNotFoundError(key, f"{self.label}: map is empty")
-            return keys[0]
-        i = keys.index(key) + 1
-        if i == len(keys):
-            raise KeyNotFoundError(key, f"{self.label}: last key")
-        return keys[i]
+            if key in self._elems:
+                b = self.bucket_of(key)
+                chain = self._buckets[b]
+                i = chain.index(key) + 1
+                if i < len(chain):
+                    return chain[i]
+                start = b + 1
+        nxt = self._first_from(start)
+        if nxt is None:
+            raise KeyNotFoundError(key, f"{self.label}: {'map is empty' if start == 0 else 'last key'}")
+        return nxt
 
     def value_address(self, key: bytes, cpu: int = 0) -> int | None:
         self._check_cpu(cpu)
@@ -180,7 +233,7 @@ class HashMap(Map):
         return elem.regions[cpu if self.percpu else 0].start
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(list(self._elems))
+        return iter([key for b in self._used for key in self._buckets[b]])
 
     def __len__(self) -> int:
         return len(self._elems)
