@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "asm": "ebpf.cli.asm:asm",
     "disasm": "ebpf.cli.disasm:disasm",
     "run": "ebpf.cli.run:run",
+    "inspect": "ebpf.cli.inspect:inspect",
     "demo": "ebpf.cli.demo:demo",
     "version": "ebpf.cli.main:version",
 }
