@@ -1,0 +1,48 @@
+#!/bin/sh
+# Rebuild the ELF test corpus with clang-19 (-O2 -g), little-endian (*.o) and for some
+# sources big-endian (*.be.o).  `build.sh --check` rebuilds into a temporary directory and
+# fails unless every committed object is byte-identical to the rebuilt one.
+#
+# tracer.c includes vmlinux.h, generated here from /sys/kernel/btf/vmlinux (never committed);
+# its object therefore depends on the kernel's BTF, the others only on the system headers.
+set -eu
+cd "$(dirname "$0")"
+here=$(pwd)
+CLANG=${CLANG:-clang-19}
+check=0
+[ "${1:-}" = "--check" ] && check=1
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+bpftool btf dump file /sys/kernel/btf/vmlinux format c > "$work/vmlinux.h"
+
+multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+# -fdebug-prefix-map / -fmacro-prefix-map: no absolute paths of this checkout in the objects.
+CFLAGS="-O2 -g -Wall -Wno-unused-function -D__TARGET_ARCH_x86 \
+  -I$work -I/usr/include/$multiarch \
+  -fdebug-prefix-map=$here=. -fdebug-prefix-map=$work=. -fmacro-prefix-map=$here=. \
+  -fno-ident"
+
+LE="xdp_fw tc_cls socket_filter legacy_maps tailcall map_in_map tracer sections"
+BE="xdp_fw tc_cls map_in_map legacy_maps"
+
+out=$here
+[ $check = 1 ] && out=$work
+for name in $LE; do
+  $CLANG $CFLAGS -target bpfel -c "$name.c" -o "$out/$name.o"
+done
+for name in $BE; do
+  $CLANG $CFLAGS -target bpfeb -c "$name.c" -o "$out/$name.be.o"
+done
+
+if [ $check = 1 ]; then
+  status=0
+  for name in $LE; do
+    cmp -s "$out/$name.o" "$here/$name.o" || { echo "stale: $name.o"; status=1; }
+  done
+  for name in $BE; do
+    cmp -s "$out/$name.be.o" "$here/$name.be.o" || { echo "stale: $name.be.o"; status=1; }
+  done
+  [ $status = 0 ] && echo "all objects up to date"
+  exit $status
+fi
