@@ -1,0 +1,70 @@
+"""Attach loaded programs to kernel hooks; every attachment is a :class:`Link`.
+
+Above the kernel line: calls bpf(2) link commands, ``perf_event_open(2)``, rtnetlink (through
+pyroute2), ``setsockopt(2)`` and tracefs; never shells out.
+
+>>> from ebpf import attach                                   # doctest: +SKIP
+>>> with attach.tracepoint(prog, "syscalls", "sys_enter_openat") as link:  # doctest: +SKIP
+...     link.info().id
+"""
+
+from __future__ import annotations
+
+from ebpf.attach.cgroup import cgroup, cgroup2_root, socket_filter
+from ebpf.attach.link import (
+    FDLink,
+    Link,
+    LinkInfo,
+    LinkType,
+    PerfEventType,
+    ProgramLike,
+    link_ids,
+    open_link,
+    open_pinned_link,
+)
+from ebpf.attach.netdev import TCDirection, TCXFlags, XDPMode, tc, tc_clsact, xdp
+from ebpf.attach.tracing import (
+    fentry,
+    fexit,
+    fmod_ret,
+    kprobe,
+    kprobe_multi,
+    kretprobe,
+    lsm,
+    perf_event,
+    raw_tracepoint,
+    tp_btf,
+    tracepoint,
+)
+
+__all__ = [
+    "FDLink",
+    "Link",
+    "LinkInfo",
+    "LinkType",
+    "PerfEventType",
+    "ProgramLike",
+    "TCDirection",
+    "TCXFlags",
+    "XDPMode",
+    "cgroup",
+    "cgroup2_root",
+    "fentry",
+    "fexit",
+    "fmod_ret",
+    "kprobe",
+    "kprobe_multi",
+    "kretprobe",
+    "link_ids",
+    "lsm",
+    "open_link",
+    "open_pinned_link",
+    "perf_event",
+    "raw_tracepoint",
+    "socket_filter",
+    "tc",
+    "tc_clsact",
+    "tp_btf",
+    "tracepoint",
+    "xdp",
+]

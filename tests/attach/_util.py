@@ -1,0 +1,151 @@
+"""Test helpers: programs with an expected attach type / BTF target, and small array maps.
+
+Uses the kernel layer's committed primitives only (``bpf()``, ``uapi`` structs), so the attach
+tests do not depend on the collection loader.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Self
+
+from ebpf.errors import SyscallError, VerifierError, VerifierSource
+from ebpf.isa.asm import assemble
+from ebpf.kernel import FD, Program
+from ebpf.kernel._syscall import bpf
+from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr, ProgLoadAttr
+from ebpf.spec import AttachType, MapType, ProgramType
+
+
+def load(
+    text: str,
+    prog_type: ProgramType,
+    *,
+    attach_type: AttachType | None = None,
+    attach_btf_id: int = 0,
+    license: str = "GPL",
+    name: str = "",
+) -> Program:
+    """Assemble ``text`` and load it with ``expected_attach_type`` / ``attach_btf_id``."""
+    code = assemble(text).encode(sys.byteorder)
+    insns = (ctypes.c_char * len(code)).from_buffer_copy(code)
+    lic = ctypes.create_string_buffer(license.encode())
+    log = ctypes.create_string_buffer(1 << 20)
+    attr = ProgLoadAttr(
+        prog_type=prog_type,
+        insn_cnt=len(code) // 8,
+        insns=ctypes.addressof(insns),
+        license=ctypes.addressof(lic),
+        log_level=1,
+        log_size=len(log),
+        log_buf=ctypes.addressof(log),
+        prog_name=name.encode(),
+        expected_attach_type=int(attach_type) if attach_type is not None else 0,
+        attach_btf_id=attach_btf_id,
+    )
+    try:
+        fd = bpf(Cmd.PROG_LOAD, attr)
+    except SyscallError as err:
+        lines = log.value.decode(errors="replace").splitlines()
+        if lines:
+            raise VerifierError(str(err), source=VerifierSource.KERNEL, log=lines, errno=err.errno) from err
+        raise
+    return Program(FD(fd), prog_type, name=name)
+
+
+class ArrayMap:
+    """A BPF_MAP_TYPE_ARRAY of u64 values (or ``value_size`` bytes)."""
+
+    def __init__(self, max_entries: int = 4, value_size: int = 8, map_type: MapType = MapType.ARRAY) -> None:
+        attr = MapCreateAttr(map_type=map_type, key_size=4, value_size=value_size, max_entries=max_entries)
+        self._fd = FD(bpf(Cmd.MAP_CREATE, attr))
+        self.value_size = value_size
+
+    @property
+    def fd(self) -> int:
+        return self._fd.fileno()
+
+    def get_bytes(self, index: int) -> bytes:
+        key = ctypes.create_string_buffer(struct.pack("=I", index), 4)
+        value = ctypes.create_string_buffer(self.value_size)
+        bpf(
+            Cmd.MAP_LOOKUP_ELEM,
+            MapElemAttr(map_fd=self.fd, key=ctypes.addressof(key), value=ctypes.addressof(value)),
+        )
+        return value.raw
+
+    def __getitem__(self, index: int) -> int:
+        return int.from_bytes(self.get_bytes(index)[:8], sys.byteorder)
+
+    def __setitem__(self, index: int, value: int | bytes) -> None:
+        data = value if isinstance(value, bytes) else value.to_bytes(self.value_size, sys.byteorder)
+        key = ctypes.create_string_buffer(struct.pack("=I", index), 4)
+        val = ctypes.create_string_buffer(data, self.value_size)
+        bpf(
+            Cmd.MAP_UPDATE_ELEM,
+            MapElemAttr(map_fd=self.fd, key=ctypes.addressof(key), value=ctypes.addressof(val)),
+        )
+
+    def close(self) -> None:
+        self._fd.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def prog_id(prog: Program) -> int:
+    return prog.info().id
+
+
+def links_of(prog_ids: set[int]) -> list[int]:
+    """IDs of live links whose program is one of ``prog_ids`` (``BPF_LINK_GET_NEXT_ID``)."""
+    from ebpf.attach import link_ids, open_link
+
+    found = []
+    for lid in link_ids():
+        try:
+            link = open_link(lid)
+        except SyscallError:
+            continue  # went away meanwhile
+        with link:
+            if link.info().prog_id in prog_ids:
+                found.append(lid)
+    return found
+
+
+COUNT_INSNS = """
+    {filter}
+    r1 = map_fd({fd}) ll
+    r2 = r10
+    r2 += -4
+    *(u32 *)(r10 - 4) = {slot}
+    call 1
+    if r0 == 0 goto out
+    r1 = 1
+    lock *(u64 *)(r0 + 0) += r1
+out:
+    r0 = {ret}
+    exit
+"""
+
+
+def counter(fd: int, slot: int = 0, ret: int = 0, *, pid: int | None = None) -> str:
+    """Assembly that adds 1 to slot ``slot`` of array map ``fd`` and returns ``ret``.
+
+    With ``pid``, only events of that process (``bpf_get_current_pid_tgid() >> 32``) count.
+    """
+    filt = "" if pid is None else f"call 14\n    r0 >>= 32\n    if r0 != {pid} goto out"
+    return COUNT_INSNS.format(fd=fd, slot=slot, ret=ret, filter=filt)
+
+
+@contextmanager
+def pid_marker() -> Iterator[int]:
+    yield os.getpid()

@@ -1,0 +1,111 @@
+"""Fixtures for the attach tests: a veth pair into a fresh network namespace, a test cgroup.
+
+Test code may run ``ip``; the library never does. Every name includes the pid and everything
+is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"))
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=30)
+
+
+@dataclass
+class Veth:
+    netns: str
+    host: str  # in this (root) namespace
+    peer: str  # in ``netns``
+    host_ip: str
+    peer_ip: str
+
+    @property
+    def host_index(self) -> int:
+        return int(Path(f"/sys/class/net/{self.host}/ifindex").read_text())
+
+    def ping_peer(self, count: int = 3) -> bool:
+        """Ping the namespace side from here; True if every reply came back."""
+        return (
+            run("ping", "-c", str(count), "-i", "0.2", "-W", "1", "-q", self.peer_ip, check=False).returncode
+            == 0
+        )
+
+    def ping_host_from_peer(self, count: int = 3) -> bool:
+        cmd = ("ip", "netns", "exec", self.netns, "ping", "-c", str(count), "-i", "0.2", "-W", "1", "-q")
+        return run(*cmd, self.host_ip, check=False).returncode == 0
+
+
+@pytest.fixture
+def veth() -> Iterator[Veth]:
+    if shutil.which("ip") is None or shutil.which("ping") is None:
+        pytest.skip("needs iproute2 (ip) and iputils-ping (ping) to build and exercise a veth pair")
+    pid = os.getpid()
+    ns, host, peer = f"ebpfat{pid}", f"eaa{pid}", f"eab{pid}"
+    b, c = (pid >> 6) & 0xFF, (pid & 0x3F) * 4
+    host_ip, peer_ip = f"10.211.{b}.{c + 1}", f"10.211.{b}.{c + 2}"
+    run("ip", "netns", "add", ns)
+    try:
+        run("ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns)
+        run("ip", "addr", "add", f"{host_ip}/30", "dev", host)
+        run("ip", "link", "set", host, "up")
+        run("ip", "-n", ns, "addr", "add", f"{peer_ip}/30", "dev", peer)
+        run("ip", "-n", ns, "link", "set", peer, "up")
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        yield Veth(ns, host, peer, host_ip, peer_ip)
+    finally:
+        run("ip", "link", "del", host, check=False)
+        run("ip", "netns", "del", ns, check=False)
+
+
+@pytest.fixture
+def test_cgroup() -> Iterator[Path]:
+    from ebpf.attach import cgroup2_root
+
+    root = Path(cgroup2_root())
+    path = root / f"ebpf-attach-{os.getpid()}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        # move any process we put there back to the root before removing the cgroup
+        for pid in (path / "cgroup.procs").read_text().split():
+            try:
+                (root / "cgroup.procs").write_text(pid)
+            except OSError:
+                pass
+        path.rmdir()
+
+
+@pytest.fixture
+def bpffs_dir() -> Iterator[Path]:
+    """A fresh folder on a bpf file system (mounting bpffs at /sys/fs/bpf if needed)."""
+    from ebpf.attach._abi import mount
+    from ebpf.attach._tracefs import mounts
+
+    if not any(point == "/sys/fs/bpf" and kind == "bpf" for point, kind in mounts()):
+        mount("bpf", "/sys/fs/bpf", "bpf")
+    path = Path(f"/sys/fs/bpf/ebpf-attach-{os.getpid()}")
+    path.mkdir(exist_ok=True)
+    try:
+        yield path
+    finally:
+        for child in path.iterdir():
+            child.unlink()
+        path.rmdir()

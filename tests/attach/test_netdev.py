@@ -1,0 +1,100 @@
+"""XDP, tcx and classic tc on a veth pair into a test network namespace, with real pings."""
+
+from __future__ import annotations
+
+import pytest
+
+from ebpf import attach
+from ebpf.attach import LinkType, TCDirection, XDPMode
+from ebpf.errors import NotSupportedError
+from ebpf.spec import AttachType, ProgramType
+
+from ._util import ArrayMap, counter, links_of, load
+
+pytestmark = pytest.mark.kernel
+
+
+def test_xdp_counts_then_drops_packets(veth) -> None:
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd, 0, ret=2), ProgramType.XDP) as passing,
+        load(counter(m.fd, 1, ret=1), ProgramType.XDP) as dropping,
+    ):
+        ids = {passing.info().id, dropping.info().id}
+        with attach.xdp(passing, veth.host_index, mode=XDPMode.DRIVER) as link:
+            info = link.info()
+            assert info.type == LinkType.XDP and info.details["ifindex"] == veth.host_index
+            assert info.prog_id == passing.info().id
+            assert veth.ping_peer(3)
+            assert m[0] >= 3  # three echo replies at least (plus ARP)
+            link.update(dropping)
+            assert not veth.ping_peer(2)
+            assert m[1] >= 2
+            link.detach()  # defunct now, still open
+            assert veth.ping_peer(1)
+        assert links_of(ids) == []
+        assert veth.ping_peer(1)
+
+
+def test_xdp_generic_mode_by_name(veth) -> None:
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd, 0, ret=2), ProgramType.XDP) as prog,
+        attach.xdp(prog, veth.host, mode=XDPMode.GENERIC) as link,
+    ):
+        assert veth.ping_peer(2)
+        assert m[0] >= 2
+        assert "generic" in repr(link)
+
+
+@pytest.mark.parametrize("direction", [TCDirection.INGRESS, TCDirection.EGRESS])
+def test_tcx_counts_packets(veth, direction: TCDirection) -> None:
+    with ArrayMap() as m, load(counter(m.fd, 0, ret=0), ProgramType.SCHED_CLS) as prog:
+        with attach.tc(prog, veth.host_index, direction) as link:
+            info = link.info()
+            assert info.type == LinkType.TCX
+            assert info.details["attach_type"] == AttachType(direction)
+            assert veth.ping_peer(3)
+            assert m[0] >= 3
+        assert links_of({prog.info().id}) == []
+
+
+def test_tcx_drop_and_order(veth) -> None:
+    # TC_ACT_SHOT = 2 drops; a second program placed before it with TCX_PASS (0) wins.
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd, 0, ret=2), ProgramType.SCHED_CLS) as shot,
+        load(counter(m.fd, 1, ret=0), ProgramType.SCHED_CLS) as ok,
+    ):
+        with attach.tc(shot, veth.host_index, TCDirection.INGRESS):
+            assert not veth.ping_peer(2)
+            with attach.tc(ok, veth.host_index, TCDirection.INGRESS, flags=attach.TCXFlags.BEFORE):
+                assert veth.ping_peer(2)
+                assert m[1] >= 2
+        assert veth.ping_peer(1)
+
+
+@pytest.mark.parametrize("direction", [TCDirection.INGRESS, TCDirection.EGRESS])
+def test_classic_clsact_filter(veth, direction: TCDirection) -> None:
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd, 0, ret=0), ProgramType.SCHED_CLS) as prog,
+        load(counter(m.fd, 1, ret=2), ProgramType.SCHED_CLS) as shot,
+    ):
+        with attach.tc_clsact(prog, veth.host_index, direction) as link:
+            assert veth.ping_peer(3)
+            assert m[0] >= 3
+            link.update(shot)
+            assert not veth.ping_peer(2)
+            with pytest.raises(NotSupportedError, match="not BPF links"):
+                link.pin("/sys/fs/bpf/x")
+            assert _qdisc_kinds(veth.host_index) >= {"clsact"}
+        assert veth.ping_peer(1)
+        assert "clsact" not in _qdisc_kinds(veth.host_index)  # we added it, so we removed it
+
+
+def _qdisc_kinds(ifindex: int) -> set[str]:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return {msg.get_attr("TCA_KIND") for msg in ipr.get_qdiscs(index=ifindex)}

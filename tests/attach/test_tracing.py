@@ -1,0 +1,106 @@
+"""Tracepoints, raw tracepoints, link pinning/info/update, and the kprobe/trampoline error paths."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import pytest
+
+from ebpf import attach
+from ebpf.attach import LinkType, PerfEventType
+from ebpf.errors import NotSupportedError, SyscallError
+from ebpf.spec import ProgramType
+
+from ._util import ArrayMap, counter, links_of, load
+
+pytestmark = pytest.mark.kernel
+
+
+def test_tracepoint_counts_own_syscalls() -> None:
+    pid = os.getpid()
+    with ArrayMap() as m, load(counter(m.fd, pid=pid), ProgramType.TRACEPOINT) as prog:
+        with attach.tracepoint(prog, "syscalls", "sys_enter_getppid", cookie=7) as link:
+            for _ in range(10):
+                os.getppid()
+            info = link.info()
+            assert info.type == LinkType.PERF_EVENT
+            assert info.prog_id == prog.info().id
+            assert info.details["perf_event_type"] == PerfEventType.TRACEPOINT
+            assert info.details["tp_name"] == "sys_enter_getppid"
+            assert info.details["cookie"] == 7
+        assert m[0] == 10
+        os.getppid()
+        assert m[0] == 10  # detached on close
+        assert links_of({prog.info().id}) == []
+
+
+def test_tracepoint_unknown_names() -> None:
+    with ArrayMap() as m, load(counter(m.fd), ProgramType.TRACEPOINT) as prog:
+        with pytest.raises(NotSupportedError, match="no tracepoint category 'nosuchcat'"):
+            attach.tracepoint(prog, "nosuchcat", "x")
+        with pytest.raises(NotSupportedError, match="has no event 'sys_enter_nothing'"):
+            attach.tracepoint(prog, "syscalls", "sys_enter_nothing")
+        with pytest.raises(ValueError, match="invalid tracepoint"):
+            attach.tracepoint(prog, "../..", "x")
+
+
+def test_raw_tracepoint_and_update() -> None:
+    pid = os.getpid()
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd, 0, pid=pid), ProgramType.RAW_TRACEPOINT) as first,
+        load(counter(m.fd, 1, pid=pid), ProgramType.RAW_TRACEPOINT) as second,
+    ):
+        with attach.raw_tracepoint(first, "sys_enter") as link:
+            os.getppid()
+            assert m[0] >= 1
+            info = link.info()
+            assert info.type == LinkType.RAW_TRACEPOINT and info.details["tp_name"] == "sys_enter"
+            # raw tracepoint links cannot swap programs: the kernel says EINVAL/EOPNOTSUPP
+            with pytest.raises(SyscallError):
+                link.update(second)
+        with pytest.raises(NotSupportedError, match="no such tracepoint"):
+            attach.raw_tracepoint(first, "no_such_tracepoint_xyz")
+        assert links_of({first.info().id, second.info().id}) == []
+
+
+def test_link_pin_survives_close_and_unpin(bpffs_dir) -> None:
+    pid = os.getpid()
+    path = bpffs_dir / "tp_link"
+    with ArrayMap() as m, load(counter(m.fd, pid=pid), ProgramType.TRACEPOINT) as prog:
+        pid_prog = prog.info().id
+        link = attach.tracepoint(prog, "syscalls", "sys_enter_getppid")
+        link.pin(path)
+        link_id = link.info().id
+        link.close()
+        link.close()  # idempotent
+        assert link.closed
+        os.getppid()
+        assert m[0] == 1  # still attached through the pin
+        with attach.open_pinned_link(path) as again:
+            assert again.info().id == link_id
+            assert again.info().prog_id == pid_prog
+            again.unpin()
+        assert not path.exists()
+        os.getppid()
+        assert m[0] == 1
+        assert links_of({pid_prog}) == []
+
+
+def test_link_detach_not_offered_for_raw_tracepoints() -> None:
+    with ArrayMap() as m, load(counter(m.fd), ProgramType.RAW_TRACEPOINT) as prog:
+        with (
+            attach.raw_tracepoint(prog, "sys_enter") as link,
+            pytest.raises(NotSupportedError, match="EOPNOTSUPP"),
+        ):
+            link.detach()
+        assert links_of({prog.info().id}) == []
+
+
+def test_link_leak_warns() -> None:
+    with ArrayMap() as m, load(counter(m.fd), ProgramType.RAW_TRACEPOINT) as prog:
+        with pytest.warns(ResourceWarning, match="unclosed file descriptor"):
+            attach.raw_tracepoint(prog, "sys_enter")  # dropped at once: a leak
+        gc.collect()
+        assert links_of({prog.info().id}) == []
