@@ -43,6 +43,7 @@ __all__ = [
     "ParseError",
     "RelocationError",
     "SyscallError",
+    "TestRunError",
     "VMError",
     "VerifierError",
     "VerifierSource",
@@ -299,6 +300,22 @@ class NotSupportedError(BPFError):
         if detail:
             text += f": {detail}"
         super().__init__(text)
+
+
+class TestRunError(BPFError):
+    """``BPF_PROG_TEST_RUN`` refused its arguments or could not copy the result out.
+
+    Attributes:
+        errno: the kernel's errno for the same call (``EINVAL``, ``ENOSPC``).
+        result: what the run produced (``ENOSPC``: ``data_out`` truncated), or ``None``.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, message: str, *, errno: int, result: Any = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.result = result
 
 
 class KeyNotFoundError(BPFError, KeyError):

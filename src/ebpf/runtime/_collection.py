@@ -1,0 +1,644 @@
+"""Live user-space objects from a :class:`~ebpf.spec.CollectionSpec`: maps, programs, globals.
+
+Core layer. Pure: no kernel access (values and code live in host buffers of one
+:class:`~ebpf.vm.memory.Memory`).
+
+Rule 1 (loading, in libbpf's order): create every map and write its ``contents``; fill
+``.kconfig`` externs; apply CO-RE relocations; relocate each program's placeholders; build
+one engine per program; fill ``PROG_ARRAY`` and map-in-map ``slots``; freeze the maps the
+spec says to freeze. Any failure closes what was made and raises.
+
+Rule 2 (placeholders, as the kernel reads them): ``lddw rX, map`` becomes ``src=1`` with the
+map's *handle id* in ``imm``; ``lddw rX, map + off`` (global data) becomes ``src=2`` with the
+handle id in the first ``imm`` and ``off`` in the second. When the program runs, the engines
+ask :meth:`Collection._resolve` for the value: the address of the map's handle (a small
+read-only region; helpers find the map by it in :attr:`RuntimeEnv.maps`), or the real
+address of the global's bytes.
+
+Rule 3 (read-only data): maps created with ``BPF_F_RDONLY_PROG`` (``.rodata``, ``.kconfig``)
+are read-only for programs (a store faults, where the kernel's verifier would refuse the
+program); frozen maps refuse updates and deletes from Python with ``EPERM``, like
+``BPF_MAP_FREEZE``.
+
+Rule 4 (test runs, as ``BPF_PROG_TEST_RUN``): the input is mapped once and the program runs
+``repeat`` times on it (changes made by one run are seen by the next, as in the kernel);
+``duration_ns`` is the average per run; tail calls continue in the target program on the
+same context, with the rest of the instruction budget.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Self
+
+from ebpf.errors import BPFError, NotSupportedError, RelocationError, TestRunError, VMError
+from ebpf.isa.encoding import slot_offsets
+from ebpf.isa.instruction import Instruction
+from ebpf.isa.ir import LoadImm64
+from ebpf.isa.opcodes import PseudoSrc
+from ebpf.isa.program import Program as InsnProgram
+from ebpf.maps import Map, MapDef, create
+from ebpf.maps._errors import MapError
+from ebpf.runtime._env import RuntimeEnv
+from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code
+from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramSpec, ProgramType, RelocKind
+from ebpf.testrun import TestRunResult
+from ebpf.vm import ENGINES
+from ebpf.vm.context import Input, MappedInput, RawInput, XdpInput
+from ebpf.vm.helpers import HelperRegistry
+from ebpf.vm.interpreter import DEFAULT_MAX_INSNS, Interpreter, RunResult, TailCall
+from ebpf.vm.memory import HostBuffer, Memory, Region
+
+if TYPE_CHECKING:
+    from ebpf.btf.spec import Spec as BTFSpec
+
+__all__ = ["Collection", "ContextInput", "Program", "Variable", "Variables", "freeze", "map_def"]
+
+M32 = (1 << 32) - 1
+BPF_F_RDONLY_PROG = 1 << 7
+HANDLE_SIZE = 8
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+
+
+def map_def(spec: MapSpec) -> MapDef:
+    """The user-space map definition of ``spec`` (name cut to the kernel's 15 characters)."""
+    name = "".join(c if c in _NAME_CHARS else "_" for c in spec.name[:15])
+    inner = map_def(spec.inner) if spec.inner is not None else None
+    return MapDef(
+        spec.type, spec.key_size, spec.value_size, spec.max_entries, spec.flags, name, spec.map_extra, inner
+    )
+
+
+def _eperm(label: str) -> Any:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise MapError(f"{label}: the map is frozen", errno=errno.EPERM)
+
+    return refuse
+
+
+def freeze(m: Map) -> None:
+    """``BPF_MAP_FREEZE``: later updates and deletes from user space fail with ``EPERM``."""
+    method = getattr(m, "freeze", None)
+    if callable(method):
+        method()
+        return
+    for name in ("update", "delete", "lookup_and_delete", "update_batch", "delete_batch"):
+        if hasattr(m, name):
+            setattr(m, name, _eperm(m.label))
+    m.frozen = True  # type: ignore[attr-defined]
+
+
+class Program:
+    """A program loaded in a user-space :class:`Collection`.
+
+    Attributes:
+        name: the program's name.
+        type: its program type.
+        spec: the spec it was loaded from.
+        instructions: the relocated instructions the engine runs.
+        engine: the execution engine.
+    """
+
+    def __init__(
+        self, collection: Collection, spec: ProgramSpec, instructions: InsnProgram, engine: Interpreter
+    ) -> None:
+        self.collection = collection
+        self.name = spec.name
+        self.type = spec.type
+        self.spec = spec
+        self.instructions = instructions
+        self.engine = engine
+
+    def __repr__(self) -> str:
+        return f"runtime.Program({self.name!r}, {self.type.name}, engine={self.engine.engine!r})"
+
+    # --- running ------------------------------------------------------------------------------------
+
+    def _chain(self, mapped: MappedInput, cpu: int, budget: int) -> tuple[int, int]:
+        """Run on ``mapped``, following tail calls; returns ``(r0, instructions)``."""
+        env = self.collection.env
+        env.cpu = cpu
+        env.context = mapped
+        env.tail_calls = 0
+        env.program_type = self.type
+        prog = self
+        total = 0
+        while True:
+            try:
+                retval, count = prog.engine.execute(mapped, env, budget - total)
+                return retval, total + count
+            except TailCall as jump:
+                total += jump.count
+                target = jump.target
+                if not isinstance(target, Program) or target.collection is not self.collection:
+                    raise VMError(
+                        f"tail call from {prog.name!r} to {target!r}: not a program of this collection"
+                    ) from None
+                env.tail_calls += 1
+                prog = target
+
+    def _check(self, cpu: int) -> None:
+        self.collection._check_open()
+        if not 0 <= cpu < self.collection.ncpus:
+            raise ValueError(f"cpu {cpu} out of range (ncpus {self.collection.ncpus})")
+
+    def run(
+        self, input: Input | bytes | bytearray = b"", *, cpu: int = 0, max_insns: int | None = None
+    ) -> RunResult:
+        """Run once on ``input`` (raw bytes: r1 = pointer, r2 = length; or any vm ``Input``).
+
+        Returns the engine's :class:`~ebpf.vm.RunResult` (r0 with all 64 bits, instructions
+        executed across tail calls, the input memory after the run).
+
+        Raises:
+            VMError: a fault; BudgetExceededError when the budget runs out.
+        """
+        self._check(cpu)
+        if not isinstance(input, Input):
+            input = RawInput(bytes(input))
+        memory = self.collection.memory
+        mapped = input.map(memory)
+        start = time.perf_counter_ns()
+        try:
+            retval, insns = self._chain(mapped, cpu, max_insns or self.engine.max_insns)
+            data = mapped.data()
+        finally:
+            for region in mapped.regions:
+                memory.unmap(region)
+        return RunResult(retval, insns, data, time.perf_counter_ns() - start)
+
+    def test_run(
+        self,
+        data_in: bytes = b"",
+        ctx_in: bytes | None = None,
+        repeat: int = 1,
+        cpu: int = 0,
+        data_size_out: int | None = None,
+    ) -> TestRunResult:
+        """``BPF_PROG_TEST_RUN``: run ``repeat`` times on ``data_in`` / ``ctx_in`` (Rule 4).
+
+        Program types: XDP (``data_in`` is the packet; ``ctx_in`` an ``xdp_md`` whose
+        ``ingress_ifindex`` and ``rx_queue_index`` are used), SYSCALL (``ctx_in`` is the
+        context, copied back in ``ctx_out``), RAW_TRACEPOINT (``ctx_in`` holds the u64
+        arguments), and the socket buffer types when the runtime has their context.
+
+        Raises:
+            NotSupportedError: the program type has no test run here (the kernel: ENOTSUPP).
+            TestRunError: ``data_out`` is longer than ``data_size_out`` (``ENOSPC``; the
+                truncated result is in ``err.result``), or a bad input (``EINVAL``).
+            VMError: a run-time fault (the kernel's verifier would have refused the program).
+        """
+        self._check(cpu)
+        if repeat < 0:
+            raise TestRunError(f"repeat must be >= 0, got {repeat}", errno=errno.EINVAL)
+        inp, ctx_region = self._test_input(bytes(data_in), ctx_in)
+        memory = self.collection.memory
+        mapped = inp.map(memory)
+        runs = max(repeat, 1)
+        budget = self.engine.max_insns
+        try:
+            start = time.perf_counter_ns()
+            retval = 0
+            for _ in range(runs):
+                retval, _ = self._chain(mapped, cpu, budget)
+            duration = (time.perf_counter_ns() - start) // runs
+            data_out = mapped.data()
+            ctx_out = ctx_region(mapped) if ctx_region is not None else None
+        finally:
+            for region in mapped.regions:
+                memory.unmap(region)
+        result = TestRunResult(retval & M32, data_out, ctx_out, duration)
+        if data_size_out is not None and len(data_out) > data_size_out:
+            truncated = TestRunResult(result.retval, data_out[:data_size_out], ctx_out, duration)
+            raise TestRunError(
+                f"data_out of {len(data_out)} bytes does not fit data_size_out {data_size_out}",
+                errno=errno.ENOSPC,
+                result=truncated,
+            )
+        return result
+
+    def _test_input(self, data_in: bytes, ctx_in: bytes | None) -> tuple[Input, Any]:
+        t = self.type
+        if t == ProgramType.XDP:
+            ifindex, queue = 1, 0
+            if ctx_in is not None:
+                if len(ctx_in) < 20:
+                    raise TestRunError("ctx_in for XDP is a struct xdp_md (24 bytes)", errno=errno.EINVAL)
+                ifindex, queue = struct.unpack_from("<II", ctx_in, 12)
+                ifindex = ifindex or 1
+            return XdpInput(data_in, ingress_ifindex=ifindex, rx_queue_index=queue), None
+        if t in (ProgramType.SYSCALL, ProgramType.RAW_TRACEPOINT):
+            if data_in:
+                raise TestRunError(f"{t.name} test runs take no data_in", errno=errno.EINVAL)
+            ctx = ContextInput(ctx_in or b"", writable=t == ProgramType.SYSCALL)
+            return ctx, (lambda mapped: mapped.regions[0].buffer.view.tobytes()) if ctx_in else None
+        from ebpf.vm import context
+
+        skb = getattr(context, "SkbInput", None)
+        if skb is not None and t in (
+            ProgramType.SOCKET_FILTER,
+            ProgramType.SCHED_CLS,
+            ProgramType.SCHED_ACT,
+            ProgramType.CGROUP_SKB,
+        ):
+            return skb(data_in, program_type=t), None
+        raise NotSupportedError(f"test runs of {t.name} programs in the user-space runtime")
+
+
+class ContextInput(Input):
+    """A context given as bytes (SYSCALL, RAW_TRACEPOINT): r1 points at a copy of it."""
+
+    def __init__(self, ctx: bytes, *, writable: bool) -> None:
+        self.ctx = ctx
+        self.writable = writable
+
+    def map(self, memory: Memory) -> MappedInput:
+        if not self.ctx:
+            return MappedInput(0, 0, None, 0, ())
+        region = memory.map_buffer("ctx", HostBuffer.from_bytes(self.ctx), writable=self.writable)
+        return MappedInput(region.start, 0, None, region.start, (region,))
+
+
+class Variable:
+    """A global variable of a loaded collection (a skeleton's ``skel->bss->x``)."""
+
+    def __init__(self, collection: Collection, name: str) -> None:
+        var = collection.spec.variables[name]
+        self.collection = collection
+        self.name = name
+        self.map_name = var.map
+        self.offset = var.offset
+        self.size = var.size
+        self.read_only = collection.spec.maps[var.map].freeze or var.extern
+
+    def _address(self) -> int:
+        self.collection._check_open()
+        m = self.collection.maps[self.map_name]
+        address = m.value_address(bytes(m.key_size))
+        assert address is not None, "global data maps are arrays with one element"
+        return address + self.offset
+
+    def get(self) -> bytes:
+        """The variable's current bytes."""
+        region, off = self._locate()
+        return region.view[off : off + self.size].tobytes()
+
+    def get_int(self, *, signed: bool = False) -> int:
+        """The variable as an integer in the object's byte order."""
+        order = self.collection.spec.byteorder
+        return int.from_bytes(self.get(), order, signed=signed)  # type: ignore[arg-type]
+
+    def set(self, value: bytes | int) -> None:
+        """Write the variable (an int is encoded in its size and the object's byte order).
+
+        Raises:
+            MapError: the variable is in a frozen read-only map (``EPERM``).
+            ValueError: the value does not fit.
+        """
+        if self.read_only:
+            raise MapError(
+                f"variable {self.name!r} is read-only ({self.map_name} is frozen)", errno=errno.EPERM
+            )
+        if isinstance(value, int):
+            order = self.collection.spec.byteorder
+            try:
+                data = value.to_bytes(self.size, order, signed=value < 0)  # type: ignore[arg-type]
+            except OverflowError:
+                raise ValueError(
+                    f"{value} does not fit variable {self.name!r} of {self.size} bytes"
+                ) from None
+        else:
+            data = bytes(value)
+            if len(data) != self.size:
+                raise ValueError(f"variable {self.name!r} is {self.size} bytes, got {len(data)}")
+        region, off = self._locate()
+        region.view[off : off + self.size] = data
+
+    def _locate(self) -> tuple[Region, int]:
+        address = self._address()
+        region = self.collection.memory.find(address, self.size)
+        assert region is not None
+        return region, address - region.start
+
+    def __repr__(self) -> str:
+        return f"Variable({self.name!r}, {self.get().hex()})"
+
+
+class Variables(Mapping[str, Variable]):
+    """Name -> :class:`Variable` for every global variable of the collection."""
+
+    def __init__(self, collection: Collection) -> None:
+        self._collection = collection
+
+    def __getitem__(self, name: str) -> Variable:
+        if name not in self._collection.spec.variables:
+            raise KeyError(name)
+        return Variable(self._collection, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._collection.spec.variables)
+
+    def __len__(self) -> int:
+        return len(self._collection.spec.variables)
+
+
+class Collection:
+    """Every map and program of a :class:`~ebpf.spec.CollectionSpec`, live in user space.
+
+    Args:
+        spec: the collection (not modified).
+        engine: execution engine name (``"py"``, ``"interp"``; see :data:`ebpf.vm.ENGINES`).
+        ncpus: simulated CPUs (per-CPU maps, ``test_run(cpu=)``).
+        deterministic: helpers must give reproducible clocks and random numbers.
+        target_btf: the BTF CO-RE relocations are resolved against (default: the object's own).
+        helpers: the helper registry (default: the runtime's helpers).
+        kconfig: ``CONFIG_*`` values for ``.kconfig`` externs.
+        kernel_release: release string for ``LINUX_KERNEL_VERSION`` (default: ``os.uname()``).
+        max_insns: instruction budget of one run (a tail-call chain counts as one run).
+
+    Attributes:
+        programs: name -> :class:`Program` (programs with ``autoload``).
+        maps: name -> live :class:`~ebpf.maps.Map`.
+        variables: name -> :class:`Variable`.
+        memory: the memory every map, program and input shares.
+        env: what helpers see (:class:`RuntimeEnv`).
+
+    Raises:
+        NotSupportedError: a map type, kernel symbol or CO-RE relocation the user-space
+            runtime cannot provide.
+        RelocationError: a placeholder names a missing map, or a strong extern has no value.
+        MapError: a map definition or initial value the kernel would refuse.
+    """
+
+    def __init__(
+        self,
+        spec: CollectionSpec,
+        *,
+        engine: str = "py",
+        ncpus: int = 1,
+        deterministic: bool = False,
+        target_btf: BTFSpec | None = None,
+        helpers: HelperRegistry | None = None,
+        kconfig: Mapping[str, KconfigValue] | None = None,
+        kernel_release: str | None = None,
+        max_insns: int = DEFAULT_MAX_INSNS,
+    ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(sorted(ENGINES))}")
+        if ncpus < 1:
+            raise ValueError(f"ncpus must be >= 1, got {ncpus}")
+        self.spec = spec
+        self.engine_name = engine
+        self.ncpus = ncpus
+        self.memory = Memory()
+        self.env = RuntimeEnv(self.memory, ncpus=ncpus, deterministic=deterministic)
+        self.env._caller = self._call
+        self.helpers = helpers if helpers is not None else _default_helpers()
+        self.maps: dict[str, Map] = {}
+        self.programs: dict[str, Program] = {}
+        self.variables = Variables(self)
+        self._closed = False
+        self._regions: list[Region] = []
+        self._by_id: dict[int, tuple[Map, int]] = {}  # handle id -> (map, handle address)
+        self._ids: dict[str, int] = {}  # map name -> handle id
+        self._value_base: dict[int, int] = {}
+        self._code: list[tuple[Region, Program]] = []
+        try:
+            self._create_maps()
+            self._fill_kconfig(kconfig or {}, kernel_version_code(kernel_release))
+            for pspec in spec.programs.values():
+                if pspec.autoload:
+                    self.programs[pspec.name] = self._load(pspec, target_btf, max_insns)
+            self._fill_slots()
+            self._protect()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- loading ------------------------------------------------------------------------------------
+
+    def _create_maps(self) -> None:
+        for name, mspec in self.spec.maps.items():
+            try:
+                m = create(map_def(mspec), self.memory, ncpus=self.ncpus)
+            except BPFError as err:
+                err.add_note(f"while creating map {name!r} of the collection")
+                raise
+            self.maps[name] = m
+            try:
+                for key, value in mspec.contents:
+                    m.update(key, value)
+            except BPFError as err:
+                err.add_note(f"while writing the initial contents of map {name!r}")
+                raise
+            handle = self.memory.map_buffer(f"{m.label}:handle", HostBuffer(HANDLE_SIZE), writable=False)
+            self._regions.append(handle)
+            hid = len(self._by_id) + 1
+            self._by_id[hid] = (m, handle.start)
+            self._ids[name] = hid
+            self.env.register(handle.start, m)
+
+    def _fill_kconfig(self, kconfig: Mapping[str, KconfigValue], version: int) -> None:
+        for var in self.spec.variables.values():
+            if not var.extern:
+                continue
+            m = self.maps.get(var.map)
+            if m is None:
+                raise RelocationError(f"extern {var.name!r}: no map {var.map!r}")
+            data = encode_kconfig(
+                var.name,
+                var.size,
+                weak=var.weak,
+                kconfig=kconfig,
+                kernel_version=version,
+                byteorder=self.spec.byteorder,
+            )
+            key = bytes(m.key_size)
+            old = m.lookup(key)
+            m.update(key, old[: var.offset] + data + old[var.offset + var.size :])
+
+    def _load(self, pspec: ProgramSpec, target_btf: BTFSpec | None, max_insns: int) -> Program:
+        insns = pspec.instructions
+        if pspec.core_relos:
+            try:
+                from ebpf.btf.core import relocate_program  # type: ignore[import-not-found,unused-ignore]
+            except ImportError:
+                raise NotSupportedError(
+                    f"CO-RE relocations of program {pspec.name!r}",
+                    detail="ebpf.btf.core is not available",
+                ) from None
+            target = target_btf or pspec.btf or self.spec.btf
+            if target is None:
+                raise RelocationError(
+                    f"program {pspec.name!r} has CO-RE relocations but no BTF", program=pspec.name
+                )
+            insns = relocate_program(pspec, target)
+        insns = self._relocate(pspec, insns)
+        code = self.memory.map_buffer(
+            f"code:{pspec.name}", HostBuffer.from_bytes(insns.encode()), writable=False
+        )
+        self._regions.append(code)
+        factory = ENGINES[self.engine_name]
+        engine = factory(
+            insns,
+            helpers=self.helpers,
+            max_insns=max_insns,
+            resolve_imm64=self._resolve,
+            memory=self.memory,
+            code_base=code.start,
+        )
+        prog = Program(self, pspec, insns, engine)
+        self._code.append((code, prog))
+        return prog
+
+    def _relocate(self, pspec: ProgramSpec, program: InsnProgram) -> InsnProgram:
+        if not pspec.relocations:
+            return program
+        slots = slot_offsets(program.instructions)
+        index = {slot: i for i, slot in enumerate(slots)}
+        insns = list(program.instructions)
+        for slot, reloc in sorted(pspec.relocations.items()):
+            i = index.get(slot)
+            if i is None:
+                raise RelocationError(
+                    f"program {pspec.name!r}: relocation at slot {slot} is not an instruction",
+                    program=pspec.name,
+                    insn_index=slot,
+                )
+            insn = insns[i]
+            if reloc.kind in (RelocKind.MAP, RelocKind.MAP_VALUE):
+                hid = self._ids.get(reloc.symbol)
+                if hid is None:
+                    raise RelocationError(
+                        f"program {pspec.name!r}: instruction {slot} refers to unknown map {reloc.symbol!r}",
+                        program=pspec.name,
+                        insn_index=slot,
+                    )
+                if not insn.is_wide:
+                    raise RelocationError(
+                        f"program {pspec.name!r}: instruction {slot} is not lddw",
+                        program=pspec.name,
+                        insn_index=slot,
+                    )
+                if reloc.kind is RelocKind.MAP:
+                    insns[i] = Instruction(insn.opcode, insn.dst, PseudoSrc.MAP_FD, insn.offset, hid)
+                else:
+                    value = hid | ((reloc.offset & M32) << 32)
+                    insns[i] = Instruction(insn.opcode, insn.dst, PseudoSrc.MAP_VALUE, insn.offset, value)
+            elif reloc.weak and reloc.kind is RelocKind.KSYM:
+                insns[i] = Instruction(
+                    insn.opcode, insn.dst, 0, insn.offset, 0
+                )  # libbpf: a missing weak ksym is 0
+            elif reloc.weak and reloc.kind is RelocKind.KFUNC:
+                pass  # stays a kfunc call: calling it faults, as an unresolved weak kfunc would
+            else:
+                raise NotSupportedError(
+                    f"kernel symbol {reloc.symbol!r} ({reloc.kind.value}) in the user-space runtime",
+                    detail=f"program {pspec.name!r}, instruction {slot}",
+                )
+        return InsnProgram(insns, program.labels)
+
+    def _fill_slots(self) -> None:
+        order = self.spec.byteorder
+        for name, mspec in self.spec.maps.items():
+            if not mspec.slots:
+                continue
+            m = self.maps[name]
+            for slot, target in sorted(mspec.slots.items()):
+                key = slot.to_bytes(mspec.key_size, order)  # type: ignore[arg-type]
+                if mspec.type == MapType.PROG_ARRAY:
+                    prog = self.programs.get(target)
+                    if prog is None:
+                        raise RelocationError(f"map {name!r} slot {slot}: program {target!r} is not loaded")
+                    m.update_prog(key, prog)  # type: ignore[attr-defined]
+                else:
+                    inner = self.maps.get(target)
+                    if inner is None:
+                        raise RelocationError(f"map {name!r} slot {slot}: no map {target!r}")
+                    m.update_map(key, inner)  # type: ignore[attr-defined]
+
+    def _protect(self) -> None:
+        for name, mspec in self.spec.maps.items():
+            m = self.maps[name]
+            if mspec.flags & BPF_F_RDONLY_PROG and mspec.type in (MapType.ARRAY, MapType.PERCPU_ARRAY):
+                for cpu in range(self.ncpus if mspec.type == MapType.PERCPU_ARRAY else 1):
+                    address = m.value_address(bytes(4), cpu)
+                    region = self.memory.find(address) if address is not None else None
+                    if region is not None:
+                        region.writable = False
+            if mspec.freeze:
+                freeze(m)
+
+    # --- what the engines and helpers call ---------------------------------------------------------
+
+    def _resolve(self, op: LoadImm64) -> int:
+        entry = self._by_id.get(op.imm_lo)
+        if op.kind is PseudoSrc.MAP_FD and entry is not None:
+            return entry[1]
+        if op.kind is PseudoSrc.MAP_VALUE and entry is not None:
+            base = self._value_base.get(op.imm_lo)
+            if base is None:
+                m = entry[0]
+                if m.type != MapType.ARRAY:
+                    raise VMError(f"direct value access to {m.label}: only array maps have one")
+                address = m.value_address(bytes(4))
+                if address is None:
+                    raise VMError(f"direct value access to {m.label}: the map has no element 0")
+                base = self._value_base[op.imm_lo] = address
+            return base + op.imm_hi
+        raise VMError(
+            f"lddw with pseudo source {op.kind.name} and imm {op.imm_lo}: no such map in this runtime"
+        )
+
+    def _call(self, function: int, args: tuple[int, ...]) -> int:
+        for region, prog in self._code:
+            if region.start <= function < region.end:
+                offset = function - region.start
+                if offset % 8:
+                    break
+                retval, _ = prog.engine.call(offset // 8, args, self.env, prog.engine.max_insns)
+                return retval
+        raise VMError(f"callback address {function:#x} is not code of this collection", address=function)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BPFError("the collection is closed")
+
+    # --- lifetime -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every map and unmap code and handles (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for m in self.maps.values():
+            m.close()
+        for region in self._regions:
+            self.memory.unmap(region)
+        self._regions.clear()
+        self.env.maps.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.programs)} programs, {len(self.maps)} maps"
+        return f"runtime.Collection({state}, engine={self.engine_name!r})"
+
+
+def _default_helpers() -> HelperRegistry:
+    """The runtime's helpers: the vm's kernel-helper registry when it has one, else none."""
+    from ebpf.vm import helpers as vm_helpers
+
+    factory = getattr(vm_helpers, "default_helpers", None)
+    if callable(factory):
+        registry = factory()
+        assert isinstance(registry, HelperRegistry)
+        return registry
+    return HelperRegistry()

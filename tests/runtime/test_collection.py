@@ -1,0 +1,279 @@
+"""runtime.Collection on hand-built specs: maps, global data, kconfig, tail calls, callbacks."""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+import pytest
+
+from ebpf.errors import BPFError, NotSupportedError, RelocationError, TestRunError, VMError
+from ebpf.maps._errors import MapError
+from ebpf.runtime import Collection, ContextInput, TestRunResult, kernel_version_code
+from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramType, VariableSpec
+
+from ._build import global_map, program, test_helpers
+
+ENGINES = ["interp", "py"]
+
+COUNT = """
+    *(u32 *)(r10 - 4) = 0
+    r1 = 0 ll
+    r2 = r10
+    r2 += -4
+    call 1
+    if r0 == 0 goto out
+    r1 = *(u64 *)(r0 + 0)
+    r1 += 1
+    *(u64 *)(r0 + 0) = r1
+    r2 = 0 ll
+    r2 = *(u32 *)(r2 + 0)
+    r3 = 0 ll
+    r4 = *(u32 *)(r3 + 0)
+    r4 += r2
+    *(u32 *)(r3 + 0) = r4
+    r0 = r4
+out:
+    exit
+"""
+
+
+def counting_spec() -> CollectionSpec:
+    prog = program("count", COUNT, [("map", "counts"), ("value", ".rodata", 0), ("value", ".bss", 4)])
+    return CollectionSpec(
+        programs={"count": prog},
+        maps={
+            "counts": MapSpec("counts", MapType.ARRAY, 4, 8, 4),
+            ".rodata": global_map(".rodata", struct.pack("<I", 5), rodata=True),
+            ".bss": global_map(".bss", bytes(8)),
+        },
+        variables={
+            "step": VariableSpec("step", ".rodata", 0, 4),
+            "other": VariableSpec("other", ".bss", 0, 4),
+            "total": VariableSpec("total", ".bss", 4, 4),
+        },
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_maps_and_global_data(engine: str) -> None:
+    with Collection(counting_spec(), engine=engine, helpers=test_helpers()) as coll:
+        prog = coll.programs["count"]
+        assert prog.test_run().retval == 5
+        result = prog.test_run(repeat=3)
+        assert isinstance(result, TestRunResult)
+        assert result.retval == 20  # the runs see each other's changes, like the kernel's repeat
+        assert result.duration_ns > 0
+        assert coll.maps["counts"][bytes(4)] == struct.pack("<Q", 4)
+        assert coll.variables["total"].get_int() == 20
+        coll.variables["total"].set(100)
+        assert prog.test_run().retval == 105
+        assert coll.variables["step"].get_int() == 5
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rodata_is_read_only(engine: str) -> None:
+    spec = counting_spec()
+    spec.set_variable("step", 7)  # before loading: a skeleton's rodata
+    spec.programs["store"] = program(
+        "store", "r1 = 0 ll\n*(u32 *)(r1 + 0) = 1\nr0 = 0\nexit", [("value", ".rodata", 0)]
+    )
+    with Collection(spec, engine=engine, helpers=test_helpers()) as coll:
+        assert coll.programs["count"].test_run().retval == 7
+        with pytest.raises(VMError, match="read-only"):
+            coll.programs["store"].test_run()
+        with pytest.raises(MapError) as info:
+            coll.maps[".rodata"].update(bytes(4), bytes(4))
+        assert info.value.errno == errno.EPERM
+        with pytest.raises(MapError) as info:
+            coll.variables["step"].set(1)
+        assert info.value.errno == errno.EPERM
+        coll.maps[".bss"].update(bytes(4), struct.pack("<II", 0, 1))  # not frozen
+        assert coll.programs["count"].test_run().retval == 8
+
+
+def test_kconfig_externs() -> None:
+    kconfig = MapSpec(
+        ".kconfig", MapType.ARRAY, 4, 24, 1, flags=0x80, freeze=True, contents=[(bytes(4), bytes(24))]
+    )
+    spec = CollectionSpec(
+        programs={"p": program("p", "r0 = 0\nexit", [])},
+        maps={".kconfig": kconfig},
+        variables={
+            "LINUX_KERNEL_VERSION": VariableSpec("LINUX_KERNEL_VERSION", ".kconfig", 0, 4, extern=True),
+            "CONFIG_HZ": VariableSpec("CONFIG_HZ", ".kconfig", 4, 4, extern=True),
+            "CONFIG_BPF_JIT": VariableSpec("CONFIG_BPF_JIT", ".kconfig", 8, 1, extern=True),
+            "CONFIG_MISSING": VariableSpec("CONFIG_MISSING", ".kconfig", 12, 4, extern=True, weak=True),
+            "CONFIG_NAME": VariableSpec("CONFIG_NAME", ".kconfig", 16, 8, extern=True),
+        },
+    )
+    values = {"CONFIG_HZ": "250", "CONFIG_BPF_JIT": "y", "CONFIG_NAME": '"abc"', "CONFIG_MISSING": "n"}
+    del values["CONFIG_MISSING"]
+    with Collection(spec, kconfig=values, kernel_release="6.18.3-foo") as coll:
+        v = coll.variables
+        assert v["LINUX_KERNEL_VERSION"].get_int() == (6 << 16) | (18 << 8) | 3
+        assert v["CONFIG_HZ"].get_int() == 250
+        assert v["CONFIG_BPF_JIT"].get_int() == 1
+        assert v["CONFIG_MISSING"].get_int() == 0
+        assert v["CONFIG_NAME"].get() == b"abc\0\0\0\0\0"
+    with pytest.raises(RelocationError, match="CONFIG_HZ"):
+        Collection(spec, kconfig={"CONFIG_BPF_JIT": 1, "CONFIG_NAME": '"x"'})
+    assert kernel_version_code("5.4.300") == (5 << 16) | (4 << 8) | 255
+
+
+TAIL = """
+    r6 = r1
+    r1 = 0 ll
+    r2 = *(u32 *)(r1 + 0)
+    r2 += 1
+    *(u32 *)(r1 + 0) = r2
+    r1 = r6
+    r2 = 0 ll
+    r3 = *(u32 *)(r6 + 0)
+    call 12
+    r0 = 1000
+    exit
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_tail_calls(engine: str) -> None:
+    jump = MapSpec("jump", MapType.PROG_ARRAY, 4, 4, 4, slots={0: "entry", 1: "leaf"})
+    spec = CollectionSpec(
+        programs={
+            "entry": program("entry", TAIL, [("value", ".bss", 0), ("map", "jump")]),
+            "leaf": program("leaf", "r0 = *(u32 *)(r1 + 4)\nexit", []),
+        },
+        maps={"jump": jump, ".bss": global_map(".bss", bytes(4))},
+        variables={"runs": VariableSpec("runs", ".bss", 0, 4)},
+    )
+    with Collection(spec, engine=engine, helpers=test_helpers()) as coll:
+        entry = coll.programs["entry"]
+        # slot 1: one tail call into "leaf", which returns the ctx's second word
+        assert entry.test_run(ctx_in=struct.pack("<II", 1, 77)).retval == 77
+        assert coll.variables["runs"].get_int() == 1
+        # slot 0: "entry" calls itself; the kernel allows 33 tail calls, so 34 runs, then 1000
+        coll.variables["runs"].set(0)
+        result = entry.run(ContextInput(struct.pack("<II", 0, 0), writable=True))
+        assert result.retval == 1000
+        assert coll.variables["runs"].get_int() == 34
+        assert result.insns == 33 * 9 + 11  # every program's instructions count, across the chain
+        # an empty slot: the call falls through
+        assert entry.test_run(ctx_in=struct.pack("<II", 3, 0)).retval == 1000
+        del coll.maps["jump"][struct.pack("<I", 1)]
+        assert entry.test_run(ctx_in=struct.pack("<II", 1, 0)).retval == 1000
+
+
+LOOP = """
+    *(u64 *)(r10 - 8) = 0
+    r1 = 10
+    r2 = 0 ll
+    r3 = r10
+    r3 += -8
+    r4 = 0
+    call 181
+    r1 = *(u64 *)(r10 - 8)
+    r0 <<= 32
+    r0 |= r1
+    exit
+cb:
+    r3 = *(u64 *)(r2 + 0)
+    r3 += r1
+    *(u64 *)(r2 + 0) = r3
+    r0 = 0
+    if r1 == 6 goto stop
+    exit
+stop:
+    r0 = 1
+    exit
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bpf_loop_callback(engine: str) -> None:
+    spec = CollectionSpec(programs={"loop": program("loop", LOOP, [("func", "cb")])})
+    with Collection(spec, engine=engine, helpers=test_helpers()) as coll:
+        result = coll.programs["loop"].run(b"")
+        assert result.retval == (7 << 32) | sum(range(7))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_per_run_cpu_and_percpu_maps(engine: str) -> None:
+    text = """
+    call 8
+    *(u32 *)(r10 - 4) = 0
+    r6 = r0
+    r1 = 0 ll
+    r2 = r10
+    r2 += -4
+    call 1
+    if r0 == 0 goto out
+    *(u64 *)(r0 + 0) = r6
+out:
+    r0 = r6
+    exit
+    """
+    spec = CollectionSpec(
+        programs={"cpu": program("cpu", text, [("map", "pcpu")])},
+        maps={"pcpu": MapSpec("pcpu", MapType.PERCPU_ARRAY, 4, 8, 1)},
+    )
+    with Collection(spec, engine=engine, ncpus=4, helpers=test_helpers()) as coll:
+        for cpu in (3, 1):
+            assert coll.programs["cpu"].test_run(cpu=cpu).retval == cpu
+        with pytest.raises(ValueError, match="cpu 4"):
+            coll.programs["cpu"].test_run(cpu=4)
+        values = [coll.maps["pcpu"].value_address(bytes(4), cpu) for cpu in range(4)]
+        assert all(values)
+        got = [coll.memory.load(a, 8) for a in values if a is not None]
+        assert got == [0, 1, 0, 3]
+
+
+def test_xdp_test_run_and_data_size_out() -> None:
+    text = """
+    r2 = *(u32 *)(r1 + 0)
+    r3 = *(u32 *)(r1 + 4)
+    r4 = r2
+    r4 += 2
+    if r4 > r3 goto out
+    *(u16 *)(r2 + 0) = 0xaaaa
+    r0 = 2
+    exit
+out:
+    r0 = 1
+    exit
+    """
+    spec = CollectionSpec(programs={"x": program("x", text, [], type=ProgramType.XDP)})
+    with Collection(spec) as coll:
+        x = coll.programs["x"]
+        res = x.test_run(b"\x01\x02\x03")
+        assert (res.retval, res.data_out) == (2, b"\xaa\xaa\x03")
+        assert x.test_run(b"\x01").retval == 1
+        with pytest.raises(TestRunError) as info:
+            x.test_run(b"\x01\x02\x03", data_size_out=2)
+        assert info.value.errno == errno.ENOSPC
+        assert info.value.result.data_out == b"\xaa\xaa"
+        with pytest.raises(TestRunError):
+            x.test_run(repeat=-1)
+
+
+def test_errors_and_lifetime() -> None:
+    spec = counting_spec()
+    bad = spec.copy()
+    bad.programs["count"].relocations[1].symbol = "nope"
+    with pytest.raises(RelocationError, match="nope"):
+        Collection(bad, helpers=test_helpers())
+    unsupported = CollectionSpec(maps={"ev": MapSpec("ev", MapType.CGROUP_STORAGE, 8, 8, 0)})
+    with pytest.raises(NotSupportedError):
+        Collection(unsupported)
+    with pytest.raises(ValueError, match="engine"):
+        Collection(spec, engine="nope")
+    coll = Collection(spec, helpers=test_helpers())
+    prog = coll.programs["count"]
+    coll.close()
+    coll.close()
+    with pytest.raises(BPFError, match="closed"):
+        prog.test_run()
+    with pytest.raises(NotSupportedError):
+        Collection(
+            CollectionSpec(programs={"t": program("t", "r0 = 0\nexit", [], type=ProgramType.TRACEPOINT)})
+        ).programs["t"].test_run()
