@@ -43,7 +43,7 @@ from ebpf.isa.program import Program as InsnProgram
 from ebpf.maps import Map, MapDef, create
 from ebpf.maps._errors import MapError
 from ebpf.runtime._env import RuntimeEnv
-from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code
+from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code, running_kconfig
 from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramSpec, ProgramType, RelocKind
 from ebpf.testrun import TestRunResult
 from ebpf.vm import ENGINES
@@ -355,7 +355,8 @@ class Collection:
         deterministic: helpers must give reproducible clocks and random numbers.
         target_btf: the BTF CO-RE relocations are resolved against (default: the object's own).
         helpers: the helper registry (default: the runtime's helpers).
-        kconfig: ``CONFIG_*`` values for ``.kconfig`` externs.
+        kconfig: ``CONFIG_*`` values for ``.kconfig`` externs (``"y"``, ``"m"``, numbers,
+            quoted strings); default: the running kernel's configuration, as libbpf reads it.
         kernel_release: release string for ``LINUX_KERNEL_VERSION`` (default: ``os.uname()``).
         max_insns: instruction budget of one run (a tail-call chain counts as one run).
 
@@ -390,6 +391,11 @@ class Collection:
             raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(sorted(ENGINES))}")
         if ncpus < 1:
             raise ValueError(f"ncpus must be >= 1, got {ncpus}")
+        if spec.byteorder != "little":
+            raise NotSupportedError(
+                f"{spec.byteorder}-endian objects in the user-space runtime",
+                detail="its memory is little-endian, like the hosts it runs on",
+            )
         self.spec = spec
         self.engine_name = engine
         self.ncpus = ncpus
@@ -408,7 +414,7 @@ class Collection:
         self._code: list[tuple[Region, Program]] = []
         try:
             self._create_maps()
-            self._fill_kconfig(kconfig or {}, kernel_version_code(kernel_release))
+            self._fill_kconfig(kconfig, kernel_version_code(kernel_release))
             for pspec in spec.programs.values():
                 if pspec.autoload:
                     self.programs[pspec.name] = self._load(pspec, target_btf, max_insns)
@@ -441,10 +447,12 @@ class Collection:
             self._ids[name] = hid
             self.env.register(handle.start, m)
 
-    def _fill_kconfig(self, kconfig: Mapping[str, KconfigValue], version: int) -> None:
-        for var in self.spec.variables.values():
-            if not var.extern:
-                continue
+    def _fill_kconfig(self, kconfig: Mapping[str, KconfigValue] | None, version: int) -> None:
+        externs = [var for var in self.spec.variables.values() if var.extern]
+        if kconfig is None:
+            needed = any(var.name.startswith("CONFIG_") for var in externs)
+            kconfig = running_kconfig() if needed else {}
+        for var in externs:
             m = self.maps.get(var.map)
             if m is None:
                 raise RelocationError(f"extern {var.name!r}: no map {var.map!r}")

@@ -14,13 +14,14 @@ the object's byte order.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 from collections.abc import Mapping
 
 from ebpf.errors import RelocationError
 
-__all__ = ["KconfigValue", "encode_kconfig", "kernel_version_code"]
+__all__ = ["KconfigValue", "encode_kconfig", "kernel_version_code", "parse_kconfig", "running_kconfig"]
 
 KconfigValue = int | bool | str
 
@@ -41,6 +42,35 @@ def kernel_version_code(release: str | None = None) -> int:
         raise ValueError(f"kernel release {text!r} does not start with a version number")
     major, minor, patch = int(match[1]), int(match[2]), int(match[3] or 0)
     return (major << 16) | (minor << 8) | min(patch, 255)
+
+
+def parse_kconfig(text: str) -> dict[str, str]:
+    """``CONFIG_X=value`` lines of a ``.config`` file (``# CONFIG_X is not set`` lines: absent)."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.startswith("CONFIG_"):
+            values[name.strip()] = value.strip()
+    return values
+
+
+def running_kconfig() -> dict[str, str]:
+    """The running kernel's configuration, where libbpf looks for it.
+
+    ``/boot/config-$(uname -r)``, then ``/proc/config.gz``; empty when neither is readable
+    (then only weak ``CONFIG_*`` externs can load).
+    """
+    release = os.uname().release
+    try:
+        with open(f"/boot/config-{release}", encoding="utf-8", errors="replace") as f:
+            return parse_kconfig(f.read())
+    except OSError:
+        pass
+    try:
+        with gzip.open("/proc/config.gz", "rt", encoding="utf-8", errors="replace") as g:
+            return parse_kconfig(g.read())
+    except (OSError, EOFError):
+        return {}
 
 
 def _to_bytes(name: str, value: KconfigValue, size: int, byteorder: str) -> bytes:
