@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy as _copy
 import enum
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AttachType",
     "CollectionSpec",
+    "MapFlags",
     "MapSpec",
     "MapType",
     "PinType",
@@ -132,6 +133,30 @@ class MapType(IntEnum):
     USER_RINGBUF = 31  # BPF_MAP_TYPE_USER_RINGBUF
     CGRP_STORAGE = 32  # BPF_MAP_TYPE_CGRP_STORAGE
     ARENA = 33  # BPF_MAP_TYPE_ARENA
+
+
+class MapFlags(IntFlag):
+    """``map_flags`` of ``BPF_MAP_CREATE`` (``BPF_F_*``); also :attr:`MapSpec.flags`."""
+
+    NO_PREALLOC = 1 << 0  # BPF_F_NO_PREALLOC
+    NO_COMMON_LRU = 1 << 1  # BPF_F_NO_COMMON_LRU
+    NUMA_NODE = 1 << 2  # BPF_F_NUMA_NODE
+    RDONLY = 1 << 3  # BPF_F_RDONLY
+    WRONLY = 1 << 4  # BPF_F_WRONLY
+    STACK_BUILD_ID = 1 << 5  # BPF_F_STACK_BUILD_ID
+    ZERO_SEED = 1 << 6  # BPF_F_ZERO_SEED
+    RDONLY_PROG = 1 << 7  # BPF_F_RDONLY_PROG
+    WRONLY_PROG = 1 << 8  # BPF_F_WRONLY_PROG
+    CLONE = 1 << 9  # BPF_F_CLONE
+    MMAPABLE = 1 << 10  # BPF_F_MMAPABLE
+    PRESERVE_ELEMS = 1 << 11  # BPF_F_PRESERVE_ELEMS
+    INNER_MAP = 1 << 12  # BPF_F_INNER_MAP
+    LINK = 1 << 13  # BPF_F_LINK
+    PATH_FD = 1 << 14  # BPF_F_PATH_FD
+    VTYPE_BTF_OBJ_FD = 1 << 15  # BPF_F_VTYPE_BTF_OBJ_FD
+    TOKEN_FD = 1 << 16  # BPF_F_TOKEN_FD
+    SEGV_ON_FAULT = 1 << 17  # BPF_F_SEGV_ON_FAULT
+    NO_USER_CONV = 1 << 18  # BPF_F_NO_USER_CONV
 
 
 class AttachType(IntEnum):
