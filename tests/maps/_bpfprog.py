@@ -120,3 +120,18 @@ def close_fd(fd: int) -> None:
 
 def buf(data: bytes) -> ctypes.Array[ctypes.c_char]:
     return ctypes.create_string_buffer(data, max(len(data), 1))
+
+
+class BatchAttr(ctypes.Structure):
+    """``union bpf_attr``'s ``batch`` member (``BPF_MAP_*_BATCH``), as in the UAPI."""
+
+    _fields_ = [
+        ("in_batch", ctypes.c_uint64),
+        ("out_batch", ctypes.c_uint64),
+        ("keys", ctypes.c_uint64),
+        ("values", ctypes.c_uint64),
+        ("count", ctypes.c_uint32),
+        ("map_fd", ctypes.c_uint32),
+        ("elem_flags", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+    ]

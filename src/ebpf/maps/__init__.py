@@ -27,7 +27,9 @@ from ebpf.errors import NotSupportedError
 from ebpf.maps._base import (
     BPF_ANY,
     BPF_EXIST,
+    BPF_F_LOCK,
     BPF_NOEXIST,
+    Batch,
     Map,
     MapDef,
     MapFlags,
@@ -56,10 +58,12 @@ from ebpf.vm.memory import Memory
 __all__ = [
     "BPF_ANY",
     "BPF_EXIST",
+    "BPF_F_LOCK",
     "BPF_NOEXIST",
     "MAP_CLASSES",
     "ArrayMap",
     "ArrayOfMapsMap",
+    "Batch",
     "BloomFilterMap",
     "HashMap",
     "HashOfMapsMap",

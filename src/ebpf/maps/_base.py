@@ -14,14 +14,15 @@ update-flag rules, the same errno for each failure (see ``_errors.py``).
 
 from __future__ import annotations
 
+import errno
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 from ebpf.errors import KeyNotFoundError
-from ebpf.maps._errors import InvalidMapArgumentError, MapOperationNotSupportedError
+from ebpf.maps._errors import InvalidMapArgumentError, MapError, MapOperationNotSupportedError
 from ebpf.spec import MapFlags, MapSpec, MapType
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
@@ -31,7 +32,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BPF_ANY",
     "BPF_EXIST",
+    "BPF_F_LOCK",
     "BPF_NOEXIST",
+    "ENOTSUPP",
+    "Batch",
     "Map",
     "MapDef",
     "MapFlags",
@@ -51,7 +55,13 @@ class UpdateFlags(IntEnum):
 BPF_ANY = UpdateFlags.ANY
 BPF_NOEXIST = UpdateFlags.NOEXIST
 BPF_EXIST = UpdateFlags.EXIST
+BPF_F_LOCK = 4
+"""Element flag: copy values under the value's ``bpf_spin_lock`` (update and lookup)."""
+ENOTSUPP = 524
+"""The kernel-internal errno some map operations return (batch ops a type lacks, ...)."""
 
+
+_T = TypeVar("_T")
 
 ACCESS_MASK = MapFlags.RDONLY | MapFlags.WRONLY | MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG
 
@@ -100,6 +110,32 @@ class MapDef:
     value_type_id: int = 0
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The result of one ``BPF_MAP_LOOKUP_BATCH`` / ``BPF_MAP_LOOKUP_AND_DELETE_BATCH``.
+
+    Attributes:
+        keys, values: the elements returned (``count`` of them), values in the syscall's
+            layout (per-CPU maps: ``ncpus`` values, each padded to 8 bytes).
+        out_batch: the cursor to pass as ``in_batch`` for the next batch (arrays and other
+            maps: the last key returned; hash maps: the next bucket index as a ``u32``), or
+            ``None`` when the kernel would leave ``out_batch`` untouched.
+        done: the kernel returned ``ENOENT``: there is nothing after this batch.
+    """
+
+    keys: list[bytes]
+    values: list[bytes]
+    out_batch: bytes | None
+    done: bool
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        """``(key, value)`` pairs, in the order returned."""
+        return list(zip(self.keys, self.values, strict=True))
+
+
 class Map:
     """A live user-space map: ``lookup``/``update``/``delete``/``get_next_key`` plus dict sugar.
 
@@ -112,6 +148,8 @@ class Map:
     """
 
     types: ClassVar[tuple[MapType, ...]] = ()
+    batch_ops: ClassVar[frozenset[str]] = frozenset()
+    """Which of ``lookup``, ``lookup_and_delete``, ``update``, ``delete`` batches the kernel has."""
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         if ncpus < 1:
@@ -209,6 +247,131 @@ class Map:
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    # --- batches (BPF_MAP_*_BATCH) ---------------------------------------------------------------
+
+    def _check_batch(self, op: str, elem_flags: int) -> None:
+        if op not in self.batch_ops:
+            raise MapOperationNotSupportedError(
+                f"{self.label}: {self.type.name} has no {op} batch operation", errno=ENOTSUPP
+            )
+        if elem_flags & ~BPF_F_LOCK:
+            raise InvalidMapArgumentError(f"{self.label}: invalid batch elem_flags {elem_flags:#x}")
+        self._check_lock_flag(elem_flags)
+
+    def _check_lock_flag(self, flags: int) -> None:
+        """``BPF_F_LOCK`` needs a value with a ``bpf_spin_lock`` (``EINVAL``)."""
+        if flags & BPF_F_LOCK and self.lock_offset is None:
+            raise InvalidMapArgumentError(f"{self.label}: BPF_F_LOCK on a value without a bpf_spin_lock")
+
+    @property
+    def lock_offset(self) -> int | None:
+        """Byte offset of the value's ``struct bpf_spin_lock``, or ``None`` (no lock)."""
+        return None
+
+    def lookup_flags(self, key: bytes, flags: int = 0) -> bytes:
+        """``BPF_MAP_LOOKUP_ELEM`` with ``flags`` (``BPF_F_LOCK``: a consistent copy under the lock).
+
+        The lock word itself always reads as zero, as the kernel hides it.
+
+        Raises:
+            InvalidMapArgumentError: flags other than ``BPF_F_LOCK``, or ``BPF_F_LOCK``
+                without a lock in the value (``EINVAL``).
+        """
+        if flags & ~BPF_F_LOCK:
+            raise InvalidMapArgumentError(f"{self.label}: invalid lookup flags {flags:#x}")
+        self._check_lock_flag(flags)
+        return self.lookup(key)
+
+    def lookup_batch(self, count: int, in_batch: bytes | None = None, *, elem_flags: int = 0) -> Batch:
+        """``BPF_MAP_LOOKUP_BATCH``: up to ``count`` elements after the cursor ``in_batch``.
+
+        ``in_batch=None`` starts at the beginning; pass the previous batch's ``out_batch`` to
+        continue. ``count == 0`` returns an empty batch at once, as the kernel does.
+
+        Raises:
+            MapOperationNotSupportedError: the map type has no such batch (``ENOTSUPP``, 524).
+            InvalidMapArgumentError: bad ``elem_flags`` (``EINVAL``).
+            MapFullError: (hash maps) the next bucket holds more than ``count`` elements
+                and nothing was returned (``ENOSPC``).
+        """
+        self._check_batch("lookup", elem_flags)
+        return self._lookup_batch(count, in_batch, elem_flags, delete=False)
+
+    def lookup_and_delete_batch(
+        self, count: int, in_batch: bytes | None = None, *, elem_flags: int = 0
+    ) -> Batch:
+        """``BPF_MAP_LOOKUP_AND_DELETE_BATCH``: like :meth:`lookup_batch`, deleting what it returns."""
+        self._check_batch("lookup_and_delete", elem_flags)
+        return self._lookup_batch(count, in_batch, elem_flags, delete=True)
+
+    def _lookup_batch(self, count: int, in_batch: bytes | None, elem_flags: int, *, delete: bool) -> Batch:
+        """The kernel's ``generic_map_lookup_batch``: ``get_next_key`` from the cursor."""
+        if count < 0:
+            raise InvalidMapArgumentError(f"{self.label}: batch count must be >= 0, got {count}")
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        if count == 0:
+            return Batch(keys, values, None, False)
+        prev = None if in_batch is None else self._key(in_batch)
+        done = False
+        while len(keys) < count:
+            try:
+                key = self.get_next_key(prev)
+            except KeyNotFoundError:
+                done = True
+                break
+            keys.append(key)
+            values.append(self.lookup_flags(key, elem_flags))
+            prev = key
+        return Batch(keys, values, keys[-1] if keys else None, done)
+
+    def update_batch(self, items: Sequence[tuple[bytes, bytes]], flags: int = 0) -> int:
+        """``BPF_MAP_UPDATE_BATCH``: ``update`` each ``(key, value)`` in order with ``flags``.
+
+        Only ``BPF_ANY`` and ``BPF_F_LOCK`` are allowed (``EINVAL`` otherwise). Stops at the
+        first failing element, raising its error (a note says how many were written).
+
+        Returns:
+            The number of elements written (all of them).
+        """
+        self._check_batch("update", flags)
+        return self._each(items, lambda kv: self.update(kv[0], kv[1], flags), "written")
+
+    def delete_batch(self, keys: Sequence[bytes], flags: int = 0) -> int:
+        """``BPF_MAP_DELETE_BATCH``: ``delete`` each key in order, stopping at the first failure."""
+        self._check_batch("delete", flags)
+        return self._each(keys, self.delete, "deleted")
+
+    def _each(self, elems: Sequence[_T], op: Callable[[_T], None], what: str) -> int:
+        for done, elem in enumerate(elems):
+            try:
+                op(elem)
+            except (MapError, KeyNotFoundError) as err:
+                err.add_note(f"{done} of {len(elems)} elements were {what}")
+                raise
+        return len(elems)
+
+    def items_batch(self, count: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Every ``(key, value)``, fetched with :meth:`lookup_batch` ``count`` at a time.
+
+        Hash buckets larger than ``count`` are fetched whole (the kernel's ``ENOSPC`` is
+        answered with a larger count, as libbpf users do).
+        """
+        size = max(1, count if count is not None else min(self.max_entries, 4096))
+        cursor: bytes | None = None
+        while True:
+            try:
+                batch = self.lookup_batch(size, cursor)
+            except MapError as err:
+                if err.errno != errno.ENOSPC:
+                    raise
+                size *= 2
+                continue
+            yield from batch.items()
+            if batch.done:
+                return
+            cursor = batch.out_batch
 
     # --- sugar ----------------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class ArrayMap(Map):
     """An array map (``BPF_MAP_TYPE_ARRAY``; ``BPF_F_MMAPABLE`` accepted)."""
 
     types = (MapType.ARRAY,)
+    batch_ops = frozenset({"lookup", "update"})
     percpu = False
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:

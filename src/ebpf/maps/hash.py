@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import struct
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from ebpf.maps._base import (
     BPF_EXIST,
     BPF_NOEXIST,
     VALUE_SIZE_MAX,
+    Batch,
     Map,
     MapDef,
     MapFlags,
@@ -59,6 +61,7 @@ __all__ = ["HashMap", "LRUHashMap", "LRUPerCPUHashMap", "PerCPUHashMap"]
 HTAB_CREATE_FLAG_MASK = (
     MapFlags.NO_PREALLOC | MapFlags.NO_COMMON_LRU | MapFlags.NUMA_NODE | ACCESS_MASK | MapFlags.ZERO_SEED
 )
+_U32 = struct.Struct("<I")
 ENOTSUPP = 524  # the kernel-internal errno LRU maps return for BPF_F_NO_PREALLOC
 PCPU_MIN_UNIT_SIZE = 32768
 HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem): key + value must stay below KMALLOC_MAX_SIZE - 48
@@ -74,6 +77,7 @@ class HashMap(Map):
     """A hash map (``BPF_MAP_TYPE_HASH``)."""
 
     types = (MapType.HASH,)
+    batch_ops = frozenset({"lookup", "lookup_and_delete", "update", "delete"})
     percpu = False
     lru = False
 
@@ -137,6 +141,44 @@ class HashMap(Map):
     def _first_from(self, bucket: int) -> bytes | None:
         i = bisect.bisect_left(self._used, bucket)
         return self._buckets[self._used[i]][0] if i < len(self._used) else None
+
+    def _lookup_batch(self, count: int, in_batch: bytes | None, elem_flags: int, *, delete: bool) -> Batch:
+        """The kernel's ``__htab_map_lookup_and_delete_batch``: whole buckets, cursor = bucket index."""
+        if count < 0:
+            raise InvalidMapArgumentError(f"{self.label}: batch count must be >= 0, got {count}")
+        if count == 0:
+            return Batch([], [], None, False)
+        bucket = 0
+        if in_batch is not None:
+            if len(in_batch) < 4:
+                raise InvalidMapArgumentError(f"{self.label}: a hash batch cursor is a u32 bucket index")
+            bucket = _U32.unpack_from(bytes(in_batch))[0]
+        if bucket >= self.n_buckets:
+            raise KeyNotFoundError(
+                in_batch, f"{self.label}: batch cursor {bucket} >= {self.n_buckets} buckets"
+            )
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        done = False
+        while True:
+            chain = self.bucket_keys(bucket)
+            if len(chain) > count - len(keys):
+                if not keys:
+                    raise MapFullError(
+                        f"{self.label}: bucket {bucket} holds {len(chain)} elements, more than count {count}",
+                        errno=errno.ENOSPC,
+                    )
+                break
+            for key in chain:
+                keys.append(key)
+                values.append(self.lookup(key))
+                if delete:
+                    self.delete(key)
+            bucket += 1
+            if bucket >= self.n_buckets:
+                done = True
+                break
+        return Batch(keys, values, _U32.pack(bucket), done)
 
     def bucket_keys(self, bucket: int) -> list[bytes]:
         """The keys in ``bucket``, head first (the order the kernel walks them)."""

@@ -63,6 +63,7 @@ class LPMTrieMap(Map):
     """A longest-prefix-match trie (``BPF_MAP_TYPE_LPM_TRIE``)."""
 
     types = (MapType.LPM_TRIE,)
+    batch_ops = frozenset({"lookup", "update", "delete"})
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
