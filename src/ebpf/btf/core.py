@@ -1,0 +1,871 @@
+"""CO-RE: relocate a program's field offsets, sizes, type ids and enum values against a
+target BTF. Core layer. Pure: the target BTF is an argument, nothing here reads the kernel.
+
+::
+
+    target = btf.Spec.from_file("/sys/kernel/btf/vmlinux")   # the caller's business
+    spec = relocate_core(collection_spec, target)             # a copy, core_relos applied
+
+The behaviour is libbpf's (``tools/lib/bpf/relo_core.c``, described in
+``Documentation/bpf/libbpf/program_types`` and the ``bpf_core_read.h`` comments), written
+anew here:
+
+Rule 1 (candidates): a local type finds its target candidates by *essential name* (the name
+without a ``___flavor`` suffix: ``task_struct___v2`` -> ``task_struct``) and compatible kind
+(the same kind; ENUM and ENUM64 count as one). Each candidate is then matched against the
+access string: members by exact name, searching into anonymous struct/union members; array
+indices within bounds (a flexible array at the end of a struct takes any index); the leaf
+field's type must be compatible (both composite; or the same kind with ints of any size,
+enums/fwds of equal essential name, pointers, floats, arrays of compatible elements).
+Type-based relocations use libbpf's type compatibility (``TYPE_MATCHES``: the stricter
+"types match" relation).
+
+Rule 2 (ambiguity): when several candidates match, they must agree on the field's bit offset
+and on the relocated value (or all be poisoned); otherwise the relocation fails.
+
+Rule 3 (poisoning): a relocation that finds no target (a missing field, type or enumerator)
+is not an error when the kind has a natural answer (``FIELD_EXISTS``, ``TYPE_EXISTS``,
+``TYPE_MATCHES``, ``ENUMVAL_EXISTS`` give 0; ``TYPE_ID_TARGET`` and ``TYPE_SIZE`` give 0).
+For the others (offsets, sizes, shifts, ``ENUMVAL_VALUE``) the instruction is *poisoned*:
+replaced by ``call 0xbad2310`` (both slots of an ``lddw``), which the verifier rejects only
+if the instruction is reachable (``invalid func unknown#195896080``): code guarded by a
+``bpf_core_field_exists`` check stays loadable. ``strict=True`` raises instead of poisoning.
+
+Rule 4 (patching): ALU/ALU64 with an immediate get a new ``imm``; LDX/ST/STX a new ``off``
+(at most 32767) and, when the field's size changed, a new access size, allowed only for
+pointers and unsigned integers (else the instruction is poisoned); ``lddw`` a new 64-bit
+immediate. Before patching, the instruction must hold the value the local BTF gives
+(libbpf's validation; skipped for bitfield offsets and target type ids).
+
+A relocation that cannot be applied (malformed access string, ambiguity, an instruction of
+the wrong form or value) raises :class:`~ebpf.errors.RelocationError` naming the program,
+the instruction slot and the relocation with its types, as libbpf's log does::
+
+    program 'tp', insn 3: relo #1: <byte_off> [5] struct task_struct.pid (0:92 @ offset 1264): ...
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..errors import BTFError, RelocationError
+from ..isa.instruction import Instruction
+from ..isa.program import Program
+from ..spec import CollectionSpec, ProgramSpec
+from .ext import CoreRelo, CoreRelocKind
+from .spec import Spec
+from .types import (
+    Array,
+    Enum,
+    Enum64,
+    Float,
+    FuncProto,
+    Fwd,
+    Int,
+    IntEncoding,
+    Pointer,
+    Struct,
+    Type,
+    Union,
+    Void,
+)
+
+__all__ = [
+    "POISON_IMM",
+    "CandidateIndex",
+    "essential_name",
+    "relocate_core",
+    "relocate_instructions",
+    "relocate_program",
+]
+
+POISON_IMM = 0xBAD2310
+"""The helper number of a poisoned instruction (``call 0xbad2310``), as libbpf writes it."""
+
+_SPEC_MAX_LEN = 64  # BPF_CORE_SPEC_MAX_LEN
+_MAX_DEPTH = 32  # libbpf's recursion limit for type compatibility
+_U64 = (1 << 64) - 1
+_ACCESS_RE = re.compile(r"[0-9]+(:[0-9]+)*\Z")
+
+_FIELD_KINDS = frozenset(
+    {
+        CoreRelocKind.FIELD_BYTE_OFFSET,
+        CoreRelocKind.FIELD_BYTE_SIZE,
+        CoreRelocKind.FIELD_EXISTS,
+        CoreRelocKind.FIELD_SIGNED,
+        CoreRelocKind.FIELD_LSHIFT_U64,
+        CoreRelocKind.FIELD_RSHIFT_U64,
+    }
+)
+_TYPE_KINDS = frozenset(
+    {
+        CoreRelocKind.TYPE_ID_LOCAL,
+        CoreRelocKind.TYPE_ID_TARGET,
+        CoreRelocKind.TYPE_EXISTS,
+        CoreRelocKind.TYPE_MATCHES,
+        CoreRelocKind.TYPE_SIZE,
+    }
+)
+_KIND_STR = {
+    CoreRelocKind.FIELD_BYTE_OFFSET: "byte_off",
+    CoreRelocKind.FIELD_BYTE_SIZE: "byte_sz",
+    CoreRelocKind.FIELD_EXISTS: "field_exists",
+    CoreRelocKind.FIELD_SIGNED: "signed",
+    CoreRelocKind.FIELD_LSHIFT_U64: "lshift_u64",
+    CoreRelocKind.FIELD_RSHIFT_U64: "rshift_u64",
+    CoreRelocKind.TYPE_ID_LOCAL: "local_type_id",
+    CoreRelocKind.TYPE_ID_TARGET: "target_type_id",
+    CoreRelocKind.TYPE_EXISTS: "type_exists",
+    CoreRelocKind.TYPE_MATCHES: "type_matches",
+    CoreRelocKind.TYPE_SIZE: "type_size",
+    CoreRelocKind.ENUMVAL_EXISTS: "enumval_exists",
+    CoreRelocKind.ENUMVAL_VALUE: "enumval_value",
+}
+
+# opcode fields (RFC 9669 §3)
+_CLS_LD, _CLS_LDX, _CLS_ST, _CLS_STX, _CLS_ALU, _CLS_ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x07
+_OP_LDDW = 0x18
+_OP_CALL = 0x85
+_SRC_X = 0x08
+_SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
+_BYTES_SIZE = {v: k for k, v in _SIZE_BYTES.items()}
+
+
+class _Fail(Exception):
+    """The relocation cannot be applied: becomes a RelocationError with context."""
+
+
+class _Poison(Exception):
+    """The relocation has no target value: poison the instruction (libbpf's -EUCLEAN)."""
+
+
+# --- names and the candidate index ----------------------------------------------------------
+
+
+def essential_name(name: str) -> str:
+    """The name without its ``___flavor`` suffix (libbpf's ``bpf_core_essential_name_len``).
+
+    The suffix starts at the last ``___`` that has a non-underscore on both sides:
+    ``"task_struct___v2"`` -> ``"task_struct"``, ``"a___b___c"`` -> ``"a___b"``,
+    ``"____x"`` -> ``"____x"``.
+    """
+    if "___" not in name:
+        return name
+    for i in range(len(name) - 5, -1, -1):
+        if name[i] != "_" and name[i + 1 : i + 4] == "___" and name[i + 4] != "_":
+            return name[: i + 1]
+    return name
+
+
+def _any_enum(t: Type) -> bool:
+    return isinstance(t, Enum | Enum64)
+
+
+def _kind_compat(a: Type, b: Type) -> bool:
+    """libbpf's ``btf_kind_core_compat``: the same kind, or both enums (ENUM / ENUM64)."""
+    return a.kind == b.kind or (_any_enum(a) and _any_enum(b))
+
+
+class CandidateIndex:
+    """Target type ids by essential name, built once per target :class:`~ebpf.btf.Spec`.
+
+    ``CandidateIndex.of(spec)`` returns a cached index (the last few targets are kept).
+    """
+
+    _cache: ClassVar[list[tuple[Spec, CandidateIndex]]] = []
+    _CACHE_SIZE: ClassVar[int] = 4
+
+    def __init__(self, target: Spec) -> None:
+        self.target = target
+        index: dict[str, list[int]] = {}
+        for type_id, t in enumerate(target.types):
+            name = getattr(t, "name", "")
+            if name:
+                if "___" in name:
+                    name = essential_name(name)
+                bucket = index.get(name)
+                if bucket is None:
+                    index[name] = [type_id]
+                else:
+                    bucket.append(type_id)
+        self._by_name = index
+
+    @classmethod
+    def of(cls, target: Spec) -> CandidateIndex:
+        """The index of ``target``, built on first use."""
+        for spec, index in cls._cache:
+            if spec is target:
+                return index
+        index = cls(target)
+        cls._cache.insert(0, (target, index))
+        del cls._cache[cls._CACHE_SIZE :]
+        return index
+
+    def candidates(self, local_type: Type) -> list[int]:
+        """Target ids with the essential name and a compatible kind of ``local_type``."""
+        name = essential_name(getattr(local_type, "name", ""))
+        types = self.target.types
+        return [i for i in self._by_name.get(name, ()) if _kind_compat(types[i], local_type)]
+
+
+# --- access specs ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Accessor:
+    type_id: int  # the struct/union for a named member; the element type for an index
+    idx: int
+    name: str | None
+
+
+@dataclass
+class _CoreSpec:
+    btf: Spec
+    root_type_id: int
+    kind: CoreRelocKind
+    raw: list[int] = field(default_factory=list)
+    accessors: list[_Accessor] = field(default_factory=list)
+    bit_offset: int = 0
+
+
+def _resolve(spec: Spec, type_id: int) -> tuple[int, Type]:
+    """Skip typedefs and modifiers (libbpf's ``skip_mods_and_typedefs``)."""
+    try:
+        rid = spec.resolve_id(type_id)
+        return rid, spec.types[rid]
+    except BTFError as err:
+        raise _Fail(err.message) from None
+
+
+def _sizeof(spec: Spec, type_id: int) -> int:
+    try:
+        return spec.sizeof(type_id)
+    except (BTFError, RecursionError) as err:
+        raise _Fail(f"type [{type_id}] has no size: {getattr(err, 'message', err)}") from None
+
+
+def _is_flex_array(spec: Spec, acc: _Accessor | None, arr: Array) -> bool:
+    """An array of 0 elements that is the last member of its struct."""
+    if acc is None or acc.name is None or arr.nelems > 0:
+        return False
+    t = spec.types[acc.type_id]
+    return isinstance(t, Struct | Union) and acc.idx == len(t.members) - 1
+
+
+def _parse_spec(spec: Spec, relo: CoreRelo) -> _CoreSpec:
+    """The local access spec of ``relo`` (libbpf's ``bpf_core_parse_spec``)."""
+    kind, access = relo.kind, relo.access
+    if not 0 <= relo.type_id < len(spec):
+        raise _Fail(f"type id {relo.type_id} out of range")
+    out = _CoreSpec(spec, relo.type_id, kind)
+    if kind in _TYPE_KINDS:
+        if access != "0":
+            raise _Fail(f"type-based relocation has access string {access!r}, expected '0'")
+        return out
+    if not _ACCESS_RE.match(access):
+        raise _Fail(f"invalid access string {access!r}")
+    raw = [int(x) for x in access.split(":")]
+    if len(raw) > _SPEC_MAX_LEN:
+        raise _Fail(f"access string {access!r} is longer than {_SPEC_MAX_LEN}")
+    out.raw = raw
+    type_id, t = _resolve(spec, relo.type_id)
+    out.accessors.append(_Accessor(type_id, raw[0], None))
+    if kind not in _FIELD_KINDS:  # enumerator relocations
+        if not isinstance(t, Enum | Enum64) or len(raw) > 1 or raw[0] >= len(t.values):
+            raise _Fail(f"access {access!r} is not an enumerator of [{relo.type_id}]")
+        out.accessors[0].name = t.values[raw[0]].name
+        return out
+    out.bit_offset = raw[0] * _sizeof(spec, type_id) * 8
+    for idx in raw[1:]:
+        type_id, t = _resolve(spec, type_id)
+        if isinstance(t, Struct | Union):
+            if idx >= len(t.members):
+                raise _Fail(f"member index {idx} out of range for [{type_id}] {_type_str(spec, type_id)}")
+            m = t.members[idx]
+            out.bit_offset += m.offset
+            if m.name:
+                out.accessors.append(_Accessor(type_id, idx, m.name))
+            type_id = m.type
+        elif isinstance(t, Array):
+            elem_id, _ = _resolve(spec, t.type)
+            if not _is_flex_array(spec, out.accessors[-1], t) and idx >= t.nelems:
+                raise _Fail(f"array index {idx} out of range for [{type_id}] ({t.nelems} elements)")
+            out.accessors.append(_Accessor(elem_id, idx, None))
+            out.bit_offset += idx * _sizeof(spec, elem_id) * 8
+            type_id = elem_id
+        else:
+            raise _Fail(f"access {access!r} steps into [{type_id}] of kind {t.kind.name.lower()}")
+    return out
+
+
+def _type_str(spec: Spec, type_id: int) -> str:
+    t = spec.types[type_id] if 0 <= type_id < len(spec) else Void()
+    name = getattr(t, "name", "")
+    return f"{t.kind.name.lower()} {name or '<anon>'}"
+
+
+def _format_spec(s: _CoreSpec) -> str:
+    """libbpf's ``bpf_core_format_spec``: ``<byte_off> [5] struct task_struct.pid (0:92 @ offset 1264)``."""
+    text = f"<{_KIND_STR[s.kind]}> [{s.root_type_id}] {_type_str(s.btf, s.root_type_id)}"
+    if s.kind in _TYPE_KINDS:
+        return text
+    if s.kind not in _FIELD_KINDS:
+        if s.accessors and s.raw:
+            t = s.btf.types[s.accessors[0].type_id]
+            if isinstance(t, Enum | Enum64) and s.raw[0] < len(t.values):
+                v = t.values[s.raw[0]]
+                text += f"::{v.name} = {v.value}"
+        return text
+    for i, acc in enumerate(s.accessors):
+        if acc.name:
+            text += f".{acc.name}"
+        elif i > 0 or acc.idx > 0:
+            text += f"[{acc.idx}]"
+    offset = f"{s.bit_offset // 8}" + (f".{s.bit_offset % 8}" if s.bit_offset % 8 else "")
+    return text + f" ({':'.join(map(str, s.raw))} @ offset {offset})"
+
+
+# --- compatibility ---------------------------------------------------------------------------
+
+
+def _names_match(a: str, b: str) -> bool:
+    return not a or not b or essential_name(a) == essential_name(b)
+
+
+def _fields_compat(local: Spec, local_id: int, target: Spec, targ_id: int) -> bool:
+    """libbpf's ``bpf_core_fields_are_compat``: may the leaf field be relocated?"""
+    for _ in range(_MAX_DEPTH):
+        local_id, lt = _resolve(local, local_id)
+        targ_id, tt = _resolve(target, targ_id)
+        if isinstance(lt, Struct | Union) and isinstance(tt, Struct | Union):
+            return True
+        if not _kind_compat(lt, tt):
+            return False
+        match lt:
+            case Pointer() | Float():
+                return True
+            case Fwd() | Enum() | Enum64():
+                ln, tn = essential_name(lt.name), essential_name(getattr(tt, "name", ""))
+                return not ln or not tn or ln == tn
+            case Int():
+                assert isinstance(tt, Int)
+                return lt.offset == 0 and tt.offset == 0
+            case Array():
+                assert isinstance(tt, Array)
+                local_id, targ_id = lt.type, tt.type
+            case _:
+                return False
+    raise _Fail("type nesting too deep")
+
+
+def _types_compat(local: Spec, local_id: int, target: Spec, targ_id: int, level: int = _MAX_DEPTH) -> bool:
+    """libbpf's ``bpf_core_types_are_compat`` (TYPE_EXISTS, TYPE_SIZE, TYPE_ID_TARGET)."""
+    if not _kind_compat(local.types[local_id], target.types[targ_id]):
+        return False
+    for _ in range(_MAX_DEPTH):
+        local_id, lt = _resolve(local, local_id)
+        targ_id, tt = _resolve(target, targ_id)
+        if not _kind_compat(lt, tt):
+            return False
+        match lt:
+            case Void() | Struct() | Union() | Enum() | Enum64() | Fwd():
+                return True
+            case Int():
+                assert isinstance(tt, Int)
+                return lt.offset == 0 and tt.offset == 0
+            case Pointer():
+                assert isinstance(tt, Pointer)
+                local_id, targ_id = lt.type, tt.type
+            case Array():
+                assert isinstance(tt, Array)
+                local_id, targ_id = lt.type, tt.type
+            case FuncProto():
+                assert isinstance(tt, FuncProto)
+                if len(lt.params) != len(tt.params):
+                    return False
+                for lp, tp in zip(lt.params, tt.params, strict=True):
+                    if level <= 0:
+                        raise _Fail("type nesting too deep")
+                    lp_id, _ = _resolve(local, lp.type)
+                    tp_id, _ = _resolve(target, tp.type)
+                    if not _types_compat(local, lp_id, target, tp_id, level - 1):
+                        return False
+                local_id, targ_id = lt.return_type, tt.return_type
+            case _:
+                return False
+    raise _Fail("type nesting too deep")
+
+
+def _types_match(
+    local: Spec, local_id: int, target: Spec, targ_id: int, behind_ptr: bool = False, level: int = _MAX_DEPTH
+) -> bool:
+    """libbpf's ``bpf_core_types_match`` (TYPE_MATCHES)."""
+    if level <= 0:
+        raise _Fail("type nesting too deep")
+    for _ in range(_MAX_DEPTH):
+        local_id, lt = _resolve(local, local_id)
+        targ_id, tt = _resolve(target, targ_id)
+        if not _names_match(getattr(lt, "name", ""), getattr(tt, "name", "")):
+            return False
+        match lt:
+            case Void():
+                return isinstance(tt, Void)
+            case Fwd():
+                if isinstance(tt, Fwd):
+                    return lt.union == tt.union
+                if behind_ptr:
+                    return isinstance(tt, Union) if lt.union else isinstance(tt, Struct)
+                return False
+            case Enum() | Enum64():
+                if not isinstance(tt, Enum | Enum64) or lt.size != tt.size or len(lt.values) > len(tt.values):
+                    return False
+                return all(any(_names_match(v.name, w.name) for w in tt.values) for v in lt.values)
+            case Struct() | Union():
+                if behind_ptr:
+                    if lt.kind == tt.kind:
+                        return True
+                    return isinstance(tt, Fwd) and tt.union == isinstance(lt, Union)
+                if lt.kind != tt.kind:
+                    return False
+                assert isinstance(tt, Struct | Union)
+                if len(lt.members) > len(tt.members):
+                    return False
+                for lm in lt.members:
+                    if not any(
+                        _names_match(lm.name, tm.name)
+                        and _types_match(local, lm.type, target, tm.type, behind_ptr, level - 1)
+                        for tm in tt.members
+                    ):
+                        return False
+                return True
+            case Int():
+                if not isinstance(tt, Int):
+                    return False
+                return lt.size == tt.size and lt.signed == tt.signed
+            case Pointer():
+                if not isinstance(tt, Pointer):
+                    return False
+                behind_ptr = True
+                local_id, targ_id = lt.type, tt.type
+            case Array():
+                if not isinstance(tt, Array) or lt.nelems != tt.nelems:
+                    return False
+                local_id, targ_id = lt.type, tt.type
+            case FuncProto():
+                if not isinstance(tt, FuncProto) or len(lt.params) != len(tt.params):
+                    return False
+                for lp, tp in zip(lt.params, tt.params, strict=True):
+                    if not _types_match(local, lp.type, target, tp.type, behind_ptr, level - 1):
+                        return False
+                local_id, targ_id = lt.return_type, tt.return_type
+            case _:
+                return False
+    raise _Fail("type nesting too deep")
+
+
+def _match_member(
+    local: Spec, local_acc: _Accessor, target: Spec, targ_id: int, out: _CoreSpec
+) -> tuple[bool, int]:
+    """Find the local member ``local_acc`` in target composite ``targ_id``, searching into
+    anonymous members; on success push the accessor(s) and return the member's type id."""
+    lt = local.types[local_acc.type_id]
+    assert isinstance(lt, Struct | Union)
+    local_member = lt.members[local_acc.idx]
+    targ_id, tt = _resolve(target, targ_id)
+    if not isinstance(tt, Struct | Union):
+        return False, 0
+    for i, m in enumerate(tt.members):
+        if len(out.raw) == _SPEC_MAX_LEN:
+            raise _Fail("struct/union/array nesting too deep")
+        out.bit_offset += m.offset
+        out.raw.append(i)
+        if not m.name:
+            found, next_id = _match_member(local, local_acc, target, m.type, out)
+            if found:
+                return True, next_id
+        elif m.name == local_member.name:
+            if not _fields_compat(local, local_member.type, target, m.type):
+                out.bit_offset -= m.offset
+                out.raw.pop()
+                return False, 0
+            out.accessors.append(_Accessor(targ_id, i, m.name))
+            return True, m.type
+        out.bit_offset -= m.offset
+        out.raw.pop()
+    return False, 0
+
+
+def _match_spec(local_spec: _CoreSpec, target: Spec, targ_id: int) -> _CoreSpec | None:
+    """The target spec of candidate ``targ_id``, or None if it does not match."""
+    local = local_spec.btf
+    out = _CoreSpec(target, targ_id, local_spec.kind)
+    kind = local_spec.kind
+    if kind in _TYPE_KINDS:
+        if kind == CoreRelocKind.TYPE_MATCHES:
+            ok = _types_match(local, local_spec.root_type_id, target, targ_id)
+        else:
+            ok = _types_compat(local, local_spec.root_type_id, target, targ_id)
+        return out if ok else None
+    if kind not in _FIELD_KINDS:
+        targ_id, tt = _resolve(target, targ_id)
+        if not isinstance(tt, Enum | Enum64):
+            return None
+        name = local_spec.accessors[0].name or ""
+        for i, v in enumerate(tt.values):
+            if essential_name(v.name) == essential_name(name):
+                out.accessors.append(_Accessor(targ_id, i, v.name))
+                out.raw.append(i)
+                return out
+        return None
+    for i, acc in enumerate(local_spec.accessors):
+        targ_id, tt = _resolve(target, targ_id)
+        if acc.name is not None:
+            found, targ_id = _match_member(local, acc, target, targ_id, out)
+            if not found:
+                return None
+            continue
+        if i > 0:
+            if not isinstance(tt, Array):
+                return None
+            if (
+                not _is_flex_array(target, out.accessors[-1] if out.accessors else None, tt)
+                and acc.idx >= tt.nelems
+            ):
+                return None
+            targ_id, _ = _resolve(target, tt.type)
+        if len(out.raw) == _SPEC_MAX_LEN:
+            raise _Fail("struct/union/array nesting too deep")
+        out.accessors.append(_Accessor(targ_id, acc.idx, None))
+        out.raw.append(acc.idx)
+        out.bit_offset += acc.idx * _sizeof(target, targ_id) * 8
+    return out
+
+
+# --- relocation values -----------------------------------------------------------------------
+
+
+@dataclass
+class _Result:
+    orig_val: int = 0
+    new_val: int = 0
+    poison: bool = False
+    validate: bool = True
+    orig_sz: int = 0
+    new_sz: int = 0
+    orig_type_id: int = 0
+    new_type_id: int = 0
+    fail_memsz_adjust: bool = False
+
+
+@dataclass
+class _FieldValue:
+    val: int
+    size: int = 0  # the field's byte size, for load/store size adjustment
+    type_id: int = 0
+    validate: bool = True
+
+
+def _field_value(kind: CoreRelocKind, s: _CoreSpec | None, byteorder: str) -> _FieldValue:
+    """libbpf's ``bpf_core_calc_field_relo``."""
+    if kind == CoreRelocKind.FIELD_EXISTS:
+        return _FieldValue(1 if s is not None else 0)
+    if s is None:
+        raise _Poison
+    spec = s.btf
+    acc = s.accessors[-1]
+    if acc.name is None:  # the root or an array element
+        if kind == CoreRelocKind.FIELD_BYTE_OFFSET:
+            return _FieldValue(s.bit_offset // 8, _sizeof(spec, acc.type_id), acc.type_id)
+        if kind == CoreRelocKind.FIELD_BYTE_SIZE:
+            return _FieldValue(_sizeof(spec, acc.type_id))
+        raise _Fail(f"{_KIND_STR[kind]} can't be applied to an array access")
+    t = spec.types[acc.type_id]
+    assert isinstance(t, Struct | Union)
+    m = t.members[acc.idx]
+    field_id, mt = _resolve(spec, m.type)
+    bit_off = s.bit_offset
+    bit_sz = m.bitfield_size
+    bitfield = bit_sz > 0
+    if bitfield:
+        byte_sz = getattr(mt, "size", 0)
+        if byte_sz <= 0:
+            raise _Fail(f"bitfield {m.name!r} has a type without size")
+        byte_off = bit_off // 8 // byte_sz * byte_sz
+        while bit_off + bit_sz - byte_off * 8 > byte_sz * 8:
+            if byte_sz >= 8:
+                raise _Fail(f"bitfield {m.name!r} can't be read with a 64-bit load")
+            byte_sz *= 2
+            byte_off = bit_off // 8 // byte_sz * byte_sz
+    else:
+        byte_sz = _sizeof(spec, field_id)
+        byte_off = bit_off // 8
+        bit_sz = byte_sz * 8
+    # Bitfield offsets and sizes may legitimately differ from what the compiler chose.
+    validate = not bitfield
+    if kind == CoreRelocKind.FIELD_BYTE_OFFSET:
+        if bitfield:
+            return _FieldValue(byte_off, validate=validate)
+        return _FieldValue(byte_off, byte_sz, field_id, validate)
+    if kind == CoreRelocKind.FIELD_BYTE_SIZE:
+        return _FieldValue(byte_sz, validate=validate)
+    if kind == CoreRelocKind.FIELD_SIGNED:
+        signed = (isinstance(mt, Enum | Enum64) and mt.signed) or (isinstance(mt, Int) and mt.signed)
+        return _FieldValue(int(signed))
+    if kind == CoreRelocKind.FIELD_LSHIFT_U64:
+        if byteorder == "little":
+            return _FieldValue(64 - (bit_off + bit_sz - byte_off * 8), validate=validate)
+        return _FieldValue((8 - byte_sz) * 8 + (bit_off - byte_off * 8), validate=validate)
+    assert kind == CoreRelocKind.FIELD_RSHIFT_U64
+    return _FieldValue(64 - bit_sz)
+
+
+def _type_value(kind: CoreRelocKind, s: _CoreSpec | None) -> tuple[int, bool]:
+    """libbpf's ``bpf_core_calc_type_relo``: (value, validate)."""
+    if s is None:
+        return 0, True
+    if kind == CoreRelocKind.TYPE_ID_TARGET:
+        return s.root_type_id, False
+    if kind in (CoreRelocKind.TYPE_EXISTS, CoreRelocKind.TYPE_MATCHES):
+        return 1, True
+    assert kind == CoreRelocKind.TYPE_SIZE
+    return _sizeof(s.btf, s.root_type_id), True
+
+
+def _enum_value(kind: CoreRelocKind, s: _CoreSpec | None) -> int:
+    """libbpf's ``bpf_core_calc_enumval_relo`` (32-bit values sign-extend, as ``__s32 val``)."""
+    if kind == CoreRelocKind.ENUMVAL_EXISTS:
+        return 1 if s is not None else 0
+    if s is None:
+        raise _Poison
+    acc = s.accessors[0]
+    t = s.btf.types[acc.type_id]
+    assert isinstance(t, Enum | Enum64)
+    value = t.values[acc.idx].value
+    if isinstance(t, Enum):
+        value &= 0xFFFFFFFF
+        value -= (value >> 31) << 32
+    return value & _U64
+
+
+def _calc(relo: CoreRelo, local_spec: _CoreSpec, targ_spec: _CoreSpec | None) -> _Result:
+    """libbpf's ``bpf_core_calc_relo``: the original and the new value."""
+    kind = relo.kind
+    res = _Result()
+    try:
+        if kind in _FIELD_KINDS:
+            order = local_spec.btf.byteorder
+            lv = _field_value(kind, local_spec, order)
+            res.orig_val, res.orig_sz, res.orig_type_id, res.validate = (
+                lv.val,
+                lv.size,
+                lv.type_id,
+                lv.validate,
+            )
+            tv = _field_value(kind, targ_spec, order)
+            res.new_val, res.new_sz, res.new_type_id = tv.val, tv.size, tv.type_id
+            if res.orig_sz != res.new_sz:
+                assert targ_spec is not None
+                ot = local_spec.btf.types[res.orig_type_id]
+                nt = targ_spec.btf.types[res.new_type_id]
+                ptrs = isinstance(ot, Pointer) and isinstance(nt, Pointer)
+                unsigned = (
+                    isinstance(ot, Int)
+                    and isinstance(nt, Int)
+                    and ot.encoding != IntEncoding.SIGNED
+                    and nt.encoding != IntEncoding.SIGNED
+                )
+                res.fail_memsz_adjust = not (ptrs or unsigned)
+        elif kind in _TYPE_KINDS:
+            res.orig_val, res.validate = _type_value(kind, local_spec)
+            res.new_val, _ = _type_value(kind, targ_spec)
+        else:
+            res.orig_val = _enum_value(kind, local_spec)
+            res.new_val = _enum_value(kind, targ_spec)
+    except _Poison:
+        res.poison = True
+    return res
+
+
+def _resolve_relo(relo: CoreRelo, local_spec: _CoreSpec, index: CandidateIndex) -> _Result:
+    """libbpf's ``bpf_core_calc_relo_insn`` minus the patching. Raises _Fail."""
+    if relo.kind == CoreRelocKind.TYPE_ID_LOCAL:
+        return _Result(relo.type_id, relo.type_id, validate=False)
+    local_type = local_spec.btf.types[relo.type_id]
+    if not getattr(local_type, "name", ""):
+        raise _Fail("relocation of an anonymous type is not supported")
+    targ_res: _Result | None = None
+    targ_spec: _CoreSpec | None = None
+    for cand_id in index.candidates(local_type):
+        cand_spec = _match_spec(local_spec, index.target, cand_id)
+        if cand_spec is None:
+            continue
+        res = _calc(relo, local_spec, cand_spec)
+        if targ_res is None or targ_spec is None:
+            targ_res, targ_spec = res, cand_spec
+            continue
+        if cand_spec.bit_offset != targ_spec.bit_offset:
+            raise _Fail(
+                f"field offset ambiguity: {targ_spec.bit_offset // 8} != {cand_spec.bit_offset // 8} "
+                f"(target candidates [{targ_spec.root_type_id}] and [{cand_id}])"
+            )
+        if res.poison != targ_res.poison or res.new_val != targ_res.new_val:
+            raise _Fail(
+                f"relocation decision ambiguity: "
+                f"{'poison' if targ_res.poison else 'success'} {targ_res.new_val} != "
+                f"{'poison' if res.poison else 'success'} {res.new_val} "
+                f"(target candidates [{targ_spec.root_type_id}] and [{cand_id}])"
+            )
+    if targ_res is None:
+        targ_res = _calc(relo, local_spec, None)
+    return targ_res
+
+
+# --- patching --------------------------------------------------------------------------------
+
+
+def _poison_insn() -> Instruction:
+    return Instruction(_OP_CALL, imm=POISON_IMM)
+
+
+def _s64(value: int) -> int:
+    return value & _U64
+
+
+def _patch(insn: Instruction, res: _Result) -> list[Instruction]:
+    """libbpf's ``bpf_core_patch_insn``: the replacement instruction(s). Raises _Fail."""
+    if res.poison:
+        return [_poison_insn(), _poison_insn()] if insn.opcode == _OP_LDDW else [_poison_insn()]
+    cls = insn.opcode & 0x07
+    orig, new = res.orig_val & _U64, res.new_val & _U64
+    if cls in (_CLS_ALU, _CLS_ALU64):
+        if insn.opcode & _SRC_X:
+            raise _Fail("ALU instruction uses a register, not an immediate")
+        if res.validate and _s64(insn.imm) != orig:
+            raise _Fail(f"unexpected ALU/ALU64 value: got {insn.imm}, exp {orig} -> {new}")
+        imm = new & 0xFFFFFFFF
+        return [Instruction(insn.opcode, insn.dst, insn.src, insn.offset, imm)]
+    if cls in (_CLS_LDX, _CLS_ST, _CLS_STX):
+        if res.validate and _s64(insn.offset) != orig:
+            raise _Fail(f"unexpected LDX/ST/STX value: got {insn.offset}, exp {orig} -> {new}")
+        if new > 0x7FFF:
+            raise _Fail(f"LDX/ST/STX offset {new} does not fit in the 16-bit offset")
+        if res.fail_memsz_adjust:
+            # libbpf: "accesses field incorrectly. Make sure you are accessing pointers,
+            # unsigned integers, or fields of matching type and size." -> poison
+            return [_poison_insn()]
+        opcode = insn.opcode
+        if res.new_sz != res.orig_sz:
+            size = _SIZE_BYTES[opcode & 0x18]
+            if size != res.orig_sz:
+                raise _Fail(f"LDX/ST/STX unexpected mem size: got {size}, exp {res.orig_sz}")
+            new_size = _BYTES_SIZE.get(res.new_sz)
+            if new_size is None:
+                raise _Fail(f"LDX/ST/STX invalid new mem size: {res.new_sz}")
+            opcode = (opcode & ~0x18) | new_size
+        return [Instruction(opcode, insn.dst, insn.src, new, insn.imm)]
+    if cls == _CLS_LD:
+        if insn.opcode != _OP_LDDW or insn.src != 0 or insn.offset != 0:
+            raise _Fail("LDIMM64 instruction has an unexpected form")
+        if res.validate and insn.imm != orig:
+            raise _Fail(f"unexpected LDIMM64 value: got {insn.imm}, exp {orig} -> {new}")
+        return [Instruction(insn.opcode, insn.dst, insn.src, insn.offset, new)]
+    raise _Fail(f"cannot relocate instruction with opcode {insn.opcode:#04x}")
+
+
+def relocate_instructions(
+    instructions: Program,
+    relos: Sequence[CoreRelo],
+    local: Spec,
+    target: Spec,
+    *,
+    program: str = "",
+    strict: bool = False,
+) -> Program:
+    """Apply CO-RE relocations to ``instructions`` (``relo.insn`` = slot index).
+
+    See :func:`relocate_program`; this form takes the parts instead of a ProgramSpec.
+    """
+    if not relos:
+        return instructions
+    index = CandidateIndex.of(target)
+    by_slot: dict[int, list[Instruction]] = {}
+    slot = 0
+    for insn in instructions:
+        by_slot[slot] = [insn]
+        slot += insn.slots
+    for i, relo in enumerate(relos):
+        where = by_slot.get(relo.insn)
+        if where is None or len(where) != 1:
+            raise RelocationError(
+                f"relo #{i}: slot {relo.insn} is not the start of an instruction "
+                f"(the program has {slot} slots)",
+                program=program,
+                insn_index=relo.insn,
+            )
+        local_spec: _CoreSpec | None = None
+        try:
+            local_spec = _parse_spec(local, relo)
+            res = _resolve_relo(relo, local_spec, index)
+            if res.poison and strict:
+                raise _Fail("no matching target (the instruction would be poisoned)")
+            patched = _patch(where[0], res)
+        except _Fail as err:
+            described = _describe(relo, local, local_spec)
+            raise RelocationError(
+                f"relo #{i}: {described}: {err}", program=program, insn_index=relo.insn
+            ) from None
+        if len(patched) == 2:  # a poisoned lddw: two one-slot calls
+            by_slot[relo.insn] = [patched[0]]
+            by_slot[relo.insn + 1] = [patched[1]]
+        else:
+            by_slot[relo.insn] = patched
+    out = [insn for _, insns in sorted(by_slot.items()) for insn in insns]
+    return Program(out, instructions.labels)
+
+
+def _describe(relo: CoreRelo, local: Spec, local_spec: _CoreSpec | None) -> str:
+    if local_spec is not None:
+        return _format_spec(local_spec)
+    return f"<{_KIND_STR[relo.kind]}> [{relo.type_id}] {_type_str(local, relo.type_id)} + {relo.access}"
+
+
+def relocate_program(
+    prog: ProgramSpec, target: Spec, *, local: Spec | None = None, strict: bool = False
+) -> Program:
+    """The instructions of ``prog`` with its CO-RE relocations applied against ``target``.
+
+    Args:
+        prog: the program; ``prog.core_relos`` refer to slots of ``prog.instructions``.
+        target: the BTF to relocate against (the kernel's ``vmlinux`` BTF, or any Spec).
+        local: the BTF the relocations' type ids refer to; defaults to ``prog.btf``.
+        strict: raise instead of poisoning an instruction whose target is missing.
+
+    Raises:
+        RelocationError: a relocation cannot be applied; names the program, the slot and
+            the relocation (kind, root type and access path).
+    """
+    if not prog.core_relos:
+        return prog.instructions
+    btf = local if local is not None else prog.btf
+    if btf is None:
+        raise RelocationError("the program has CO-RE relocations but no BTF", program=prog.name)
+    return relocate_instructions(
+        prog.instructions, prog.core_relos, btf, target, program=prog.name, strict=strict
+    )
+
+
+def relocate_core(coll: CollectionSpec, target: Spec, *, strict: bool = False) -> CollectionSpec:
+    """A copy of ``coll`` with every program's CO-RE relocations applied and cleared.
+
+    Raises:
+        RelocationError: see :func:`relocate_program`.
+    """
+    out = coll.copy()
+    for prog in out.programs.values():
+        if prog.core_relos:
+            prog.instructions = relocate_program(prog, target, local=prog.btf or coll.btf, strict=strict)
+            prog.core_relos = []
+    return out
