@@ -1,0 +1,213 @@
+"""The same object and input through the user-space runtime and through the kernel.
+
+Compares, per run, ``retval`` and ``data_out`` of ``BPF_PROG_TEST_RUN`` with
+``runtime.Program.test_run``, and afterwards the contents of every data map (hash maps
+order-insensitive, per-CPU values summed over CPUs). The kernel side is
+``ebpf.kernel.collection.Collection`` when it exists, and a minimal loader built on
+``kernel.Map`` / ``kernel.Program`` (maps, contents, freeze, relocation, slots) in any case.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ebpf.elf import load_collection_spec
+from ebpf.errors import NotSupportedError
+from ebpf.isa.encoding import slot_offsets
+from ebpf.isa.instruction import Instruction
+from ebpf.isa.program import Program as InsnProgram
+from ebpf.runtime import Collection
+from ebpf.spec import CollectionSpec, MapSpec, MapType, RelocKind
+from runtime._build import test_helpers  # tests/ is on sys.path (pytest rootdir packages)
+
+pytestmark = pytest.mark.kernel
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "elf"
+NO_CONTENTS = {
+    MapType.PROG_ARRAY,
+    MapType.ARRAY_OF_MAPS,
+    MapType.HASH_OF_MAPS,
+    MapType.RINGBUF,
+    MapType.PERF_EVENT_ARRAY,
+    MapType.QUEUE,
+    MapType.STACK,
+    MapType.BLOOM_FILTER,
+}
+PERCPU = {MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH}
+
+
+class MiniKernelCollection:
+    """Just enough of a loader: maps (contents, freeze), relocated programs, slots."""
+
+    def __init__(self, spec: CollectionSpec) -> None:
+        from ebpf.kernel.map import Map
+        from ebpf.kernel.program import Program
+
+        self.maps: dict[str, Any] = {}
+        self.programs: dict[str, Any] = {}
+        self._stack = ExitStack()
+        try:
+            for name, mspec in spec.maps.items():
+                kmap = self._stack.enter_context(Map.create(_no_btf(mspec), name=_kernel_name(name)))
+                self.maps[name] = kmap
+                if mspec.contents:
+                    kmap.fill(mspec.contents)
+                if mspec.freeze:
+                    kmap.freeze()
+            for pspec in spec.programs.values():
+                insns = list(pspec.instructions.instructions)
+                index = {slot: i for i, slot in enumerate(slot_offsets(pspec.instructions.instructions))}
+                for slot, reloc in pspec.relocations.items():
+                    i = index[slot]
+                    insn = insns[i]
+                    fd = self.maps[reloc.symbol].fd
+                    if reloc.kind is RelocKind.MAP:
+                        insns[i] = Instruction(insn.opcode, insn.dst, 1, insn.offset, fd)
+                    elif reloc.kind is RelocKind.MAP_VALUE:
+                        insns[i] = Instruction(
+                            insn.opcode, insn.dst, 2, insn.offset, fd | (reloc.offset << 32)
+                        )
+                    else:
+                        raise NotSupportedError(f"{reloc.kind.value} relocations in the test loader")
+                prog = Program.load(
+                    InsnProgram(insns).encode(),
+                    pspec.type,
+                    license=pspec.license or "GPL",
+                    name=pspec.name[:15],
+                    expected_attach_type=pspec.attach_type,
+                    prog_flags=pspec.flags,
+                )
+                self.programs[pspec.name] = self._stack.enter_context(prog)
+            for name, mspec in spec.maps.items():
+                for slot, target in mspec.slots.items():
+                    obj = self.programs[target] if mspec.type == MapType.PROG_ARRAY else self.maps[target]
+                    self.maps[name].update(slot.to_bytes(mspec.key_size, "little"), struct.pack("<I", obj.fd))
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def _no_btf(mspec: MapSpec) -> MapSpec:
+    clone = mspec.copy()
+    clone.btf = None
+    clone.key_type_id = clone.value_type_id = 0
+    clone.pinning = type(clone.pinning)(0)
+    return clone
+
+
+def _kernel_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_." else "_" for c in name)[:15]
+
+
+def _full_collection(spec: CollectionSpec) -> Any:
+    try:
+        from ebpf.kernel.collection import Collection as KernelCollection
+    except ImportError as err:
+        pytest.skip(f"ebpf.kernel.collection is not there yet: {err}")
+    return KernelCollection(spec)
+
+
+LOADERS: dict[str, Callable[[CollectionSpec], Any]] = {
+    "kernel.Collection": _full_collection,
+    "mini": MiniKernelCollection,
+}
+
+
+@pytest.fixture(params=sorted(LOADERS))
+def kernel_loader(request: pytest.FixtureRequest) -> Callable[[CollectionSpec], Any]:
+    return LOADERS[request.param]
+
+
+def _sum_lanes(values: list[bytes]) -> bytes:
+    size = len(values[0])
+    lane = 8 if size % 8 == 0 else 4 if size % 4 == 0 else 1
+    total = [0] * (size // lane)
+    for v in values:
+        for i in range(len(total)):
+            total[i] += int.from_bytes(v[i * lane : (i + 1) * lane], "little")
+    return b"".join((t & ((1 << (8 * lane)) - 1)).to_bytes(lane, "little") for t in total)
+
+
+def map_state(m: Any, mspec: MapSpec) -> dict[bytes, bytes]:
+    state = {}
+    for key in list(m):
+        state[bytes(key)] = _sum_lanes(m.lookup_percpu(key)) if mspec.type in PERCPU else bytes(m.lookup(key))
+    return state
+
+
+@pytest.fixture
+def both(kernel_loader: Callable[[CollectionSpec], Any]) -> Iterator[Callable[[str], tuple[Collection, Any]]]:
+    with ExitStack() as stack:
+
+        def load(obj: str) -> tuple[Collection, Any]:
+            spec = load_collection_spec(DATA / obj)
+            ours = stack.enter_context(Collection(spec, helpers=test_helpers()))
+            theirs = kernel_loader(spec)
+            stack.callback(theirs.close)
+            return ours, theirs
+
+        yield load
+
+
+def compare_maps(ours: Collection, theirs: Any) -> None:
+    for name, mspec in ours.spec.maps.items():
+        if mspec.type in NO_CONTENTS:
+            continue
+        assert map_state(ours.maps[name], mspec) == map_state(theirs.maps[name], mspec), f"map {name}"
+
+
+def run_both(ours: Collection, theirs: Any, prog: str, data: bytes, **kw: Any) -> None:
+    mine = ours.programs[prog].test_run(data, **kw)
+    kernel = theirs.programs[prog].test_run(data, **kw)
+    assert (mine.retval, mine.data_out) == (kernel.retval, kernel.data_out), prog
+
+
+def ipv4(saddr: str, proto: int = 17) -> bytes:
+    eth = b"\x02" * 6 + b"\x04" * 6 + struct.pack("!H", 0x0800)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        28,
+        1,
+        0,
+        64,
+        proto,
+        0,
+        socket.inet_aton(saddr),
+        socket.inet_aton("10.9.9.9"),
+    )
+    return eth + ip + struct.pack("!HHHH", 1000, 53, 8, 0)
+
+
+def test_xdp_firewall(both: Callable[[str], tuple[Collection, Any]]) -> None:
+    ours, theirs = both("xdp_fw.o")
+    for side in (ours, theirs):
+        side.maps["blocklist"].update(
+            struct.pack("<I", 32) + socket.inet_aton("10.0.0.1"), struct.pack("<I", 1)
+        )
+    for packet in (ipv4("10.0.0.1"), ipv4("10.0.0.2"), b"\x00" * 14, ipv4("10.0.0.3", proto=6)):
+        run_both(ours, theirs, "xdp_firewall", packet)
+        run_both(ours, theirs, "xdp_firewall_frags", packet)
+    run_both(ours, theirs, "xdp_firewall", ipv4("10.0.0.4"), repeat=7)
+    run_both(ours, theirs, "xdp_pass", b"\x01" * 20)
+    compare_maps(ours, theirs)
+
+
+def test_tail_calls(both: Callable[[str], tuple[Collection, Any]]) -> None:
+    ours, theirs = both("tailcall.o")
+    for _ in range(3):
+        run_both(ours, theirs, "tail_entry", b"\x00" * 14)
+    run_both(ours, theirs, "tail_b", b"\x00" * 14)
+    compare_maps(ours, theirs)
+    assert struct.unpack("<3i", ours.variables["hits"].get()) == (3, 1, 3)
