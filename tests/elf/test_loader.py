@@ -316,6 +316,24 @@ def test_sections_object(load: Load) -> None:
     assert spec.programs["sys_prog"].flags == 0x10
 
 
+def test_without_btf(load: Load) -> None:
+    """No .BTF: legacy maps, variables from symbols, no MMAPABLE on data maps (libbpf)."""
+    spec = load("nobtf.o")
+    assert spec.btf is None
+    assert {n: (v.map, v.offset, v.size, v.type_id) for n, v in spec.variables.items()} == {
+        "limit": (".data", 0, 4, 0),
+        "scale": (".rodata", 0, 8, 0),
+        "total": (".bss", 0, 8, 0),
+    }
+    assert spec.maps[".rodata"].flags == BPF_F_RDONLY_PROG and spec.maps[".data"].flags == 0
+    assert spec.get_variable("limit") == (100).to_bytes(4, "little")
+    assert spec.maps["counts"].max_entries == 2 and spec.maps["counts"].value_size == 8
+    prog = spec.programs["count_packets"]
+    assert prog.instructions.slots == 31  # with the static subprogram `bump`
+    assert {r.symbol for r in prog.relocations.values()} == {".data", ".bss", "counts", ".rodata"}
+    assert not prog.func_info and not prog.line_info
+
+
 def test_copy_is_deep(load: Load) -> None:
     spec = load("xdp_fw.o")
     clone = spec.copy()

@@ -35,8 +35,12 @@ for name in $BE; do
   $CLANG $CFLAGS -target bpfeb -c "$name.c" -o "$out/$name.be.o"
 done
 
+# one object without -g: no BTF (legacy maps, variables from symbols)
+$CLANG $(echo "$CFLAGS" | sed 's/ -g / /') -target bpfel -c nobtf.c -o "$out/nobtf.o"
+
 if [ $check = 1 ]; then
   status=0
+  cmp -s "$out/nobtf.o" "$here/nobtf.o" || { echo "stale: nobtf.o"; status=1; }
   for name in $LE; do
     cmp -s "$out/$name.o" "$here/$name.o" || { echo "stale: $name.o"; status=1; }
   done
