@@ -300,6 +300,17 @@ CREATE_DEFS = [
     MapDef(MapType.PROG_ARRAY, 4, 4, 2, MapFlags.WRONLY_PROG),
     MapDef(MapType.BLOOM_FILTER, 4, 4, 1),
     MapDef(MapType.BLOOM_FILTER, 0, 4, 1, map_extra=16),
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 2),
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 0),  # the kernel: EINVAL (libbpf fills in ncpus first)
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 8, 2),
+    MapDef(MapType.PERF_EVENT_ARRAY, 8, 4, 2),
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 2, MapFlags.PRESERVE_ELEMS),
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 2, MapFlags.MMAPABLE),
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 2, MapFlags.NO_PREALLOC),
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 2, MapFlags.RDONLY_PROG),
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 2, MapFlags.RDONLY),
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 2, MapFlags.NUMA_NODE),
+    MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 2, MapFlags.INNER_MAP),
 ]
 
 
@@ -638,3 +649,20 @@ def test_zero_seed_iteration_order_is_the_kernels(kind: tuple[MapType, int], ste
         assert ours.keys() == kernel_keys(kernel)
         if ours.keys():
             assert run_ours(ours, ("next", ours.keys()[0])) == kernel.run(("next", ours.keys()[0]))
+
+
+def test_perf_event_array_without_buffers() -> None:
+    """Empty slots, indices past the end, lookup and next-key rules (buffers need perf events)."""
+    defn = MapDef(MapType.PERF_EVENT_ARRAY, 4, 4, 2)
+    ops: list[Op] = [
+        ("lookup", u32(0)),
+        ("lookup", u32(5)),
+        ("delete", u32(0)),
+        ("delete", u32(5)),
+        ("update", u32(0), u32(0), 0),
+        ("next", None),
+        ("next", u32(0)),
+        ("next", u32(1)),
+        ("next", u32(7)),
+    ]
+    compare(defn, ops)

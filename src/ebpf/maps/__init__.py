@@ -49,6 +49,14 @@ from ebpf.maps.bloom import BloomFilterMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
 from ebpf.maps.lpm import LPMTrieMap, lpm_key
 from ebpf.maps.mapinmap import ArrayOfMapsMap, HashOfMapsMap
+from ebpf.maps.perf import (
+    BPF_F_CTXLEN_MASK,
+    BPF_F_CURRENT_CPU,
+    BPF_F_INDEX_MASK,
+    PerfBuffer,
+    PerfEventArrayMap,
+    PerfRecord,
+)
 from ebpf.maps.progarray import ProgArrayMap
 from ebpf.maps.queue import QueueMap, StackMap
 from ebpf.maps.ringbuf import RingBufMap, RingBufQuery
@@ -58,6 +66,9 @@ from ebpf.vm.memory import Memory
 __all__ = [
     "BPF_ANY",
     "BPF_EXIST",
+    "BPF_F_CTXLEN_MASK",
+    "BPF_F_CURRENT_CPU",
+    "BPF_F_INDEX_MASK",
     "BPF_F_LOCK",
     "BPF_NOEXIST",
     "MAP_CLASSES",
@@ -80,6 +91,9 @@ __all__ = [
     "MapOperationNotSupportedError",
     "PerCPUArrayMap",
     "PerCPUHashMap",
+    "PerfBuffer",
+    "PerfEventArrayMap",
+    "PerfRecord",
     "ProgArrayMap",
     "QueueMap",
     "RingBufMap",
@@ -109,6 +123,7 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         ArrayOfMapsMap,
         HashOfMapsMap,
         ProgArrayMap,
+        PerfEventArrayMap,
     )
     for t in cls.types
 }
