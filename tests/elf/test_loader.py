@@ -35,6 +35,7 @@ def test_corpus_is_complete() -> None:
             "map_in_map",
             "tracer",
             "sections",
+            "nobtf",
         )
     }
     expected |= {f"{n}.be.o" for n in BOTH_ORDERS}
