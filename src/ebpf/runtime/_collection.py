@@ -472,7 +472,7 @@ class Collection:
         insns = pspec.instructions
         if pspec.core_relos:
             try:
-                from ebpf.btf.core import relocate_program  # type: ignore[import-not-found,unused-ignore]
+                from ebpf.btf.core import relocate_program
             except ImportError:
                 raise NotSupportedError(
                     f"CO-RE relocations of program {pspec.name!r}",
