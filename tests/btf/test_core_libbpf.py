@@ -1,0 +1,169 @@
+"""Differential CO-RE tests: libbpf (libbpf-dev, through tests/data/core/libbpf_oracle.c)
+relocates tests/data/core/local.el.o against target BTFs built here, and logs every patch;
+our engine must make the same instructions, poison the same ones and fail on the same
+relocation. libbpf's ``bpf_object__load`` calls bpf() (feature probes, program loads), hence
+the kernel mark; the programs themselves are rejected afterwards, which does not matter.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ebpf import btf, isa
+from ebpf.btf.core import POISON_IMM, relocate_program
+from ebpf.errors import RelocationError
+
+from .test_core import CHAR, INT, INT8, LOCAL, LONG, OBJ, PINNER, UINT, target_types
+
+pytestmark = pytest.mark.kernel
+
+DATA = Path(__file__).parent.parent / "data" / "core"
+GCC = shutil.which("gcc") or shutil.which("cc")
+
+_PATCH = re.compile(
+    r"prog '(\w+)': relo #(\d+): patched insn #(\d+) \((ALU/ALU64|LDX/ST/STX|LDIMM64)\) (imm64|imm|off|mem_sz) (\d+) -> (\d+)"
+)
+_POISON = re.compile(r"prog '(\w+)': relo #(\d+): substituting insn #(\d+) w/ invalid insn")
+_FAIL = re.compile(r"prog '(\w+)': relo #(\d+): (.*(?:ambiguity|failed|can't be|too big|unexpected).*)")
+_SIZE = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if GCC is None:
+        pytest.skip("no C compiler to build the libbpf oracle")
+    if not Path("/usr/include/bpf/libbpf.h").exists():
+        pytest.skip("libbpf-dev is not installed (no <bpf/libbpf.h>)")
+    exe = tmp_path_factory.mktemp("oracle") / "libbpf_oracle"
+    subprocess.run([GCC, "-O1", "-o", str(exe), str(DATA / "libbpf_oracle.c"), "-lbpf"], check=True)
+    return exe
+
+
+def libbpf(
+    oracle: Path, target: btf.Spec, tmp_path: Path
+) -> tuple[dict[str, isa.Program], tuple[str, int] | None]:
+    """The programs as libbpf relocated them (those it got to), and (program, relo #) of
+    the relocation that failed, if any."""
+    path = tmp_path / "target.btf"
+    path.write_bytes(target.to_bytes())
+    log = subprocess.run(
+        [str(oracle), str(DATA / "local.el.o"), str(path)], check=True, capture_output=True, text=True
+    ).stdout
+    by_name = {p.name: p for p in LOCAL.programs.values()}
+    slots: dict[str, dict[int, list[isa.Instruction]]] = {}
+
+    def program(name: str) -> dict[int, list[isa.Instruction]]:
+        if name not in slots:
+            pos, table = 0, {}
+            for insn in by_name[name].instructions:
+                table[pos] = [insn]
+                pos += insn.slots
+            slots[name] = table
+        return slots[name]
+
+    failed = None
+    for line in log.splitlines():
+        if m := _PATCH.search(line):
+            name, slot, what, new = m[1], int(m[3]), m[5], int(m[7])
+            (insn,) = program(name)[slot]
+            if what in ("imm", "imm64"):
+                insn = isa.Instruction(insn.opcode, insn.dst, insn.src, insn.offset, new)
+            elif what == "off":
+                insn = isa.Instruction(insn.opcode, insn.dst, insn.src, new, insn.imm)
+            else:
+                insn = isa.Instruction(
+                    insn.opcode & ~0x18 | _SIZE[new], insn.dst, insn.src, insn.offset, insn.imm
+                )
+            program(name)[slot] = [insn]
+        elif m := _POISON.search(line):
+            program(m[1])[int(m[3])] = [isa.Instruction(0x85, imm=POISON_IMM)]
+        elif m := _FAIL.search(line):
+            failed = (m[1], int(m[2]))
+            break
+    out = {
+        name: isa.Program([i for _, insns in sorted(table.items()) for i in insns])
+        for name, table in slots.items()
+    }
+    return out, failed
+
+
+def compare(oracle: Path, target: btf.Spec, tmp_path: Path) -> tuple[str, int] | None:
+    theirs, failed = libbpf(oracle, target, tmp_path)
+    if failed is None:
+        assert set(theirs) == {p.name for p in LOCAL.programs.values()}, "libbpf skipped programs"
+    for name, expected in theirs.items():
+        if failed and failed[0] == name:
+            continue
+        prog = next(p for p in LOCAL.programs.values() if p.name == name)
+        ours = relocate_program(prog, target)
+        diffs = [
+            f"{i}: ours {a} libbpf {b}" for i, (a, b) in enumerate(zip(ours, expected, strict=True)) if a != b
+        ]
+        assert diffs == [], name
+    if failed:
+        prog = next(p for p in LOCAL.programs.values() if p.name == failed[0])
+        with pytest.raises(RelocationError, match=rf"relo #{failed[1]}:"):
+            relocate_program(prog, target)
+    return failed
+
+
+def test_moved_renamed_resized(oracle: Path, tmp_path: Path) -> None:
+    assert compare(oracle, btf.Spec.build(target_types()), tmp_path) is None
+
+
+def test_signed_resize_poisons(oracle: Path, tmp_path: Path) -> None:
+    assert compare(oracle, btf.Spec.build(target_types(half=(INT, 1152, 0))), tmp_path) is None
+
+
+def test_incompatible_and_missing_members(oracle: Path, tmp_path: Path) -> None:
+    target = btf.Spec.build(target_types(x=(PINNER, 320, 0), arr=None, flags=None, name=(INT8, 0, 0)))
+    assert compare(oracle, target, tmp_path) is None
+
+
+def test_missing_enumerators_and_types(oracle: Path, tmp_path: Path) -> None:
+    types = target_types()
+    types[12] = btf.Enum(
+        "color", 4, (btf.EnumValue("GREEN", -5), btf.EnumValue("BLUE", 0xFFFFFFFF)), signed=False
+    )
+    types[13] = btf.Enum("big", 8, (btf.EnumValue("SMALL", 1),))
+    assert compare(oracle, btf.Spec.build(types), tmp_path) is None
+
+
+def test_empty_target(oracle: Path, tmp_path: Path) -> None:
+    assert (
+        compare(oracle, btf.Spec.build([btf.Int("int", 4, btf.IntEncoding.SIGNED, bits=32)]), tmp_path)
+        is None
+    )
+
+
+def test_flavored_target_candidates(oracle: Path, tmp_path: Path) -> None:
+    """obj___v2 finds both obj and a target obj___v2 that has `gone`; they agree on y."""
+    v2 = btf.Struct("obj___v2", 40, (btf.Member("gone", INT, 0), btf.Member("y", LONG, 256)))
+    assert compare(oracle, btf.Spec.build([*target_types(), v2]), tmp_path) is None
+
+
+def test_ambiguity_fails_like_libbpf(oracle: Path, tmp_path: Path) -> None:
+    types = target_types()
+    obj = types[OBJ - 1]
+    assert isinstance(obj, btf.Struct)
+    other = btf.Struct(
+        "obj___other",
+        obj.size,
+        tuple(
+            btf.Member(m.name, m.type, m.offset + 64 * (m.name == "y"), m.bitfield_size) for m in obj.members
+        ),
+        True,
+    )
+    assert compare(oracle, btf.Spec.build([*types, other]), tmp_path) == ("offsets", 1)
+
+
+def test_bitfield_wider_than_u64_fails(oracle: Path, tmp_path: Path) -> None:
+    target = btf.Spec.build(target_types(flags=(UINT, 1024 + 62, 3), sbits=None, y=(CHAR, 256, 0)))
+    assert compare(oracle, target, tmp_path) == ("bitfields", 0)
+    with pytest.raises(RelocationError, match="can't be read with a 64-bit load"):
+        relocate_program(LOCAL.programs["socket/bitfields"], target)
