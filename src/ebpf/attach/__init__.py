@@ -11,6 +11,7 @@ pyroute2), ``setsockopt(2)`` and tracefs; never shells out.
 from __future__ import annotations
 
 from ebpf.attach.cgroup import cgroup, cgroup2_root, socket_filter
+from ebpf.attach.iter import IterLink, iterator
 from ebpf.attach.link import (
     FDLink,
     Link,
@@ -36,9 +37,11 @@ from ebpf.attach.tracing import (
     tp_btf,
     tracepoint,
 )
+from ebpf.attach.uprobe import USDTLink, uprobe, usdt
 
 __all__ = [
     "FDLink",
+    "IterLink",
     "Link",
     "LinkInfo",
     "LinkType",
@@ -46,12 +49,14 @@ __all__ = [
     "ProgramLike",
     "TCDirection",
     "TCXFlags",
+    "USDTLink",
     "XDPMode",
     "cgroup",
     "cgroup2_root",
     "fentry",
     "fexit",
     "fmod_ret",
+    "iterator",
     "kprobe",
     "kprobe_multi",
     "kretprobe",
@@ -66,5 +71,7 @@ __all__ = [
     "tc_clsact",
     "tp_btf",
     "tracepoint",
+    "uprobe",
+    "usdt",
     "xdp",
 ]

@@ -311,3 +311,15 @@ def mount(source: str, target: str, fstype: str) -> None:
 def pack_u64s(*values: int) -> bytes:
     """Little helper for the ``extra`` union: native-endian u64 values back to back."""
     return struct.pack(f"={len(values)}Q", *values)
+
+
+def map_update(map_fd: int, key: bytes, value: bytes) -> None:
+    """``BPF_MAP_UPDATE_ELEM`` with ``BPF_ANY`` (USDT spec maps)."""
+    from ebpf.kernel.uapi import MapElemAttr
+
+    kbuf = ctypes.create_string_buffer(key, len(key))
+    vbuf = ctypes.create_string_buffer(value, len(value))
+    bpf(
+        Cmd.MAP_UPDATE_ELEM,
+        MapElemAttr(map_fd=map_fd, key=ctypes.addressof(kbuf), value=ctypes.addressof(vbuf)),
+    )

@@ -25,7 +25,7 @@ _ETH_P_ALL = 0x0003
 
 def _ipr() -> Any:
     try:
-        from pyroute2 import IPRoute  # type: ignore[import-untyped]
+        from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
     except ImportError as err:  # pragma: no cover - pyroute2 is a dependency
         raise NotSupportedError("classic tc attachment", detail="needs the pyroute2 package") from err
     return IPRoute()
