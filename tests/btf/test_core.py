@@ -578,3 +578,21 @@ def test_vmlinux_speed(vmlinux: btf.Spec) -> None:
     )
     assert build < 1.5  # 0.3 s measured; loose for a loaded CI machine
     assert run < 0.3  # ~10 ms measured
+
+
+def test_collection_from_the_elf_loader() -> None:
+    """relocate_core on what ebpf.elf loads: subprogram relocations were rebased by the
+    loader and come out as when the .text function is relocated on its own."""
+    elf = pytest.importorskip("ebpf.elf")
+    spec = elf.load_collection_spec(DATA / "local.el.o")
+    out = relocate_core(spec, TARGET)
+    assert all(not p.core_relos for p in out.programs.values())
+    assert spec.programs["subprog"].core_relos  # the original is untouched
+    sub = tuple(relocate_program(LOCAL.programs[".text"], TARGET))
+    linked = tuple(out.programs["subprog"].instructions)
+    assert linked[-len(sub) :] == sub
+    assert at(isa.Program(sub), 0).offset == 40 and at(isa.Program(sub), 1).imm == 32
+    assert any(i.opcode == 0x61 and i.offset == 144 for i in linked[: -len(sub)])  # o->half, now u32
+    for sec, prog in LOCAL.programs.items():
+        if sec.startswith("socket/") and sec != "socket/subprog":
+            assert out.programs[prog.name].instructions == relocate_program(prog, TARGET), sec

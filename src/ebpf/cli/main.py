@@ -29,7 +29,10 @@ COMMANDS: dict[str, str] = {
     "disasm": "ebpf.cli.disasm:disasm",
     "run": "ebpf.cli.run:run",
     "inspect": "ebpf.cli.inspect:inspect",
+    "xdp": "ebpf.cli.xdp:xdp",
+    "btf": "ebpf.cli.btf:btf",
     "demo": "ebpf.cli.demo:demo",
+    "prog": "ebpf.cli.prog:prog",
     "version": "ebpf.cli.main:version",
 }
 

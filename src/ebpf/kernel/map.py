@@ -15,7 +15,12 @@ raises for the same errno (``ENOENT`` -> :class:`~ebpf.errors.KeyNotFoundError`,
 ``InvalidMapArgumentError``, ``EOPNOTSUPP``/``ENOTSUPP`` -> ``MapOperationNotSupportedError``),
 chained from the :class:`~ebpf.errors.SyscallError`.
 
-Rule 3: pinning follows libbpf's ``LIBBPF_PIN_BY_NAME``: a map is pinned at
+Rule 3: like libbpf, a PERF_EVENT_ARRAY with max_entries 0 gets one slot per possible CPU,
+a ring buffer's size is rounded up to a power-of-2 number of pages, maps of the types in
+:data:`NO_BTF_TYPES` are created without BTF types, and a creation the kernel refuses with
+BTF types is retried without them.
+
+Rule 4: pinning follows libbpf's ``LIBBPF_PIN_BY_NAME``: a map is pinned at
 ``<pin root>/<name>`` (default root ``/sys/fs/bpf``, mounted as bpffs when it is not); a map
 already pinned there is reused when its type, key and value sizes, max_entries, flags and
 map_extra equal the spec's, and is an error naming the differing attribute otherwise.
@@ -70,6 +75,7 @@ __all__ = [
     "ensure_bpffs",
     "map_ids",
     "possible_cpus",
+    "ringbuf_size",
 ]
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
@@ -84,6 +90,26 @@ PERCPU_TYPES = frozenset(
     {MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH, MapType.PERCPU_CGROUP_STORAGE}
 )
 """Map types whose syscall values hold one 8-byte-aligned slot per possible CPU."""
+
+NO_BTF_TYPES = frozenset(
+    {
+        MapType.PERF_EVENT_ARRAY,
+        MapType.CGROUP_ARRAY,
+        MapType.STACK_TRACE,
+        MapType.ARRAY_OF_MAPS,
+        MapType.HASH_OF_MAPS,
+        MapType.DEVMAP,
+        MapType.DEVMAP_HASH,
+        MapType.CPUMAP,
+        MapType.XSKMAP,
+        MapType.SOCKMAP,
+        MapType.SOCKHASH,
+        MapType.QUEUE,
+        MapType.STACK,
+        MapType.ARENA,
+    }
+)
+"""Map types libbpf creates without BTF key/value types (the kernel refuses or ignores them)."""
 
 _KEYLESS = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
 _NAME_OK = re.compile(r"[A-Za-z0-9_.]{0,15}")
@@ -119,6 +145,17 @@ def possible_cpus() -> int:
         if last.strip().isdigit():
             highest = max(highest, int(last))
     return highest + 1
+
+
+def ringbuf_size(size: int) -> int:
+    """libbpf's ``adjust_ringbuf_sz``: the smallest power-of-2 multiple of the page size >= ``size``."""
+    page = _mmap.PAGESIZE
+    if size and size % page == 0 and (size // page) & (size // page - 1) == 0:
+        return size
+    n = page
+    while n < size:
+        n <<= 1
+    return n
 
 
 def _round8(n: int) -> int:
@@ -353,6 +390,14 @@ class Map:
         kname = sanitize_name(spec.name) if name is None else name
         if not _NAME_OK.fullmatch(kname):
             raise InvalidMapArgumentError(f"invalid map name {kname!r}: at most 15 of [A-Za-z0-9_.]")
+        max_entries = spec.max_entries
+        if spec.type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
+            max_entries = possible_cpus()  # libbpf: one ring per possible CPU
+        elif spec.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
+            max_entries = ringbuf_size(max_entries)
+        if max_entries != spec.max_entries:
+            spec = spec.copy()
+            spec.max_entries = max_entries
         pin_path: str | None = None
         if spec.pinning == PinType.BY_NAME:
             root = os.fspath(pin_root) if pin_root is not None else DEFAULT_PIN_ROOT
@@ -373,19 +418,28 @@ class Map:
                 map_type=int(spec.type),
                 key_size=spec.key_size,
                 value_size=spec.value_size,
-                max_entries=spec.max_entries,
+                max_entries=max_entries,
                 map_flags=spec.flags,
                 inner_map_fd=inner_map_fd or 0,
                 numa_node=spec.numa_node,
                 map_name=kname.encode("ascii"),
                 map_extra=spec.map_extra,
             )
-            if btf is not None and (spec.key_type_id or spec.value_type_id):
+            with_btf = btf is not None and spec.value_type_id and spec.type not in NO_BTF_TYPES
+            if with_btf:
+                assert btf is not None
                 attr.btf_fd = btf.fd
                 attr.btf_key_type_id = spec.key_type_id
                 attr.btf_value_type_id = spec.value_type_id
             try:
-                raw = bpf(Cmd.MAP_CREATE, attr)
+                try:
+                    raw = bpf(Cmd.MAP_CREATE, attr)
+                except SyscallError:
+                    if not with_btf:
+                        raise
+                    # libbpf: "Retrying without BTF." (the kernel may refuse the types)
+                    attr.btf_fd = attr.btf_key_type_id = attr.btf_value_type_id = 0
+                    raw = bpf(Cmd.MAP_CREATE, attr)
             except SyscallError as err:
                 err.add_note(
                     f"while creating map {spec.name!r} ({spec.type.name}, key_size={spec.key_size}, "
@@ -400,7 +454,7 @@ class Map:
             type=spec.type,
             key_size=spec.key_size,
             value_size=spec.value_size,
-            max_entries=spec.max_entries,
+            max_entries=max_entries,
             flags=spec.flags,
             name=spec.name,
             map_extra=spec.map_extra,

@@ -188,6 +188,15 @@ class Program:
         log_level: LogLevel | int = LogLevel.NONE,
         log_size: int = DEFAULT_LOG_SIZE,
         name: str = "",
+        expected_attach_type: int | None = None,
+        prog_flags: int = 0,
+        kern_version: int = 0,
+        prog_btf_fd: int | None = None,
+        func_info: bytes = b"",
+        line_info: bytes = b"",
+        attach_btf_id: int = 0,
+        attach_btf_obj_fd: int = 0,
+        attach_prog_fd: int = 0,
     ) -> Program:
         """Load a program with ``BPF_PROG_LOAD``.
 
@@ -201,6 +210,15 @@ class Program:
             log_size: initial size of the log buffer in bytes; grown while the kernel
                 reports ``ENOSPC``, up to :data:`MAX_LOG_SIZE`.
             name: up to 15 characters of ``[A-Za-z0-9_.]``, shown by ``bpftool prog``.
+            expected_attach_type: ``expected_attach_type`` (an :class:`~ebpf.spec.AttachType`).
+            prog_flags: ``prog_flags`` (:class:`~ebpf.kernel.uapi.ProgLoadFlags`).
+            kern_version: ``kern_version`` (only kprobes of kernels before 5.0 check it).
+            prog_btf_fd: the program's BTF in the kernel (needed by ``func_info``/``line_info``).
+            func_info: ``struct bpf_func_info`` records (8 bytes each), host byte order.
+            line_info: ``struct bpf_line_info`` records (16 bytes each), host byte order.
+            attach_btf_id: the BTF id of the hook (tp_btf, fentry, LSM, iterators).
+            attach_btf_obj_fd: the BTF object holding ``attach_btf_id`` (0: vmlinux).
+            attach_prog_fd: the program an ``EXT``/fentry program attaches to.
 
         Returns:
             The loaded program, with ``verifier_log`` set when ``log_level > 0``.
@@ -224,6 +242,10 @@ class Program:
         if "\0" in license or not license.isascii():
             raise ValueError(f"license must be ASCII without NUL, not {license!r}")
 
+        if len(func_info) % 8 or len(line_info) % 16:
+            raise ValueError("func_info must be 8-byte and line_info 16-byte records")
+        func_buf = (ctypes.c_char * len(func_info)).from_buffer_copy(func_info) if func_info else None
+        line_buf = (ctypes.c_char * len(line_info)).from_buffer_copy(line_info) if line_info else None
         insn_buf = (ctypes.c_char * len(code)).from_buffer_copy(code)
         license_buf = ctypes.create_string_buffer(license.encode("ascii"))
         attempt_level, size = level, log_size
@@ -240,7 +262,22 @@ class Program:
                 log_size=size if log_buf is not None else 0,
                 log_buf=ctypes.addressof(log_buf) if log_buf is not None else 0,
                 prog_name=name_bytes,
+                kern_version=kern_version,
+                prog_flags=prog_flags,
+                expected_attach_type=expected_attach_type or 0,
+                prog_btf_fd=prog_btf_fd or 0,
+                func_info_rec_size=8 if func_buf is not None else 0,
+                func_info=ctypes.addressof(func_buf) if func_buf is not None else 0,
+                func_info_cnt=len(func_info) // 8,
+                line_info_rec_size=16 if line_buf is not None else 0,
+                line_info=ctypes.addressof(line_buf) if line_buf is not None else 0,
+                line_info_cnt=len(line_info) // 16,
+                attach_btf_id=attach_btf_id,
             )
+            if attach_btf_obj_fd:
+                attr.attach_btf_obj_fd = attach_btf_obj_fd
+            elif attach_prog_fd:
+                attr.attach_prog_fd = attach_prog_fd
             try:
                 raw_fd = bpf(Cmd.PROG_LOAD, attr)
             except SyscallError as err:
@@ -277,6 +314,29 @@ class Program:
             fd.close()
             raise
         return cls(fd, int(raw.type), name=bytes(raw.name).decode("utf-8", "replace"))
+
+    @classmethod
+    def from_pin(cls, path: str | os.PathLike[str]) -> Program:
+        """Open the program pinned at ``path`` on a bpffs (``BPF_OBJ_GET``)."""
+        from ebpf.kernel.map import obj_get
+
+        fd = obj_get(path)
+        try:
+            raw = _prog_info(fd.fileno())
+        except BaseException:
+            fd.close()
+            raise
+        return cls(fd, int(raw.type), name=bytes(raw.name).decode("utf-8", "replace"))
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the program at ``path`` on a bpffs (``BPF_OBJ_PIN``); it stays loaded while pinned."""
+        from ebpf.kernel.map import obj_pin
+
+        try:
+            obj_pin(self.fd, path)
+        except SyscallError as err:
+            err.add_note(f"while pinning {self!r} at {os.fspath(path)}")
+            raise
 
     @property
     def fd(self) -> int:

@@ -118,4 +118,17 @@ int flavor(struct obj *o)
 	return BPF_CORE_READ(v, y);
 }
 
+/* a subprogram in .text: its relocations are keyed by ".text" in .BTF.ext and the ELF
+ * loader rebases them into each program that calls it */
+static __attribute__((noinline)) int sub_read(struct obj *o)
+{
+	return o->x + bpf_core_field_size(o->name);
+}
+
+SEC("socket/subprog")
+int subprog(struct obj *o)
+{
+	return sub_read(o) + o->half;
+}
+
 char LICENSE[] SEC("license") = "GPL";

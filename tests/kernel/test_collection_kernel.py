@@ -1,0 +1,220 @@
+"""kernel.Collection on the running kernel: the ELF corpus, global data, kconfig, pins, slots.
+
+The corpus objects are those of tests/data/elf (H-elf's). Where bpftool's libbpf can parse an
+object, its verdict is compared with ours: every object it loads must load through us.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ebpf import isa
+from ebpf.errors import VerifierError
+from ebpf.kernel.collection import Collection, KconfigError, LoadOptions, internal_map_name
+from ebpf.kernel.map import ensure_bpffs, possible_cpus
+from ebpf.spec import (
+    CollectionSpec,
+    MapSpec,
+    MapType,
+    PinType,
+    ProgramSpec,
+    ProgramType,
+    Relocation,
+    RelocKind,
+    VariableSpec,
+)
+
+pytestmark = pytest.mark.kernel
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "elf"
+OBJECTS = sorted(p for p in CORPUS.glob("*.o") if not p.name.endswith(".be.o"))
+
+# What the kernel says about the corpus objects it rejects (checked against bpftool -d where
+# bpftool's libbpf knows every section of the object; tracer.o: same log line).
+REJECTED = {
+    "sections.o": "should have been in [1, 1]",  # cgroup/recvmsg6 returning 0
+    "tc_cls.o": "invalid bpf_context access",  # skb->remote_ip4 from a SCHED_CLS program
+    "tracer.o": "ldimm64 failed to find the address for kernel symbol 'bpf_prog_active'",
+}
+
+
+def load_spec(path: Path) -> CollectionSpec:
+    from ebpf.elf import load_collection_spec
+
+    return load_collection_spec(path)
+
+
+def u32(n: int) -> bytes:
+    return struct.pack("=I", n)
+
+
+@pytest.fixture
+def pin_dir() -> Iterator[Path]:
+    root = Path(f"/sys/fs/bpf/ebpf_test_coll_{os.getpid()}")
+    ensure_bpffs(root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def bpftool_verdict(obj: Path, pin_dir: Path) -> str | None:
+    """ "ok", "kernel" (the kernel refused a program or map), "libbpf" (libbpf refused to open
+    the object: legacy maps section, section names it does not know), None: no bpftool."""
+    if shutil.which("bpftool") is None:
+        return None
+    target = pin_dir / f"bpftool_{obj.stem}"
+    target.mkdir()
+    try:
+        run = subprocess.run(
+            ["bpftool", "prog", "loadall", str(obj), str(target)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+    if run.returncode == 0:
+        return "ok"
+    if "failed to open object file" in run.stderr or "failed to guess program type" in run.stderr:
+        return "libbpf"
+    return "kernel"
+
+
+@pytest.mark.parametrize("obj", OBJECTS, ids=[p.name for p in OBJECTS])
+def test_corpus_object_loads_or_the_kernel_says_why(obj: Path, pin_dir: Path) -> None:
+    spec = load_spec(obj)
+    verdict = bpftool_verdict(obj, pin_dir)
+    if obj.name in REJECTED or verdict == "kernel":
+        with pytest.raises(VerifierError) as info:
+            Collection(spec, LoadOptions(object_name=obj.stem))
+        assert info.value.log, "a kernel rejection carries the kernel's log"
+        if obj.name in REJECTED:
+            assert any(REJECTED[obj.name] in line for line in info.value.log), info.value.format()
+        return
+    # bpftool loads it ("ok"), or its libbpf refused to open it: the kernel must accept it from us
+    with Collection(spec, LoadOptions(object_name=obj.stem)) as coll:
+        assert set(coll.programs) == {n for n, p in spec.programs.items() if p.autoload}
+        for name, prog in coll.programs.items():
+            info = prog.info()
+            assert info.type == spec.programs[name].type
+            assert info.name == name[:15]
+            if spec.programs[name].func_info and coll.btf is not None:
+                assert info.btf_id == coll.btf.info().id
+        for name, m in coll.maps.items():
+            mspec = spec.maps[name]
+            minfo = m.info()
+            assert minfo.type == mspec.type
+            assert (minfo.key_size, minfo.value_size) == (mspec.key_size, mspec.value_size)
+            assert minfo.max_entries == (mspec.max_entries or possible_cpus())
+            assert minfo.flags == mspec.flags
+            if name.startswith("."):
+                assert minfo.name == internal_map_name(obj.stem, name)
+            else:
+                assert minfo.name == name[:15]
+
+
+def test_tail_calls_through_the_prog_array_slots() -> None:
+    spec = load_spec(CORPUS / "tailcall.o")
+    with Collection(spec, LoadOptions(object_name="tailcall")) as coll:
+        result = coll.programs["tail_entry"].test_run(bytes(64))
+        assert result.retval == 2  # XDP_PASS from tail_a at slot 0
+        hits = coll.maps[".bss"].mmap()
+        assert struct.unpack("=3I", hits[:12]) == (1, 0, 1)
+
+
+def test_map_in_map_slots_hold_the_inner_maps() -> None:
+    spec = load_spec(CORPUS / "map_in_map.o")
+    with Collection(spec, LoadOptions(object_name="map_in_map")) as coll:
+        outer = coll.maps["outer_array"]
+        with outer.lookup_map(u32(0)) as inner:
+            assert inner.info().id == coll.maps["inner_one"].info().id
+        with outer.lookup_map(u32(3)) as inner:
+            assert inner.info().id == coll.maps["inner_two"].info().id
+
+
+def test_rejection_names_the_instruction_and_source_line() -> None:
+    spec = load_spec(CORPUS / "sections.o")
+    with pytest.raises(VerifierError) as info:
+        Collection(spec)
+    err = info.value
+    assert err.insn_index is not None
+    assert "sections.c:" in str(err) and f"failing instruction {err.insn_index}" in str(err)
+    assert err.log and err.errno is not None
+
+
+def _global_data_spec(*, strong_config: str | None = None) -> CollectionSpec:
+    """r0 = *(u32 *)(.rodata + 0) + *(u32 *)(.kconfig + 0); exit."""
+    prog = isa.assemble(
+        """
+        r1 = 0 ll
+        r0 = *(u32 *)(r1 + 0)
+        r2 = 0 ll
+        r2 = *(u32 *)(r2 + 0)
+        r0 += r2
+        exit
+        """
+    )
+    spec = CollectionSpec(license="GPL")
+    spec.maps[".rodata"] = MapSpec(
+        ".rodata", MapType.ARRAY, 4, 4, 1, flags=0x480, freeze=True, contents=[(u32(0), u32(5))]
+    )
+    spec.maps[".kconfig"] = MapSpec(".kconfig", MapType.ARRAY, 4, 4, 1, flags=0x480, freeze=True)
+    spec.variables["limit"] = VariableSpec("limit", ".rodata", 0, 4)
+    name = strong_config or "LINUX_KERNEL_VERSION"
+    spec.variables[name] = VariableSpec(name, ".kconfig", 0, 4, extern=True)
+    spec.programs["gd"] = ProgramSpec(
+        "gd",
+        "socket",
+        ProgramType.SOCKET_FILTER,
+        prog,
+        license="GPL",
+        relocations={
+            0: Relocation(RelocKind.MAP_VALUE, ".rodata"),
+            3: Relocation(RelocKind.MAP_VALUE, ".kconfig"),
+        },
+    )
+    return spec
+
+
+def test_rodata_set_before_load_and_kconfig_from_uname() -> None:
+    from ebpf.kernel.collection import kernel_version_code
+
+    spec = _global_data_spec()
+    spec.set_variable("limit", 100)
+    with Collection(spec, LoadOptions(object_name="gd")) as coll:
+        result = coll.programs["gd"].test_run(bytes(64))
+        assert result.retval == 100 + kernel_version_code()
+        assert coll.maps[".rodata"].info().name == "gd.rodata"
+        with pytest.raises(Exception, match="EPERM|not permitted"):
+            coll.maps[".rodata"][u32(0)] = u32(1)  # frozen
+    overridden = _global_data_spec()
+    with Collection(overridden, LoadOptions(kconfig={"LINUX_KERNEL_VERSION": 7})) as coll:
+        assert coll.programs["gd"].test_run(bytes(64)).retval == 5 + 7
+
+
+def test_strong_kconfig_without_a_value_is_an_error() -> None:
+    spec = _global_data_spec(strong_config="CONFIG_EBPF_TEST_DOES_NOT_EXIST")
+    with pytest.raises(KconfigError, match="CONFIG_EBPF_TEST_DOES_NOT_EXIST is not set in /proc/config.gz"):
+        Collection(spec)
+    spec.variables["CONFIG_EBPF_TEST_DOES_NOT_EXIST"].weak = True
+    with Collection(spec) as coll:
+        assert coll.programs["gd"].test_run(bytes(64)).retval == 5
+
+
+def test_pinned_maps_are_reused_by_a_second_collection(pin_dir: Path) -> None:
+    spec = _global_data_spec()
+    spec.maps["shared"] = MapSpec("shared", MapType.HASH, 4, 4, 8, pinning=PinType.BY_NAME)
+    opts = LoadOptions(pin_root=str(pin_dir))
+    with Collection(spec, opts) as first:
+        first.maps["shared"][u32(1)] = u32(2)
+        assert (pin_dir / "shared").exists()
+        with Collection(spec, opts) as second:
+            assert second.maps["shared"].reused
+            assert second.maps["shared"][u32(1)] == u32(2)
