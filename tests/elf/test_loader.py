@@ -20,7 +20,7 @@ BPF_F_RDONLY_PROG = 0x80
 BPF_F_MMAPABLE = 0x400
 
 ALL_OBJECTS = sorted(p.name for p in DATA.glob("*.o"))
-BOTH_ORDERS = ["xdp_fw", "tc_cls", "map_in_map", "legacy_maps"]
+BOTH_ORDERS = ["xdp_fw", "tc_cls", "map_in_map", "legacy_maps", "subprogs"]
 
 
 def test_corpus_is_complete() -> None:
@@ -36,6 +36,7 @@ def test_corpus_is_complete() -> None:
             "tracer",
             "sections",
             "nobtf",
+            "subprogs",
         )
     }
     expected |= {f"{n}.be.o" for n in BOTH_ORDERS}
@@ -315,6 +316,31 @@ def test_sections_object(load: Load) -> None:
     assert all(p.type is not ProgramType.UNSPEC for p in spec.programs.values())
     assert spec.programs["xdp_frags_devmap"].flags == 0x20
     assert spec.programs["sys_prog"].flags == 0x10
+
+
+@pytest.mark.parametrize("name", ["subprogs.o", "subprogs.be.o"])
+def test_subprogram_layout(name: str, load: Load) -> None:
+    """libbpf's depth-first order: entry, mid, leaf (mid's callee), global_helper,
+    local_in_section (same-section static, called without relocation), loop_cb (callback)."""
+    spec = load(name)
+    assert set(spec.programs) == {"entry", "other"}  # the called static in "xdp" is no program
+    entry = spec.programs["entry"]
+    assert entry.instructions.slots == 43
+    assert not entry.relocations
+    slots = dict(_slots(entry.instructions))
+    targets = {
+        s: s + 1 + (i.imm if i.opcode == 0x85 else i.imm & 0xFFFFFFFF)
+        for s, i in slots.items()
+        if (i.opcode == 0x85 and i.src == 1) or (i.opcode == 0x18 and i.src == 4)
+    }
+    assert targets == {1: 24, 4: 30, 8: 33, 14: 36, 24: 27, 37: 27}
+    assert slots[14].opcode == 0x18 and slots[14].src == 4  # lddw r2, loop_cb
+    if entry.func_info:
+        assert [f.insn for f in entry.func_info] == [0, 24, 27, 30, 33, 36]
+        names = [spec.btf[f.type_id].name for f in entry.func_info] if spec.btf else []
+        assert names == ["entry", "mid", "leaf", "global_helper", "local_in_section", "loop_cb"]
+    other = spec.programs["other"]
+    assert other.type is ProgramType.SCHED_CLS and other.instructions.slots == 7
 
 
 def test_without_btf(load: Load) -> None:

@@ -22,7 +22,17 @@ pytestmark = pytest.mark.skipif(OBJDUMP is None, reason="llvm-objdump-19 is not 
 _FUNC = re.compile(r"^[0-9a-f]+ <(?P<name>[^>]+)>:$")
 _INSN = re.compile(r"^\s*(?P<slot>\d+):\t(?P<bytes>[0-9a-f]{2}(?: [0-9a-f]{2})*)")
 
-OBJECTS = ["xdp_fw.o", "xdp_fw.be.o", "tc_cls.o", "tc_cls.be.o", "tailcall.o", "map_in_map.o", "tracer.o"]
+OBJECTS = [
+    "xdp_fw.o",
+    "xdp_fw.be.o",
+    "tc_cls.o",
+    "tc_cls.be.o",
+    "tailcall.o",
+    "map_in_map.o",
+    "tracer.o",
+    "subprogs.o",
+    "subprogs.be.o",
+]
 
 
 def _objdump(name: str) -> dict[str, bytes]:

@@ -9,9 +9,10 @@
 Rule 1: programs are the function symbols of executable sections other than ``.text``
 (global ones always; static ones unless another function calls them). Functions of ``.text``
 and called static functions are subprograms: each program gets a copy of every function it
-reaches (calls, and ``lddw rX, func`` for callbacks), appended after its own body in order of
-first reference, with call (``src 1``) and ``BPF_PSEUDO_FUNC`` (``src 4``) immediates set to
-the final relative slot offsets.
+reaches (calls, and ``lddw rX, func`` for callbacks), appended after its own body in libbpf's
+order (depth first: a function's callees follow it, in order of first reference), with call
+(``src 1``) and ``BPF_PSEUDO_FUNC`` (``src 4``) immediates set to the final relative slot
+offsets. An executable section with code but no function symbol is an error.
 
 Rule 2: an ``lddw`` relocated against a map, global data or an extern keeps ``src 0`` and
 ``imm 0`` and is listed in :attr:`ProgramSpec.relocations` by slot (a data offset goes into
@@ -407,6 +408,9 @@ class _Loader:
                 if not sec.executable:
                     raise self.fail(f"function {sym.name!r} in non-executable section {sec.name!r}")
                 by_section.setdefault(sym.shndx, []).append(sym)
+        for sec in self.elf.sections:
+            if sec.executable and sec.size and sec.type == SHT_PROGBITS and sec.index not in by_section:
+                raise self.fail(f"section {sec.name!r} holds code but no function symbol")
         funcs: dict[tuple[int, int], _Func] = {}
         for shndx in sorted(by_section):
             sec = self.elf.sections[shndx]
@@ -614,19 +618,22 @@ class _Loader:
         return programs
 
     def _link(self, entry: _Func) -> tuple[list[Instruction], dict[int, Relocation], list[tuple[_Func, int]]]:
+        # libbpf's order: depth first, a callee right after the first reference to it is met
         layout: list[_Func] = [entry]
         start: dict[int, int] = {id(entry): 0}
         total = entry.slots
-        i = 0
-        while i < len(layout):
-            f = layout[i]
-            for local in sorted(f.calls):
-                target = f.calls[local]
-                if id(target) not in start:
-                    start[id(target)] = total
-                    total += target.slots
-                    layout.append(target)
-            i += 1
+        stack = [iter(sorted(entry.calls.items()))]
+        while stack:
+            step = next(stack[-1], None)
+            if step is None:
+                stack.pop()
+                continue
+            target = step[1]
+            if id(target) not in start:
+                start[id(target)] = total
+                total += target.slots
+                layout.append(target)
+                stack.append(iter(sorted(target.calls.items())))
         insns: list[Instruction] = []
         relocs: dict[int, Relocation] = {}
         for f in layout:

@@ -23,8 +23,8 @@ CFLAGS="-O2 -g -Wall -Wno-unused-function -D__TARGET_ARCH_x86 \
   -fdebug-prefix-map=$here=. -fdebug-prefix-map=$work=. -fmacro-prefix-map=$here=. \
   -fno-ident"
 
-LE="xdp_fw tc_cls socket_filter legacy_maps tailcall map_in_map tracer sections"
-BE="xdp_fw tc_cls map_in_map legacy_maps"
+LE="xdp_fw tc_cls socket_filter legacy_maps tailcall map_in_map tracer sections subprogs"
+BE="xdp_fw tc_cls map_in_map legacy_maps subprogs"
 
 out=$here
 [ $check = 1 ] && out=$work
