@@ -7,13 +7,16 @@
     spec.to_bytes() == open("/sys/kernel/btf/vmlinux", "rb").read()   # True
 
 The modules ``parse`` and ``marshal`` hold the functions behind ``Spec.from_bytes`` and
-``Spec.to_bytes``. Not here yet: split BTF (module BTF on a base), ``.BTF.ext``, CO-RE, C dumps.
+``Spec.to_bytes`` (split BTF: ``Spec.from_bytes(data, base=vmlinux)``). ``dump_c`` writes a
+C header (``vmlinux.h``); ``format_value``/``to_python`` print and decode values by type.
 """
 
 from __future__ import annotations
 
+from .cdump import dump_c
 from .ext import BTFExt, CoreRelo, CoreRelocKind, FuncInfo, LineInfo, parse_btf_ext
 from .marshal import StringTableBuilder
+from .pretty import format_value, to_python
 from .spec import ByteOrder, Spec, StringTable, references
 from .types import (
     Array,
@@ -86,6 +89,9 @@ __all__ = [
     "VarSecinfo",
     "Void",
     "Volatile",
+    "dump_c",
+    "format_value",
     "parse_btf_ext",
     "references",
+    "to_python",
 ]

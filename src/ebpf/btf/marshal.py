@@ -43,7 +43,7 @@ from .types import (
     Volatile,
 )
 
-__all__ = ["StringTableBuilder", "marshal"]
+__all__ = ["StringTableBuilder", "marshal", "string_table"]
 
 _U32 = 0xFFFFFFFF
 
@@ -53,12 +53,23 @@ class StringTableBuilder:
 
     Args:
         base: an existing table to keep as is (new strings are appended), or ``None``.
+        split_of: for split BTF, the base BTF's table: its strings are reused, and this
+            section's offsets start where it ends (the section itself may start empty).
     """
 
-    def __init__(self, base: StringTable | None = None) -> None:
+    def __init__(self, base: StringTable | None = None, *, split_of: StringTable | None = None) -> None:
+        if split_of is None and base is not None:
+            split_of = base.base
         self._base = base
-        self._chunks: list[bytes] = [base.data if base is not None and base.data else b"\0"]
-        self._size = len(self._chunks[0])
+        self._split_of = split_of
+        if split_of is None:
+            first = base.data if base is not None and base.data else b"\0"
+            self._start = 0
+        else:
+            first = base.data if base is not None else b""
+            self._start = split_of.end
+        self._chunks: list[bytes] = [first]
+        self._size = len(first)
         self._added: dict[str, int] = {"": 0}
 
     def add(self, text: str) -> int:
@@ -68,11 +79,13 @@ class StringTableBuilder:
             return off
         if self._base is not None:
             off = self._base.offset_of(text)
+        if off is None and self._split_of is not None:
+            off = self._split_of.offset_of(text)
         if off is None:
             raw = text.encode()
             if b"\0" in raw:
                 raise BTFError(f"string {text!r} contains NUL")
-            off = self._size
+            off = self._start + self._size
             self._chunks.append(raw + b"\0")
             self._size += len(raw) + 1
         self._added[text] = off
@@ -141,24 +154,41 @@ def _encode(t: Type, out: list[int], add: StringTableBuilder) -> None:
             raise BTFError(f"cannot encode {t!r}")
 
 
+def string_table(spec: Spec) -> StringTable:
+    """The string table ``spec`` encodes with: its parsed one, or the one a fresh Spec gets."""
+    if spec.strings is not None:
+        return spec.strings
+    split_of = string_table(spec.base) if spec.base is not None else None
+    builder = StringTableBuilder(split_of=split_of)
+    for t in spec.types[spec.first_id :]:
+        _encode(t, [], builder)
+    return StringTable(builder.to_bytes(), base=split_of)
+
+
 def marshal(spec: Spec, *, byteorder: ByteOrder | None = None) -> bytes:
     """Encode ``spec`` as a raw BTF blob.
 
     Args:
         spec: the types; ``spec.strings`` (if any) is kept as the start of the string section.
+            A split Spec (``spec.base`` set) encodes only its own types, with string offsets
+            that continue the base's string table.
         byteorder: ``"little"`` or ``"big"``; ``None`` means ``spec.byteorder``.
 
     Raises:
         BTFError: a value does not fit its field (the error names the type id).
     """
     order = spec.byteorder if byteorder is None else byteorder
-    builder = StringTableBuilder(spec.strings)
+    if spec.base is not None:
+        split_of = spec.strings.base if spec.strings is not None else None
+        builder = StringTableBuilder(spec.strings, split_of=split_of or string_table(spec.base))
+    else:
+        builder = StringTableBuilder(spec.strings)
     out: list[int] = []
-    for type_id, t in enumerate(spec.types):
-        if type_id == 0:
-            if not isinstance(t, Void):
-                raise BTFError("type id 0 must be Void")
-            continue
+    first = spec.first_id
+    if not isinstance(spec.types[0], Void):
+        raise BTFError("type id 0 must be Void")
+    for type_id in range(first, len(spec.types)):
+        t = spec.types[type_id]
         try:
             _encode(t, out, builder)
         except BTFError as err:

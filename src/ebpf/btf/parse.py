@@ -149,18 +149,29 @@ def parse_header(
     return found, hdr_len, hdr_len + type_off, type_len, hdr_len + str_off, str_len
 
 
-def parse(data: bytes, *, byteorder: ByteOrder | None = None, source: str | None = None) -> Spec:
+def parse(
+    data: bytes, *, byteorder: ByteOrder | None = None, source: str | None = None, base: Spec | None = None
+) -> Spec:
     """Parse a raw BTF blob; see :meth:`ebpf.btf.Spec.from_bytes`."""
     data = bytes(data)
     order, _, type_start, type_len, str_start, str_len = parse_header(
         data, byteorder=byteorder, source=source
     )
     raw_strings = data[str_start : str_start + str_len]
-    if raw_strings and raw_strings[0] != 0:
+    if base is None and raw_strings and raw_strings[0] != 0:
         raise BTFError("string section does not start with an empty string", source=source, offset=str_start)
     if raw_strings and raw_strings[-1] != 0:
         raise BTFError("string section does not end with NUL", source=source, offset=str_start + str_len - 1)
-    strings = StringTable(raw_strings)
+    if base is None:
+        strings = StringTable(raw_strings)
+    else:
+        if base.strings is None:
+            from .marshal import string_table
+
+            base_strings = string_table(base)
+        else:
+            base_strings = base.strings
+        strings = StringTable(raw_strings, base=base_strings)
     words = array("I")
     assert words.itemsize == 4
     words.frombytes(data[type_start : type_start + type_len])
@@ -171,14 +182,17 @@ def parse(data: bytes, *, byteorder: ByteOrder | None = None, source: str | None
     collecting = gc.isenabled()
     gc.disable()
     try:
-        types, offsets, max_ref = _parse_types(words, strings, type_start, source)
+        types, offsets, max_ref = _parse_types(
+            words, strings, type_start, source, list(base.types) if base is not None else [Void()]
+        )
     except (IndexError, struct.error, ValueError, OverflowError) as err:  # pragma: no cover - safety net
         raise BTFError(f"malformed type section: {err}", source=source, offset=type_start) from None
     finally:
         if collecting:
             gc.enable()
+    first = 1 if base is None else len(base.types)
     if max_ref >= len(types):
-        for type_id, t in enumerate(types):
+        for type_id, t in enumerate(types[first:], first):
             for ref in references(t):
                 if ref >= len(types):
                     raise BTFError(
@@ -187,17 +201,18 @@ def parse(data: bytes, *, byteorder: ByteOrder | None = None, source: str | None
                         source=source,
                         offset=offsets[type_id],
                     )
-    problem = _check_targets(types)
+    problem = _check_targets(types, first)
     if problem is not None:
         type_id, message = problem
         t = types[type_id]
         raise BTFError(f"type [{type_id}] {t.kind.name}: {message}", source=source, offset=offsets[type_id])
-    return Spec(types, strings=strings, byteorder=order)
+    return Spec(types, strings=strings, byteorder=order, base=base)
 
 
-def _check_targets(types: list[Type]) -> tuple[int, str] | None:
+def _check_targets(types: list[Type], first: int = 1) -> tuple[int, str] | None:
     """The kernel's checks of what FUNC, DECL_TAG and DATASEC may refer to: ``(id, problem)``."""
-    for type_id, t in enumerate(types):
+    for type_id in range(first, len(types)):
+        t = types[type_id]
         if isinstance(t, Func):
             target = types[t.type]
             if not isinstance(target, FuncProto):
@@ -225,11 +240,13 @@ def _check_targets(types: list[Type]) -> tuple[int, str] | None:
 
 
 def _parse_types(
-    words: array[int], strings: StringTable, base: int, source: str | None
+    words: array[int], strings: StringTable, base: int, source: str | None, types: list[Type]
 ) -> tuple[list[Type], list[int], int]:
-    """Walk the type section; returns the types (Void first), their offsets and the largest reference."""
-    types: list[Type] = [Void()]
-    offsets = [0]
+    """Walk the type section after ``types`` (``[Void()]``, or a split BTF's base types).
+
+    Returns every type, their offsets (0 for base types) and the largest reference.
+    """
+    offsets = [0] * len(types)
     n = len(words)
     cache_get = strings._by_offset.get
     max_ref = 0

@@ -55,26 +55,37 @@ class StringTable:
 
     Offset 0 is the empty string. :meth:`offset_of` finds the offset of a string, preferring
     the offsets the parsed types used, so re-encoding reproduces them.
+
+    Split BTF (module BTF on a base): ``base`` is the base's table; this table's own bytes
+    start at offset :attr:`start` (the end of the base's), and lower offsets are the base's.
     """
 
-    __slots__ = ("_by_offset", "_by_string", "data")
+    __slots__ = ("_by_offset", "_by_string", "base", "data", "start")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, *, base: StringTable | None = None) -> None:
         self.data = bytes(data)
+        self.base = base
+        self.start = 0 if base is None else base.end
         self._by_offset: dict[int, str] = {0: ""}
         self._by_string: dict[str, int] | None = None
+
+    @property
+    def end(self) -> int:
+        """The offset just past this table (and its base)."""
+        return self.start + len(self.data)
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, StringTable) and other.data == self.data
+        return isinstance(other, StringTable) and other.data == self.data and other.base == self.base
 
     def __hash__(self) -> int:
         return hash(self.data)
 
     def __repr__(self) -> str:
-        return f"StringTable({len(self.data)} bytes)"
+        split = f", split at {self.start}" if self.base is not None else ""
+        return f"StringTable({len(self.data)} bytes{split})"
 
     def lookup(self, offset: int) -> str:
         """Return the string at ``offset``.
@@ -86,34 +97,40 @@ class StringTable:
             return self._by_offset[offset]
         except KeyError:
             pass
+        if offset < self.start and self.base is not None:
+            return self.base.lookup(offset)
         data = self.data
-        if not 0 <= offset < len(data):
-            raise BTFError(f"string offset {offset} out of range (string section is {len(data)} bytes)")
-        end = data.find(b"\0", offset)
+        local = offset - self.start
+        if not 0 <= local < len(data):
+            raise BTFError(f"string offset {offset} out of range (string section ends at {self.end})")
+        end = data.find(b"\0", local)
         if end < 0:
             raise BTFError(f"string at offset {offset} is not NUL-terminated")
         try:
-            text = data[offset:end].decode()
+            text = data[local:end].decode()
         except UnicodeDecodeError as err:
             raise BTFError(f"string at offset {offset} is not valid UTF-8: {err.reason}") from None
         self._by_offset[offset] = text
         return text
 
     def offset_of(self, text: str) -> int | None:
-        """The offset of ``text`` in this table, or ``None`` if it is not there."""
+        """The offset of ``text`` in this table (its own bytes, then its base), or ``None``."""
         if self._by_string is None:
             index: dict[str, int] = {}
             for off in sorted(self._by_offset):
                 index.setdefault(self._by_offset[off], off)
-            pos = 0
-            for raw in self.data.split(b"\0"):
+            pos = self.start
+            for raw in self.data.split(b"\0")[: self.data.count(b"\0")]:
                 try:
                     index.setdefault(raw.decode(), pos)
                 except UnicodeDecodeError:
                     pass
                 pos += len(raw) + 1
             self._by_string = index
-        return self._by_string.get(text)
+        found = self._by_string.get(text)
+        if found is None and self.base is not None:
+            return self.base.offset_of(text)
+        return found
 
 
 def references(t: Type) -> tuple[int, ...]:
@@ -139,9 +156,13 @@ class Spec(Sequence[Type]):
     """The types of one BTF blob (``btf.Spec``), indexed by type id.
 
     Args:
-        types: every type in id order, ``Void()`` first.
+        types: every type in id order, ``Void()`` first (for split BTF: the base's types, then
+            its own).
         strings: the string table the types were parsed from, or ``None`` for fresh types.
         byteorder: the byte order of the parsed blob; the default for :meth:`to_bytes`.
+        base: for split BTF (a kernel module's), the base Spec (vmlinux) whose ids and strings
+            this one continues. Its own types have ids from :attr:`first_id` on; only they
+            are encoded by :meth:`to_bytes`.
 
     >>> from ebpf import btf
     >>> spec = btf.Spec.build([btf.Int("int", 4, btf.IntEncoding.SIGNED, bits=32), btf.Typedef("pid_t", 1)])
@@ -153,7 +174,7 @@ class Spec(Sequence[Type]):
     True
     """
 
-    __slots__ = ("_names", "byteorder", "strings", "types")
+    __slots__ = ("_names", "base", "byteorder", "strings", "types")
 
     def __init__(
         self,
@@ -161,25 +182,44 @@ class Spec(Sequence[Type]):
         *,
         strings: StringTable | None = None,
         byteorder: ByteOrder = "little",
+        base: Spec | None = None,
     ) -> None:
         self.types: tuple[Type, ...] = tuple(types)
         if not self.types or not isinstance(self.types[0], Void):
             raise BTFError("type id 0 must be Void")
+        if base is not None:
+            n = len(base.types)
+            if len(self.types) < n or self.types[:n] != base.types:
+                raise BTFError("a split Spec's types must start with its base's types")
+        self.base = base
         self.strings = strings
         self.byteorder: ByteOrder = byteorder
         self._names: dict[str, list[int]] | None = None
 
+    @property
+    def first_id(self) -> int:
+        """The id of this Spec's first own type: 1, or the base's type count for split BTF."""
+        return 1 if self.base is None else len(self.base.types)
+
     # --- construction -------------------------------------------------------------------
 
     @classmethod
-    def build(cls, types: Iterable[Type], *, byteorder: ByteOrder = "little") -> Spec:
-        """A Spec of fresh types; the first gets id 1. Checks that every reference exists.
+    def build(
+        cls, types: Iterable[Type], *, byteorder: ByteOrder = "little", base: Spec | None = None
+    ) -> Spec:
+        """A Spec of fresh types; the first gets id 1 (split BTF: the base's type count).
+
+        Checks that every reference exists (in this Spec or its base).
 
         Raises:
             BTFError: a type refers to an id beyond the table, or a type is ``Void``.
         """
-        spec = cls([Void(), *types], byteorder=byteorder)
-        for type_id, t in enumerate(spec.types[1:], 1):
+        if base is None:
+            spec = cls([Void(), *types], byteorder=byteorder)
+        else:
+            spec = cls([*base.types, *types], byteorder=byteorder, base=base)
+        first = spec.first_id
+        for type_id, t in enumerate(spec.types[first:], first):
             if isinstance(t, Void):
                 raise BTFError(f"type [{type_id}]: Void can only be type id 0")
             for ref in references(t):
@@ -191,7 +231,12 @@ class Spec(Sequence[Type]):
 
     @classmethod
     def from_bytes(
-        cls, data: bytes, *, byteorder: ByteOrder | None = None, source: str | None = None
+        cls,
+        data: bytes,
+        *,
+        byteorder: ByteOrder | None = None,
+        source: str | None = None,
+        base: Spec | None = None,
     ) -> Spec:
         """Parse raw BTF (the ``.BTF`` section, or ``/sys/kernel/btf/vmlinux``).
 
@@ -199,18 +244,22 @@ class Spec(Sequence[Type]):
             data: the blob, header first.
             byteorder: expected byte order; ``None`` takes it from the magic.
             source: a name for the input, used in error messages.
+            base: parse split BTF (``/sys/kernel/btf/<module>``) on this base (vmlinux):
+                type ids and string offsets continue the base's.
 
         Raises:
             BTFError: the blob is malformed; the error names the offset and the problem.
         """
         from .parse import parse
 
-        return parse(data, byteorder=byteorder, source=source)
+        return parse(data, byteorder=byteorder, source=source, base=base)
 
     @classmethod
-    def from_file(cls, path: str | Path, *, byteorder: ByteOrder | None = None) -> Spec:
+    def from_file(
+        cls, path: str | Path, *, byteorder: ByteOrder | None = None, base: Spec | None = None
+    ) -> Spec:
         """Parse a raw BTF file (not an ELF object), e.g. ``/sys/kernel/btf/vmlinux``."""
-        return cls.from_bytes(Path(path).read_bytes(), byteorder=byteorder, source=str(path))
+        return cls.from_bytes(Path(path).read_bytes(), byteorder=byteorder, source=str(path), base=base)
 
     def to_bytes(self, byteorder: ByteOrder | None = None) -> bytes:
         """Encode as raw BTF; see :func:`ebpf.btf.marshal.marshal`."""
@@ -236,6 +285,9 @@ class Spec(Sequence[Type]):
         return hash(self.types)
 
     def __repr__(self) -> str:
+        if self.base is not None:
+            own = len(self.types) - self.first_id
+            return f"Spec({own} types on a base of {self.first_id - 1}, {self.byteorder})"
         return f"Spec({len(self.types) - 1} types, {self.byteorder})"
 
     # --- queries ------------------------------------------------------------------------

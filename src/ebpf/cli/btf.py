@@ -1,0 +1,115 @@
+"""CLI layer: ``ebpf btf``, the BPF Type Format: ``ebpf btf dump FILE`` like ``bpftool btf dump``.
+
+Rule 1: FILE is raw BTF (``/sys/kernel/btf/vmlinux``, a module's ``/sys/kernel/btf/X`` with
+``--base``) or an ELF object, whose ``.BTF`` section is read with pyelftools; the content
+decides, not the name.
+
+Rule 2: ``--format raw`` prints bpftool's ``[id] KIND 'name' ...`` listing, ``c`` a compilable
+header (``vmlinux.h``), ``json`` (or ``--json``) bpftool's ``-j`` document. The group stays
+open: other subcommands (``btf list``) are added to :data:`btf` by their own modules.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import click
+
+from ebpf.btf import Spec
+from ebpf.cli._common import Printer, fail, json_option
+from ebpf.cli._input import display_name, read_input
+from ebpf.errors import BTFError
+
+__all__ = ["btf", "dump", "load_btf"]
+
+_ELF_MAGIC = b"\x7fELF"
+
+
+def load_btf(data: bytes, *, source: str, base: Spec | None = None) -> Spec:
+    """Parse FILE's bytes: raw BTF, or the ``.BTF`` section of an ELF object."""
+    if data[:4] == _ELF_MAGIC:
+        data = _elf_btf(data, source)
+    return Spec.from_bytes(data, source=source, base=base)
+
+
+def _elf_btf(data: bytes, source: str) -> bytes:
+    from elftools.common.exceptions import ELFError as PyELFError
+    from elftools.common.exceptions import ELFParseError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        section = ELFFile(io.BytesIO(data)).get_section_by_name(".BTF")
+        if section is None:
+            raise BTFError("the ELF object has no .BTF section (compile with clang -g)", source=source)
+        raw: bytes = section.data()
+    except (PyELFError, ELFParseError, ValueError, IndexError) as err:
+        raise BTFError(f"malformed ELF object: {err}", source=source) from None
+    return raw
+
+
+@click.group(short_help="Inspect BTF type information (like bpftool btf).")
+def btf() -> None:
+    """BTF, the BPF Type Format: the types of the kernel (/sys/kernel/btf/vmlinux) and of objects.
+
+    \b
+    ebpf btf dump /sys/kernel/btf/vmlinux              every type, like bpftool btf dump
+    ebpf btf dump /sys/kernel/btf/vmlinux --format c   vmlinux.h
+    ebpf btf dump prog.o --json                        an object's .BTF as JSON
+    """
+
+
+@btf.command(short_help="Print every type of a BTF file or an ELF object's .BTF.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["raw", "c", "json"]),
+    default="raw",
+    show_default=True,
+    help="raw: bpftool's '[id] KIND ...' lines; c: a C header (vmlinux.h); json: bpftool -j.",
+)
+@click.option(
+    "--base",
+    "-B",
+    "base_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="FILE is split BTF (a kernel module's) on this base, e.g. /sys/kernel/btf/vmlinux.",
+)
+@click.option(
+    "--root",
+    "roots",
+    type=int,
+    multiple=True,
+    metavar="ID",
+    help="With --format c: only this type and what it needs (repeatable).",
+)
+@json_option
+def dump(file: str, fmt: str, base_file: str | None, roots: tuple[int, ...], as_json: bool) -> None:
+    """Print the types of FILE: raw BTF (/sys/kernel/btf/*) or an ELF object (its .BTF section).
+
+    \b
+    ebpf btf dump /sys/kernel/btf/vmlinux --format c > vmlinux.h
+    ebpf btf dump /sys/kernel/btf/mod --base /sys/kernel/btf/vmlinux
+
+    Needs no root and no kernel.
+    """
+    from ebpf.btf.cdump import dump_c
+    from ebpf.btf.pretty import dump_raw, types_json
+
+    base = None
+    if base_file is not None:
+        base = load_btf(read_input(base_file), source=base_file)
+    source = display_name(file)
+    spec = load_btf(read_input(file), source=source, base=base)
+    if roots and fmt != "c":
+        raise fail("--root needs --format c")
+    if as_json or fmt == "json":
+        Printer.json(types_json(spec))
+        return
+    if fmt == "c":
+        text = dump_c(spec, ids=roots or None)
+    else:
+        text = dump_raw(spec)
+    sys.stdout.write(text)
+    sys.stdout.flush()
