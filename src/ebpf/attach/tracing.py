@@ -384,11 +384,12 @@ def kprobe_multi(
         fd = _abi.link_create(program.fd, 0, AttachType.TRACE_KPROBE_MULTI, 0, extra)
     except SyscallError as err:
         if err.errno in (_errno.EOPNOTSUPP, 524):  # EOPNOTSUPP / ENOTSUPP
-            detail = f"BPF_LINK_CREATE(BPF_TRACE_KPROBE_MULTI) failed with {_errno.errorcode.get(err.errno, err.errno)}"
+            name = "EOPNOTSUPP" if err.errno == _errno.EOPNOTSUPP else "ENOTSUPP (524)"
+            detail = f"BPF_LINK_CREATE(BPF_TRACE_KPROBE_MULTI) failed with {name}"
             config = _observe.describe_config("CONFIG_FPROBE")
             if config is not None:
                 detail += f"; {config}"
-            raise NotSupportedError("multi-kprobes", "5.18", detail) from err
+            raise NotSupportedError("multi-kprobes", detail=detail) from err
         err.add_note("while attaching a multi-kprobe")
         raise
     return FDLink(FD(fd), kind=f"kprobe_multi ({count} functions)")

@@ -1,0 +1,141 @@
+"""Cgroup programs on a test cgroup (connect4 refusing a blocked address) and socket filters."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ebpf import attach
+from ebpf.attach import LinkType
+from ebpf.errors import NotSupportedError
+from ebpf.spec import AttachType, ProgramType
+
+from ._util import ArrayMap, counter, links_of, load
+
+pytestmark = pytest.mark.kernel
+
+BLOCKED = "127.0.0.3"
+
+# struct bpf_sock_addr: user_ip4 at offset 4 (network byte order). Return 0 = refuse (EPERM).
+CONNECT4 = """
+    r2 = *(u32 *)(r1 + 4)
+    if r2 == {blocked} goto deny
+    r0 = 1
+    exit
+deny:
+    r0 = 0
+    exit
+"""
+
+CLIENT = """
+import socket, sys
+s = socket.socket()
+s.settimeout(3)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("ok")
+except OSError as e:
+    print(e.errno)
+"""
+
+
+def connect_from(cgroup: Path, host: str, port: int) -> str:
+    """Try a TCP connect from a child process placed in ``cgroup``; "ok" or the errno."""
+
+    def enter() -> None:
+        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", CLIENT, host, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        preexec_fn=enter,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_connect4_refuses_blocked_address_until_detached(test_cgroup: Path) -> None:
+    blocked = int.from_bytes(socket.inet_aton(BLOCKED), sys.byteorder)
+    with socket.socket() as server:
+        server.bind(("0.0.0.0", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        with load(
+            CONNECT4.format(blocked=blocked),
+            ProgramType.CGROUP_SOCK_ADDR,
+            attach_type=AttachType.CGROUP_INET4_CONNECT,
+        ) as prog:
+            assert connect_from(test_cgroup, BLOCKED, port) == "ok"
+            with attach.cgroup(prog, test_cgroup, AttachType.CGROUP_INET4_CONNECT) as link:
+                info = link.info()
+                assert info.type == LinkType.CGROUP
+                assert info.details["attach_type"] == AttachType.CGROUP_INET4_CONNECT
+                assert info.details["cgroup_id"] == os.stat(test_cgroup).st_ino
+                assert connect_from(test_cgroup, BLOCKED, port) == str(errno.EPERM)
+                assert connect_from(test_cgroup, "127.0.0.1", port) == "ok"
+                # a process outside the cgroup is not affected
+                with socket.create_connection((BLOCKED, port), timeout=3):
+                    pass
+                link.detach()
+                assert connect_from(test_cgroup, BLOCKED, port) == "ok"
+            assert links_of({prog.info().id}) == []
+
+
+def test_cgroup_skb_counts_egress_and_updates(test_cgroup: Path) -> None:
+    with (
+        ArrayMap() as m,
+        load(
+            counter(m.fd, 0, ret=1), ProgramType.CGROUP_SKB, attach_type=AttachType.CGROUP_INET_EGRESS
+        ) as p0,
+        load(
+            counter(m.fd, 1, ret=1), ProgramType.CGROUP_SKB, attach_type=AttachType.CGROUP_INET_EGRESS
+        ) as p1,
+        socket.socket() as server,
+    ):
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        with attach.cgroup(p0, test_cgroup, AttachType.CGROUP_INET_EGRESS) as link:
+            assert connect_from(test_cgroup, "127.0.0.1", port) == "ok"
+            assert m[0] >= 1  # at least the SYN
+            link.update(p1)
+            assert link.info().prog_id == p1.info().id
+            assert connect_from(test_cgroup, "127.0.0.1", port) == "ok"
+            assert m[1] >= 1
+        with pytest.raises(ValueError, match="not a cgroup attach type"):
+            attach.cgroup(p0, test_cgroup, AttachType.XDP)
+
+
+def test_socket_filter_drops_then_passes() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with (
+        a,
+        b,
+        ArrayMap() as m,
+        load(counter(m.fd, 0, ret=0), ProgramType.SOCKET_FILTER) as drop,
+        load(counter(m.fd, 1, ret=0xFFFF), ProgramType.SOCKET_FILTER) as keep,
+    ):
+        b.setblocking(False)
+        with attach.socket_filter(drop, b) as link:
+            a.send(b"one")
+            with pytest.raises(BlockingIOError):
+                b.recv(16)
+            assert m[0] == 1
+            link.update(keep)
+            a.send(b"two")
+            assert b.recv(16) == b"two"
+            assert m[1] == 1
+            with pytest.raises(NotSupportedError, match="SO_ATTACH_BPF makes no BPF link"):
+                link.pin("/sys/fs/bpf/nope")
+            link.update(drop)
+        a.send(b"three")  # detached on close
+        assert b.recv(16) == b"three"
+        assert m[0] == 1
