@@ -135,3 +135,59 @@ class BatchAttr(ctypes.Structure):
         ("elem_flags", ctypes.c_uint64),
         ("flags", ctypes.c_uint64),
     ]
+
+
+class BtfLoadAttr(ctypes.Structure):
+    """``union bpf_attr`` for ``BPF_BTF_LOAD``, as in the UAPI."""
+
+    _fields_ = [
+        ("btf", ctypes.c_uint64),
+        ("btf_log_buf", ctypes.c_uint64),
+        ("btf_size", ctypes.c_uint32),
+        ("btf_log_size", ctypes.c_uint32),
+        ("btf_log_level", ctypes.c_uint32),
+        ("btf_log_true_size", ctypes.c_uint32),
+    ]
+
+
+def load_btf(blob: bytes) -> int:
+    """``BPF_BTF_LOAD`` of ``blob``: a BTF fd."""
+    from ebpf.kernel._syscall import bpf
+    from ebpf.kernel.uapi import Cmd
+
+    data = ctypes.create_string_buffer(blob, len(blob))
+    log = ctypes.create_string_buffer(1 << 16)
+    attr = BtfLoadAttr(btf=ctypes.addressof(data), btf_size=len(blob))
+    attr.btf_log_buf, attr.btf_log_size, attr.btf_log_level = ctypes.addressof(log), 1 << 16, 1
+    try:
+        return bpf(Cmd.BTF_LOAD, attr)  # type: ignore[arg-type]
+    except Exception as err:
+        err.add_note(log.value.decode(errors="replace"))
+        raise
+
+
+def create_map_btf(
+    mtype: int,
+    key_size: int,
+    value_size: int,
+    max_entries: int,
+    btf_fd: int,
+    key_id: int,
+    value_id: int,
+    flags: int = 0,
+) -> int:
+    """``BPF_MAP_CREATE`` with BTF key/value types."""
+    from ebpf.kernel._syscall import bpf
+    from ebpf.kernel.uapi import Cmd, MapCreateAttr
+
+    attr = MapCreateAttr(
+        map_type=mtype,
+        key_size=key_size,
+        value_size=value_size,
+        max_entries=max_entries,
+        map_flags=flags,
+        btf_fd=btf_fd,
+        btf_key_type_id=key_id,
+        btf_value_type_id=value_id,
+    )
+    return bpf(Cmd.MAP_CREATE, attr)

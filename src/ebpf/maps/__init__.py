@@ -44,6 +44,7 @@ from ebpf.maps._errors import (
     MapOperationNotSupportedError,
     errno_of,
 )
+from ebpf.maps._lock import check_btf, find_spin_lock
 from ebpf.maps.array import ArrayMap, PerCPUArrayMap
 from ebpf.maps.bloom import BloomFilterMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
@@ -103,6 +104,7 @@ __all__ = [
     "create",
     "def_from_spec",
     "errno_of",
+    "find_spin_lock",
     "lpm_key",
 ]
 
@@ -202,12 +204,13 @@ def create(defn: MapDef | MapSpec, memory: Memory | None = None, *, ncpus: int =
     if cls is None:
         raise NotSupportedError(f"user-space map type {defn.type.name}")
     m = cls(defn, memory, ncpus=ncpus)
-    if spec is not None:
-        m.spec = spec
-        try:
+    try:
+        m._lock_offset = check_btf(m)
+        if spec is not None:
+            m.spec = spec
             for key, value in spec.contents:
                 m.update(key, value)
-        except BaseException:
-            m.close()
-            raise
+    except BaseException:
+        m.close()
+        raise
     return m

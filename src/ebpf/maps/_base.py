@@ -159,6 +159,7 @@ class Map:
         self.ncpus = ncpus
         self.spec: MapSpec | None = None
         """The ``MapSpec`` this map was created from, if any (set by ``maps.create``)."""
+        self._lock_offset: int | None = None  # set by maps.create from the value's BTF
         self._closed = False
 
     # --- attributes -----------------------------------------------------------------------------
@@ -267,7 +268,69 @@ class Map:
     @property
     def lock_offset(self) -> int | None:
         """Byte offset of the value's ``struct bpf_spin_lock``, or ``None`` (no lock)."""
+        return self._lock_offset
+
+    def _mask_lock(self, value: bytes) -> bytes:
+        """A value as user space sees it: the lock word reads as zero."""
+        off = self._lock_offset
+        if off is None:
+            return value
+        return value[:off] + bytes(4) + value[off + 4 :]
+
+    def _write_value(self, view: memoryview, value: bytes) -> None:
+        """Store ``value`` into a value slot, leaving the lock word alone (``copy_map_value``)."""
+        off = self._lock_offset
+        if off is None:
+            view[:] = value
+        else:
+            view[:off] = value[:off]
+            view[off + 4 :] = value[off + 4 :]
+
+    def _lock_word_address(self, address: int) -> int | None:
+        """The start of the value whose lock word is at ``address``, if it is one of ours."""
         return None
+
+    def spin_lock(self, address: int) -> None:
+        """``bpf_spin_lock(address)``: take the lock word of one of this map's values.
+
+        Single-threaded: a lock that is already held would never be released (``EDEADLK``).
+
+        Raises:
+            InvalidMapArgumentError: ``address`` is not the lock of a value of this map.
+            MapError: the lock is already held (``EDEADLK``).
+        """
+        view = self._lock_view(address)
+        if view[0] or view[1] or view[2] or view[3]:
+            raise MapError(
+                f"{self.label}: bpf_spin_lock at {address:#x} is already held", errno=errno.EDEADLK
+            )
+        view[0] = 1  # qspinlock's _Q_LOCKED_VAL
+
+    def spin_unlock(self, address: int) -> None:
+        """``bpf_spin_unlock(address)``.
+
+        Raises:
+            InvalidMapArgumentError: ``address`` is not the lock of a value of this map.
+            MapError: the lock is not held (``EPERM``).
+        """
+        view = self._lock_view(address)
+        if not (view[0] or view[1] or view[2] or view[3]):
+            raise MapError(
+                f"{self.label}: bpf_spin_unlock of {address:#x}, which is not held", errno=errno.EPERM
+            )
+        view[:4] = bytes(4)
+
+    def owns_lock(self, address: int) -> bool:
+        """Whether ``address`` is the ``bpf_spin_lock`` of one of this map's values."""
+        return self._lock_offset is not None and self._lock_word_address(address) is not None
+
+    def _lock_view(self, address: int) -> memoryview:
+        if self._lock_offset is None or self._lock_word_address(address) is None:
+            raise InvalidMapArgumentError(f"{self.label}: {address:#x} is not a bpf_spin_lock of this map")
+        region = self.memory.find(address, 4)
+        assert region is not None
+        off = address - region.start
+        return region.view[off : off + 4]
 
     def lookup_flags(self, key: bytes, flags: int = 0) -> bytes:
         """``BPF_MAP_LOOKUP_ELEM`` with ``flags`` (``BPF_F_LOCK``: a consistent copy under the lock).
@@ -468,8 +531,9 @@ class Map:
 
     def _check_update_flags(self, flags: int) -> None:
         """The kernel's ``(flags & ~BPF_F_LOCK) > BPF_EXIST`` check (BPF_F_LOCK needs a spin lock: EINVAL)."""
-        if flags not in (BPF_ANY, BPF_NOEXIST, BPF_EXIST):
+        if not 0 <= flags & ~BPF_F_LOCK <= BPF_EXIST:
             raise InvalidMapArgumentError(f"{self.label}: invalid update flags {flags:#x}")
+        self._check_lock_flag(flags)
 
     def _check_cpu(self, cpu: int) -> None:
         if not 0 <= cpu < self.ncpus:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from ebpf.errors import KeyNotFoundError
 from ebpf.maps._base import (
     ACCESS_MASK,
+    BPF_F_LOCK,
     BPF_NOEXIST,
     Map,
     MapDef,
@@ -113,20 +114,27 @@ class ArrayMap(Map):
         index = self._index(key)
         if index >= self.max_entries:
             raise KeyNotFoundError(key, f"{self.label}: index {index} >= max_entries {self.max_entries}")
-        return self._slot(index).tobytes()
+        return self._mask_lock(self._slot(index).tobytes())
+
+    def _lock_word_address(self, address: int) -> int | None:
+        region = self._regions[0]
+        if self.percpu or not region.start <= address < region.end:
+            return None
+        index, rem = divmod(address - region.start, self.stride)
+        return region.start + index * self.stride if rem == self._lock_offset else None
 
     def _prepare_update(self, key: bytes, flags: int) -> int:
         self._check_update_flags(flags)
         index = self._index(key)
         if index >= self.max_entries:
             raise MapFullError(f"{self.label}: index {index} >= max_entries {self.max_entries}")
-        if flags == BPF_NOEXIST:
+        if flags & ~BPF_F_LOCK == BPF_NOEXIST:
             raise KeyExistsError(f"{self.label}: BPF_NOEXIST on an array element (they always exist)")
         return index
 
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
         index = self._prepare_update(key, flags)
-        self._slot(index)[:] = self._value(value)
+        self._write_value(self._slot(index), self._value(value))
 
     def delete(self, key: bytes) -> None:
         self._index(key)

@@ -42,6 +42,7 @@ from ebpf.errors import KeyNotFoundError
 from ebpf.maps._base import (
     ACCESS_MASK,
     BPF_EXIST,
+    BPF_F_LOCK,
     BPF_NOEXIST,
     VALUE_SIZE_MAX,
     Batch,
@@ -107,6 +108,7 @@ class HashMap(Map):
         self.n_buckets = 1 << max(0, defn.max_entries - 1).bit_length()
         self._buckets: dict[int, list[bytes]] = {}  # bucket -> keys, head first
         self._used: list[int] = []  # sorted indices of non-empty buckets
+        self._by_start: dict[int, _Elem] = {}  # first value region's address -> element
 
     def _release(self) -> None:
         for elem in self._elems.values():
@@ -185,6 +187,7 @@ class HashMap(Map):
         return list(self._buckets.get(bucket, ()))
 
     def _unmap(self, elem: _Elem) -> None:
+        self._by_start.pop(elem.regions[0].start, None)
         for region in elem.regions:
             self.memory.unmap(region)
 
@@ -197,18 +200,25 @@ class HashMap(Map):
     # --- operations -----------------------------------------------------------------------------
 
     def lookup(self, key: bytes) -> bytes:
-        return self._find(key).regions[0].view.tobytes()
+        return self._mask_lock(self._find(key).regions[0].view.tobytes())
+
+    def _lock_word_address(self, address: int) -> int | None:
+        if self.percpu or self._lock_offset is None:
+            return None
+        start = address - self._lock_offset
+        return start if start in self._by_start else None
 
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
-        self._store(key, [self._value(value)], flags)
+        self._store(key, [self._value(value)], flags, in_place=bool(flags & BPF_F_LOCK))
 
     def _store(self, key: bytes, values: list[bytes], flags: int, *, in_place: bool = False) -> None:
         self._check_update_flags(flags)
         key = self._key(key)
         elem = self._elems.get(key)
-        if elem is not None and flags == BPF_NOEXIST:
+        mode = flags & ~BPF_F_LOCK
+        if elem is not None and mode == BPF_NOEXIST:
             raise KeyExistsError(f"{self.label}: key {key.hex()} exists (BPF_NOEXIST)")
-        if elem is None and flags == BPF_EXIST:
+        if elem is None and mode == BPF_EXIST:
             raise KeyNotFoundError(key, f"{self.label}: key does not exist (BPF_EXIST)")
         if elem is None:
             if len(self._elems) >= self.max_entries:
@@ -223,6 +233,7 @@ class HashMap(Map):
                 for cpu in range(len(values))
             ]
             elem = self._elems[key] = _Elem(key, regions)
+            self._by_start[regions[0].start] = elem
             self._link_head(key)
         else:
             if self.lru:
@@ -231,7 +242,7 @@ class HashMap(Map):
                 self._unlink(key)
                 self._link_head(key)
         for region, value in zip(elem.regions, values, strict=True):
-            region.view[:] = value
+            self._write_value(region.view, value)
 
     def lookup_and_delete(self, key: bytes) -> bytes:
         """``BPF_MAP_LOOKUP_AND_DELETE_ELEM``: the value of ``key`` (kernel layout), then delete it.
