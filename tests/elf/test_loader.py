@@ -37,6 +37,7 @@ def test_corpus_is_complete() -> None:
             "sections",
             "nobtf",
             "subprogs",
+            "samesec",
         )
     }
     expected |= {f"{n}.be.o" for n in BOTH_ORDERS}
@@ -321,9 +322,9 @@ def test_sections_object(load: Load) -> None:
 @pytest.mark.parametrize("name", ["subprogs.o", "subprogs.be.o"])
 def test_subprogram_layout(name: str, load: Load) -> None:
     """libbpf's depth-first order: entry, mid, leaf (mid's callee), global_helper,
-    local_in_section (same-section static, called without relocation), loop_cb (callback)."""
+    local_in_section, loop_cb (the bpf_loop callback)."""
     spec = load(name)
-    assert set(spec.programs) == {"entry", "other"}  # the called static in "xdp" is no program
+    assert set(spec.programs) == {"entry", "other"}
     entry = spec.programs["entry"]
     assert entry.instructions.slots == 43
     assert not entry.relocations
@@ -341,6 +342,17 @@ def test_subprogram_layout(name: str, load: Load) -> None:
         assert names == ["entry", "mid", "leaf", "global_helper", "local_in_section", "loop_cb"]
     other = spec.programs["other"]
     assert other.type is ProgramType.SCHED_CLS and other.instructions.slots == 7
+
+
+def test_static_function_in_program_section(load: Load) -> None:
+    """Called static function of the program's own section (no relocation): a subprogram."""
+    spec = load("samesec.o")
+    assert list(spec.programs) == ["samesec"]
+    prog = spec.programs["samesec"]
+    slots = dict(_slots(prog.instructions))
+    own = prog.instructions.slots - 3  # add_seven is 3 slots, appended
+    call = slots[1]
+    assert call.opcode == 0x85 and call.src == 1 and 1 + 1 + call.imm == own
 
 
 def test_without_btf(load: Load) -> None:

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Linking: nested static subprograms, a global subprogram, a static function in the program's
- * own section (called without a relocation), a bpf_loop callback that calls a subprogram,
- * and one subprogram shared by two programs. */
+/* Linking: nested static subprograms (called without a relocation inside .text), a global
+ * subprogram, a bpf_loop callback that calls a subprogram, and one subprogram shared by two
+ * programs. Loadable by libbpf (see samesec.c for what libbpf refuses). */
 #include "common.h"
 
 static __attribute__((noinline)) int leaf(int x)
@@ -27,7 +27,6 @@ static long loop_cb(__u32 index, void *data)
 	return 0;
 }
 
-SEC("xdp")
 static __attribute__((noinline)) int local_in_section(int x)
 {
 	return x + 7;
