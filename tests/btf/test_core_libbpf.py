@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ebpf import btf, isa
 from ebpf.btf.core import POISON_IMM, relocate_program
@@ -167,3 +169,93 @@ def test_bitfield_wider_than_u64_fails(oracle: Path, tmp_path: Path) -> None:
     assert compare(oracle, target, tmp_path) == ("bitfields", 0)
     with pytest.raises(RelocationError, match="can't be read with a 64-bit load"):
         relocate_program(LOCAL.programs["socket/bitfields"], target)
+
+
+# --- random targets -----------------------------------------------------------------------------
+
+SHORT, INNER, CHAR32, ANON = 4, 6, 8, 9
+_FIELD_TYPES = [INT, LONG, UINT, SHORT, CHAR, INNER, INT8, CHAR32, PINNER]
+_SIZES = {INT: 4, LONG: 8, UINT: 4, SHORT: 2, CHAR: 1, INNER: 12, INT8: 32, CHAR32: 32, PINNER: 8, ANON: 8}
+
+
+@st.composite
+def random_target(draw: st.DrawFn) -> btf.Spec:
+    changes: dict[str, tuple[int, int, int] | None] = {}
+    for name in ("name", "y", "x", "in", "", "arr", "ptr", "half"):
+        action = draw(st.sampled_from(["keep", "keep", "drop", "move", "retype"]))
+        if action == "drop":
+            changes[name] = None
+        elif action in ("move", "retype"):
+            tid = ANON if name == "" else draw(st.sampled_from(_FIELD_TYPES)) if action == "retype" else None
+            if tid is None:
+                tid = dict(target_types_members())[name]
+            size = _SIZES[tid]
+            changes[name] = (
+                tid,
+                8 * size * draw(st.integers(0, 1280 // size - 1))
+                if size <= 8
+                else 8 * draw(st.integers(0, 80)) * 8,
+                0,
+            )
+    for name in ("flags", "sbits"):
+        if draw(st.booleans()):
+            kind = draw(st.sampled_from([UINT, INT, SHORT, LONG, CHAR]))
+            width = draw(st.integers(1, 8 * _SIZES[kind]))
+            changes[name] = (
+                (kind, 1024 + draw(st.integers(0, 200)), width) if draw(st.integers(0, 5)) else None
+            )
+    types = target_types(**changes)
+    # enums: values kept, dropped or changed
+    values = [
+        btf.EnumValue(n, draw(st.integers(-(2**31), 2**32 - 1)))
+        for n in ("RED", "GREEN", "BLUE")
+        if draw(st.booleans())
+    ]
+    signed = any(v.value < 0 for v in values)
+    if not signed:
+        values = [btf.EnumValue(v.name, v.value) for v in values]
+    else:
+        values = [btf.EnumValue(v.name, v.value if v.value < 2**31 else v.value - 2**32) for v in values]
+    types[12] = btf.Enum("color", 4, tuple(values), signed=signed)
+    if draw(st.booleans()):
+        types[13] = btf.Enum64("big", 8, (btf.EnumValue("HUGE", draw(st.integers(0, 2**64 - 1))),))
+    # struct inner: members shuffled, retyped or dropped (type_size, type_matches, in.b)
+    inner = [
+        btf.Member(n, draw(st.sampled_from([INT, SHORT, UINT, LONG, CHAR])), 64 * i)
+        for i, n in enumerate("abc")
+    ]
+    inner = [m for m in draw(st.permutations(inner)) if draw(st.integers(0, 4))]
+    types[INNER - 1] = btf.Struct("inner", draw(st.sampled_from([8, 12, 24])), tuple(inner))
+    extra: list[btf.Type] = []
+    if draw(st.booleans()):
+        extra.append(btf.Struct("missing_type", 4, (btf.Member("z", INT, 0),)))
+    if draw(st.booleans()):
+        types[11] = btf.Typedef("obj_t___x", OBJ)
+    obj = types[OBJ - 1]
+    assert isinstance(obj, btf.Struct)
+    for _ in range(draw(st.integers(0, 2))):
+        # flavored duplicates: identical (no ambiguity) or with one member moved
+        members = list(obj.members)
+        if members and draw(st.booleans()):
+            i = draw(st.integers(0, len(members) - 1))
+            m = members[i]
+            if not m.bitfield_size:
+                members[i] = btf.Member(m.name, m.type, m.offset + 64, 0)
+        extra.append(btf.Struct(f"obj___{len(extra)}", obj.size + 8, tuple(members), True))
+    return btf.Spec.build([*types, *extra])
+
+
+def target_types_members() -> list[tuple[str, int]]:
+    obj = target_types()[OBJ - 1]
+    assert isinstance(obj, btf.Struct)
+    return [(m.name, m.type) for m in obj.members]
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(random_target())
+def test_random_targets_agree_with_libbpf(oracle: Path, tmp_path: Path, target: btf.Spec) -> None:
+    compare(oracle, target, tmp_path)
