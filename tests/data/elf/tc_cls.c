@@ -89,8 +89,8 @@ static __attribute__((noinline)) int account(struct __sk_buff *skb)
 	struct flow_stats init = {1, 0}, *st;
 
 	key.proto = skb->protocol & 0xff;
-	key.saddr = skb->remote_ip4;
-	key.daddr = skb->local_ip4;
+	key.saddr = skb->hash;
+	key.daddr = skb->ifindex;
 	st = bpf_map_lookup_elem(&flows, &key);
 	if (st) {
 		__sync_fetch_and_add(&st->packets, 1);
