@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 
-from ebpf.errors import KeyNotFoundError
+from ebpf.errors import KeyNotFoundError, VMError
 from ebpf.helpers import HelperId
 from ebpf.maps import Map, errno_of
 from ebpf.maps.array import PerCPUArrayMap
@@ -49,10 +49,10 @@ def map_error(err: Exception) -> int:
 
 def map_handle(env: RunEnv, m: Map) -> int:
     """The handle address of ``m`` (an inner map gets one on first use)."""
-    for address, known in env.maps.items():
-        if known is m:
-            return address
-    return env.add_map(m)
+    try:
+        return env.handle_of(m)
+    except VMError:
+        return env.add_map(m)
 
 
 # --- maps -----------------------------------------------------------------------------------------

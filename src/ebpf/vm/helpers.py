@@ -33,10 +33,11 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ebpf.errors import VMError
 from ebpf.spec import ProgramType
+from ebpf.vm._context_base import MappedInput
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 if TYPE_CHECKING:
@@ -279,9 +280,9 @@ class RunEnv:
         task: the current task (:meth:`TaskInfo.current`, or :meth:`TaskInfo.fixed`).
         trace: the ``bpf_trace_printk`` lines, formatted as ``trace_pipe`` shows them.
         trace_sink: also called with every trace line (e.g. ``print``), if set.
-        prog_type: the running program's type (helpers check what they may do).
-        ctx: the mapped input of the current run (:class:`ebpf.vm.context.MappedInput`); packet
-            helpers find it from their context argument, this is the fallback.
+        program_type: the running program's type (the entry of a tail-call chain).
+        context: the mapped input of the current run (:class:`ebpf.vm.context.MappedInput`);
+            packet helpers find it from their context argument, this is the fallback.
         callback: runs a BPF callback (``bpf_loop``, ``for_each_map_elem``...): ``callback(func,
             r1, ..., r5) -> r0`` where ``func`` is the value ``lddw rX, FUNC`` loaded (the
             engine's ``code_base + 8 * slot``); the runtime provides it, e.g.
@@ -294,8 +295,8 @@ class RunEnv:
 
     memory: Memory = field(default_factory=Memory)
     maps: dict[int, Map] = field(default_factory=dict)
-    cpu: int = 0
     ncpus: int = 1
+    cpu: int = 0
     deterministic: bool = False
     seed: int = 0
     clock: Clock | None = None
@@ -303,13 +304,14 @@ class RunEnv:
     task: TaskInfo | None = None
     trace: list[str] = field(default_factory=list)
     trace_sink: Callable[[str], None] | None = None
-    prog_type: ProgramType = ProgramType.UNSPEC
-    ctx: Any = None
+    program_type: ProgramType = ProgramType.UNSPEC
+    context: MappedInput | None = None
     callback: Callback | None = None
     redirect: Redirect | None = None
     tail_calls: int = 0
     func_ip: int = 0
     _handles: dict[int, Region] = field(default_factory=dict, repr=False)
+    _by_map: dict[int, int] = field(default_factory=dict, repr=False)
     _spin_locks: set[int] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
@@ -332,24 +334,42 @@ class RunEnv:
         """
         name = m.name or m.type.name.lower()
         region = self.memory.map_buffer(f"map_handle:{name}", HostBuffer(8), writable=False)
-        self.maps[region.start] = m
+        self.register(region.start, m)
         self._handles[region.start] = region
         return region.start
 
+    def register(self, address: int, m: Map) -> None:
+        """Make ``m`` reachable at handle ``address`` (a region the caller mapped)."""
+        self.maps[address] = m
+        self._by_map[id(m)] = address
+
+    def handle_of(self, m: Map) -> int:
+        """The handle address of ``m`` (map-in-map lookups return it).
+
+        Raises:
+            VMError: ``m`` has no handle here.
+        """
+        try:
+            return self._by_map[id(m)]
+        except KeyError:
+            raise VMError(f"map {m.name!r} has no handle in this runtime") from None
+
     def remove_map(self, address: int) -> None:
         """Forget the map with handle ``address`` and unmap its handle region."""
-        self.maps.pop(address, None)
+        m = self.maps.pop(address, None)
+        if m is not None:
+            self._by_map.pop(id(m), None)
         region = self._handles.pop(address, None)
         if region is not None:
             self.memory.unmap(region)
 
-    def begin_run(self, *, cpu: int | None = None, ctx: object | None = None) -> None:
+    def begin_run(self, *, cpu: int | None = None, context: MappedInput | None = None) -> None:
         """Reset the per-run state before a top-level run (not before a tail-called program)."""
         if cpu is not None:
             if not 0 <= cpu < self.ncpus:
                 raise ValueError(f"cpu {cpu} out of range for ncpus {self.ncpus}")
             self.cpu = cpu
-        self.ctx = ctx
+        self.context = context
         self.redirect = None
         self.tail_calls = 0
         self._spin_locks.clear()
@@ -367,15 +387,16 @@ class RunEnv:
             raise VMError(f"{address:#x} is not a map pointer")
         return m
 
-    def call(self, func: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0, r5: int = 0) -> int:
-        """Run the BPF callback ``func`` with r1..r5 and return its r0.
+    def call(self, function: int, *args: int) -> int:
+        """Run the BPF callback at code address ``function`` with ``args`` in r1..r5; its r0.
 
         Raises:
-            VMError: no callback hook is installed.
+            VMError: no callback hook is installed, or the callback faults.
         """
         if self.callback is None:
             raise VMError("callbacks (bpf_loop, for_each_map_elem...) need an engine callback hook")
-        return self.callback(func, r1, r2, r3, r4, r5) & M64
+        regs = (*args, 0, 0, 0, 0, 0)[:5]
+        return self.callback(function, *regs) & M64
 
     def emit_trace(self, msg: str) -> None:
         """Append a ``bpf_trace_printk`` message as a trace_pipe line (and pass it to the sink)."""
@@ -500,9 +521,9 @@ def runtime_helpers() -> HelperRegistry:
 
     The helpers need a :class:`RunEnv` for the engine's memory (see :func:`run_env`).
     """
-    from ebpf.vm import _helpers_core
+    from ebpf.vm import _helpers_core, _helpers_net
 
     reg = HelperRegistry()
-    for module in (_helpers_core,):
+    for module in (_helpers_core, _helpers_net):
         module.register(reg)
     return reg

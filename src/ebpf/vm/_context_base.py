@@ -1,0 +1,88 @@
+"""Shared pieces of the program inputs: the mapped-input record, context regions, sub-buffers.
+
+Core layer: pure, no kernel access.
+
+Rule 1: an :class:`Input` describes what a program gets; :meth:`Input.map` puts it into a
+:class:`~ebpf.vm.memory.Memory` and returns a :class:`MappedInput`: r1/r2, the regions to
+unmap after the run, the bytes the caller gets back (:meth:`MappedInput.data`, the kernel's
+``data_out``) and the context after the run (:meth:`MappedInput.ctx_out`, ``ctx_out``).
+
+Rule 2: the context region of a mapped input is a :class:`ContextRegion` that points back at
+its :class:`MappedInput`, so helpers that receive the context pointer (``bpf_xdp_adjust_head``,
+``bpf_skb_load_bytes``, ``bpf_tail_call``...) find the packet state from r1 alone
+(:func:`mapped_at`).
+
+Rule 3: a packet lives in one host buffer with head- and tailroom, like the kernel's; the
+program-visible region is a :class:`SubBuffer` window on it, re-made when a helper moves the
+packet's start or end, so an access outside the current packet faults while the addresses of
+the bytes never change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ebpf.vm.memory import HostBuffer, Memory, Region
+
+__all__ = ["ContextRegion", "Input", "MappedInput", "SubBuffer", "mapped_at"]
+
+
+class SubBuffer(HostBuffer):
+    """A window ``[offset, offset + size)`` on another host buffer (same addresses, no copy)."""
+
+    __slots__ = ()
+
+    def __init__(self, parent: HostBuffer, offset: int, size: int) -> None:
+        assert 0 <= offset and offset + size <= parent.size, "window outside its buffer"
+        self._raw = parent._raw  # keeps the memory alive
+        self.size = size
+        self.address = parent.address + offset
+        self.view = parent.view[offset : offset + size]
+
+
+@dataclass
+class MappedInput:
+    """An input mapped into a run's memory.
+
+    Attributes:
+        r1, r2: the program's first two arguments.
+        data_region: the packet or input bytes (what ``ld_abs``/``ld_ind`` read).
+        ctx_address: the address the legacy packet loads require in r6 (0: none).
+        regions: every region to unmap after the run.
+    """
+
+    r1: int
+    r2: int
+    data_region: Region | None
+    ctx_address: int
+    regions: tuple[Region, ...]
+
+    def data(self) -> bytes:
+        """The data after the run (``data_out`` of ``BPF_PROG_TEST_RUN``)."""
+        return bytes(self.data_region.buffer) if self.data_region is not None else b""
+
+    def ctx_out(self) -> bytes | None:
+        """The context after the run as the kernel copies it out (``ctx_out``), or ``None``."""
+        return None
+
+
+@dataclass(eq=False)
+class ContextRegion(Region):
+    """The region of a program's context; ``owner`` is the mapped input it belongs to."""
+
+    owner: MappedInput | None = field(default=None, repr=False)
+
+
+def mapped_at(memory: Memory, address: int) -> MappedInput | None:
+    """The mapped input whose context region starts at ``address`` (a helper's ctx argument)."""
+    region = memory.find(address, 1)
+    if isinstance(region, ContextRegion) and region.start == address:
+        return region.owner
+    return None
+
+
+class Input:
+    """Base class of program inputs."""
+
+    def map(self, memory: Memory) -> MappedInput:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,297 @@
+"""``struct __sk_buff``: the context of tc, socket filter and cgroup skb programs.
+
+Core layer: pure, no kernel access.
+
+Rule 1 (uapi ``bpf.h``): :data:`SK_BUFF_FIELDS` is the layout of ``struct __sk_buff`` (192
+bytes); the context region holds it, and loads of ``len``, ``data``, ``data_end`` and
+``data_meta`` are answered from the packet state (``data*`` with 64-bit host addresses, as the
+kernel's rewritten loads give pointers).
+
+Rule 2 (``bpf_prog_test_run_skb`` in ``net/bpf/test_run.c``): the packet is built as the
+kernel builds it on the loopback device: ``eth_type_trans`` sets ``protocol`` (the Ethernet
+type, or ``ETH_P_802_3``/``ETH_P_802_2`` for length fields) and ``pkt_type`` (from the
+destination address against the device's, all zero for loopback) and pulls the Ethernet
+header; tc programs (``SCHED_CLS``/``SCHED_ACT``) get it pushed back, the others (socket
+filters, cgroup skb) see the packet from the network header. ``ctx_in`` may set only
+``mark``, ``priority``, ``ingress_ifindex``, ``ifindex``, ``cb``, ``tstamp``, ``wire_len``,
+``gso_segs``, ``gso_size`` and ``hwtstamp`` (else ``EINVAL``). After the run, ``data_out`` is
+the packet from ``skb->data`` (for non-tc programs with 14 zero bytes in front, the link
+header the kernel pushes back) and ``ctx_out`` copies back the fields
+``convert_skb_to___skb`` copies.
+
+Not modelled: ``skb->sk`` (reads 0), the ``sk_skb``-only socket fields, ``hash`` computation
+(``bpf_get_hash_recalc``), checksum offload state (``ip_summed`` is ``CHECKSUM_NONE``), and the
+existence check of ``ctx_in.ifindex`` (the kernel: ``ENODEV`` for an unknown device).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from ebpf.errors import TestRunError
+from ebpf.spec import ProgramType
+from ebpf.vm._context_base import ContextRegion, Input, MappedInput, SubBuffer
+from ebpf.vm.memory import HostBuffer, Memory, Region
+
+__all__ = ["SK_BUFF_FIELDS", "SK_BUFF_SIZE", "SkbInput", "SkbMapped"]
+
+SK_BUFF_SIZE = 192
+# name -> (offset, size): struct __sk_buff in uapi bpf.h (Linux 6.18).
+SK_BUFF_FIELDS: dict[str, tuple[int, int]] = {
+    "len": (0, 4),
+    "pkt_type": (4, 4),
+    "mark": (8, 4),
+    "queue_mapping": (12, 4),
+    "protocol": (16, 4),
+    "vlan_present": (20, 4),
+    "vlan_tci": (24, 4),
+    "vlan_proto": (28, 4),
+    "priority": (32, 4),
+    "ingress_ifindex": (36, 4),
+    "ifindex": (40, 4),
+    "tc_index": (44, 4),
+    "cb": (48, 20),
+    "hash": (68, 4),
+    "tc_classid": (72, 4),
+    "data": (76, 4),
+    "data_end": (80, 4),
+    "napi_id": (84, 4),
+    "family": (88, 4),
+    "remote_ip4": (92, 4),
+    "local_ip4": (96, 4),
+    "remote_ip6": (100, 16),
+    "local_ip6": (116, 16),
+    "remote_port": (132, 4),
+    "local_port": (136, 4),
+    "data_meta": (140, 4),
+    "flow_keys": (144, 8),
+    "tstamp": (152, 8),
+    "wire_len": (160, 4),
+    "gso_segs": (164, 4),
+    "sk": (168, 8),
+    "gso_size": (176, 4),
+    "tstamp_type": (180, 1),
+    "hwtstamp": (184, 8),
+}
+# Fields ctx_in may set (convert___skb_to_skb); everything else must be zero.
+_CTX_IN_ALLOWED = (
+    "mark",
+    "priority",
+    "ingress_ifindex",
+    "ifindex",
+    "cb",
+    "tstamp",
+    "wire_len",
+    "gso_segs",
+    "gso_size",
+    "hwtstamp",
+)
+# Fields convert_skb_to___skb copies back into ctx_out.
+_CTX_OUT = (
+    "mark",
+    "priority",
+    "ingress_ifindex",
+    "ifindex",
+    "tstamp",
+    "cb",
+    "wire_len",
+    "gso_segs",
+    "hwtstamp",
+)
+
+ETH_HLEN = 14
+NET_SKB_PAD = 64  # max(32, L1_CACHE_BYTES) on x86-64; NET_IP_ALIGN is 0 there
+SKB_SHARED_INFO_SIZE = 320
+PAGE_SIZE = 4096
+GSO_LEGACY_MAX_SIZE = 65536
+GSO_MAX_SEGS = 65535
+ETH_P_802_3_MIN = 0x0600
+ETH_P_802_3 = 0x0001
+ETH_P_802_2 = 0x0004
+PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
+L2_TYPES = frozenset({ProgramType.SCHED_CLS, ProgramType.SCHED_ACT})
+SKB_TYPES = frozenset(
+    {
+        ProgramType.SOCKET_FILTER,
+        ProgramType.SCHED_CLS,
+        ProgramType.SCHED_ACT,
+        ProgramType.CGROUP_SKB,
+        ProgramType.LWT_IN,
+        ProgramType.LWT_OUT,
+        ProgramType.LWT_XMIT,
+    }
+)
+
+
+def _get(buf: bytes | bytearray | memoryview, name: str) -> int:
+    off, size = SK_BUFF_FIELDS[name]
+    return int.from_bytes(buf[off : off + size], "little")
+
+
+def _put(buf: bytearray | memoryview, name: str, value: int) -> None:
+    off, size = SK_BUFF_FIELDS[name]
+    buf[off : off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
+def _field_at(offset: int) -> str:
+    for name, (off, size) in SK_BUFF_FIELDS.items():
+        if off <= offset < off + size:
+            return name
+    return f"<padding at {offset}>"
+
+
+def eth_protocol(frame: bytes) -> int:
+    """``eth_type_trans``'s ``skb->protocol`` (a ``__be16``, as a load from ``__sk_buff`` reads it)."""
+    h_proto = int.from_bytes(frame[12:14], "big")
+    if h_proto >= ETH_P_802_3_MIN:
+        proto = h_proto
+    elif frame[14:16] == b"\xff\xff":
+        proto = ETH_P_802_3
+    else:
+        proto = ETH_P_802_2
+    return int.from_bytes(proto.to_bytes(2, "big"), "little")
+
+
+def eth_pkt_type(frame: bytes, dev_addr: bytes) -> int:
+    """``eth_type_trans``'s ``skb->pkt_type`` for destination ``frame[0:6]`` on a device with ``dev_addr``."""
+    dest = frame[0:6]
+    if dest == dev_addr:
+        return PACKET_HOST
+    if dest[0] & 1:
+        return PACKET_BROADCAST if dest == b"\xff" * 6 else PACKET_MULTICAST
+    return PACKET_OTHERHOST
+
+
+@dataclass(frozen=True)
+class SkbInput(Input):
+    """A socket buffer as ``BPF_PROG_TEST_RUN`` builds it for ``program_type`` (see the module rules).
+
+    Attributes:
+        packet: the frame, Ethernet header first (``data_in``).
+        program_type: decides whether the program sees the Ethernet header (tc) or not.
+        ctx_in: a ``__sk_buff`` (at most :data:`SK_BUFF_SIZE` bytes used) or ``None``.
+        dev_addr: MAC address of the receiving device (loopback: all zero) for ``pkt_type``.
+    """
+
+    packet: bytes
+    program_type: ProgramType = ProgramType.SCHED_CLS
+    ctx_in: bytes | None = None
+    dev_addr: bytes = bytes(6)
+
+    def __post_init__(self) -> None:
+        size = len(self.packet)
+        if size < ETH_HLEN or size > PAGE_SIZE - NET_SKB_PAD - SKB_SHARED_INFO_SIZE:
+            raise TestRunError(
+                f"data_in of {size} bytes: an skb test run needs {ETH_HLEN} to "
+                f"{PAGE_SIZE - NET_SKB_PAD - SKB_SHARED_INFO_SIZE} bytes",
+                errno=errno.EINVAL,
+            )
+        if self.ctx_in is not None:
+            ctx = bytes(self.ctx_in)
+            if any(ctx[SK_BUFF_SIZE:]):
+                raise TestRunError("ctx_in has non-zero bytes past struct __sk_buff", errno=errno.E2BIG)
+            ctx = ctx[:SK_BUFF_SIZE].ljust(SK_BUFF_SIZE, b"\0")
+            allowed = bytearray(SK_BUFF_SIZE)
+            for name in _CTX_IN_ALLOWED:
+                off, sz = SK_BUFF_FIELDS[name]
+                allowed[off : off + sz] = b"\xff" * sz
+            bad = [i for i in range(SK_BUFF_SIZE) if ctx[i] and not allowed[i]]
+            if bad:
+                raise TestRunError(
+                    f"ctx_in sets __sk_buff.{_field_at(bad[0])}, which a test run cannot take",
+                    errno=errno.EINVAL,
+                )
+            wire_len = _get(ctx, "wire_len")
+            if wire_len and (wire_len < self.skb_len or wire_len > GSO_LEGACY_MAX_SIZE):
+                raise TestRunError(f"ctx_in wire_len {wire_len} is out of range", errno=errno.EINVAL)
+            if _get(ctx, "gso_segs") > GSO_MAX_SEGS:
+                raise TestRunError(
+                    f"ctx_in gso_segs {_get(ctx, 'gso_segs')} > {GSO_MAX_SEGS}", errno=errno.EINVAL
+                )
+            object.__setattr__(self, "ctx_in", ctx)
+
+    @property
+    def l2(self) -> bool:
+        """Whether the program sees the Ethernet header (tc programs)."""
+        return self.program_type in L2_TYPES
+
+    @property
+    def skb_len(self) -> int:
+        """``skb->len`` when the program starts."""
+        return len(self.packet) if self.l2 else len(self.packet) - ETH_HLEN
+
+    def map(self, memory: Memory) -> SkbMapped:
+        return SkbMapped(memory, self)
+
+
+class SkbMapped(MappedInput):
+    """A mapped socket buffer: ``head``/``start``/``end`` are offsets of ``skb->head``-relative data."""
+
+    def __init__(self, memory: Memory, inp: SkbInput) -> None:
+        self.memory = memory
+        self.input = inp
+        size = len(inp.packet)
+        self.buffer = HostBuffer(NET_SKB_PAD + size + SKB_SHARED_INFO_SIZE)
+        self.buffer.view[NET_SKB_PAD : NET_SKB_PAD + size] = inp.packet
+        self.start = NET_SKB_PAD if inp.l2 else NET_SKB_PAD + ETH_HLEN
+        self.end = NET_SKB_PAD + size
+        ctx = bytearray(inp.ctx_in or bytes(SK_BUFF_SIZE))
+        frame = inp.packet
+        _put(ctx, "len", self.end - self.start)
+        _put(ctx, "pkt_type", eth_pkt_type(frame, inp.dev_addr))
+        _put(ctx, "protocol", eth_protocol(frame))
+        ifindex = _get(ctx, "ifindex")
+        _put(ctx, "ifindex", max(1, ifindex))
+        if not _get(ctx, "wire_len"):
+            _put(ctx, "wire_len", inp.skb_len)
+        ctx_buf = HostBuffer.from_bytes(bytes(ctx))
+        self.ctx_region = ContextRegion("ctx", ctx_buf, True, self._hook, owner=self)
+        memory.map(self.ctx_region)
+        packet = self._window()
+        super().__init__(self.ctx_region.start, 0, packet, self.ctx_region.start, (packet, self.ctx_region))
+
+    def _window(self) -> Region:
+        return self.memory.map_buffer("packet", SubBuffer(self.buffer, self.start, self.end - self.start))
+
+    def address(self, offset: int) -> int:
+        return self.buffer.address + offset
+
+    def _hook(self, offset: int, size: int) -> int | None:
+        if size != 4:
+            return None
+        if offset == 0:
+            return self.end - self.start
+        if offset in (76, 140):  # data, data_meta (no metadata on an skb test run)
+            return self.address(self.start)
+        if offset == 80:
+            return self.address(self.end)
+        return None
+
+    # --- packet access for helpers --------------------------------------------------------------
+
+    @property
+    def packet(self) -> memoryview:
+        """The bytes from ``skb->data`` to the end (writable)."""
+        return self.buffer.view[self.start : self.end]
+
+    def field(self, name: str) -> int:
+        """A ``__sk_buff`` field as the context region holds it now."""
+        return _get(self.ctx_region.view, name)
+
+    def set_field(self, name: str, value: int) -> None:
+        _put(self.ctx_region.view, name, value)
+
+    # --- results --------------------------------------------------------------------------------
+
+    def data(self) -> bytes:
+        pkt = self.packet.tobytes()
+        return pkt if self.input.l2 else bytes(ETH_HLEN) + pkt
+
+    def ctx_out(self) -> bytes:
+        out = bytearray(self.input.ctx_in or bytes(SK_BUFF_SIZE))
+        live = self.ctx_region.view
+        for name in _CTX_OUT:
+            off, size = SK_BUFF_FIELDS[name]
+            out[off : off + size] = live[off : off + size]
+        return bytes(out)

@@ -1,0 +1,318 @@
+"""User-space kernel helpers for packets: XDP head/tail/metadata, redirects, checksums, skb bytes.
+
+Core layer: pure, no kernel access.
+
+Rule 1: helpers that take the context (``bpf_xdp_adjust_head(xdp_md, delta)``,
+``bpf_skb_load_bytes(skb, ...)``) find the packet state from that pointer
+(:func:`~ebpf.vm.context.mapped_at`), so they work in any engine without extra plumbing.
+
+Rule 2 (``net/core/filter.c``): the same checks and return values as the kernel's helpers;
+the checksum arithmetic is the kernel's one's-complement arithmetic on the values as a
+little-endian load of the packet bytes gives them (``__be32``/``__sum16`` in host order),
+with ``ip_summed`` = ``CHECKSUM_NONE`` as on a test run.
+
+Rule 3: a redirect is recorded in ``RunEnv.redirect`` (target ifindex or map and key) and the
+helper returns the verdict (``XDP_REDIRECT`` / ``TC_ACT_REDIRECT``) for the runtime to act on.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import TypeVar
+
+from ebpf.errors import KeyNotFoundError, VMError
+from ebpf.helpers import HelperId
+from ebpf.maps import MapError
+from ebpf.spec import ProgramType
+from ebpf.vm._context_base import MappedInput, mapped_at
+from ebpf.vm._context_skb import SkbMapped
+from ebpf.vm.context import XdpMapped
+from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry, Redirect, RunEnv, run_env
+
+__all__ = ["csum_add", "csum_diff", "csum_fold", "csum_partial", "register"]
+
+M32 = 0xFFFFFFFF
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
+TC_ACT_SHOT = 2
+TC_ACT_REDIRECT = 7
+BPF_F_INGRESS = 1
+BPF_F_BROADCAST = 1 << 3
+BPF_F_EXCLUDE_INGRESS = 1 << 4
+BPF_F_RECOMPUTE_CSUM = 1
+BPF_F_INVALIDATE_HASH = 2
+BPF_F_HDR_FIELD_MASK = 0xF
+BPF_F_PSEUDO_HDR = 1 << 4
+BPF_F_MARK_MANGLED_0 = 1 << 5
+BPF_F_MARK_ENFORCE = 1 << 6
+BPF_F_IPV6 = 1 << 7
+CSUM_MANGLED_0 = 0xFFFF
+INT_MAX = 0x7FFFFFFF
+CSUM_DIFF_MAX = 512  # sizeof(bpf_csum_scratchpad.diff): 128 __be32 words
+
+T = TypeVar("T", bound=MappedInput)
+
+
+def _s32(x: int) -> int:
+    x &= M32
+    return x - (1 << 32) if x >> 31 else x
+
+
+def _ret(value: int) -> int:
+    return value & M64
+
+
+def context_of(env: RunEnv, address: int, kind: type[T], helper: str) -> T:
+    """The mapped input of kind ``kind`` whose context is at ``address`` (or the run's context).
+
+    Raises:
+        VMError: the argument is not such a context.
+    """
+    mapped = mapped_at(env.memory, address)
+    if mapped is None and env.context is not None and env.context.r1 == address:
+        mapped = env.context
+    if not isinstance(mapped, kind):
+        raise VMError(f"{helper}: {address:#x} is not the context of this program type")
+    return mapped
+
+
+# --- one's-complement checksum arithmetic (include/net/checksum.h) -----------------------------
+
+
+def csum_add(a: int, b: int) -> int:
+    """32-bit one's-complement add (``csum_add``)."""
+    s = (a & M32) + (b & M32)
+    return (s + (s >> 32)) & M32
+
+
+def csum_sub(a: int, b: int) -> int:
+    return csum_add(a, ~b & M32)
+
+
+def csum_fold(csum: int) -> int:
+    """``csum_fold``: 32 -> 16 bits, complemented."""
+    s = (csum & 0xFFFF) + ((csum >> 16) & 0xFFFF)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def csum_partial(data: bytes, seed: int) -> int:
+    """``csum_partial`` of a 4-byte aligned buffer whose length is a multiple of 4, as a u32."""
+    total = seed & M32
+    for (word,) in struct.iter_unpack("<I", data):
+        total += word
+    while total >> 32:
+        total = (total & M32) + (total >> 32)
+    return total
+
+
+def csum_diff(from_words: bytes, to_words: bytes, seed: int) -> int:
+    """``bpf_csum_diff``: the checksum of ``~from`` followed by ``to``, starting at ``seed``."""
+    inverted = bytes(~b & 0xFF for b in from_words)
+    return csum_partial(inverted + to_words, seed)
+
+
+def _csum16_add(csum: int, addend: int) -> int:
+    s = (csum & 0xFFFF) + (addend & 0xFFFF)
+    return (s + (s >> 16)) & 0xFFFF
+
+
+def csum_replace2(check: int, old: int, new: int) -> int:
+    """``csum_replace2`` on a stored ``__sum16``."""
+    return ~_csum16_add(_csum16_add(~check & 0xFFFF, ~old & 0xFFFF), new) & 0xFFFF
+
+
+def csum_replace4(check: int, old: int, new: int) -> int:
+    """``csum_replace4`` on a stored ``__sum16``."""
+    tmp = csum_sub(~check & 0xFFFF, old)
+    return csum_fold(csum_add(tmp, new))
+
+
+def csum_replace_by_diff(check: int, diff: int) -> int:
+    """``csum_replace_by_diff``: apply a 32-bit checksum difference."""
+    return csum_fold(csum_add(diff, ~check & 0xFFFF))
+
+
+# --- XDP ------------------------------------------------------------------------------------------
+
+
+def xdp_adjust_head(e: HelperEnv, ctx: int, delta: int, _c: int, _d: int, _e: int) -> int:
+    env = run_env(e)
+    return _ret(context_of(env, ctx, XdpMapped, "bpf_xdp_adjust_head").adjust_head(_s32(delta)))
+
+
+def xdp_adjust_tail(e: HelperEnv, ctx: int, delta: int, _c: int, _d: int, _e: int) -> int:
+    env = run_env(e)
+    return _ret(context_of(env, ctx, XdpMapped, "bpf_xdp_adjust_tail").adjust_tail(_s32(delta)))
+
+
+def xdp_adjust_meta(e: HelperEnv, ctx: int, delta: int, _c: int, _d: int, _e: int) -> int:
+    env = run_env(e)
+    return _ret(context_of(env, ctx, XdpMapped, "bpf_xdp_adjust_meta").adjust_meta(_s32(delta)))
+
+
+def redirect(e: HelperEnv, ifindex: int, flags: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_redirect``: XDP's (flags must be 0) or tc's (only ``BPF_F_INGRESS``)."""
+    env = run_env(e)
+    if env.program_type == ProgramType.XDP:
+        if flags:
+            return XDP_ABORTED
+        env.redirect = Redirect(ifindex=ifindex & M32)
+        return XDP_REDIRECT
+    if flags & ~BPF_F_INGRESS:
+        return TC_ACT_SHOT
+    env.redirect = Redirect(ifindex=ifindex & M32, flags=flags)
+    return TC_ACT_REDIRECT
+
+
+def redirect_map(e: HelperEnv, map_ptr: int, key: int, flags: int, _d: int, _e: int) -> int:
+    """``bpf_redirect_map``: the low 2 bits of ``flags`` are the verdict when the key is missing."""
+    env = run_env(e)
+    m = env.map_at(map_ptr)
+    action_mask = XDP_ABORTED | XDP_DROP | XDP_PASS | XDP_TX
+    flag_mask = BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS if m.type.name.startswith("DEVMAP") else 0
+    if flags & ~(action_mask | flag_mask):
+        return XDP_ABORTED
+    index = key & M32
+    found = True
+    try:
+        m.lookup(index.to_bytes(4, "little")[: m.key_size].ljust(m.key_size, b"\0"))
+    except (KeyNotFoundError, MapError):
+        found = False
+    if not found and not flags & BPF_F_BROADCAST:
+        env.redirect = None
+        return flags & action_mask
+    env.redirect = Redirect(flags=flags, map=m, key=index)
+    return XDP_REDIRECT
+
+
+# --- checksums ------------------------------------------------------------------------------------
+
+
+def csum_diff_helper(
+    e: HelperEnv, from_ptr: int, from_size: int, to_ptr: int, to_size: int, seed: int
+) -> int:
+    env = run_env(e)
+    from_size &= M32
+    to_size &= M32
+    if (from_size | to_size) & 3 or from_size + to_size > CSUM_DIFF_MAX:
+        return _ret(-errno.EINVAL)
+    old = env.memory.read_bytes(from_ptr, from_size) if from_size else b""
+    new = env.memory.read_bytes(to_ptr, to_size) if to_size else b""
+    return csum_diff(old, new, seed & M32)
+
+
+def _sum16_at(skb: SkbMapped, offset: int) -> int | None:
+    """The packet offset of a writable ``__sum16`` at ``offset`` (``bpf_try_make_writable``)."""
+    if offset > 0xFFFF or offset & 1 or offset + 2 > len(skb.packet):
+        return None
+    return offset
+
+
+def l3_csum_replace(e: HelperEnv, ctx: int, offset: int, old: int, new: int, flags: int) -> int:
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_l3_csum_replace")
+    offset &= M32
+    if flags & ~BPF_F_HDR_FIELD_MASK:
+        return _ret(-errno.EINVAL)
+    at = _sum16_at(skb, offset)
+    if at is None:
+        return _ret(-errno.EFAULT)
+    pkt = skb.packet
+    check = int.from_bytes(pkt[at : at + 2], "little")
+    size = flags & BPF_F_HDR_FIELD_MASK
+    if size == 0:
+        if old:
+            return _ret(-errno.EINVAL)
+        check = csum_replace_by_diff(check, new & M32)
+    elif size == 2:
+        check = csum_replace2(check, old & 0xFFFF, new & 0xFFFF)
+    elif size == 4:
+        check = csum_replace4(check, old & M32, new & M32)
+    else:
+        return _ret(-errno.EINVAL)
+    pkt[at : at + 2] = check.to_bytes(2, "little")
+    return 0
+
+
+def l4_csum_replace(e: HelperEnv, ctx: int, offset: int, old: int, new: int, flags: int) -> int:
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_l4_csum_replace")
+    offset &= M32
+    known = BPF_F_MARK_MANGLED_0 | BPF_F_MARK_ENFORCE | BPF_F_PSEUDO_HDR | BPF_F_HDR_FIELD_MASK | BPF_F_IPV6
+    if flags & ~known:
+        return _ret(-errno.EINVAL)
+    at = _sum16_at(skb, offset)
+    if at is None:
+        return _ret(-errno.EFAULT)
+    pkt = skb.packet
+    check = int.from_bytes(pkt[at : at + 2], "little")
+    mangled_zero = bool(flags & BPF_F_MARK_MANGLED_0)
+    if mangled_zero and not flags & BPF_F_MARK_ENFORCE and not check:
+        return 0
+    size = flags & BPF_F_HDR_FIELD_MASK
+    # ip_summed is CHECKSUM_NONE on a test run: the pseudo-header flag changes nothing here.
+    if size == 0:
+        if old:
+            return _ret(-errno.EINVAL)
+        check = csum_replace_by_diff(check, new & M32)
+    elif size == 2:
+        check = csum_replace4(check, old & 0xFFFF, new & 0xFFFF)
+    elif size == 4:
+        check = csum_replace4(check, old & M32, new & M32)
+    else:
+        return _ret(-errno.EINVAL)
+    if mangled_zero and not check:
+        check = CSUM_MANGLED_0
+    pkt[at : at + 2] = check.to_bytes(2, "little")
+    return 0
+
+
+# --- skb bytes ------------------------------------------------------------------------------------
+
+
+def skb_load_bytes(e: HelperEnv, ctx: int, offset: int, to: int, length: int, _e: int) -> int:
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_load_bytes")
+    offset &= M32
+    length &= M32
+    pkt = skb.packet
+    if offset > INT_MAX or offset + length > len(pkt):
+        env.memory.write_bytes(to, bytes(length))
+        return _ret(-errno.EFAULT)
+    env.memory.write_bytes(to, pkt[offset : offset + length].tobytes())
+    return 0
+
+
+def skb_store_bytes(e: HelperEnv, ctx: int, offset: int, src: int, length: int, flags: int) -> int:
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_store_bytes")
+    offset &= M32
+    length &= M32
+    if flags & ~(BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH):
+        return _ret(-errno.EINVAL)
+    pkt = skb.packet
+    if offset > INT_MAX or offset + length > len(pkt):
+        return _ret(-errno.EFAULT)
+    data = env.memory.read_bytes(src, length)
+    pkt[offset : offset + length] = data
+    if flags & BPF_F_INVALIDATE_HASH:
+        skb.set_field("hash", 0)
+    return 0
+
+
+def register(reg: HelperRegistry) -> None:
+    """Add this module's helpers to ``reg``."""
+    for hid, fn in (
+        (HelperId.XDP_ADJUST_HEAD, xdp_adjust_head),
+        (HelperId.XDP_ADJUST_TAIL, xdp_adjust_tail),
+        (HelperId.XDP_ADJUST_META, xdp_adjust_meta),
+        (HelperId.REDIRECT, redirect),
+        (HelperId.REDIRECT_MAP, redirect_map),
+        (HelperId.CSUM_DIFF, csum_diff_helper),
+        (HelperId.L3_CSUM_REPLACE, l3_csum_replace),
+        (HelperId.L4_CSUM_REPLACE, l4_csum_replace),
+        (HelperId.SKB_LOAD_BYTES, skb_load_bytes),
+        (HelperId.SKB_STORE_BYTES, skb_store_bytes),
+    ):
+        reg.register(hid, f"bpf_{hid.name.lower()}", fn)

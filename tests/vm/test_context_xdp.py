@@ -1,0 +1,208 @@
+"""XdpInput: the xdp_md context, head/tail room and adjust_head/tail/meta, against the kernel."""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+import pytest
+
+from ebpf.errors import NotSupportedError, TestRunError
+from ebpf.spec import ProgramType
+from ebpf.vm.context import XDP_MAX_LINEAR, XdpInput, XdpMapped
+from ebpf.vm.helpers import RunEnv
+
+from ._helper_util import ENGINE_NAMES, M32, kernel_test_run, user_test_run
+
+XDP = ProgramType.XDP
+PKT = bytes(range(64))
+
+
+def md(
+    data: int = 0, data_end: int = 64, meta: int = 0, ifindex: int = 0, queue: int = 0, egress: int = 0
+) -> bytes:
+    return struct.pack("<6I", data, data_end, meta, ifindex, queue, egress)
+
+
+LENGTH = """
+    r2 = *(u32 *)(r1 + 0)
+    r3 = *(u32 *)(r1 + 4)
+    r0 = r3
+    r0 -= r2
+    exit
+"""
+
+FIELDS = """
+    r0 = *(u32 *)(r1 + 12)
+    r0 <<= 8
+    r2 = *(u32 *)(r1 + 16)
+    r0 |= r2
+    exit
+"""
+
+
+def adjust_head(delta: int) -> str:
+    return f"""
+    r6 = r1
+    r2 = {delta}
+    call 44
+    r7 = r0
+    r2 = *(u32 *)(r6 + 0)
+    r3 = *(u32 *)(r6 + 4)
+    r4 = r2
+    r4 += 2
+    if r4 > r3 goto out
+    r5 = 0xab
+    *(u8 *)(r2 + 0) = r5
+    r5 = *(u8 *)(r2 + 1)
+    r5 += 1
+    *(u8 *)(r2 + 1) = r5
+out:
+    r0 = r7
+    exit
+"""
+
+
+def adjust_tail(delta: int) -> str:
+    return f"""
+    r6 = r1
+    r2 = {delta}
+    call 65
+    r7 = r0
+    r2 = *(u32 *)(r6 + 0)
+    r3 = *(u32 *)(r6 + 4)
+    r4 = r2
+    r4 += 14
+    if r4 > r3 goto out
+    r5 = 0xcd
+    *(u8 *)(r2 + 13) = r5
+out:
+    r0 = r7
+    exit
+"""
+
+
+def adjust_meta(delta: int, head: int = 0) -> str:
+    return f"""
+    r6 = r1
+    r2 = {delta}
+    call 54
+    r7 = r0
+    if r7 != 0 goto out
+    r2 = *(u32 *)(r6 + 8)
+    r3 = *(u32 *)(r6 + 0)
+    r4 = r2
+    r4 += 4
+    if r4 > r3 goto out
+    r5 = 0x11223344
+    *(u32 *)(r2 + 0) = r5
+    r1 = r6
+    r2 = {head}
+    call 44
+    r7 = r0
+    r2 = *(u32 *)(r6 + 8)
+    r3 = *(u32 *)(r6 + 0)
+    r4 = r2
+    r4 += 4
+    if r4 > r3 goto out
+    r5 = *(u32 *)(r2 + 0)
+    r5 += 1
+    *(u32 *)(r2 + 0) = r5
+out:
+    r0 = r7
+    exit
+"""
+
+
+CASES: list[tuple[str, bytes, bytes | None]] = [
+    (LENGTH, PKT, None),
+    (LENGTH, PKT, md(data_end=64)),
+    (LENGTH, bytes(72), md(data=8, data_end=72)),
+    (FIELDS, PKT, None),
+    (FIELDS, PKT, md(ifindex=1)),
+    *[(adjust_head(d), PKT, None) for d in (-216, -217, -220, -200, -1, 0, 7, 50, 51, 64)],
+    *[(adjust_head(d), bytes(range(40)), md(data=8, data_end=40)) for d in (-208, -209, -8, 4, 18, 19)],
+    *[(adjust_tail(d), PKT, None) for d in (3456, 3457, 100, 1, 0, -1, -50, -51, -64)],
+    *[(adjust_tail(d), PKT, md(data=4, data_end=64)) for d in (3460, 3461, -46, -47)],
+    *[(adjust_meta(d), PKT, None) for d in (-4, -8, -216, -220, -2, 4, 0)],
+    *[(adjust_meta(-8, h), PKT, None) for h in (-200, -208, -209, 10, 50, 51)],
+    *[(adjust_meta(d), bytes(range(80)), md(data=16, data_end=80)) for d in (4, 8, 12, 16, 20, -200, -201)],
+]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_xdp_matches_the_kernel(case: int, engine: str) -> None:
+    text, data, ctx = CASES[case]
+    ours = user_test_run(text, XDP, data, ctx, engine=engine)
+    kernel = kernel_test_run(text, XDP, data, ctx)
+    assert ours == kernel
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_data_pointers_are_real_addresses(engine: str) -> None:
+    res = user_test_run(LENGTH, XDP, PKT, engine=engine)
+    assert res.retval == 64
+    res = user_test_run(FIELDS, XDP, PKT, engine=engine)
+    assert res.retval == (1 << 8) | 0  # loopback, queue 0
+    res = user_test_run(adjust_head(-20), XDP, PKT, engine=engine)
+    assert res.retval == 0 and len(res.data_out) == 84 and res.data_out[:2] == b"\xab\x01"
+    res = user_test_run(adjust_head(-217), XDP, PKT, engine=engine)
+    assert res.retval == -errno.EINVAL & M32 and res.data_out == b"\xab\x02" + PKT[2:]
+
+
+def test_adjust_limits_without_a_program() -> None:
+    env = RunEnv(deterministic=True)
+    mapped = XdpInput(PKT).map(env.memory)
+    assert isinstance(mapped, XdpMapped)
+    assert mapped.adjust_meta(-255) == -errno.EINVAL  # below the xdp_frame
+    assert mapped.adjust_meta(-6) == -errno.EACCES  # not a multiple of 4
+    assert mapped.adjust_meta(-8) == 0
+    assert mapped.adjust_head(-208) == 0  # metadata moves along
+    assert mapped.adjust_head(-1) == -errno.EINVAL
+    assert mapped.data() == bytes(8) + bytes(208) + PKT
+    assert mapped.ctx_out() == md(data=8, data_end=8 + 208 + 64)
+    assert mapped.adjust_tail(-(208 + 64 - 14)) == 0
+    assert mapped.adjust_tail(-1) == -errno.EINVAL
+    for region in mapped.regions:
+        env.memory.unmap(region)
+
+
+def test_test_run_input_checks() -> None:
+    with pytest.raises(TestRunError) as err:
+        XdpInput.from_test_run(bytes(13))
+    assert err.value.errno == errno.EINVAL
+    for bad in (
+        md(data=2),
+        md(meta=4),
+        md(data_end=65),
+        md(egress=1),
+        md(queue=1),
+        md(data=220, data_end=64),
+    ):
+        with pytest.raises(TestRunError) as err:
+            XdpInput.from_test_run(PKT, bad)
+        assert err.value.errno == errno.EINVAL
+    with pytest.raises(TestRunError) as err:
+        XdpInput.from_test_run(PKT, md() + b"\x01")
+    assert err.value.errno == errno.E2BIG
+    with pytest.raises(NotSupportedError):
+        XdpInput.from_test_run(PKT, md(data_end=20))
+    with pytest.raises(NotSupportedError):
+        XdpInput.from_test_run(bytes(XDP_MAX_LINEAR + 1))
+    assert XdpInput.from_test_run(PKT, md(data_end=64) + bytes(8)).ingress_ifindex == 1
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    "ctx", [md(data=2), md(meta=4), md(data_end=65), md(egress=1), md(queue=1), md() + b"\x01", md(data=220)]
+)
+def test_the_kernel_refuses_the_same_inputs(ctx: bytes) -> None:
+    from ebpf.errors import SyscallError
+
+    with pytest.raises(SyscallError) as kernel_err:
+        kernel_test_run("r0 = 2\nexit", XDP, PKT, ctx)
+    with pytest.raises(TestRunError) as our_err:
+        XdpInput.from_test_run(PKT, ctx)
+    assert our_err.value.errno == kernel_err.value.errno
