@@ -139,3 +139,14 @@ def test_socket_filter_drops_then_passes() -> None:
         a.send(b"three")  # detached on close
         assert b.recv(16) == b"three"
         assert m[0] == 1
+
+
+def test_socket_filter_leak_warns_and_detaches() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b, ArrayMap() as m, load(counter(m.fd, 0, ret=0), ProgramType.SOCKET_FILTER) as drop:
+        b.setblocking(False)
+        with pytest.warns(ResourceWarning, match="unclosed link"):
+            attach.socket_filter(drop, b)  # dropped at once
+        a.send(b"x")
+        assert b.recv(4) == b"x"
+        assert m[0] == 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from ebpf import attach
 from ebpf.attach import LinkType, TCDirection, XDPMode
-from ebpf.errors import NotSupportedError
+from ebpf.errors import NotSupportedError, SyscallError
 from ebpf.spec import AttachType, ProgramType
 
 from ._util import ArrayMap, counter, links_of, load
@@ -27,7 +29,10 @@ def test_xdp_counts_then_drops_packets(veth) -> None:
             assert info.prog_id == passing.info().id
             assert veth.ping_peer(3)
             assert m[0] >= 3  # three echo replies at least (plus ARP)
-            link.update(dropping)
+            with pytest.raises(SyscallError) as info:
+                link.update(dropping, old=dropping)  # BPF_F_REPLACE: `old` is not attached
+            assert info.value.errno == errno.EPERM
+            link.update(dropping, old=passing)
             assert not veth.ping_peer(2)
             assert m[1] >= 2
             link.detach()  # defunct now, still open

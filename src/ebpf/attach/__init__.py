@@ -10,6 +10,7 @@ pyroute2), ``setsockopt(2)`` and tracefs; never shells out.
 
 from __future__ import annotations
 
+from ebpf.attach._abi import PerfType
 from ebpf.attach.cgroup import cgroup, cgroup2_root, socket_filter
 from ebpf.attach.iter import IterLink, iterator
 from ebpf.attach.link import (
@@ -46,6 +47,7 @@ __all__ = [
     "LinkInfo",
     "LinkType",
     "PerfEventType",
+    "PerfType",
     "ProgramLike",
     "TCDirection",
     "TCXFlags",

@@ -36,7 +36,6 @@ __all__ = [
     "ObjPinAttr",
     "PerfEventAttr",
     "PerfType",
-    "ProgAttachAttr",
     "RawTracepointOpenAttr",
     "cstr",
     "link_create",
@@ -84,20 +83,6 @@ class RawTracepointOpenAttr(ctypes.Structure):
     """``union bpf_attr`` for ``BPF_RAW_TRACEPOINT_OPEN``."""
 
     _fields_ = [("name", _u64), ("prog_fd", _u32), ("_pad", _u32), ("cookie", _u64)]
-
-
-class ProgAttachAttr(ctypes.Structure):
-    """``union bpf_attr`` for ``BPF_PROG_ATTACH`` / ``BPF_PROG_DETACH``."""
-
-    _fields_ = [
-        ("target_fd", _u32),
-        ("attach_bpf_fd", _u32),
-        ("attach_type", _u32),
-        ("attach_flags", _u32),
-        ("replace_bpf_fd", _u32),
-        ("relative_fd", _u32),
-        ("expected_revision", _u64),
-    ]
 
 
 class IterCreateAttr(ctypes.Structure):

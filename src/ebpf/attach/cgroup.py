@@ -122,8 +122,9 @@ class SocketFilter(_LinkBase):
     def __init__(self, sock: _Socket, program: ProgramLike) -> None:
         self._sock = sock
         self._attached = False
-        self._closed = False
+        self._closed = True  # until attached: a failed __init__ leaves nothing to clean up
         self._set(program)
+        self._closed = False
 
     def _set(self, program: ProgramLike) -> None:
         fd = self._sock.fileno()
@@ -185,6 +186,9 @@ class SocketFilter(_LinkBase):
         if not self._closed:
             self._closed = True
             self.detach()
+
+    def __del__(self) -> None:
+        self._warn_unclosed()
 
     def __repr__(self) -> str:
         return f"<socket filter on fd {self._sock.fileno()} {'closed' if self._closed else 'attached'}>"

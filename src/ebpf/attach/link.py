@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import struct
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -226,6 +227,16 @@ class _LinkBase:
     def close(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _warn_unclosed(self) -> None:
+        """For links without an FD: detach on garbage collection, with a ResourceWarning."""
+        if getattr(self, "_closed", True):
+            return
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001, S110 - nothing to report to from a finalizer
+            pass
+        warnings.warn(f"unclosed link {self!r} (call close())", ResourceWarning, source=self)
+
 
 class FDLink(_LinkBase):
     """A kernel BPF link (an fd from ``BPF_LINK_CREATE`` / ``BPF_RAW_TRACEPOINT_OPEN``).
@@ -349,17 +360,20 @@ def open_pinned_link(path: str | os.PathLike[str]) -> FDLink:
     fd = FD(bpf(Cmd.OBJ_GET, _abi.ObjPinAttr(pathname=name.address)))
     link = FDLink(fd, kind="pinned")
     try:
-        link.info()
-    except SyscallError:
+        ltype = link.info().type
+    except SyscallError as err:
         link.close()
+        err.add_note(f"{text!r} is not a pinned link")
         raise
+    link.kind = f"pinned {ltype.name.lower() if isinstance(ltype, LinkType) else ltype}"
     link.pinned_path = text
     return link
 
 
 def open_link(link_id: int) -> FDLink:
     """Open the link with ID ``link_id`` (``BPF_LINK_GET_FD_BY_ID``). Requires Linux >= 5.8."""
-    return FDLink(FD(bpf(Cmd.LINK_GET_FD_BY_ID, GetIdAttr(link_id=link_id))), kind="by-id")
+    link = FDLink(FD(bpf(Cmd.LINK_GET_FD_BY_ID, GetIdAttr(link_id=link_id))), kind=f"link {link_id}")
+    return link
 
 
 def link_ids() -> Iterator[int]:

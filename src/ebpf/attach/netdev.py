@@ -178,6 +178,9 @@ class ClsactFilter(_LinkBase):
             self._closed = True
             self.detach()
 
+    def __del__(self) -> None:
+        self._warn_unclosed()
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "attached"
         return f"<tc clsact {self.direction.name.lower()} filter ifindex {self.ifindex} prio {self.priority} {state}>"
