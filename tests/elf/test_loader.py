@@ -38,6 +38,7 @@ def test_corpus_is_complete() -> None:
             "nobtf",
             "subprogs",
             "samesec",
+            "linked",
         )
     }
     expected |= {f"{n}.be.o" for n in BOTH_ORDERS}
@@ -353,6 +354,21 @@ def test_static_function_in_program_section(load: Load) -> None:
     own = prog.instructions.slots - 3  # add_seven is 3 slots, appended
     call = slots[1]
     assert call.opcode == 0x85 and call.src == 1 and 1 + 1 + call.imm == own
+
+
+def test_static_linker_output(load: Load) -> None:
+    """``bpftool gen object`` output (merged sections, Datasec sizes filled in) loads to the
+    same programs as its inputs, with data offsets moved to the merged .bss."""
+    linked, fw, tc = load("linked.o"), load("xdp_fw.o"), load("tailcall.o")
+    assert set(linked.programs) == set(fw.programs) | set(tc.programs)
+    for name, prog in fw.programs.items():
+        assert linked.programs[name].instructions == prog.instructions
+        assert linked.programs[name].relocations == prog.relocations
+    hits = linked.variables["hits"]
+    assert (hits.map, hits.offset) == (".bss", 16)  # after xdp_fw's 12 bytes, aligned to 8
+    entry = linked.programs["tail_entry"]
+    assert [(r.symbol, r.offset) for r in entry.relocations.values()] == [(".bss", 16), ("jump_table", 0)]
+    assert linked.maps["jump_table"].slots == {0: "tail_a", 2: "tail_b"}
 
 
 def test_without_btf(load: Load) -> None:

@@ -38,8 +38,12 @@ done
 # one object without -g: no BTF (legacy maps, variables from symbols)
 $CLANG $(echo "$CFLAGS" | sed 's/ -g / /') -target bpfel -c nobtf.c -o "$out/nobtf.o"
 
+# libbpf's static linker: two objects into one (sections merged, BTF deduplicated)
+bpftool gen object "$out/linked.o" "$out/xdp_fw.o" "$out/tailcall.o"
+
 if [ $check = 1 ]; then
   status=0
+  cmp -s "$out/linked.o" "$here/linked.o" || { echo "stale: linked.o"; status=1; }
   cmp -s "$out/nobtf.o" "$here/nobtf.o" || { echo "stale: nobtf.o"; status=1; }
   for name in $LE; do
     cmp -s "$out/$name.o" "$here/$name.o" || { echo "stale: $name.o"; status=1; }
