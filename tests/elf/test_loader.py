@@ -148,9 +148,8 @@ def test_xdp_firewall(load: Load) -> None:
     assert spec.get_variable("port_table") == b"".join(p.to_bytes(2, "little") for p in (22, 80, 443, 8080))
     spec.set_variable("drop_action", 2)
     assert spec.maps[".rodata"].contents[0][1][:4] == (2).to_bytes(4, "little")
-    # func_info rebased onto the linked program (when .BTF.ext parsing is available)
-    if fw.func_info:
-        assert [f.insn for f in fw.func_info] == [0, 40, 54]
+    # func_info rebased onto the linked program
+    assert [f.insn for f in fw.func_info] == [0, 40, 54]
 
 
 def test_tc_classifier(load: Load) -> None:
@@ -308,8 +307,8 @@ def test_tracer(load: Load) -> None:
     execve = spec.programs["trace_execve"]
     kcfg = {(r.symbol, r.offset) for r in execve.relocations.values() if r.kind is RelocKind.MAP_VALUE}
     assert {(".kconfig", 4), (".kconfig", 8), (".kconfig", 0), (".rodata", 0)} <= kcfg
-    if fork.core_relos:
-        assert [(c.insn, c.access) for c in fork.core_relos] == [(16, "0:92")]
+    assert [(c.insn, c.access) for c in fork.core_relos] == [(16, "0:92")]
+    assert len(execve.core_relos) >= 2  # BPF_CORE_READ(task, real_parent, tgid)
 
 
 def test_sections_object(load: Load) -> None:
@@ -337,10 +336,9 @@ def test_subprogram_layout(name: str, load: Load) -> None:
     }
     assert targets == {1: 24, 4: 30, 8: 33, 14: 36, 24: 27, 37: 27}
     assert slots[14].opcode == 0x18 and slots[14].src == 4  # lddw r2, loop_cb
-    if entry.func_info:
-        assert [f.insn for f in entry.func_info] == [0, 24, 27, 30, 33, 36]
-        names = [spec.btf[f.type_id].name for f in entry.func_info] if spec.btf else []
-        assert names == ["entry", "mid", "leaf", "global_helper", "local_in_section", "loop_cb"]
+    assert [f.insn for f in entry.func_info] == [0, 24, 27, 30, 33, 36]
+    names = [spec.btf[f.type_id].name for f in entry.func_info] if spec.btf else []
+    assert names == ["entry", "mid", "leaf", "global_helper", "local_in_section", "loop_cb"]
     other = spec.programs["other"]
     assert other.type is ProgramType.SCHED_CLS and other.instructions.slots == 7
 
@@ -387,6 +385,24 @@ def test_without_btf(load: Load) -> None:
     assert prog.instructions.slots == 31  # with the static subprogram `bump`
     assert {r.symbol for r in prog.relocations.values()} == {".data", ".bss", "counts", ".rodata"}
     assert not prog.func_info and not prog.line_info
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_OBJECTS if n != "nobtf.o"])
+def test_btf_ext_records_point_at_instructions(name: str, load: Load) -> None:
+    """func_info / line_info / CO-RE records are rebased onto each linked program: each names an
+    instruction start, func_info starts at 0 and names a BTF Func, line_info covers slot 0."""
+    spec = load(name)
+    assert spec.btf is not None
+    for prog in spec.programs.values():
+        starts = {slot for slot, _ in _slots(prog.instructions)}
+        assert prog.func_info and prog.func_info[0].insn == 0, prog.name
+        assert spec.btf[prog.func_info[0].type_id].name == prog.name
+        for rec in [*prog.func_info, *prog.line_info, *prog.core_relos]:
+            assert rec.insn in starts, (prog.name, rec)
+        assert all(isinstance(spec.btf[f.type_id], btf.Func) for f in prog.func_info)
+        assert prog.line_info and prog.line_info[0].insn == 0, prog.name
+        insns = [i for i in (r.insn for r in prog.line_info)]
+        assert insns == sorted(insns)
 
 
 def test_copy_is_deep(load: Load) -> None:

@@ -29,12 +29,15 @@ Rule 4: the same bytes give an equal spec on every machine; bad input raises
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from ebpf import btf
+from ebpf.btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo, parse_btf_ext
 from ebpf.elf import _maps
 from ebpf.elf._reader import (
     SHN_LORESERVE,
@@ -85,6 +88,8 @@ _PSEUDO_KFUNC_CALL = 2
 _PSEUDO_FUNC = 4
 
 _KCONFIG = ".kconfig"
+
+_R = TypeVar("_R", FuncInfo, LineInfo, CoreRelo)
 
 
 def load_collection_spec(source: str | Path | bytes | bytearray | memoryview | BinaryIO) -> CollectionSpec:
@@ -658,29 +663,24 @@ class _Loader:
 
     # --- .BTF.ext ----------------------------------------------------------------------------
 
-    def _btf_ext(self) -> object | None:
+    def _btf_ext(self) -> BTFExt | None:
         sec = self.elf.section_by_name(".BTF.ext")
         if sec is None or self.btf is None:
             return None
-        from ebpf.btf import ext as ext_module
+        return parse_btf_ext(sec.data, self.btf, self.byteorder)
 
-        parse = getattr(ext_module, "parse_btf_ext", None)
-        if parse is None:
-            return None
-        result: object = parse(sec.data, self.btf, self.byteorder)
-        return result
+    def _rebase_ext(self, prog: ProgramSpec, ext: BTFExt, layout: list[tuple[_Func, int]]) -> None:
+        """Records of every function in the program, moved to the function's final slots."""
 
-    def _rebase_ext(self, prog: ProgramSpec, ext: object, layout: list[tuple[_Func, int]]) -> None:
-        import dataclasses
-
-        for attr in ("func_info", "line_info", "core_relos"):
-            by_section = getattr(ext, attr, None)
-            if not isinstance(by_section, dict):
-                continue
-            out = []
+        def rebase(by_section: Mapping[str, Sequence[_R]]) -> list[_R]:
+            out: list[_R] = []
             for func, base in layout:
                 for rec in by_section.get(func.section.name, ()):
                     if func.start <= rec.insn < func.start + func.slots:
                         out.append(dataclasses.replace(rec, insn=base + rec.insn - func.start))
             out.sort(key=lambda r: r.insn)
-            setattr(prog, attr, out)
+            return out
+
+        prog.func_info = rebase(ext.func_info)
+        prog.line_info = rebase(ext.line_info)
+        prog.core_relos = rebase(ext.core_relos)
