@@ -99,3 +99,18 @@ def test_vmlinux_index_cache_cold_then_warm(tmp_path: Path, monkeypatch: pytest.
         assert (t3 - t2) < (t1 - t0)  # the cache is faster than parsing
     finally:
         kbtf.reset_vmlinux_cache()
+
+
+def test_lazy_vmlinux_spec_equals_a_full_parse() -> None:
+    if not Path(kbtf.VMLINUX_PATH).exists():
+        pytest.skip(f"{kbtf.VMLINUX_PATH} is absent (kernel without CONFIG_DEBUG_INFO_BTF)")
+    data = kbtf.vmlinux_bytes()
+    names, kinds, offsets = kbtf._walk_types(data)
+    full = btf.Spec.from_bytes(data)
+    lazy = kbtf._lazy_spec(data, kbtf.VmlinuxIndex(names, kinds, "test", offsets))
+    assert len(lazy) == len(full)
+    task = full.find_id("task_struct", btf.Struct)
+    assert lazy[task] == full[task]  # decoded on demand
+    assert lazy.ids_by_name("task_struct") == full.ids_by_name("task_struct")
+    assert tuple(lazy.types) == full.types  # every type, decoded by our own decoder
+    assert all(kinds[i] == int(t.kind) for i, t in enumerate(full.types))

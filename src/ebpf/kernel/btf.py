@@ -26,13 +26,14 @@ import hashlib
 import itertools
 import marshal
 import os
+import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, cast
 
 from ebpf import btf as _btf
 from ebpf.errors import BTFError, SyscallError
@@ -58,7 +59,7 @@ __all__ = [
 VMLINUX_PATH = "/sys/kernel/btf/vmlinux"
 _DEFAULT_LOG_SIZE = 64 * 1024
 _MAX_LOG_SIZE = (2**32 - 1) >> 2
-_INDEX_FORMAT = 1
+_INDEX_FORMAT = 3
 
 
 class KernelBTFError(BTFError):
@@ -188,8 +189,6 @@ class KernelBTF:
 
 
 def _host_little() -> bool:
-    import sys
-
     return sys.byteorder == "little"
 
 
@@ -286,26 +285,52 @@ _VMLINUX: _btf.Spec | None = None
 
 
 def vmlinux_spec() -> _btf.Spec:
-    """The kernel's BTF, parsed once per process."""
+    """The kernel's BTF, once per process.
+
+    With a valid on-disk index (:func:`vmlinux_index`) the spec is *lazy*: each type is
+    decoded from the raw bytes on first access (the cache holds every type's offset), the
+    name lookups come from the index, and CO-RE's candidate index is seeded from it, so a
+    process that relocates a few dozen accesses decodes a few hundred types instead of
+    ~130,000. Without the cache the whole blob is parsed (and the cache written).
+    """
     global _VMLINUX
     if _VMLINUX is None:
-        _VMLINUX = _btf.Spec.from_bytes(vmlinux_bytes(), source=VMLINUX_PATH)
+        index = vmlinux_index()
+        if index.offsets is not None:
+            _VMLINUX = _lazy_spec(vmlinux_bytes(), index)
+        else:  # pragma: no cover - vmlinux_index always fills offsets
+            _VMLINUX = _btf.Spec.from_bytes(vmlinux_bytes(), source=VMLINUX_PATH)
+        _seed_core_index(_VMLINUX, index)
     return _VMLINUX
 
 
 class VmlinuxIndex:
-    """Names of the kernel's BTF types: ``name -> ((type_id, kind), ...)``.
+    """The kernel's BTF type index: ``name -> [type ids]``, every type's kind and byte offset.
 
     Built from the parsed spec once, then loaded from the on-disk cache by later processes.
     """
 
-    def __init__(self, names: Mapping[str, tuple[tuple[int, int], ...]], digest: str) -> None:
+    def __init__(
+        self,
+        names: dict[str, list[int]],
+        kinds: bytes,
+        digest: str,
+        offsets: bytes | None = None,
+        essential: dict[str, list[int]] | None = None,
+    ) -> None:
         self.names = names
+        self.kinds = kinds
+        """``kinds[type_id]`` is the BTF kind of the type (0 for Void)."""
         self.digest = digest
+        self.offsets = offsets
+        """Word offset of every type in the type section (plus the end), as native uint32s."""
+        self.essential = essential or {}
+        """CO-RE candidates for names whose ``___flavor`` suffix drops (only those differ)."""
 
     def ids(self, name: str, kind: _btf.Kind | None = None) -> tuple[int, ...]:
         """Type ids called ``name`` (of ``kind`` if given)."""
-        return tuple(i for i, k in self.names.get(name, ()) if kind is None or k == int(kind))
+        kinds = self.kinds
+        return tuple(i for i in self.names.get(name, ()) if kind is None or kinds[i] == int(kind))
 
     def find(self, name: str, kind: _btf.Kind) -> int | None:
         """The first type id of ``kind`` called ``name``, or ``None``."""
@@ -317,7 +342,10 @@ _INDEX: VmlinuxIndex | None = None
 
 
 def vmlinux_index(*, use_cache: bool = True) -> VmlinuxIndex:
-    """The kernel's BTF name index: in-process, else from the disk cache, else built and saved."""
+    """The kernel's BTF name index: in-process, else from the disk cache, else built and saved.
+
+    Building it walks the type headers once (no type objects); the cache then saves the walk.
+    """
     global _INDEX
     if _INDEX is not None:
         return _INDEX
@@ -328,21 +356,256 @@ def vmlinux_index(*, use_cache: bool = True) -> VmlinuxIndex:
         try:
             payload = marshal.loads(path.read_bytes())
             if isinstance(payload, tuple) and payload[0] == _INDEX_FORMAT and payload[1] == digest:
-                _INDEX = VmlinuxIndex(payload[2], digest)
+                _INDEX = VmlinuxIndex(payload[2], payload[3], digest, payload[4], payload[5])
                 return _INDEX
         except (OSError, ValueError, EOFError, TypeError, IndexError):
             pass
-    spec = vmlinux_spec()
-    names: dict[str, list[tuple[int, int]]] = {}
-    for type_id, t in enumerate(spec.types):
-        name = getattr(t, "name", "")
-        if name:
-            names.setdefault(name, []).append((type_id, int(t.kind)))
-    frozen = {k: tuple(v) for k, v in names.items()}
-    _INDEX = VmlinuxIndex(frozen, digest)
+    names, kinds, offsets = _walk_types(data)
+    essential = _essential_names(names)
+    _INDEX = VmlinuxIndex(names, kinds, digest, offsets, essential)
     if use_cache:
-        _save(path, marshal.dumps((_INDEX_FORMAT, digest, frozen)))
+        _save(path, marshal.dumps((_INDEX_FORMAT, digest, names, kinds, offsets, essential)))
     return _INDEX
+
+
+def _essential_names(names: Mapping[str, list[int]]) -> dict[str, list[int]]:
+    """CO-RE's buckets (essential name -> ids) that differ from the plain name buckets."""
+    try:
+        from ebpf.btf.core import essential_name
+    except ImportError:  # pragma: no cover
+        return {}
+    merged: dict[str, list[int]] = {}
+    for name, ids in names.items():
+        if "___" in name:
+            key = essential_name(name)
+            if key != name:
+                merged.setdefault(key, list(names.get(key, ()))).extend(ids)
+    for ids in merged.values():
+        ids.sort()
+    return merged
+
+
+# Words after the 3-word header, per kind (Documentation/bpf/btf.rst §2.2); vlen-scaled kinds
+# are in _PER_VLEN.
+_EXTRA_WORDS = {1: 1, 3: 3, 14: 1, 17: 1}  # INT, ARRAY, VAR, DECL_TAG
+_PER_VLEN = {4: 3, 5: 3, 6: 2, 13: 2, 15: 3, 19: 3}  # STRUCT UNION ENUM FUNC_PROTO DATASEC ENUM64
+
+
+def _walk_types(data: bytes) -> tuple[dict[str, list[int]], bytes, bytes]:
+    """One pass over the type headers: names -> ids, each type's kind, each type's word offset.
+
+    No type objects are built (that is what makes a cold start cheaper than a full parse);
+    the lazy spec decodes the types a caller touches, checking each as the parser does.
+    """
+    from array import array
+
+    from ebpf.btf.parse import parse_header
+
+    order, _, type_start, type_len, str_start, str_len = parse_header(data, source=VMLINUX_PATH)
+    words = array("I")
+    words.frombytes(data[type_start : type_start + type_len])
+    if order != sys.byteorder:
+        words.byteswap()
+    strings = data[str_start : str_start + str_len]
+    offsets = array("I")
+    kinds = bytearray(1)  # Void
+    names: dict[str, list[int]] = {}
+    name_at: dict[int, str] = {}
+    extra, per_vlen = _EXTRA_WORDS, _PER_VLEN
+    i, n, type_id = 0, len(words), 1
+    try:
+        while i < n:
+            offsets.append(i)
+            name_off = words[i]
+            info = words[i + 1]
+            kind = (info >> 24) & 0x1F
+            kinds.append(kind)
+            if name_off:
+                name = name_at.get(name_off)
+                if name is None:
+                    end = strings.index(b"\0", name_off)
+                    name = name_at[name_off] = strings[name_off:end].decode("utf-8", "replace")
+                bucket = names.get(name)
+                if bucket is None:
+                    names[name] = [type_id]
+                else:
+                    bucket.append(type_id)
+            i += 3 + extra.get(kind, 0) + per_vlen.get(kind, 0) * (info & 0xFFFF)
+            type_id += 1
+    except (IndexError, ValueError) as err:
+        raise BTFError(f"malformed kernel BTF near type [{type_id}]: {err}", source=VMLINUX_PATH) from None
+    if i != n:
+        raise BTFError(f"kernel BTF: type [{type_id - 1}] overruns the type section", source=VMLINUX_PATH)
+    offsets.append(i)
+    return names, bytes(kinds), offsets.tobytes()
+
+
+class _LazyTypes(Sequence[_btf.Type]):
+    """The types of a BTF blob, each decoded on first access."""
+
+    def __init__(self, data: bytes, offsets: bytes, source: str) -> None:
+        from array import array
+
+        from ebpf.btf.parse import parse_header
+        from ebpf.btf.spec import StringTable
+
+        order, _, type_start, type_len, str_start, str_len = parse_header(data, source=source)
+        words = array("I")
+        words.frombytes(data[type_start : type_start + type_len])
+        if order != sys.byteorder:
+            words.byteswap()
+        offs = array("I")
+        offs.frombytes(offsets)
+        self._words = words
+        self._offsets = offs
+        self._type_start = type_start
+        self._source = source
+        self.order = order
+        self.strings = StringTable(data[str_start : str_start + str_len])
+        self._decoded: list[_btf.Type | None] = [_btf.Void()] + [None] * (len(offs) - 1)
+
+    def __len__(self) -> int:
+        return len(self._decoded)
+
+    def _decode(self, type_id: int) -> _btf.Type:
+        lo = self._offsets[type_id - 1]
+        t = decode_type(self._words, lo, self.strings.lookup)
+        self._decoded[type_id] = t
+        return t
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        t = self._decoded[index]
+        if t is None:
+            if index < 0:
+                index += len(self)
+            t = self._decode(index)
+        return t
+
+    def __iter__(self) -> Iterator[_btf.Type]:
+        for type_id in range(len(self._decoded)):
+            yield self[type_id]
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+
+_ENCODINGS = {
+    int(e): e
+    for e in (_btf.IntEncoding.NONE, _btf.IntEncoding.SIGNED, _btf.IntEncoding.CHAR, _btf.IntEncoding.BOOL)
+}
+_FUNC_LINKAGES = tuple(_btf.FuncLinkage)
+_VAR_LINKAGES = tuple(_btf.VarLinkage)
+
+
+def decode_type(w: Sequence[int], i: int, name_of: Callable[[int], str]) -> _btf.Type:
+    """Decode the one BTF type whose header starts at word ``i`` of type section ``w``.
+
+    The kernel's encoding (Documentation/bpf/btf.rst §2); used on a blob the kernel itself
+    produced, so only the structure is checked (an unknown kind is a BTFError).
+    """
+    name_off, info, size = w[i], w[i + 1], w[i + 2]
+    kind = (info >> 24) & 0x1F
+    vlen = info & 0xFFFF
+    kflag = bool(info >> 31)
+    name = name_of(name_off) if name_off else ""
+    d = i + 3
+    if kind == 1:
+        extra = w[d]
+        return _btf.Int(name, size, _ENCODINGS[extra >> 24], (extra >> 16) & 0xFF, extra & 0xFF)
+    if kind == 2:
+        return _btf.Pointer(size)
+    if kind == 3:
+        return _btf.Array(w[d], w[d + 1], w[d + 2])
+    if kind in (4, 5):
+        members = []
+        for j in range(d, d + 3 * vlen, 3):
+            bits = w[j + 2]
+            mname = name_of(w[j]) if w[j] else ""
+            if kflag:
+                members.append(_btf.Member(mname, w[j + 1], bits & 0xFFFFFF, bits >> 24))
+            else:
+                members.append(_btf.Member(mname, w[j + 1], bits))
+        cls: type[_btf.Struct | _btf.Union] = _btf.Struct if kind == 4 else _btf.Union
+        return cls(name, size, tuple(members), kflag)
+    if kind in (6, 19):
+        step = 2 if kind == 6 else 3
+        values = []
+        for j in range(d, d + step * vlen, step):
+            if kind == 6:
+                v = w[j + 1]
+                if kflag and v & 0x80000000:
+                    v -= 1 << 32
+            else:
+                v = w[j + 1] | w[j + 2] << 32
+                if kflag and v >> 63:
+                    v -= 1 << 64
+            values.append(_btf.EnumValue(name_of(w[j]) if w[j] else "", v))
+        enum_cls: type[_btf.Enum | _btf.Enum64] = _btf.Enum if kind == 6 else _btf.Enum64
+        return enum_cls(name, size, tuple(values), kflag)
+    if kind == 7:
+        return _btf.Fwd(name, kflag)
+    if kind == 8:
+        return _btf.Typedef(name, size)
+    if kind == 9:
+        return _btf.Volatile(size)
+    if kind == 10:
+        return _btf.Const(size)
+    if kind == 11:
+        return _btf.Restrict(size)
+    if kind == 12:
+        return _btf.Func(name, size, _FUNC_LINKAGES[vlen])
+    if kind == 13:
+        params = tuple(
+            _btf.FuncParam(name_of(w[j]) if w[j] else "", w[j + 1]) for j in range(d, d + 2 * vlen, 2)
+        )
+        return _btf.FuncProto(size, params)
+    if kind == 14:
+        return _btf.Var(name, size, _VAR_LINKAGES[w[d]])
+    if kind == 15:
+        secinfos = tuple(_btf.VarSecinfo(w[j], w[j + 1], w[j + 2]) for j in range(d, d + 3 * vlen, 3))
+        return _btf.Datasec(name, size, secinfos)
+    if kind == 16:
+        return _btf.Float(name, size)
+    if kind == 17:
+        component = w[d]
+        if component & 0x80000000:
+            component -= 1 << 32
+        return _btf.DeclTag(name, size, component, kflag)
+    if kind == 18:
+        return _btf.TypeTag(name, size, kflag)
+    raise BTFError(f"unknown BTF kind {kind} at word {i}", source=VMLINUX_PATH)
+
+
+def _lazy_spec(data: bytes, index: VmlinuxIndex) -> _btf.Spec:
+    assert index.offsets is not None
+    types = _LazyTypes(data, index.offsets, VMLINUX_PATH)
+    spec = _btf.Spec.__new__(_btf.Spec)
+    spec.types = cast("tuple[_btf.Type, ...]", types)  # a lazy sequence in the tuple's place
+    spec.base = None
+    spec.strings = types.strings
+    spec.byteorder = types.order
+    spec._names = index.names  # read-only use: the spec's name index is ours
+    return spec
+
+
+def _seed_core_index(spec: _btf.Spec, index: VmlinuxIndex) -> None:
+    """Give CO-RE its candidate index (essential name -> ids) from ours, instead of a full walk."""
+    try:
+        from ebpf.btf.core import CandidateIndex
+    except ImportError:  # pragma: no cover - CO-RE is part of the package
+        return
+    by_name = index.names
+    if index.essential:
+        by_name = {**index.names, **index.essential}
+    seeded = CandidateIndex.__new__(CandidateIndex)
+    seeded.target = spec
+    seeded._by_name = by_name
+    CandidateIndex._cache.insert(0, (spec, seeded))
 
 
 def _save(path: Path, blob: bytes) -> None:
