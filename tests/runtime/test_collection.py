@@ -245,15 +245,21 @@ out:
     spec = CollectionSpec(programs={"x": program("x", text, [], type=ProgramType.XDP)})
     with Collection(spec) as coll:
         x = coll.programs["x"]
-        res = x.test_run(b"\x01\x02\x03")
-        assert (res.retval, res.data_out) == (2, b"\xaa\xaa\x03")
-        assert x.test_run(b"\x01").retval == 1
+        frame = bytes(range(1, 17))
+        res = x.test_run(frame)
+        assert (res.retval, res.data_out, res.ctx_out) == (2, b"\xaa\xaa" + frame[2:], None)
+        md = struct.pack("<6I", 0, 16, 0, 1, 0, 0)
+        res = x.test_run(frame, ctx_in=md)
+        assert res.ctx_out is not None and struct.unpack("<6I", res.ctx_out)[:2] == (0, 16)
         with pytest.raises(TestRunError) as info:
-            x.test_run(b"\x01\x02\x03", data_size_out=2)
+            x.test_run(frame, data_size_out=2)
         assert info.value.errno == errno.ENOSPC
         assert info.value.result.data_out == b"\xaa\xaa"
+        with pytest.raises(TestRunError) as info:
+            x.test_run(b"\x01")  # shorter than an Ethernet header
+        assert info.value.errno == errno.EINVAL
         with pytest.raises(TestRunError):
-            x.test_run(repeat=-1)
+            x.test_run(frame, repeat=-1)
 
 
 def test_errors_and_lifetime() -> None:

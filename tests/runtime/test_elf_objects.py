@@ -13,7 +13,7 @@ from ebpf.errors import NotSupportedError
 from ebpf.runtime import Collection
 from ebpf.spec import CollectionSpec
 
-from ._build import test_helpers
+from ._build import default_helpers, test_helpers
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "elf"
 ENGINES = ["interp", "py"]
@@ -32,14 +32,17 @@ def ipv4_packet(saddr: str, daddr: str = "10.9.9.9", proto: int = 17) -> bytes:
     return eth + ip + struct.pack("!HHHH", 1000, 53, 8, 0)
 
 
-def xdp_md(rx_queue_index: int) -> bytes:
-    return struct.pack("<6I", 0, 0, 0, 1, rx_queue_index, 0)
+def xdp_md(rx_queue_index: int, size: int = 14) -> bytes:
+    """``struct xdp_md`` for ``ctx_in``: data 0, data_end = the frame size, loopback."""
+    return struct.pack("<6I", 0, size, 0, 1, rx_queue_index, 0)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_xdp_firewall(engine: str) -> None:
+@pytest.mark.parametrize("helpers", ["runtime", "test"])
+def test_xdp_firewall(engine: str, helpers: str) -> None:
     spec = spec_of("xdp_fw.o")
-    with Collection(spec, engine=engine, helpers=test_helpers(), ncpus=2) as coll:
+    registry = default_helpers() if helpers == "runtime" else test_helpers()
+    with Collection(spec, engine=engine, helpers=registry, ncpus=2) as coll:
         fw = coll.programs["xdp_firewall"]
         coll.maps["blocklist"][struct.pack("<I", 32) + socket.inet_aton("10.0.0.1")] = struct.pack("<I", 1)
         assert fw.test_run(ipv4_packet("10.0.0.1")).retval == XDP_DROP
@@ -92,11 +95,7 @@ def test_legacy_maps_object() -> None:
         coll.maps["legacy_hash"][struct.pack("<I", 1)] = struct.pack("<Q", 41)
         prog = coll.programs["legacy_prog"]
         assert prog.type.name == "SOCKET_FILTER"
-        try:
-            result = prog.test_run(b"\x00" * 64)
-        except NotSupportedError:  # no __sk_buff context in this runtime yet
-            result = prog.run(b"\x00" * 64)
-        assert result.retval == 42
+        assert prog.test_run(b"\x00" * 64).retval == 42
 
 
 def test_objects_that_cannot_load_say_why() -> None:
@@ -107,3 +106,19 @@ def test_objects_that_cannot_load_say_why() -> None:
 def test_big_endian_objects_are_refused() -> None:
     with pytest.raises(NotSupportedError, match="big-endian"):
         Collection(load_collection_spec(DATA / "xdp_fw.be.o"))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_map_in_map(engine: str) -> None:
+    with Collection(spec_of("map_in_map.o"), engine=engine, helpers=default_helpers()) as coll:
+        coll.maps["inner_hash"][struct.pack("<I", 1)] = struct.pack("<Q", 5)
+        prog = coll.programs["mim_lookup"]
+        for _ in range(3):
+            assert prog.test_run(b"\x00" * 14).retval == XDP_PASS
+        assert coll.maps["inner_one"][struct.pack("<I", 0)] == struct.pack("<I", 3)
+        assert coll.maps["inner_two"][struct.pack("<I", 0)] == struct.pack("<I", 0)
+        assert coll.maps["inner_hash"][struct.pack("<I", 1)] == struct.pack("<Q", 8)
+        # swap the inner map of slot 0 from Python: the program follows
+        coll.maps["outer_array"].update_map(struct.pack("<I", 0), coll.maps["inner_two"])
+        prog.test_run(b"\x00" * 14)
+        assert coll.maps["inner_two"][struct.pack("<I", 0)] == struct.pack("<I", 1)

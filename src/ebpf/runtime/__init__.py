@@ -15,9 +15,9 @@ shape (``Collection`` with ``programs``, ``maps``, ``close()``; ``Program.test_r
 from __future__ import annotations
 
 from ebpf.runtime._collection import Collection, ContextInput, Program, Variable, Variables, freeze, map_def
-from ebpf.runtime._env import MAX_TAIL_CALL_CNT, RuntimeEnv
 from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code
 from ebpf.testrun import TestRunResult
+from ebpf.vm.helpers import MAX_TAIL_CALL_CNT, RunEnv
 
 __all__ = [
     "MAX_TAIL_CALL_CNT",
@@ -25,7 +25,7 @@ __all__ = [
     "ContextInput",
     "KconfigValue",
     "Program",
-    "RuntimeEnv",
+    "RunEnv",
     "TestRunResult",
     "Variable",
     "Variables",

@@ -12,7 +12,7 @@ Rule 2 (placeholders, as the kernel reads them): ``lddw rX, map`` becomes ``src=
 map's *handle id* in ``imm``; ``lddw rX, map + off`` (global data) becomes ``src=2`` with the
 handle id in the first ``imm`` and ``off`` in the second. When the program runs, the engines
 ask :meth:`Collection._resolve` for the value: the address of the map's handle (a small
-read-only region; helpers find the map by it in :attr:`RuntimeEnv.maps`), or the real
+read-only region; helpers find the map by it in ``RunEnv.maps``), or the real
 address of the global's bytes.
 
 Rule 3 (read-only data): maps created with ``BPF_F_RDONLY_PROG`` (``.rodata``, ``.kconfig``)
@@ -29,7 +29,6 @@ same context, with the rest of the instruction budget.
 from __future__ import annotations
 
 import errno
-import struct
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
@@ -42,13 +41,12 @@ from ebpf.isa.opcodes import PseudoSrc
 from ebpf.isa.program import Program as InsnProgram
 from ebpf.maps import Map, MapDef, create
 from ebpf.maps._errors import MapError
-from ebpf.runtime._env import RuntimeEnv
 from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code, running_kconfig
 from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramSpec, ProgramType, RelocKind
 from ebpf.testrun import TestRunResult
 from ebpf.vm import ENGINES
-from ebpf.vm.context import Input, MappedInput, RawInput, XdpInput
-from ebpf.vm.helpers import HelperRegistry
+from ebpf.vm.context import Input, MappedInput, RawInput, RawTracepointInput, SkbInput, XdpInput
+from ebpf.vm.helpers import MAX_TAIL_CALL_CNT, HelperRegistry, RunEnv, runtime_helpers
 from ebpf.vm.interpreter import DEFAULT_MAX_INSNS, Interpreter, RunResult, TailCall
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
@@ -58,8 +56,20 @@ if TYPE_CHECKING:
 __all__ = ["Collection", "ContextInput", "Program", "Variable", "Variables", "freeze", "map_def"]
 
 M32 = (1 << 32) - 1
+SKB_TEST_RUN_TYPES = frozenset(
+    {
+        ProgramType.SOCKET_FILTER,
+        ProgramType.SCHED_CLS,
+        ProgramType.SCHED_ACT,
+        ProgramType.CGROUP_SKB,
+        ProgramType.LWT_IN,
+        ProgramType.LWT_OUT,
+        ProgramType.LWT_XMIT,
+        ProgramType.LWT_SEG6LOCAL,
+    }
+)
+"""Program types whose test run builds a socket buffer (``bpf_prog_test_run_skb``)."""
 BPF_F_RDONLY_PROG = 1 << 7
-HANDLE_SIZE = 8
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 
 
@@ -120,12 +130,11 @@ class Program:
     def _chain(self, mapped: MappedInput, cpu: int, budget: int) -> tuple[int, int]:
         """Run on ``mapped``, following tail calls; returns ``(r0, instructions)``."""
         env = self.collection.env
-        env.cpu = cpu
-        env.context = mapped
-        env.tail_calls = 0
+        env.begin_run(cpu=cpu, context=mapped)
         env.program_type = self.type
         prog = self
         total = 0
+        chained = 0
         while True:
             try:
                 retval, count = prog.engine.execute(mapped, env, budget - total)
@@ -137,7 +146,13 @@ class Program:
                     raise VMError(
                         f"tail call from {prog.name!r} to {target!r}: not a program of this collection"
                     ) from None
-                env.tail_calls += 1
+                chained += 1
+                if chained > MAX_TAIL_CALL_CNT:
+                    raise VMError(
+                        f"tail call number {chained} from {prog.name!r}: bpf_tail_call must fall "
+                        f"through after {MAX_TAIL_CALL_CNT}"
+                    ) from None
+                env.tail_calls = chained  # whether or not the helper counted it
                 prog = target
 
     def _check(self, cpu: int) -> None:
@@ -180,10 +195,10 @@ class Program:
     ) -> TestRunResult:
         """``BPF_PROG_TEST_RUN``: run ``repeat`` times on ``data_in`` / ``ctx_in`` (Rule 4).
 
-        Program types: XDP (``data_in`` is the packet; ``ctx_in`` an ``xdp_md`` whose
-        ``ingress_ifindex`` and ``rx_queue_index`` are used), SYSCALL (``ctx_in`` is the
-        context, copied back in ``ctx_out``), RAW_TRACEPOINT (``ctx_in`` holds the u64
-        arguments), and the socket buffer types when the runtime has their context.
+        Program types: XDP (``data_in`` is the frame, ``ctx_in`` an ``xdp_md``), the socket
+        buffer types (:data:`SKB_TEST_RUN_TYPES`; ``ctx_in`` a ``__sk_buff``), SYSCALL
+        (``ctx_in`` is the context) and RAW_TRACEPOINT (``ctx_in`` holds the u64 arguments).
+        ``ctx_out`` is the context after the last run when ``ctx_in`` was given.
 
         Raises:
             NotSupportedError: the program type has no test run here (the kernel: ENOTSUPP).
@@ -194,7 +209,7 @@ class Program:
         self._check(cpu)
         if repeat < 0:
             raise TestRunError(f"repeat must be >= 0, got {repeat}", errno=errno.EINVAL)
-        inp, ctx_region = self._test_input(bytes(data_in), ctx_in)
+        inp = self._test_input(bytes(data_in), None if ctx_in is None else bytes(ctx_in))
         memory = self.collection.memory
         mapped = inp.map(memory)
         runs = max(repeat, 1)
@@ -206,7 +221,7 @@ class Program:
                 retval, _ = self._chain(mapped, cpu, budget)
             duration = (time.perf_counter_ns() - start) // runs
             data_out = mapped.data()
-            ctx_out = ctx_region(mapped) if ctx_region is not None else None
+            ctx_out = mapped.ctx_out() if ctx_in is not None else None
         finally:
             for region in mapped.regions:
                 memory.unmap(region)
@@ -220,46 +235,39 @@ class Program:
             )
         return result
 
-    def _test_input(self, data_in: bytes, ctx_in: bytes | None) -> tuple[Input, Any]:
+    def _test_input(self, data_in: bytes, ctx_in: bytes | None) -> Input:
+        """The input ``BPF_PROG_TEST_RUN`` builds for this program type, with the kernel's checks."""
         t = self.type
         if t == ProgramType.XDP:
-            ifindex, queue = 1, 0
-            if ctx_in is not None:
-                if len(ctx_in) < 20:
-                    raise TestRunError("ctx_in for XDP is a struct xdp_md (24 bytes)", errno=errno.EINVAL)
-                ifindex, queue = struct.unpack_from("<II", ctx_in, 12)
-                ifindex = ifindex or 1
-            return XdpInput(data_in, ingress_ifindex=ifindex, rx_queue_index=queue), None
+            return XdpInput.from_test_run(data_in, ctx_in)
+        if t in SKB_TEST_RUN_TYPES:
+            return SkbInput(data_in, program_type=t, ctx_in=ctx_in)
         if t in (ProgramType.SYSCALL, ProgramType.RAW_TRACEPOINT):
             if data_in:
                 raise TestRunError(f"{t.name} test runs take no data_in", errno=errno.EINVAL)
-            ctx = ContextInput(ctx_in or b"", writable=t == ProgramType.SYSCALL)
-            return ctx, (lambda mapped: mapped.regions[0].buffer.view.tobytes()) if ctx_in else None
-        from ebpf.vm import context
+            if t == ProgramType.RAW_TRACEPOINT:
+                return RawTracepointInput.from_test_run(ctx_in)
+            return ContextInput(ctx_in or b"", writable=True)
+        raise NotSupportedError(f"test runs of {t.name} programs (the kernel has none either: ENOTSUPP)")
 
-        skb = getattr(context, "SkbInput", None)
-        if skb is not None and t in (
-            ProgramType.SOCKET_FILTER,
-            ProgramType.SCHED_CLS,
-            ProgramType.SCHED_ACT,
-            ProgramType.CGROUP_SKB,
-        ):
-            return skb(data_in, program_type=t), None
-        raise NotSupportedError(f"test runs of {t.name} programs in the user-space runtime")
+
+class _ContextMapped(MappedInput):
+    def ctx_out(self) -> bytes | None:
+        return self.regions[0].buffer.view.tobytes() if self.regions else None
 
 
 class ContextInput(Input):
-    """A context given as bytes (SYSCALL, RAW_TRACEPOINT): r1 points at a copy of it."""
+    """A context given as bytes (``BPF_PROG_TYPE_SYSCALL``): r1 points at a copy of it."""
 
-    def __init__(self, ctx: bytes, *, writable: bool) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: bytes, *, writable: bool = True) -> None:
+        self.ctx = bytes(ctx)
         self.writable = writable
 
     def map(self, memory: Memory) -> MappedInput:
         if not self.ctx:
-            return MappedInput(0, 0, None, 0, ())
+            return _ContextMapped(0, 0, None, 0, ())
         region = memory.map_buffer("ctx", HostBuffer.from_bytes(self.ctx), writable=self.writable)
-        return MappedInput(region.start, 0, None, region.start, (region,))
+        return _ContextMapped(region.start, 0, None, region.start, (region,))
 
 
 class Variable:
@@ -354,7 +362,8 @@ class Collection:
         ncpus: simulated CPUs (per-CPU maps, ``test_run(cpu=)``).
         deterministic: helpers must give reproducible clocks and random numbers.
         target_btf: the BTF CO-RE relocations are resolved against (default: the object's own).
-        helpers: the helper registry (default: the runtime's helpers).
+        helpers: the helper registry (default: :func:`~ebpf.vm.helpers.runtime_helpers`,
+            every kernel helper implemented in user space).
         kconfig: ``CONFIG_*`` values for ``.kconfig`` externs (``"y"``, ``"m"``, numbers,
             quoted strings); default: the running kernel's configuration, as libbpf reads it.
         kernel_release: release string for ``LINUX_KERNEL_VERSION`` (default: ``os.uname()``).
@@ -365,7 +374,8 @@ class Collection:
         maps: name -> live :class:`~ebpf.maps.Map`.
         variables: name -> :class:`Variable`.
         memory: the memory every map, program and input shares.
-        env: what helpers see (:class:`RuntimeEnv`).
+        env: what helpers see (:class:`~ebpf.vm.helpers.RunEnv`): maps by handle address,
+            cpu, clock, random numbers, trace log, callbacks.
 
     Raises:
         NotSupportedError: a map type, kernel symbol or CO-RE relocation the user-space
@@ -400,14 +410,15 @@ class Collection:
         self.engine_name = engine
         self.ncpus = ncpus
         self.memory = Memory()
-        self.env = RuntimeEnv(self.memory, ncpus=ncpus, deterministic=deterministic)
-        self.env._caller = self._call
-        self.helpers = helpers if helpers is not None else _default_helpers()
+        self.env = RunEnv(memory=self.memory, ncpus=ncpus, deterministic=deterministic)
+        self.env.callback = self._callback
+        self.helpers = helpers if helpers is not None else runtime_helpers()
         self.maps: dict[str, Map] = {}
         self.programs: dict[str, Program] = {}
         self.variables = Variables(self)
         self._closed = False
         self._regions: list[Region] = []
+        self._handles: list[int] = []
         self._by_id: dict[int, tuple[Map, int]] = {}  # handle id -> (map, handle address)
         self._ids: dict[str, int] = {}  # map name -> handle id
         self._value_base: dict[int, int] = {}
@@ -440,12 +451,11 @@ class Collection:
             except BPFError as err:
                 err.add_note(f"while writing the initial contents of map {name!r}")
                 raise
-            handle = self.memory.map_buffer(f"{m.label}:handle", HostBuffer(HANDLE_SIZE), writable=False)
-            self._regions.append(handle)
+            address = self.env.add_map(m)
+            self._handles.append(address)
             hid = len(self._by_id) + 1
-            self._by_id[hid] = (m, handle.start)
+            self._by_id[hid] = (m, address)
             self._ids[name] = hid
-            self.env.register(handle.start, m)
 
     def _fill_kconfig(self, kconfig: Mapping[str, KconfigValue] | None, version: int) -> None:
         externs = [var for var in self.spec.variables.values() if var.extern]
@@ -601,7 +611,9 @@ class Collection:
             f"lddw with pseudo source {op.kind.name} and imm {op.imm_lo}: no such map in this runtime"
         )
 
-    def _call(self, function: int, args: tuple[int, ...]) -> int:
+    def _callback(self, function: int, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+        """``RunEnv.callback``: run the program function at code address ``function``."""
+        args = (r1, r2, r3, r4, r5)
         for region, prog in self._code:
             if region.start <= function < region.end:
                 offset = function - region.start
@@ -627,7 +639,9 @@ class Collection:
         for region in self._regions:
             self.memory.unmap(region)
         self._regions.clear()
-        self.env.maps.clear()
+        for address in self._handles:
+            self.env.remove_map(address)
+        self._handles.clear()
 
     def __enter__(self) -> Self:
         return self
@@ -638,15 +652,3 @@ class Collection:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.programs)} programs, {len(self.maps)} maps"
         return f"runtime.Collection({state}, engine={self.engine_name!r})"
-
-
-def _default_helpers() -> HelperRegistry:
-    """The runtime's helpers: the vm's kernel-helper registry when it has one, else none."""
-    from ebpf.vm import helpers as vm_helpers
-
-    factory = getattr(vm_helpers, "default_helpers", None)
-    if callable(factory):
-        registry = factory()
-        assert isinstance(registry, HelperRegistry)
-        return registry
-    return HelperRegistry()
