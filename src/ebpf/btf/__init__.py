@@ -17,6 +17,7 @@ from .cdump import dump_c
 from .ext import BTFExt, CoreRelo, CoreRelocKind, FuncInfo, LineInfo, parse_btf_ext
 from .marshal import StringTableBuilder
 from .pretty import format_value, to_python
+from .records import Record, numpy_dtype, record_class
 from .spec import ByteOrder, Spec, StringTable, references
 from .types import (
     Array,
@@ -75,6 +76,7 @@ __all__ = [
     "LineInfo",
     "Member",
     "Pointer",
+    "Record",
     "Restrict",
     "Spec",
     "StringTable",
@@ -91,7 +93,9 @@ __all__ = [
     "Volatile",
     "dump_c",
     "format_value",
+    "numpy_dtype",
     "parse_btf_ext",
+    "record_class",
     "references",
     "to_python",
 ]
