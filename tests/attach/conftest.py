@@ -109,3 +109,24 @@ def bpffs_dir() -> Iterator[Path]:
         for child in path.iterdir():
             child.unlink()
         path.rmdir()
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def probed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/probed.c built with gcc (PIE): target_add() and the semaphore-guarded ebpftest:tick."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc to build the probed program")
+    if not any(
+        Path(p).exists() for p in ("/usr/include/x86_64-linux-gnu/sys/sdt.h", "/usr/include/sys/sdt.h")
+    ):
+        pytest.skip("needs <sys/sdt.h> (apt-get install systemtap-sdt-dev)")
+    out = tmp_path_factory.mktemp("probed") / "probed"
+    subprocess.run(["gcc", "-O1", "-o", str(out), str(DATA / "probed.c")], check=True, timeout=60)
+    return out
+
+
+def run_probed(binary: Path, n: int) -> None:
+    subprocess.run([str(binary), str(n)], check=True, timeout=10)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,28 +14,11 @@ from ebpf.errors import ELFError
 from ebpf.spec import ProgramType
 
 from ._util import ArrayMap, counter, links_of, load
+from .conftest import run_probed as run
 
 pytestmark = pytest.mark.kernel
 
 DATA = Path(__file__).resolve().parent / "data"
-
-
-@pytest.fixture(scope="module")
-def probed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc to build the probed program")
-    if (
-        not Path("/usr/include/x86_64-linux-gnu/sys/sdt.h").exists()
-        and not Path("/usr/include/sys/sdt.h").exists()
-    ):
-        pytest.skip("needs <sys/sdt.h> (apt-get install systemtap-sdt-dev)")
-    out = tmp_path_factory.mktemp("probed") / "probed"
-    subprocess.run(["gcc", "-O1", "-o", str(out), str(DATA / "probed.c")], check=True, timeout=60)
-    return out
-
-
-def run(binary: Path, n: int) -> None:
-    subprocess.run([str(binary), str(n)], check=True, timeout=10)
 
 
 def test_uprobe_by_symbol_and_offset(probed: Path) -> None:
