@@ -153,13 +153,17 @@ def eth_protocol(frame: bytes) -> int:
     return int.from_bytes(proto.to_bytes(2, "big"), "little")
 
 
-def eth_pkt_type(frame: bytes, dev_addr: bytes) -> int:
-    """``eth_type_trans``'s ``skb->pkt_type`` for destination ``frame[0:6]`` on a device with ``dev_addr``."""
+def eth_pkt_type(frame: bytes, dev_addr: bytes, dev_broadcast: bytes) -> int:
+    """``eth_type_trans``'s ``skb->pkt_type`` for destination ``frame[0:6]`` on a device.
+
+    Loopback's address *and* broadcast address are all zero, so there ff:ff:ff:ff:ff:ff is
+    ``PACKET_MULTICAST``, as the kernel reports it.
+    """
     dest = frame[0:6]
     if dest == dev_addr:
         return PACKET_HOST
     if dest[0] & 1:
-        return PACKET_BROADCAST if dest == b"\xff" * 6 else PACKET_MULTICAST
+        return PACKET_BROADCAST if dest == dev_broadcast else PACKET_MULTICAST
     return PACKET_OTHERHOST
 
 
@@ -171,13 +175,15 @@ class SkbInput(Input):
         packet: the frame, Ethernet header first (``data_in``).
         program_type: decides whether the program sees the Ethernet header (tc) or not.
         ctx_in: a ``__sk_buff`` (at most :data:`SK_BUFF_SIZE` bytes used) or ``None``.
-        dev_addr: MAC address of the receiving device (loopback: all zero) for ``pkt_type``.
+        dev_addr, dev_broadcast: the receiving device's MAC and broadcast addresses (for
+            ``pkt_type``; loopback, where test runs happen: both all zero).
     """
 
     packet: bytes
     program_type: ProgramType = ProgramType.SCHED_CLS
     ctx_in: bytes | None = None
     dev_addr: bytes = bytes(6)
+    dev_broadcast: bytes = bytes(6)
 
     def __post_init__(self) -> None:
         size = len(self.packet)
@@ -239,12 +245,12 @@ class SkbMapped(MappedInput):
         ctx = bytearray(inp.ctx_in or bytes(SK_BUFF_SIZE))
         frame = inp.packet
         _put(ctx, "len", self.end - self.start)
-        _put(ctx, "pkt_type", eth_pkt_type(frame, inp.dev_addr))
+        _put(ctx, "pkt_type", eth_pkt_type(frame, inp.dev_addr, inp.dev_broadcast))
         _put(ctx, "protocol", eth_protocol(frame))
         ifindex = _get(ctx, "ifindex")
         _put(ctx, "ifindex", max(1, ifindex))
-        if not _get(ctx, "wire_len"):
-            _put(ctx, "wire_len", inp.skb_len)
+        if inp.ctx_in is not None and not _get(ctx, "wire_len"):
+            _put(ctx, "wire_len", inp.skb_len)  # without ctx_in, qdisc_skb_cb.pkt_len stays 0
         ctx_buf = HostBuffer.from_bytes(bytes(ctx))
         self.ctx_region = ContextRegion("ctx", ctx_buf, True, self._hook, owner=self)
         memory.map(self.ctx_region)

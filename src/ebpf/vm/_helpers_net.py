@@ -48,7 +48,6 @@ BPF_F_MARK_ENFORCE = 1 << 6
 BPF_F_IPV6 = 1 << 7
 CSUM_MANGLED_0 = 0xFFFF
 INT_MAX = 0x7FFFFFFF
-CSUM_DIFF_MAX = 512  # sizeof(bpf_csum_scratchpad.diff): 128 __be32 words
 
 T = TypeVar("T", bound=MappedInput)
 
@@ -97,8 +96,11 @@ def csum_fold(csum: int) -> int:
 
 
 def csum_partial(data: bytes, seed: int) -> int:
-    """``csum_partial`` of a 4-byte aligned buffer whose length is a multiple of 4, as a u32."""
+    """``csum_partial``: the 32-bit one's-complement sum of ``data`` as little-endian words from
+    its start (a short last word zero-padded), plus ``seed``."""
     total = seed & M32
+    if len(data) % 4:
+        data = data + bytes(4 - len(data) % 4)
     for (word,) in struct.iter_unpack("<I", data):
         total += word
     while total >> 32:
@@ -106,10 +108,23 @@ def csum_partial(data: bytes, seed: int) -> int:
     return total
 
 
+def csum_from32to16(csum: int) -> int:
+    """``csum_from32to16``: fold a 32-bit partial checksum to 16 bits (not complemented)."""
+    s = (csum & 0xFFFF) + ((csum >> 16) & 0xFFFF)
+    return ((s & 0xFFFF) + (s >> 16)) & 0xFFFF
+
+
 def csum_diff(from_words: bytes, to_words: bytes, seed: int) -> int:
-    """``bpf_csum_diff``: the checksum of ``~from`` followed by ``to``, starting at ``seed``."""
-    inverted = bytes(~b & 0xFF for b in from_words)
-    return csum_partial(inverted + to_words, seed)
+    """``bpf_csum_diff`` (Linux >= 6.13, the same on every architecture): the checksum change
+    from ``from`` to ``to`` applied to ``seed``, folded to 16 bits."""
+    ret = seed & M32
+    if from_words and to_words:
+        ret = csum_sub(csum_partial(to_words, ret), csum_partial(from_words, 0))
+    elif to_words:
+        ret = csum_partial(to_words, ret)
+    elif from_words:
+        ret = ~csum_partial(from_words, ~ret & M32) & M32
+    return csum_from32to16(ret)
 
 
 def _csum16_add(csum: int, addend: int) -> int:
@@ -195,8 +210,7 @@ def csum_diff_helper(
     env = run_env(e)
     from_size &= M32
     to_size &= M32
-    if (from_size | to_size) & 3 or from_size + to_size > CSUM_DIFF_MAX:
-        return _ret(-errno.EINVAL)
+    # Linux >= 6.13 takes any sizes (the verifier checks the memory) and never fails.
     old = env.memory.read_bytes(from_ptr, from_size) if from_size else b""
     new = env.memory.read_bytes(to_ptr, to_size) if to_size else b""
     return csum_diff(old, new, seed & M32)
