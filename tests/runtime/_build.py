@@ -12,6 +12,7 @@ from ebpf.runtime import MAX_TAIL_CALL_CNT, RunEnv
 from ebpf.spec import MapSpec, MapType, ProgramSpec, ProgramType, Relocation, RelocKind
 from ebpf.vm.helpers import HelperEnv, HelperRegistry
 from ebpf.vm.interpreter import TailCall
+from ebpf.vm.memory import HostBuffer
 
 M64 = (1 << 64) - 1
 
@@ -100,6 +101,24 @@ def _loop(e: HelperEnv, n: int, fn: int, ctx: int, flags: int, _e: int) -> int:
     return n
 
 
+def _for_each(e: HelperEnv, map_ptr: int, fn: int, ctx: int, flags: int, _e: int) -> int:
+    """bpf_for_each_map_elem: callback(map, &key, &value, ctx) for each element until it returns 1."""
+    env = _env(e)
+    m = env.map_at(map_ptr)
+    done = 0
+    for key in list(m):
+        value = m.value_address(key, env.cpu)
+        assert value is not None
+        region = env.memory.map_buffer("for_each:key", HostBuffer.from_bytes(key), writable=False)
+        try:
+            done += 1
+            if env.call(fn, map_ptr, region.start, value, ctx):
+                break
+        finally:
+            env.memory.unmap(region)
+    return done
+
+
 def _cpu(e: HelperEnv, *_: int) -> int:
     return _env(e).cpu
 
@@ -110,6 +129,7 @@ def test_helpers() -> HelperRegistry:
     reg.register(2, "map_update_elem", _update)
     reg.register(8, "get_smp_processor_id", _cpu)
     reg.register(12, "tail_call", _tail_call)
+    reg.register(164, "for_each_map_elem", _for_each)
     reg.register(181, "loop", _loop)
     return reg
 

@@ -197,6 +197,49 @@ def test_bpf_loop_callback(engine: str) -> None:
         assert result.retval == (7 << 32) | sum(range(7))
 
 
+FOR_EACH = """
+    *(u64 *)(r10 - 8) = 0
+    r1 = 0 ll
+    r2 = 0 ll
+    r3 = r10
+    r3 += -8
+    r4 = 0
+    call 164
+    r1 = *(u64 *)(r10 - 8)
+    r0 <<= 32
+    r0 |= r1
+    exit
+sum:
+    r5 = *(u32 *)(r2 + 0)
+    r6 = *(u64 *)(r3 + 0)
+    r6 *= r5
+    r7 = *(u64 *)(r4 + 0)
+    r7 += r6
+    *(u64 *)(r4 + 0) = r7
+    *(u64 *)(r3 + 0) = r5
+    r0 = 0
+    exit
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_for_each_map_elem_callback(engine: str) -> None:
+    """A 4-argument callback (map, key, value, ctx) that reads the key and writes the value."""
+    spec = CollectionSpec(
+        programs={"each": program("each", FOR_EACH, [("map", "vals"), ("func", "sum")])},
+        maps={"vals": MapSpec("vals", MapType.HASH, 4, 8, 8)},
+    )
+    with Collection(spec, engine=engine, helpers=test_helpers()) as coll:
+        vals = coll.maps["vals"]
+        for k, v in ((1, 10), (2, 20), (7, 3)):
+            vals[struct.pack("<I", k)] = struct.pack("<Q", v)
+        result = coll.programs["each"].run()
+        assert result.retval == (3 << 32) | (10 + 40 + 21)
+        assert {k: struct.unpack("<Q", v)[0] for k, v in vals.items()} == {
+            struct.pack("<I", k): k for k in (1, 2, 7)
+        }
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_per_run_cpu_and_percpu_maps(engine: str) -> None:
     text = """

@@ -95,7 +95,18 @@ def freeze(m: Map) -> None:
     if callable(method):
         method()
         return
-    for name in ("update", "delete", "lookup_and_delete", "update_batch", "delete_batch"):
+    writers = (
+        "update",
+        "update_percpu",
+        "update_batch",
+        "delete",
+        "delete_batch",
+        "lookup_and_delete",
+        "lookup_and_delete_batch",
+        "push",
+        "pop",
+    )
+    for name in writers:
         if hasattr(m, name):
             setattr(m, name, _eperm(m.label))
     m.frozen = True  # type: ignore[attr-defined]
