@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ebpf import btf, isa
-from ebpf.btf.core import POISON_IMM, relocate_program
+from ebpf.btf.core import POISON_IMM, relocate_core, relocate_program
 from ebpf.errors import RelocationError
+from ebpf.spec import CollectionSpec
 
 from .test_core import CHAR, INT, INT8, LOCAL, LONG, OBJ, PINNER, UINT, target_types
 
@@ -46,11 +47,24 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exe
 
 
+_LINE = re.compile(r"libbpf: (prog '(\w+)': relo #\d+: .*)")
+
+
+def libbpf_log(log: str) -> dict[str, list[str]]:
+    """libbpf's CO-RE debug lines per program (without the partial specs of non-matching
+    candidates, which we do not print)."""
+    out: dict[str, list[str]] = {}
+    for line in log.splitlines():
+        if (m := _LINE.match(line)) and "non-matching candidate" not in line:
+            out.setdefault(m[2], []).append(m[1])
+    return out
+
+
 def libbpf(
     oracle: Path, target: btf.Spec, tmp_path: Path
-) -> tuple[dict[str, isa.Program], tuple[str, int] | None]:
-    """The programs as libbpf relocated them (those it got to), and (program, relo #) of
-    the relocation that failed, if any."""
+) -> tuple[dict[str, isa.Program], tuple[str, int] | None, dict[str, list[str]]]:
+    """The programs as libbpf relocated them (those it got to), (program, relo #) of the
+    relocation that failed, if any, and libbpf's log lines per program."""
     path = tmp_path / "target.btf"
     path.write_bytes(target.to_bytes())
     log = subprocess.run(
@@ -91,26 +105,41 @@ def libbpf(
         name: isa.Program([i for _, insns in sorted(table.items()) for i in insns])
         for name, table in slots.items()
     }
-    return out, failed
+    return out, failed, libbpf_log(log)
 
 
 def compare(oracle: Path, target: btf.Spec, tmp_path: Path) -> tuple[str, int] | None:
-    theirs, failed = libbpf(oracle, target, tmp_path)
+    """Relocate the whole object as libbpf does (programs in .BTF.ext order, one candidate
+    cache) and compare instructions and log lines program by program."""
+    theirs, failed, logs = libbpf(oracle, target, tmp_path)
     if failed is None:
         assert set(theirs) == {p.name for p in LOCAL.programs.values()}, "libbpf skipped programs"
+    coll = CollectionSpec(programs={p.name: p for p in LOCAL.programs.values()}, btf=LOCAL.btf)
+    lines: list[str] = []
+    if failed is None:
+        out = relocate_core(coll, target, log=lines).programs
+    else:
+        with pytest.raises(RelocationError, match=rf"relo #{failed[1]}:") as info:
+            relocate_core(coll, target, log=lines)
+        assert info.value.program == failed[0]
+        # what libbpf got through before the failing relocation
+        done = list(coll.programs)[: list(coll.programs).index(failed[0])]
+        coll.programs = {name: coll.programs[name] for name in done}
+        out = relocate_core(coll, target).programs
+    ours_log: dict[str, list[str]] = {}
+    for line in lines:
+        ours_log.setdefault(line.split("'")[1], []).append(line)
     for name, expected in theirs.items():
         if failed and failed[0] == name:
+            # up to the failure, the same lines (libbpf then prints why, in its words)
+            assert ours_log[name] == logs[name][: len(ours_log[name])], name
             continue
-        prog = next(p for p in LOCAL.programs.values() if p.name == name)
-        ours = relocate_program(prog, target)
+        assert ours_log.get(name, []) == logs.get(name, []), name
+        ours = out[name].instructions
         diffs = [
             f"{i}: ours {a} libbpf {b}" for i, (a, b) in enumerate(zip(ours, expected, strict=True)) if a != b
         ]
         assert diffs == [], name
-    if failed:
-        prog = next(p for p in LOCAL.programs.values() if p.name == failed[0])
-        with pytest.raises(RelocationError, match=rf"relo #{failed[1]}:"):
-            relocate_program(prog, target)
     return failed
 
 

@@ -25,7 +25,7 @@ from ebpf.btf.ext import (
 from ebpf.errors import BTFError
 
 DATA = Path(__file__).parent.parent / "data" / "core"
-OBJECTS = ["local.el.o", "local.eb.o"]
+OBJECTS = ["local.el.o", "local.eb.o", "tracer.o"]
 
 
 def sections(name: str) -> tuple[bytes, bytes, dict[str, int], str]:
@@ -55,6 +55,27 @@ def test_round_trip_is_byte_identical(name: str) -> None:
     assert ext.to_bytes(spec.strings or btf.StringTable(b"\0"), order) == raw
     # A builder over the same table finds every string: same bytes again.
     assert ext.to_bytes(btf.StringTableBuilder(spec.strings), order) == raw
+
+
+CORPUS = sorted(
+    str(p.relative_to(DATA.parent.parent)) for p in DATA.parent.parent.rglob("*.o") if p.parent != DATA
+)
+
+
+@pytest.mark.parametrize("path", CORPUS)
+def test_every_clang_object_round_trips(path: str) -> None:
+    """Every object in the test corpora (ELF, BTF, ...) that has a .BTF.ext."""
+    with (DATA.parent.parent / path).open("rb") as f:
+        elf = ELFFile(f)
+        section = elf.get_section_by_name(".BTF.ext")
+        if section is None:
+            return
+        order = "little" if elf.little_endian else "big"
+        spec = btf.Spec.from_bytes(elf.get_section_by_name(".BTF").data())
+        raw = section.data()
+    ext = parse_btf_ext(raw, spec, order)
+    assert spec.strings is not None
+    assert ext.to_bytes(spec.strings, order) == raw
 
 
 @pytest.mark.parametrize("name", OBJECTS)

@@ -47,7 +47,7 @@ the instruction slot and the relocation with its types, as libbpf's log does::
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -317,7 +317,11 @@ def _format_spec(s: _CoreSpec) -> str:
             t = s.btf.types[s.accessors[0].type_id]
             if isinstance(t, Enum | Enum64) and s.raw[0] < len(t.values):
                 v = t.values[s.raw[0]]
-                text += f"::{v.name} = {v.value}"
+                bits = 32 if isinstance(t, Enum) else 64
+                value = v.value & ((1 << bits) - 1)
+                if t.signed and value >> (bits - 1):
+                    value -= 1 << bits
+                text += f"::{v.name} = {value}"
         return text
     for i, acc in enumerate(s.accessors):
         if acc.name:
@@ -689,8 +693,18 @@ def _calc(relo: CoreRelo, local_spec: _CoreSpec, targ_spec: _CoreSpec | None) ->
     return res
 
 
-def _resolve_relo(relo: CoreRelo, local_spec: _CoreSpec, index: CandidateIndex) -> _Result:
-    """libbpf's ``bpf_core_calc_relo_insn`` minus the patching. Raises _Fail."""
+def _resolve_relo(
+    relo: CoreRelo,
+    local_spec: _CoreSpec,
+    index: CandidateIndex,
+    cands: dict[int, list[int]],
+    note: Callable[[str], None],
+) -> _Result:
+    """libbpf's ``bpf_core_calc_relo_insn`` minus the patching. Raises _Fail.
+
+    ``cands`` caches the candidates per local type id; like libbpf, once some candidates
+    matched a relocation, only those are tried for the next relocations of the same type.
+    """
     if relo.kind == CoreRelocKind.TYPE_ID_LOCAL:
         return _Result(relo.type_id, relo.type_id, validate=False)
     local_type = local_spec.btf.types[relo.type_id]
@@ -698,10 +712,16 @@ def _resolve_relo(relo: CoreRelo, local_spec: _CoreSpec, index: CandidateIndex) 
         raise _Fail("relocation of an anonymous type is not supported")
     targ_res: _Result | None = None
     targ_spec: _CoreSpec | None = None
-    for cand_id in index.candidates(local_type):
+    candidates = cands.get(relo.type_id)
+    if candidates is None:
+        candidates = cands[relo.type_id] = index.candidates(local_type)
+    matched: list[int] = []
+    for j, cand_id in enumerate(candidates):
         cand_spec = _match_spec(local_spec, index.target, cand_id)
         if cand_spec is None:
             continue
+        matched.append(cand_id)
+        note(f"matching candidate #{j} {_format_spec(cand_spec)}")
         res = _calc(relo, local_spec, cand_spec)
         if targ_res is None or targ_spec is None:
             targ_res, targ_spec = res, cand_spec
@@ -719,7 +739,10 @@ def _resolve_relo(relo: CoreRelo, local_spec: _CoreSpec, index: CandidateIndex) 
                 f"(target candidates [{targ_spec.root_type_id}] and [{cand_id}])"
             )
     if targ_res is None:
+        note("no matching targets found")
         targ_res = _calc(relo, local_spec, None)
+    else:
+        cands[relo.type_id] = matched
     return targ_res
 
 
@@ -734,10 +757,15 @@ def _s64(value: int) -> int:
     return value & _U64
 
 
-def _patch(insn: Instruction, res: _Result) -> list[Instruction]:
+def _patch(insn: Instruction, slot: int, res: _Result, note: Callable[[str], None]) -> list[Instruction]:
     """libbpf's ``bpf_core_patch_insn``: the replacement instruction(s). Raises _Fail."""
     if res.poison:
-        return [_poison_insn(), _poison_insn()] if insn.opcode == _OP_LDDW else [_poison_insn()]
+        if insn.opcode == _OP_LDDW:
+            note(f"substituting insn #{slot + 1} w/ invalid insn")
+            note(f"substituting insn #{slot} w/ invalid insn")
+            return [_poison_insn(), _poison_insn()]
+        note(f"substituting insn #{slot} w/ invalid insn")
+        return [_poison_insn()]
     cls = insn.opcode & 0x07
     orig, new = res.orig_val & _U64, res.new_val & _U64
     if cls in (_CLS_ALU, _CLS_ALU64):
@@ -746,6 +774,7 @@ def _patch(insn: Instruction, res: _Result) -> list[Instruction]:
         if res.validate and _s64(insn.imm) != orig:
             raise _Fail(f"unexpected ALU/ALU64 value: got {insn.imm}, exp {orig} -> {new}")
         imm = new & 0xFFFFFFFF
+        note(f"patched insn #{slot} (ALU/ALU64) imm {insn.imm & 0xFFFFFFFF} -> {imm}")
         return [Instruction(insn.opcode, insn.dst, insn.src, insn.offset, imm)]
     if cls in (_CLS_LDX, _CLS_ST, _CLS_STX):
         if res.validate and _s64(insn.offset) != orig:
@@ -753,10 +782,14 @@ def _patch(insn: Instruction, res: _Result) -> list[Instruction]:
         if new > 0x7FFF:
             raise _Fail(f"LDX/ST/STX offset {new} does not fit in the 16-bit offset")
         if res.fail_memsz_adjust:
-            # libbpf: "accesses field incorrectly. Make sure you are accessing pointers,
-            # unsigned integers, or fields of matching type and size." -> poison
+            note(
+                f"insn #{slot} (LDX/ST/STX) accesses field incorrectly. Make sure you are accessing "
+                "pointers, unsigned integers, or fields of matching type and size."
+            )
+            note(f"substituting insn #{slot} w/ invalid insn")
             return [_poison_insn()]
         opcode = insn.opcode
+        note(f"patched insn #{slot} (LDX/ST/STX) off {insn.offset & 0xFFFF} -> {new}")
         if res.new_sz != res.orig_sz:
             size = _SIZE_BYTES[opcode & 0x18]
             if size != res.orig_sz:
@@ -765,12 +798,14 @@ def _patch(insn: Instruction, res: _Result) -> list[Instruction]:
             if new_size is None:
                 raise _Fail(f"LDX/ST/STX invalid new mem size: {res.new_sz}")
             opcode = (opcode & ~0x18) | new_size
+            note(f"patched insn #{slot} (LDX/ST/STX) mem_sz {res.orig_sz} -> {res.new_sz}")
         return [Instruction(opcode, insn.dst, insn.src, new, insn.imm)]
     if cls == _CLS_LD:
         if insn.opcode != _OP_LDDW or insn.src != 0 or insn.offset != 0:
             raise _Fail("LDIMM64 instruction has an unexpected form")
         if res.validate and insn.imm != orig:
             raise _Fail(f"unexpected LDIMM64 value: got {insn.imm}, exp {orig} -> {new}")
+        note(f"patched insn #{slot} (LDIMM64) imm64 {insn.imm} -> {new}")
         return [Instruction(insn.opcode, insn.dst, insn.src, insn.offset, new)]
     raise _Fail(f"cannot relocate instruction with opcode {insn.opcode:#04x}")
 
@@ -783,14 +818,19 @@ def relocate_instructions(
     *,
     program: str = "",
     strict: bool = False,
+    log: list[str] | None = None,
+    candidates: dict[int, list[int]] | None = None,
 ) -> Program:
     """Apply CO-RE relocations to ``instructions`` (``relo.insn`` = slot index).
 
     See :func:`relocate_program`; this form takes the parts instead of a ProgramSpec.
+    ``candidates`` (local type id -> target ids still in the running) is libbpf's per-object
+    candidate cache: pass the same dict for every program of one object.
     """
     if not relos:
         return instructions
     index = CandidateIndex.of(target)
+    cands = {} if candidates is None else candidates
     by_slot: dict[int, list[Instruction]] = {}
     slot = 0
     for insn in instructions:
@@ -805,13 +845,20 @@ def relocate_instructions(
                 program=program,
                 insn_index=relo.insn,
             )
+        prefix = f"prog '{program}': relo #{i}: "
+
+        def note(line: str, prefix: str = prefix) -> None:
+            if log is not None:
+                log.append(prefix + line)
+
         local_spec: _CoreSpec | None = None
         try:
             local_spec = _parse_spec(local, relo)
-            res = _resolve_relo(relo, local_spec, index)
+            note(_format_spec(local_spec))
+            res = _resolve_relo(relo, local_spec, index, cands, note)
             if res.poison and strict:
                 raise _Fail("no matching target (the instruction would be poisoned)")
-            patched = _patch(where[0], res)
+            patched = _patch(where[0], relo.insn, res, note)
         except _Fail as err:
             described = _describe(relo, local, local_spec)
             raise RelocationError(
@@ -833,7 +880,13 @@ def _describe(relo: CoreRelo, local: Spec, local_spec: _CoreSpec | None) -> str:
 
 
 def relocate_program(
-    prog: ProgramSpec, target: Spec, *, local: Spec | None = None, strict: bool = False
+    prog: ProgramSpec,
+    target: Spec,
+    *,
+    local: Spec | None = None,
+    strict: bool = False,
+    log: list[str] | None = None,
+    candidates: dict[int, list[int]] | None = None,
 ) -> Program:
     """The instructions of ``prog`` with its CO-RE relocations applied against ``target``.
 
@@ -842,6 +895,12 @@ def relocate_program(
         target: the BTF to relocate against (the kernel's ``vmlinux`` BTF, or any Spec).
         local: the BTF the relocations' type ids refer to; defaults to ``prog.btf``.
         strict: raise instead of poisoning an instruction whose target is missing.
+        log: if given, receives libbpf's debug lines (``prog 'x': relo #0: <byte_off> [2]
+            struct obj.x (0:0 @ offset 0)``, ``... matching candidate #0 ...``, ``...
+            patched insn #0 (LDX/ST/STX) off 0 -> 40``, ``... substituting insn #3 w/
+            invalid insn``).
+        candidates: libbpf's candidate cache, shared by the programs of one object (see
+            :func:`relocate_instructions`); :func:`relocate_core` does that.
 
     Raises:
         RelocationError: a relocation cannot be applied; names the program, the slot and
@@ -853,19 +912,33 @@ def relocate_program(
     if btf is None:
         raise RelocationError("the program has CO-RE relocations but no BTF", program=prog.name)
     return relocate_instructions(
-        prog.instructions, prog.core_relos, btf, target, program=prog.name, strict=strict
+        prog.instructions,
+        prog.core_relos,
+        btf,
+        target,
+        program=prog.name,
+        strict=strict,
+        log=log,
+        candidates=candidates,
     )
 
 
-def relocate_core(coll: CollectionSpec, target: Spec, *, strict: bool = False) -> CollectionSpec:
+def relocate_core(
+    coll: CollectionSpec, target: Spec, *, strict: bool = False, log: list[str] | None = None
+) -> CollectionSpec:
     """A copy of ``coll`` with every program's CO-RE relocations applied and cleared.
 
     Raises:
         RelocationError: see :func:`relocate_program`.
     """
     out = coll.copy()
+    caches: dict[int, dict[int, list[int]]] = {}  # libbpf's per-object candidate cache
     for prog in out.programs.values():
         if prog.core_relos:
-            prog.instructions = relocate_program(prog, target, local=prog.btf or coll.btf, strict=strict)
+            local = prog.btf or coll.btf
+            cands = caches.setdefault(id(local), {})
+            prog.instructions = relocate_program(
+                prog, target, local=local, strict=strict, log=log, candidates=cands
+            )
             prog.core_relos = []
     return out
