@@ -118,7 +118,11 @@ def load_collection_spec(source: str | Path | bytes | bytearray | memoryview | B
     else:
         name = str(getattr(source, "name", "<file>"))
         data = bytes(source.read())
-    return _Loader(data, name).load()
+    try:
+        return _Loader(data, name).load()
+    except (struct.error, IndexError, KeyError, ValueError, TypeError, OverflowError, RecursionError) as err:
+        # Rule 4's safety net: an inconsistency no check above names is still an ELFError.
+        raise ELFError(f"malformed object: {type(err).__name__}: {err}", source=name) from err
 
 
 # --- functions and their references -------------------------------------------------------------
