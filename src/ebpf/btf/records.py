@@ -69,7 +69,7 @@ from .types import (
 if TYPE_CHECKING:
     from .spec import Spec
 
-__all__ = ["Record", "numpy_dtype", "record_class"]
+__all__ = ["Record", "encode", "numpy_dtype", "record_class"]
 
 _MODIFIERS = (Const, Volatile, Restrict, TypeTag)
 _FLOAT_CODES = {2: "e", 4: "f", 8: "d"}
@@ -195,6 +195,29 @@ def _pack_as(cls: Any, value: Any) -> bytes:
     except (TypeError, ValueError) as err:
         raise BTFError(f"{cls.__name__}: cannot encode {value!r}: {err}") from None
     return packed
+
+
+def encode(cls: Any, value: Any) -> bytes:
+    """``value`` as the bytes of record class ``cls``.
+
+    Accepts an instance of ``cls``, anything with a ``pack()`` method, a plain value the class
+    converts (an ``int`` for an integer class, a ``dict`` of members for a record, a tuple for
+    an array), or raw bytes of exactly ``cls.size``.
+
+    Raises:
+        BTFError: the value cannot be encoded, or the bytes have the wrong size.
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)) and not issubclass(cls, CharArray):
+        raw = bytes(value)
+        if len(raw) != cls.size:
+            raise BTFError(f"{cls.__name__}: {len(raw)} bytes, expected {cls.size}")
+        return raw
+    if not isinstance(value, cls) and callable(getattr(value, "pack", None)):
+        packed = value.pack()
+        if not isinstance(packed, bytes) or len(packed) != cls.size:
+            raise BTFError(f"{cls.__name__}: {type(value).__name__}.pack() did not give {cls.size} bytes")
+        return packed
+    return _pack_as(cls, value)
 
 
 # --- records (struct / union) -----------------------------------------------------------------

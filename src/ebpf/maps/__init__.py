@@ -61,6 +61,7 @@ from ebpf.maps.perf import (
 from ebpf.maps.progarray import ProgArrayMap
 from ebpf.maps.queue import QueueMap, StackMap
 from ebpf.maps.ringbuf import RingBufMap, RingBufQuery
+from ebpf.maps.typed import TypedMap
 from ebpf.spec import MapSpec, MapType
 from ebpf.vm.memory import Memory
 
@@ -100,6 +101,7 @@ __all__ = [
     "RingBufMap",
     "RingBufQuery",
     "StackMap",
+    "TypedMap",
     "UpdateFlags",
     "create",
     "def_from_spec",

@@ -28,6 +28,7 @@ from ebpf.vm.memory import HostBuffer, Memory, Region
 
 if TYPE_CHECKING:
     from ebpf.btf.spec import Spec as BTFSpec
+    from ebpf.maps.typed import TypedMap
 
 __all__ = [
     "BPF_ANY",
@@ -435,6 +436,19 @@ class Map:
             if batch.done:
                 return
             cursor = batch.out_batch
+
+    def typed(self, key: object = None, value: object = None) -> TypedMap:
+        """A dict-like view with typed keys and values (see :mod:`ebpf.maps.typed`).
+
+        Without arguments the types come from the map's BTF (``MapSpec.key_type_id`` /
+        ``value_type_id``); ``key`` / ``value`` override them with record classes.
+
+        Raises:
+            InvalidMapArgumentError: a class whose size is not ``key_size`` / ``value_size``.
+        """
+        from ebpf.maps.typed import TypedMap
+
+        return TypedMap(self, key, value)
 
     # --- sugar ----------------------------------------------------------------------------------
 
