@@ -21,7 +21,7 @@ from ebpf.btf.core import POISON_IMM, relocate_core, relocate_program
 from ebpf.errors import RelocationError
 from ebpf.spec import CollectionSpec
 
-from .test_core import CHAR, INT, INT8, LOCAL, LONG, OBJ, PINNER, UINT, target_types
+from .test_core import CHAR, INT, INT8, LOCAL, LONG, OBJ, PINNER, UINT, VMLINUX, Obj, load, target_types
 
 pytestmark = pytest.mark.kernel
 
@@ -61,16 +61,19 @@ def libbpf_log(log: str) -> dict[str, list[str]]:
 
 
 def libbpf(
-    oracle: Path, target: btf.Spec, tmp_path: Path
+    oracle: Path, target: btf.Spec | Path, tmp_path: Path, obj: Obj = LOCAL, name: str = "local.el.o"
 ) -> tuple[dict[str, isa.Program], tuple[str, int] | None, dict[str, list[str]]]:
     """The programs as libbpf relocated them (those it got to), (program, relo #) of the
     relocation that failed, if any, and libbpf's log lines per program."""
-    path = tmp_path / "target.btf"
-    path.write_bytes(target.to_bytes())
+    if isinstance(target, Path):
+        path = target
+    else:
+        path = tmp_path / "target.btf"
+        path.write_bytes(target.to_bytes())
     log = subprocess.run(
-        [str(oracle), str(DATA / "local.el.o"), str(path)], check=True, capture_output=True, text=True
+        [str(oracle), str(DATA / name), str(path)], check=True, capture_output=True, text=True
     ).stdout
-    by_name = {p.name: p for p in LOCAL.programs.values()}
+    by_name = {p.name: p for p in obj.programs.values()}
     slots: dict[str, dict[int, list[isa.Instruction]]] = {}
 
     def program(name: str) -> dict[int, list[isa.Instruction]]:
@@ -108,13 +111,17 @@ def libbpf(
     return out, failed, libbpf_log(log)
 
 
-def compare(oracle: Path, target: btf.Spec, tmp_path: Path) -> tuple[str, int] | None:
+def compare(
+    oracle: Path, target: btf.Spec | None, tmp_path: Path, obj: Obj = LOCAL, file: str = "local.el.o"
+) -> tuple[str, int] | None:
     """Relocate the whole object as libbpf does (programs in .BTF.ext order, one candidate
     cache) and compare instructions and log lines program by program."""
-    theirs, failed, logs = libbpf(oracle, target, tmp_path)
+    theirs, failed, logs = libbpf(oracle, VMLINUX if target is None else target, tmp_path, obj, file)
+    if target is None:
+        target = btf.Spec.from_file(VMLINUX)
     if failed is None:
-        assert set(theirs) == {p.name for p in LOCAL.programs.values()}, "libbpf skipped programs"
-    coll = CollectionSpec(programs={p.name: p for p in LOCAL.programs.values()}, btf=LOCAL.btf)
+        assert set(theirs) == {p.name for p in obj.programs.values()}, "libbpf skipped programs"
+    coll = CollectionSpec(programs={p.name: p for p in obj.programs.values()}, btf=obj.btf)
     lines: list[str] = []
     if failed is None:
         out = relocate_core(coll, target, log=lines).programs
@@ -141,6 +148,12 @@ def compare(oracle: Path, target: btf.Spec, tmp_path: Path) -> tuple[str, int] |
         ]
         assert diffs == [], name
     return failed
+
+
+@pytest.mark.skipif(not VMLINUX.exists(), reason="no /sys/kernel/btf/vmlinux")
+def test_tracer_against_vmlinux_like_libbpf(oracle: Path, tmp_path: Path) -> None:
+    """tracer.o against the kernel's BTF: 28 relocations, same instructions and log lines."""
+    assert compare(oracle, None, tmp_path, load("tracer.o"), "tracer.o") is None
 
 
 def test_moved_renamed_resized(oracle: Path, tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ Type-based relocations use libbpf's type compatibility (``TYPE_MATCHES``: the st
 "types match" relation).
 
 Rule 2 (ambiguity): when several candidates match, they must agree on the field's bit offset
-and on the relocated value (or all be poisoned); otherwise the relocation fails.
+and on the relocated value (or all be poisoned); otherwise the relocation fails. As in
+libbpf, candidates are cached per local type for a whole object, and once some of them
+matched a relocation, only those are tried for the type's later relocations.
 
 Rule 3 (poisoning): a relocation that finds no target (a missing field, type or enumerator)
 is not an error when the kind has a natural answer (``FIELD_EXISTS``, ``TYPE_EXISTS``,
@@ -36,6 +38,12 @@ Rule 4 (patching): ALU/ALU64 with an immediate get a new ``imm``; LDX/ST/STX a n
 pointers and unsigned integers (else the instruction is poisoned); ``lddw`` a new 64-bit
 immediate. Before patching, the instruction must hold the value the local BTF gives
 (libbpf's validation; skipped for bitfield offsets and target type ids).
+
+Bitfield shifts (``FIELD_LSHIFT_U64``) follow the byte order of the local BTF (the object's);
+libbpf uses the host's, which is the same thing unless one cross-loads.
+
+Checked against libbpf 1.1 (libbpf-dev) on the objects in ``tests/data/core`` and on random
+target BTFs: the same instructions and the same debug log lines (``log=[...]``).
 
 A relocation that cannot be applied (malformed access string, ambiguity, an instruction of
 the wrong form or value) raises :class:`~ebpf.errors.RelocationError` naming the program,
