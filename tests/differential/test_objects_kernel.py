@@ -242,3 +242,11 @@ def test_tc_classifier(both: Callable[[str], tuple[Collection, Any]]) -> None:
     run_both(ours, theirs, "tcx_out", ipv4("10.0.0.1"))
     compare_maps(ours, theirs)
     assert ours.variables["loop_total"].get_int() == 105
+
+
+def test_socket_filter(both: Callable[[str], tuple[Collection, Any]]) -> None:
+    ours, theirs = both("socket_filter.o")
+    for packet in (ipv4("10.0.0.1", proto=6), ipv4("10.0.0.1", proto=17), ipv4("10.0.0.2", proto=6)):
+        run_both(ours, theirs, "keep_tcp", packet)
+    compare_maps(ours, theirs)
+    assert ours.variables["accepted"].get_int() == 2

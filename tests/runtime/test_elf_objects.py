@@ -122,3 +122,14 @@ def test_map_in_map(engine: str) -> None:
         coll.maps["outer_array"].update_map(struct.pack("<I", 0), coll.maps["inner_two"])
         prog.test_run(b"\x00" * 14)
         assert coll.maps["inner_two"][struct.pack("<I", 0)] == struct.pack("<I", 1)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_socket_filter(engine: str) -> None:
+    with Collection(spec_of("socket_filter.o"), engine=engine, ncpus=2) as coll:
+        prog = coll.programs["keep_tcp"]
+        tcp, udp = ipv4_packet("10.0.0.1", proto=6), ipv4_packet("10.0.0.1", proto=17)
+        assert prog.test_run(tcp).retval == len(tcp) - 14  # skb->len without the Ethernet header
+        assert prog.test_run(udp).retval == 0
+        assert coll.variables["accepted"].get_int() == 1
+        assert coll.maps["totals"][bytes(4)] == struct.pack("<Q", 2)

@@ -14,7 +14,7 @@ shape (``Collection`` with ``programs``, ``maps``, ``close()``; ``Program.test_r
 
 from __future__ import annotations
 
-from ebpf.runtime._collection import Collection, ContextInput, Program, Variable, Variables, freeze, map_def
+from ebpf.runtime._collection import Collection, ContextInput, Program, Variable, Variables, freeze
 from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code
 from ebpf.testrun import TestRunResult
 from ebpf.vm.helpers import MAX_TAIL_CALL_CNT, RunEnv
@@ -32,5 +32,4 @@ __all__ = [
     "encode_kconfig",
     "freeze",
     "kernel_version_code",
-    "map_def",
 ]

@@ -39,10 +39,10 @@ from ebpf.isa.instruction import Instruction
 from ebpf.isa.ir import LoadImm64
 from ebpf.isa.opcodes import PseudoSrc
 from ebpf.isa.program import Program as InsnProgram
-from ebpf.maps import Map, MapDef, create
+from ebpf.maps import Map, create
 from ebpf.maps._errors import MapError
 from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code, running_kconfig
-from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramSpec, ProgramType, RelocKind
+from ebpf.spec import CollectionSpec, MapType, ProgramSpec, ProgramType, RelocKind
 from ebpf.testrun import TestRunResult
 from ebpf.vm import ENGINES
 from ebpf.vm.context import Input, MappedInput, RawInput, RawTracepointInput, SkbInput, XdpInput
@@ -53,7 +53,7 @@ from ebpf.vm.memory import HostBuffer, Memory, Region
 if TYPE_CHECKING:
     from ebpf.btf.spec import Spec as BTFSpec
 
-__all__ = ["Collection", "ContextInput", "Program", "Variable", "Variables", "freeze", "map_def"]
+__all__ = ["Collection", "ContextInput", "Program", "Variable", "Variables", "freeze"]
 
 M32 = (1 << 32) - 1
 SKB_TEST_RUN_TYPES = frozenset(
@@ -70,16 +70,6 @@ SKB_TEST_RUN_TYPES = frozenset(
 )
 """Program types whose test run builds a socket buffer (``bpf_prog_test_run_skb``)."""
 BPF_F_RDONLY_PROG = 1 << 7
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
-
-
-def map_def(spec: MapSpec) -> MapDef:
-    """The user-space map definition of ``spec`` (name cut to the kernel's 15 characters)."""
-    name = "".join(c if c in _NAME_CHARS else "_" for c in spec.name[:15])
-    inner = map_def(spec.inner) if spec.inner is not None else None
-    return MapDef(
-        spec.type, spec.key_size, spec.value_size, spec.max_entries, spec.flags, name, spec.map_extra, inner
-    )
 
 
 def _eperm(label: str) -> Any:
@@ -450,18 +440,17 @@ class Collection:
 
     def _create_maps(self) -> None:
         for name, mspec in self.spec.maps.items():
+            if name.startswith(".") and mspec.value_type_id:
+                # Global data: the object's DATASEC has clang's sizes (0 for .kconfig, fixed up by
+                # libbpf only for the kernel); the section bytes are the value, as they are.
+                mspec = mspec.copy()
+                mspec.key_type_id = mspec.value_type_id = 0
             try:
-                m = create(map_def(mspec), self.memory, ncpus=self.ncpus)
+                m = create(mspec, self.memory, ncpus=self.ncpus)  # libbpf's fix-ups, then contents
             except BPFError as err:
                 err.add_note(f"while creating map {name!r} of the collection")
                 raise
             self.maps[name] = m
-            try:
-                for key, value in mspec.contents:
-                    m.update(key, value)
-            except BPFError as err:
-                err.add_note(f"while writing the initial contents of map {name!r}")
-                raise
             address = self.env.add_map(m)
             self._handles.append(address)
             hid = len(self._by_id) + 1
