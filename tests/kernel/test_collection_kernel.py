@@ -219,3 +219,39 @@ def test_pinned_maps_are_reused_by_a_second_collection(pin_dir: Path) -> None:
         with Collection(spec, opts) as second:
             assert second.maps["shared"].reused
             assert second.maps["shared"][u32(1)] == u32(2)
+
+
+def test_tp_btf_gets_its_attach_btf_id_and_a_missing_target_is_named() -> None:
+    from ebpf.errors import NotSupportedError
+    from ebpf.spec import AttachType
+
+    prog = isa.assemble("r0 = 0\nexit")
+    spec = CollectionSpec(license="GPL")
+    spec.programs["tp"] = ProgramSpec(
+        "tp", "tp_btf/sched_switch", ProgramType.TRACING, prog, AttachType.TRACE_RAW_TP, "sched_switch", "GPL"
+    )
+    with Collection(spec) as coll:
+        assert coll.programs["tp"].info().type == ProgramType.TRACING
+    spec.programs["tp"].attach_to = "no_such_tracepoint_ebpf"
+    with pytest.raises(NotSupportedError, match="btf_trace_no_such_tracepoint_ebpf"):
+        Collection(spec)
+
+
+def test_kfunc_calls_are_resolved_from_vmlinux_btf() -> None:
+    prog = isa.assemble("r6 = r1\ncall 0\nr0 = 2\nexit")
+    spec = CollectionSpec(license="GPL")
+    spec.programs["k"] = ProgramSpec(
+        "k",
+        "xdp",
+        ProgramType.XDP,
+        prog,
+        license="GPL",
+        relocations={1: Relocation(RelocKind.KFUNC, "bpf_cast_to_kern_ctx")},
+    )
+    with Collection(spec) as coll:
+        assert coll.programs["k"].test_run(bytes(64)).retval == 2
+    spec.programs["k"].relocations[1] = Relocation(RelocKind.KFUNC, "ebpf_no_such_kfunc")
+    from ebpf.errors import RelocationError
+
+    with pytest.raises(RelocationError, match="ebpf_no_such_kfunc"):
+        Collection(spec)

@@ -48,6 +48,7 @@ from ebpf.kernel.uapi import (
     TestRunAttr,
 )
 from ebpf.spec import ProgramType
+from ebpf.testrun import TestRunResult  # shared with the user-space runtime
 
 __all__ = [
     "DEFAULT_LOG_SIZE",
@@ -82,25 +83,6 @@ class SupportsEncode(Protocol):
 
 
 Instructions = bytes | bytearray | memoryview | SupportsEncode | Iterable[SupportsEncode]
-
-
-@dataclass(frozen=True, slots=True)
-class TestRunResult:
-    """The outcome of ``BPF_PROG_TEST_RUN``.
-
-    Attributes:
-        retval: the program's return value (``r0``), as the kernel's u32.
-        data_out: the packet after the run (possibly grown or shrunk by the program).
-        ctx_out: the context after the run, or ``None`` when no context was requested.
-        duration_ns: average run time per repetition, in nanoseconds.
-    """
-
-    __test__ = False  # not a pytest test class, despite the name
-
-    retval: int
-    data_out: bytes
-    ctx_out: bytes | None
-    duration_ns: int
 
 
 @dataclass(frozen=True, slots=True)
