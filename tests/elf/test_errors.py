@@ -186,3 +186,30 @@ def test_fuzz_only_parse_errors(data: bytes) -> None:
         load_collection_spec(data)
     except ParseError:
         pass
+
+
+def test_rela_relocations_of_code() -> None:
+    data = bytearray(OBJECTS["xdp_fw.o"])
+    hdr = _section(data, ".relxdp")
+    struct.pack_into("<I", data, hdr + 4, 4)  # sh_type = SHT_RELA
+    struct.pack_into("<Q", data, hdr + 0x38, 24)  # sh_entsize of Elf64_Rela
+    with pytest.raises(ELFError, match="RELA relocations of code"):
+        load_collection_spec(bytes(data))
+
+
+def test_relocation_against_non_map_section() -> None:
+    """An lddw relocated against a symbol in a section that holds no map, data or code."""
+    data = bytearray(OBJECTS["xdp_fw.o"])
+    rel = _section(data, ".relxdp")
+    off = struct.unpack_from("<Q", data, rel + 0x18)[0]
+    info = struct.unpack_from("<Q", data, off + 8)[0]
+    # point the first relocation (an lddw of packets_seen) at the '_license' symbol
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    symtab = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(".symtab")
+    index = next(i for i, s in enumerate(symtab.iter_symbols()) if s.name == "_license")
+    struct.pack_into("<Q", data, off + 8, (index << 32) | (info & 0xFFFFFFFF))
+    with pytest.raises(ELFError, match="holds no map, data or code"):
+        load_collection_spec(bytes(data))

@@ -313,7 +313,16 @@ def test_tracer(load: Load) -> None:
 
 def test_sections_object(load: Load) -> None:
     spec = load("sections.o")
-    assert len(spec.programs) == 57
+    assert len(spec.programs) == 59
+    opt = spec.programs["optional_tp"]
+    assert (opt.section, opt.type, opt.attach_to, opt.autoload) == (
+        "tp/sched/sched_switch",
+        ProgramType.TRACEPOINT,
+        "sched/sched_switch",
+        False,
+    )
+    assert spec.programs["optional_xdp"].section == "xdp" and not spec.programs["optional_xdp"].autoload
+    assert sum(p.autoload for p in spec.programs.values()) == 57
     assert all(p.type is not ProgramType.UNSPEC for p in spec.programs.values())
     assert spec.programs["xdp_frags_devmap"].flags == 0x20
     assert spec.programs["sys_prog"].flags == 0x10

@@ -30,6 +30,7 @@ EM_BPF = 247  # e_machine (EM_BPF in elf.h)
 SHT_PROGBITS = 1
 SHT_SYMTAB = 2
 SHT_NOBITS = 8
+SHT_RELA = 4
 SHT_REL = 9
 SHF_EXECINSTR = 0x4
 SHN_UNDEF = 0
@@ -195,6 +196,8 @@ def _read(data: bytes, source: str) -> ElfFile:
     relocations: dict[int, list[RawReloc]] = {}
     fmt = "<QQ" if byteorder == "little" else ">QQ"
     for sec in sections:
+        if sec.type == SHT_RELA and 0 < sec.info < len(sections) and sections[sec.info].executable:
+            _fail(f"{sec.name!r}: RELA relocations of code; BPF objects use SHT_REL", source)
         if sec.type != SHT_REL:
             continue
         if sec.size % 16:

@@ -23,7 +23,10 @@ Rule 3: global data sections (``.data``, ``.rodata``, ``.bss`` and their ``.``-s
 variants such as ``.rodata.str1.1``) become one ARRAY map each, named after the section;
 ``.kconfig`` externs get a map laid out like libbpf's (by alignment, then name).
 
-Rule 4: the same bytes give an equal spec on every machine; bad input raises
+Rule 4: a section name starting with ``?`` (``SEC("?xdp")``) gives a program with
+``autoload=False`` and the ``?`` dropped from its section, as libbpf does.
+
+Rule 5: the same bytes give an equal spec on every machine; bad input raises
 :class:`~ebpf.errors.ELFError` (or :class:`~ebpf.errors.BTFError` for malformed BTF).
 """
 
@@ -121,7 +124,7 @@ def load_collection_spec(source: str | Path | bytes | bytearray | memoryview | B
     try:
         return _Loader(data, name).load()
     except (struct.error, IndexError, KeyError, ValueError, TypeError, OverflowError, RecursionError) as err:
-        # Rule 4's safety net: an inconsistency no check above names is still an ELFError.
+        # Rule 5's safety net: an inconsistency no check above names is still an ELFError.
         raise ELFError(f"malformed object: {type(err).__name__}: {err}", source=name) from err
 
 
@@ -607,10 +610,14 @@ class _Loader:
             if func.name in programs:
                 raise self.fail(f"two programs named {func.name!r}")
             insns, relocs, layout = self._link(func)
+            # libbpf: SEC("?xdp") is an xdp program that is not loaded unless asked for
+            autoload = not secname.startswith("?")
+            secname = secname.removeprefix("?")
             st = section_type(secname)
             prog = ProgramSpec(
                 name=func.name,
                 section=secname,
+                autoload=autoload,
                 type=st.type,
                 instructions=Program(insns),
                 attach_type=st.attach_type,

@@ -61,5 +61,7 @@ PROG("tcx/ingress", tcx_ing)
 PROG("netkit/primary", nk_primary)
 PROG("netkit/peer", nk_peer)
 PROG("kprobe.session/vfs_*", ksession)
+PROG("?xdp", optional_xdp)
+PROG("?tp/sched/sched_switch", optional_tp)
 
 char _license[] SEC("license") = "GPL";
