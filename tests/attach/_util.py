@@ -61,17 +61,24 @@ def load(
 class ArrayMap:
     """A BPF_MAP_TYPE_ARRAY of u64 values (or ``value_size`` bytes)."""
 
-    def __init__(self, max_entries: int = 4, value_size: int = 8, map_type: MapType = MapType.ARRAY) -> None:
-        attr = MapCreateAttr(map_type=map_type, key_size=4, value_size=value_size, max_entries=max_entries)
+    def __init__(
+        self, max_entries: int = 4, value_size: int = 8, map_type: MapType = MapType.ARRAY, key_size: int = 4
+    ) -> None:
+        attr = MapCreateAttr(
+            map_type=map_type, key_size=key_size, value_size=value_size, max_entries=max_entries
+        )
         self._fd = FD(bpf(Cmd.MAP_CREATE, attr))
         self.value_size = value_size
+        self.key_size = key_size
 
     @property
     def fd(self) -> int:
         return self._fd.fileno()
 
     def get_bytes(self, index: int) -> bytes:
-        key = ctypes.create_string_buffer(struct.pack("=I", index), 4)
+        key = ctypes.create_string_buffer(
+            index.to_bytes(self.key_size, sys.byteorder, signed=index < 0), self.key_size
+        )
         value = ctypes.create_string_buffer(self.value_size)
         bpf(
             Cmd.MAP_LOOKUP_ELEM,

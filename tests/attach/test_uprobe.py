@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from ebpf import attach
 from ebpf.attach import LinkType, PerfEventType, _elfsym, _usdt
-from ebpf.errors import ELFError
-from ebpf.spec import ProgramType
+from ebpf.errors import ELFError, NotSupportedError, SyscallError
+from ebpf.spec import MapType, ProgramType
 
 from ._util import ArrayMap, counter, links_of, load
 from .conftest import run_probed as run
@@ -211,3 +213,48 @@ def test_usdt_argument_parsing() -> None:
     for bad in ("3@%eax", "8@%xyz", "8@[rax]"):
         with pytest.raises(ELFError):
             _usdt.parse_args(bad)
+
+
+def test_usdt_ip_map_for_kernels_without_cookies() -> None:
+    python = "/usr/bin/python3.11"
+    if not Path(python).exists() or _elfsym.elf_type(python) != "ET_EXEC":
+        pytest.skip(f"needs Debian's non-PIE {python}")
+    (site,) = [n for n in _usdt.read_notes(python) if (n.provider, n.name) == ("python", "gc__start")]
+    with (
+        ArrayMap(max_entries=256, value_size=_usdt.SPEC_SIZE) as specs,
+        ArrayMap(max_entries=64, key_size=8, value_size=4, map_type=MapType.HASH) as ips,
+        load(counter(specs.fd), ProgramType.KPROBE) as prog,
+    ):
+        with attach.usdt(prog, python, "python", "gc__start", specs_map=specs, ip_map=ips) as link:
+            assert link.ips == (site.pc,)  # a non-PIE executable runs at its link address
+            spec_id = link.info().details["cookie"]
+            assert int.from_bytes(ips.get_bytes(site.pc), "little") == spec_id
+        with pytest.raises(SyscallError) as info:
+            ips.get_bytes(site.pc)
+        assert info.value.errno == errno.ENOENT  # removed on close
+
+
+def test_usdt_ip_map_in_a_pie_needs_the_process(probed: Path) -> None:
+    (site,) = _usdt.read_notes(str(probed))
+    with (
+        ArrayMap(max_entries=256, value_size=_usdt.SPEC_SIZE) as specs,
+        ArrayMap(max_entries=64, key_size=8, value_size=4, map_type=MapType.HASH) as ips,
+        load(counter(specs.fd), ProgramType.KPROBE) as prog,
+    ):
+        with pytest.raises(NotSupportedError, match="position independent"):
+            attach.usdt(prog, str(probed), "ebpftest", "tick", specs_map=specs, ip_map=ips)
+        child = subprocess.Popen([str(probed), "1", "3000"])
+        try:
+            time.sleep(0.2)  # let the loader map it
+            base = min(
+                int(line.split("-")[0], 16)
+                for line in Path(f"/proc/{child.pid}/maps").read_text().splitlines()
+                if line.endswith(str(probed))
+            )
+            with attach.usdt(
+                prog, str(probed), "ebpftest", "tick", specs_map=specs, ip_map=ips, pid=child.pid
+            ) as link:
+                assert link.ips == (base + site.pc,)  # PIE: linked at 0, loaded at base
+        finally:
+            child.kill()
+            child.wait()

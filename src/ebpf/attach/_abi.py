@@ -308,3 +308,15 @@ def map_update(map_fd: int, key: bytes, value: bytes) -> None:
         Cmd.MAP_UPDATE_ELEM,
         MapElemAttr(map_fd=map_fd, key=ctypes.addressof(kbuf), value=ctypes.addressof(vbuf)),
     )
+
+
+def map_delete(map_fd: int, key: bytes) -> None:
+    """``BPF_MAP_DELETE_ELEM`` (USDT ip map cleanup); a missing key is not an error."""
+    from ebpf.kernel.uapi import MapElemAttr
+
+    kbuf = ctypes.create_string_buffer(key, len(key))
+    try:
+        bpf(Cmd.MAP_DELETE_ELEM, MapElemAttr(map_fd=map_fd, key=ctypes.addressof(kbuf)))
+    except SyscallError as err:
+        if err.errno != _errno.ENOENT:
+            raise

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from ebpf.errors import ELFError
 
-__all__ = ["find_library", "resolve_symbol", "vaddr_to_offset"]
+__all__ = ["elf_type", "find_library", "offset_to_address", "resolve_symbol", "vaddr_to_offset"]
 
 _LIB_DIRS = (
     "/lib/x86_64-linux-gnu",
@@ -137,3 +137,33 @@ def resolve_symbol(path: str, symbol: str) -> int:
                     continue
                 return vaddr_to_offset_in(elf, int(sym["st_value"]), path)
         raise ELFError(f"no function {symbol!r} in .symtab or .dynsym", source=path)
+
+
+def elf_type(path: str) -> str:
+    """``e_type`` of ELF file ``path``: ``"ET_EXEC"``, ``"ET_DYN"`` (PIE or library), ..."""
+    f, elf = _open(path)
+    with f:
+        return str(elf["e_type"])
+
+
+def offset_to_address(path: str, file_offset: int, pid: int) -> int:
+    """Where ``file_offset`` of ``path`` is mapped in process ``pid`` (from ``/proc/<pid>/maps``).
+
+    Raises:
+        LookupError: the process does not map that part of the file.
+    """
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            parts = line.split(maxsplit=5)
+            if len(parts) < 6:
+                continue
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            pgoff, inode = int(parts[2], 16), int(parts[4])
+            mapped = parts[5].strip()
+            if inode != st.st_ino and os.path.realpath(mapped) != real:
+                continue
+            if pgoff <= file_offset < pgoff + (end - start):
+                return start + file_offset - pgoff
+    raise LookupError(f"process {pid} does not map offset {file_offset:#x} of {real}")

@@ -151,11 +151,21 @@ def _allocate(specs_map: object, count: int, max_entries: int) -> list[int]:
 class USDTLink(_LinkBase):
     """All probe sites of one USDT probe, attached together (one uprobe link per site)."""
 
-    def __init__(self, links: list[Link], specs_map: object | None, spec_ids: list[int], label: str) -> None:
+    def __init__(
+        self,
+        links: list[Link],
+        specs_map: object | None,
+        spec_ids: list[int],
+        label: str,
+        ip_map: _MapLike | None = None,
+        ips: tuple[int, ...] = (),
+    ) -> None:
         self.links = links
         self._specs_map = specs_map
         self._spec_ids = spec_ids
         self.label = label
+        self._ip_map = ip_map
+        self.ips = ips
         self._closed = False
 
     @property
@@ -187,6 +197,9 @@ class USDTLink(_LinkBase):
         self._closed = True
         for link in self.links:
             link.close()
+        if self._ip_map is not None:
+            for ip in self.ips:
+                _abi.map_delete(self._ip_map.fd, struct.pack("=q", ip))
         if self._specs_map is not None:
             used = _spec_ids.get(self._specs_map)
             if used is not None:
@@ -204,9 +217,10 @@ def usdt(
     *,
     specs_map: _MapLike | None = None,
     specs_max_entries: int = 256,
+    ip_map: _MapLike | None = None,
     pid: int = -1,
     cookie: int = 0,
-) -> Link:
+) -> USDTLink:
     """Attach a USDT program (libbpf's ``SEC("usdt/...")`` with ``usdt.bpf.h``) to every site of
     probe ``provider:name`` in ``binary``.
 
@@ -217,13 +231,17 @@ def usdt(
             Without it the uprobes get ``cookie`` directly (for programs that do not use
             ``bpf_usdt_arg()``).
         specs_max_entries: ``max_entries`` of ``specs_map`` (libbpf's default: 256).
+        ip_map: the program's ``__bpf_usdt_ip_to_spec_id`` map (HASH, ``long`` ip -> spec id),
+            which ``usdt.bpf.h`` reads instead of the cookie on kernels without BPF cookies
+            (``LINUX_HAS_BPF_COOKIE`` false). Filled with each site's run-time address:
+            the note address in a non-PIE executable, else the address where ``pid`` maps
+            it; removed again on close.
         cookie: the value ``bpf_usdt_cookie()`` returns.
 
     Raises:
         ELFError: no such probe in the binary, or an argument this parser cannot read.
-
-    The ``__bpf_usdt_ip_to_spec_id`` map (for kernels without BPF cookies, before 5.15) is
-    not filled.
+        NotSupportedError: ``ip_map`` for a PIE executable or library without a ``pid``
+            (its addresses differ per process).
 
     Requires Linux >= 5.15 (BPF cookies); semaphores (``ref_ctr_offset``) need 4.20.
     """
@@ -232,6 +250,11 @@ def usdt(
     if not sites:
         raise ELFError(f"no USDT probe {provider}:{name} in .note.stapsdt", source=path)
     arg_specs = [_usdt.parse_args(site.args) for site in sites]
+    if ip_map is not None and specs_map is None:
+        raise ValueError("ip_map needs specs_map (it maps addresses to spec ids)")
+    ips: tuple[int, ...] = ()
+    if ip_map is not None:
+        ips = _site_addresses(path, sites, pid)
     spec_ids: list[int] = []
     if specs_map is not None:
         distinct = sorted(set(arg_specs), key=arg_specs.index)
@@ -243,6 +266,9 @@ def usdt(
             )
     links: list[Link] = []
     try:
+        if ip_map is not None:
+            for ip, spec in zip(ips, arg_specs, strict=True):
+                _abi.map_update(ip_map.fd, struct.pack("=q", ip), struct.pack("=I", ids[spec]))
         for site, spec in zip(sites, arg_specs, strict=True):
             offset = _elfsym.vaddr_to_offset(path, site.pc)
             ref = _elfsym.vaddr_to_offset(path, site.semaphore) if site.semaphore else 0
@@ -262,7 +288,27 @@ def usdt(
     except BaseException:
         for link in links:
             link.close()
+        if ip_map is not None:
+            for ip in ips:
+                _abi.map_delete(ip_map.fd, struct.pack("=q", ip))
         if specs_map is not None:
             _spec_ids.get(specs_map, set()).difference_update(spec_ids)
         raise
-    return USDTLink(links, specs_map, spec_ids, f"{provider}:{name} in {path}")
+    return USDTLink(links, specs_map, spec_ids, f"{provider}:{name} in {path}", ip_map, ips)
+
+
+def _site_addresses(path: str, sites: list[_usdt.Note], pid: int) -> tuple[int, ...]:
+    """Run-time addresses of the probe sites, for ``__bpf_usdt_ip_to_spec_id``."""
+    if _elfsym.elf_type(path) == "ET_EXEC":
+        return tuple(site.pc for site in sites)
+    if pid <= 0:
+        raise NotSupportedError(
+            "filling __bpf_usdt_ip_to_spec_id for all processes",
+            detail=f"{path} is position independent, so each process maps it elsewhere: give a pid",
+        )
+    try:
+        return tuple(
+            _elfsym.offset_to_address(path, _elfsym.vaddr_to_offset(path, site.pc), pid) for site in sites
+        )
+    except (LookupError, OSError) as err:
+        raise NotSupportedError("filling __bpf_usdt_ip_to_spec_id", detail=str(err)) from err
