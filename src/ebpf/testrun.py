@@ -10,7 +10,7 @@ from dataclasses import dataclass
 __all__ = ["TestRunResult"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TestRunResult:
     """What ``BPF_PROG_TEST_RUN`` reports (``union bpf_attr.test``).
 
