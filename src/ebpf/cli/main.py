@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "ebpf.cli.inspect:inspect",
     "xdp": "ebpf.cli.xdp:xdp",
     "btf": "ebpf.cli.btf:btf",
+    "features": "ebpf.cli.features:features",
     "demo": "ebpf.cli.demo:demo",
     "prog": "ebpf.cli.prog:prog",
     "version": "ebpf.cli.main:version",
