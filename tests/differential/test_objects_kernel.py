@@ -24,8 +24,12 @@ from ebpf.isa.encoding import slot_offsets
 from ebpf.isa.instruction import Instruction
 from ebpf.isa.program import Program as InsnProgram
 from ebpf.runtime import Collection
-from ebpf.spec import CollectionSpec, MapSpec, MapType, RelocKind
-from runtime._build import default_helpers  # tests/ is on sys.path (pytest rootdir packages)
+from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramType, RelocKind, VariableSpec
+from runtime._build import (  # tests/ is on sys.path (pytest rootdir packages)
+    default_helpers,
+    global_map,
+    program,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -151,11 +155,13 @@ def map_state(m: Any, mspec: MapSpec) -> dict[bytes, bytes]:
 
 
 @pytest.fixture
-def both(kernel_loader: Callable[[CollectionSpec], Any]) -> Iterator[Callable[[str], tuple[Collection, Any]]]:
+def both(
+    kernel_loader: Callable[[CollectionSpec], Any],
+) -> Iterator[Callable[[str | CollectionSpec], tuple[Collection, Any]]]:
     with ExitStack() as stack:
 
-        def load(obj: str) -> tuple[Collection, Any]:
-            spec = load_collection_spec(DATA / obj)
+        def load(obj: str | CollectionSpec) -> tuple[Collection, Any]:
+            spec = load_collection_spec(DATA / obj) if isinstance(obj, str) else obj
             ours = stack.enter_context(Collection(spec, helpers=default_helpers()))
             try:
                 theirs = kernel_loader(spec)
@@ -201,7 +207,7 @@ def ipv4(saddr: str, proto: int = 17) -> bytes:
     return eth + ip + struct.pack("!HHHH", 1000, 53, 8, 0)
 
 
-def test_xdp_firewall(both: Callable[[str], tuple[Collection, Any]]) -> None:
+def test_xdp_firewall(both: Callable[[str | CollectionSpec], tuple[Collection, Any]]) -> None:
     ours, theirs = both("xdp_fw.o")
     for side in (ours, theirs):
         side.maps["blocklist"].update(
@@ -215,7 +221,7 @@ def test_xdp_firewall(both: Callable[[str], tuple[Collection, Any]]) -> None:
     compare_maps(ours, theirs)
 
 
-def test_tail_calls(both: Callable[[str], tuple[Collection, Any]]) -> None:
+def test_tail_calls(both: Callable[[str | CollectionSpec], tuple[Collection, Any]]) -> None:
     ours, theirs = both("tailcall.o")
     for _ in range(3):
         run_both(ours, theirs, "tail_entry", b"\x00" * 14)
@@ -224,7 +230,7 @@ def test_tail_calls(both: Callable[[str], tuple[Collection, Any]]) -> None:
     assert struct.unpack("<3i", ours.variables["hits"].get()) == (3, 1, 3)
 
 
-def test_map_in_map(both: Callable[[str], tuple[Collection, Any]]) -> None:
+def test_map_in_map(both: Callable[[str | CollectionSpec], tuple[Collection, Any]]) -> None:
     ours, theirs = both("map_in_map.o")
     for side in (ours, theirs):
         side.maps["inner_hash"].update(struct.pack("<I", 1), struct.pack("<Q", 5))
@@ -234,7 +240,7 @@ def test_map_in_map(both: Callable[[str], tuple[Collection, Any]]) -> None:
     assert ours.maps["inner_hash"][struct.pack("<I", 1)] == struct.pack("<Q", 9)
 
 
-def test_tc_classifier(both: Callable[[str], tuple[Collection, Any]]) -> None:
+def test_tc_classifier(both: Callable[[str | CollectionSpec], tuple[Collection, Any]]) -> None:
     ours, theirs = both("tc_cls.o")
     for packet in (ipv4("10.0.0.1"), ipv4("10.0.0.2", proto=6), ipv4("10.0.0.1")):
         run_both(ours, theirs, "tc_classify", packet)
@@ -244,9 +250,44 @@ def test_tc_classifier(both: Callable[[str], tuple[Collection, Any]]) -> None:
     assert ours.variables["loop_total"].get_int() == 105
 
 
-def test_socket_filter(both: Callable[[str], tuple[Collection, Any]]) -> None:
+def test_socket_filter(both: Callable[[str | CollectionSpec], tuple[Collection, Any]]) -> None:
     ours, theirs = both("socket_filter.o")
     for packet in (ipv4("10.0.0.1", proto=6), ipv4("10.0.0.1", proto=17), ipv4("10.0.0.2", proto=6)):
         run_both(ours, theirs, "keep_tcp", packet)
     compare_maps(ours, theirs)
     assert ours.variables["accepted"].get_int() == 2
+
+
+SELF_TAIL_CALL = """
+    r6 = r1
+    r1 = 0 ll
+    r2 = *(u32 *)(r1 + 0)
+    r2 += 1
+    *(u32 *)(r1 + 0) = r2
+    r1 = r6
+    r2 = 0 ll
+    r3 = 0
+    call 12
+    r0 = 2
+    exit
+"""
+
+
+def test_tail_call_limit(both: Callable[[str | CollectionSpec], tuple[Collection, Any]]) -> None:
+    """A program that tail-calls itself runs 1 + MAX_TAIL_CALL_CNT times, then falls through."""
+    prog = program("again", SELF_TAIL_CALL, [("value", ".bss", 0), ("map", "jump")], type=ProgramType.XDP)
+    prog.license = "GPL"
+    spec = CollectionSpec(
+        programs={"again": prog},
+        maps={
+            "jump": MapSpec("jump", MapType.PROG_ARRAY, 4, 4, 1, slots={0: "again"}),
+            ".bss": global_map(".bss", bytes(4)),
+        },
+        variables={"runs": VariableSpec("runs", ".bss", 0, 4)},
+        license="GPL",
+    )
+    ours, theirs = both(spec)
+    run_both(ours, theirs, "again", b"\x00" * 14)
+    run_both(ours, theirs, "again", b"\x00" * 14, repeat=3)
+    compare_maps(ours, theirs)
+    assert ours.variables["runs"].get_int() == 4 * 34
