@@ -255,3 +255,23 @@ def test_kfunc_calls_are_resolved_from_vmlinux_btf() -> None:
 
     with pytest.raises(RelocationError, match="ebpf_no_such_kfunc"):
         Collection(spec)
+
+
+def test_typed_views_from_the_object_btf_and_from_a_pinned_map(pin_dir: Path) -> None:
+    from ebpf.kernel.map import Map
+
+    spec = load_spec(CORPUS / "tc_cls.o")
+    with Collection(spec, LoadOptions(object_name="tc_cls")) as coll:
+        flows = coll.maps["flows"].typed()
+        assert flows.key_class.__name__ == "flow_key" and flows.value_class.__name__ == "flow_stats"
+        key = flows.key_class.unpack(bytes(range(16)))
+        flows[key] = flows.value_class.unpack(struct.pack("=QQ", 3, 300))
+        assert flows[key] == flows.value_class.unpack(struct.pack("=QQ", 3, 300))
+        per_cpu = coll.maps["percpu_hash"].typed()
+        per_cpu[1] = 7
+        assert per_cpu[1] == [7] * possible_cpus()
+        coll.maps["flows"].pin(pin_dir / "flows")
+    with Map.from_pin(pin_dir / "flows") as again:  # BTF fetched from the kernel
+        ((k, v),) = again.typed().items()
+        assert (type(k).__name__, type(v).__name__) == ("flow_key", "flow_stats")
+        assert k.pack() == key.pack()  # a class of the kernel's copy of the BTF: compare bytes

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, cast
 
 from ebpf.errors import BPFError, KeyNotFoundError, SyscallError
 from ebpf.kernel._syscall import bpf
@@ -66,6 +66,8 @@ from ebpf.spec import MapSpec, MapType, PinType
 
 if TYPE_CHECKING:
     from ebpf.kernel.btf import KernelBTF
+    from ebpf.maps import Map as UserMap
+    from ebpf.maps.typed import TypedMap
 
 __all__ = [
     "DEFAULT_PIN_ROOT",
@@ -354,6 +356,7 @@ class Map:
         self.ncpus = possible_cpus() if self.type in PERCPU_TYPES else 1
         self.pinned: str | None = None
         self.reused = False
+        self.spec: MapSpec | None = None
         self._mmap: _mmap.mmap | None = None
         self._view: memoryview | None = None
 
@@ -459,6 +462,7 @@ class Map:
             name=spec.name,
             map_extra=spec.map_extra,
         )
+        m.spec = spec
         if pin_path is not None:
             try:
                 ensure_bpffs(os.path.dirname(pin_path))
@@ -486,6 +490,7 @@ class Map:
         m.name = spec.name
         m.pinned = path
         m.reused = True
+        m.spec = spec
         return m
 
     @classmethod
@@ -867,6 +872,50 @@ class Map:
             failure.add_note(f"{int(attr.count)} of {len(keys)} keys were deleted")
             raise failure from err
         return int(attr.count)
+
+    def items_batch(self, count: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Every ``(key, value)``, fetched with ``BPF_MAP_LOOKUP_BATCH`` (the user-space maps' name)."""
+        yield from self.lookup_batch(count)
+
+    # --- typed view ---------------------------------------------------------------------
+
+    @property
+    def defn(self) -> MapSpec:
+        """The map's spec (BTF included), as the typed view reads it.
+
+        For a map opened from a pin or an id, the kernel's own BTF of the map (if any) is
+        fetched once, so typed views work on maps this process did not create.
+        """
+        if self.spec is None:
+            from ebpf.kernel.btf import KernelBTF
+
+            info = self.info()
+            spec = MapSpec(
+                self.name,
+                MapType(int(self.type)),
+                self.key_size,
+                self.value_size,
+                self.max_entries,
+                flags=self.flags,
+                map_extra=self.map_extra,
+            )
+            if info.btf_id and info.btf_value_type_id:
+                with KernelBTF.from_id(info.btf_id) as kbtf:
+                    spec.btf = kbtf.to_spec()
+                spec.key_type_id = info.btf_key_type_id
+                spec.value_type_id = info.btf_value_type_id
+            self.spec = spec
+        return self.spec
+
+    def typed(self, key: object = None, value: object = None) -> TypedMap:
+        """A dict-like view with typed keys and values, as :meth:`ebpf.maps.Map.typed`.
+
+        Without arguments the types come from the map's BTF; ``key`` / ``value`` override
+        them with record classes (:func:`ebpf.btf.records.record_class`).
+        """
+        from ebpf.maps.typed import TypedMap
+
+        return TypedMap(cast("UserMap", self), key, value)
 
     # --- mmap ---------------------------------------------------------------------------
 
