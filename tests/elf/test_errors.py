@@ -213,3 +213,20 @@ def test_relocation_against_non_map_section() -> None:
     struct.pack_into("<Q", data, off + 8, (index << 32) | (info & 0xFFFFFFFF))
     with pytest.raises(ELFError, match="holds no map, data or code"):
         load_collection_spec(bytes(data))
+
+
+def _other_objects() -> list[str]:
+    root = DATA.parent.parent
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.o") if DATA not in p.parents)
+
+
+@pytest.mark.parametrize("path", _other_objects())
+def test_other_objects_of_the_repository(path: str) -> None:
+    """Every other BPF object the test suite carries loads, or is refused with a ParseError
+    (e.g. a '.maps' section compiled without -g)."""
+    try:
+        spec = load_collection_spec(DATA.parent.parent / path)
+    except ParseError as err:
+        assert str(err)
+    else:
+        assert spec.byteorder in ("little", "big")

@@ -12,7 +12,7 @@ and called static functions are subprograms: each program gets a copy of every f
 reaches (calls, and ``lddw rX, func`` for callbacks), appended after its own body in libbpf's
 order (depth first: a function's callees follow it, in order of first reference), with call
 (``src 1``) and ``BPF_PSEUDO_FUNC`` (``src 4``) immediates set to the final relative slot
-offsets. An executable section with code but no function symbol is an error.
+offsets. A program section with code but no function symbol is an error.
 
 Rule 2: an ``lddw`` relocated against a map, global data or an extern keeps ``src 0`` and
 ``imm 0`` and is listed in :attr:`ProgramSpec.relocations` by slot (a data offset goes into
@@ -422,7 +422,8 @@ class _Loader:
                 by_section.setdefault(sym.shndx, []).append(sym)
         for sec in self.elf.sections:
             if sec.executable and sec.size and sec.type == SHT_PROGBITS and sec.index not in by_section:
-                raise self.fail(f"section {sec.name!r} holds code but no function symbol")
+                if sec.name != ".text":  # .text without symbols has no subprogram anyone can call
+                    raise self.fail(f"section {sec.name!r} holds code but no function symbol")
         funcs: dict[tuple[int, int], _Func] = {}
         for shndx in sorted(by_section):
             sec = self.elf.sections[shndx]
