@@ -258,3 +258,25 @@ def test_usdt_ip_map_in_a_pie_needs_the_process(probed: Path) -> None:
         finally:
             child.kill()
             child.wait()
+
+
+def test_uprobe_through_tracefs_uprobe_events(probed: Path) -> None:
+    """The tracefs fallback (kernels without the uprobe PMU), shared with legacy kprobes."""
+    from ebpf.attach import _tracefs
+    from ebpf.attach.uprobe import _uprobe_at
+
+    events = Path(_tracefs.tracefs_root()) / "uprobe_events"
+    if not events.exists():
+        pytest.skip("no uprobe_events in tracefs")
+    offset = _elfsym.resolve_symbol(str(probed), "target_add")
+    with ArrayMap() as m, load(counter(m.fd), ProgramType.KPROBE) as prog:
+        link = _uprobe_at(
+            prog, str(probed), offset, pid=-1, retprobe=False, cookie=0, label="legacy", legacy=True
+        )
+        with link:
+            mine = [line for line in events.read_text().splitlines() if f"ebpf_{os.getpid()}_" in line]
+            assert len(mine) == 1 and f"{probed}:{offset:#018x}" in mine[0]
+            run(probed, 3)
+            assert link.info().details["perf_event_type"] == PerfEventType.UPROBE
+        assert m[0] == 3
+        assert not [line for line in events.read_text().splitlines() if f"ebpf_{os.getpid()}_" in line]

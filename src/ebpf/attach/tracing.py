@@ -236,6 +236,16 @@ def lsm(program: ProgramLike, *, cookie: int = 0) -> Link:
 _legacy_counter = itertools.count()
 
 
+def _append(path: str, line: str) -> None:
+    """One ``write(2)`` with ``O_APPEND`` (Python's ``open(path, "a")`` seeks, and tracefs
+    answers that with EINVAL)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        os.write(fd, line.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
 class _LegacyProbe:
     """A kprobe/uprobe created through tracefs ``*_events``; ``close()`` removes it."""
 
@@ -249,8 +259,7 @@ class _LegacyProbe:
         if self._open:
             self._open = False
             try:
-                with open(self.events_file, "a", encoding="ascii") as f:
-                    f.write(f"-:{self.group}/{self.name}\n")
+                _append(self.events_file, f"-:{self.group}/{self.name}\n")
             except OSError:
                 pass
 
@@ -263,8 +272,7 @@ def legacy_probe(events: str, definition: str, what: str) -> tuple[int, _LegacyP
     name = f"ebpf_{os.getpid()}_{next(_legacy_counter)}"
     kind, _, target = definition.partition(" ")
     try:
-        with open(events_file, "a", encoding="ascii") as f:
-            f.write(f"{kind}:ebpf/{name} {target}\n")
+        _append(events_file, f"{kind}:ebpf/{name} {target}\n")
     except OSError as err:
         raise SyscallError(
             f"write {events_file}", err.errno or _errno.EIO, f"could not create {what}"

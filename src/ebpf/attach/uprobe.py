@@ -48,10 +48,11 @@ def _uprobe_at(
     cookie: int,
     ref_ctr_offset: int = 0,
     label: str,
+    legacy: bool = False,
 ) -> Link:
     kind = f"{'uretprobe' if retprobe else 'uprobe'} {label}"
     cpu = 0 if pid < 0 else -1
-    pmu = _observe.pmu_type("uprobe")
+    pmu = None if legacy else _observe.pmu_type("uprobe")
     if pmu is not None:
         config = (1 << (_bit("retprobe", 0))) if retprobe else 0
         if ref_ctr_offset:
