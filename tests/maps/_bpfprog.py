@@ -191,3 +191,12 @@ def create_map_btf(
         btf_value_type_id=value_id,
     )
     return bpf(Cmd.MAP_CREATE, attr)
+
+
+def ld_imm64(dst: int, value: int) -> bytes:
+    """``dst = value ll`` (a 64-bit immediate in two slots)."""
+    value &= (1 << 64) - 1
+    low, high = value & 0xFFFFFFFF, value >> 32
+    return insn(0x18, dst, imm=low - (1 << 32) if low >= 1 << 31 else low) + insn(
+        0, imm=high - (1 << 32) if high >= 1 << 31 else high
+    )

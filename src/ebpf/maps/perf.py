@@ -21,7 +21,8 @@ Rule 3 (the perf ring, ``kernel/events/ring_buffer.c``): a buffer has ``pages * 
 bytes (``pages`` a power of two, as libbpf requires). A sample record takes
 ``8 + round_up(4 + size, 8)`` bytes (``perf_event_header`` + ``u32`` raw size + data padded
 so the record stays 8-aligned); the consumer sees the raw data *with* that padding, as
-libbpf's callback does. A record fits while it leaves at least one byte free
+libbpf's callback does (the kernel skips over the padding, leaving stale ring bytes there;
+here it is zero). A record fits while it leaves at least one byte free
 (``CIRC_SPACE``). After losses, the next sample that fits is preceded by a
 ``PERF_RECORD_LOST`` record (24 bytes) carrying the count.
 """
