@@ -421,9 +421,10 @@ class _Loader:
                     raise self.fail(f"function {sym.name!r} in non-executable section {sec.name!r}")
                 by_section.setdefault(sym.shndx, []).append(sym)
         for sec in self.elf.sections:
-            if sec.executable and sec.size and sec.type == SHT_PROGBITS and sec.index not in by_section:
-                if sec.name != ".text":  # .text without symbols has no subprogram anyone can call
-                    raise self.fail(f"section {sec.name!r} holds code but no function symbol")
+            # (a .text without symbols has no subprogram anyone can call: no error)
+            unnamed = sec.executable and sec.size and sec.type == SHT_PROGBITS and sec.index not in by_section
+            if unnamed and sec.name != ".text":
+                raise self.fail(f"section {sec.name!r} holds code but no function symbol")
         funcs: dict[tuple[int, int], _Func] = {}
         for shndx in sorted(by_section):
             sec = self.elf.sections[shndx]
