@@ -60,6 +60,7 @@ __all__ = [
     "format_trace_line",
     "run_env",
     "runtime_helpers",
+    "trace_flags_for",
     "ubpf_test_helpers",
 ]
 
@@ -228,18 +229,39 @@ class TaskInfo:
         return cls(1000, 1000, 0, 0, b"bpf_test")
 
 
-def format_trace_line(comm: bytes, pid: int, cpu: int, ts_ns: int, msg: str, flags: str = "...11") -> str:
-    """One line as ``/sys/kernel/tracing/trace_pipe`` prints a ``bpf_trace_printk`` event.
+def format_trace_line(comm: bytes, pid: int, cpu: int, ts_ns: int, msg: str, flags: str = "b..11") -> str:
+    """One ``bpf_trace_printk`` event as ``/sys/kernel/tracing/trace_pipe`` prints it.
 
     The kernel's ``trace_print_context``: the comm right-aligned in 16 columns, ``-pid``
     left-aligned in 7, ``[cpu]`` as 3 digits, the 5 latency flag characters, the time stamp
-    as ``seconds.microseconds``, then ``bpf_trace_printk: `` and the message (its trailing
-    newline removed).
+    as ``seconds.microseconds``, then ``bpf_trace_printk: `` and the message as given (the
+    kernel ends every event with one more newline; the returned line does not include it).
     """
     name = comm.decode("utf-8", "replace")
     seconds, usecs = divmod(ts_ns // 1000, 1_000_000)
-    text = msg.removesuffix("\n")
-    return f"{name:>16}-{pid:<7} [{cpu:03d}] {flags} {seconds:5d}.{usecs:06d}: bpf_trace_printk: {text}"
+    return f"{name:>16}-{pid:<7} [{cpu:03d}] {flags} {seconds:5d}.{usecs:06d}: bpf_trace_printk: {msg}"
+
+
+# The latency flags a BPF_PROG_TEST_RUN shows in trace_pipe on Linux 6.18 (irqs-off/BH,
+# need-resched, hardirq/softirq, preempt depth, migrate-disable).
+_NET_TYPES = frozenset(
+    {
+        ProgramType.XDP,
+        ProgramType.SCHED_CLS,
+        ProgramType.SCHED_ACT,
+        ProgramType.SOCKET_FILTER,
+        ProgramType.CGROUP_SKB,
+        ProgramType.LWT_IN,
+        ProgramType.LWT_OUT,
+        ProgramType.LWT_XMIT,
+        ProgramType.FLOW_DISSECTOR,
+    }
+)
+
+
+def trace_flags_for(program_type: ProgramType) -> str:
+    """The trace_pipe flags of a test run: ``b..11`` (BH off) for packet programs, ``...2.`` else."""
+    return "b..11" if program_type in _NET_TYPES else "...2."
 
 
 @dataclass
@@ -278,8 +300,11 @@ class RunEnv:
         clock: the time source (:class:`SystemClock`, or :class:`FixedClock` when deterministic).
         rng: the random source of ``bpf_get_prandom_u32`` (seeded from the OS, or from ``seed``).
         task: the current task (:meth:`TaskInfo.current`, or :meth:`TaskInfo.fixed`).
-        trace: the ``bpf_trace_printk`` lines, formatted as ``trace_pipe`` shows them.
+        trace: the ``bpf_trace_printk`` events, formatted as ``trace_pipe`` shows them (each
+            without the newline the kernel adds after every event).
         trace_sink: also called with every trace line (e.g. ``print``), if set.
+        trace_flags: the 5 latency flag characters of trace lines (default: what a test run of
+            :attr:`program_type` shows, see :func:`trace_flags_for`).
         program_type: the running program's type (the entry of a tail-call chain).
         context: the mapped input of the current run (:class:`ebpf.vm.context.MappedInput`);
             packet helpers find it from their context argument, this is the fallback.
@@ -304,6 +329,7 @@ class RunEnv:
     task: TaskInfo | None = None
     trace: list[str] = field(default_factory=list)
     trace_sink: Callable[[str], None] | None = None
+    trace_flags: str | None = None
     program_type: ProgramType = ProgramType.UNSPEC
     context: MappedInput | None = None
     callback: Callback | None = None
@@ -401,7 +427,10 @@ class RunEnv:
     def emit_trace(self, msg: str) -> None:
         """Append a ``bpf_trace_printk`` message as a trace_pipe line (and pass it to the sink)."""
         assert self.clock is not None and self.task is not None
-        line = format_trace_line(self.task.comm, self.task.pid, self.cpu, self.clock.monotonic_ns(), msg)
+        flags = self.trace_flags or trace_flags_for(self.program_type)
+        line = format_trace_line(
+            self.task.comm, self.task.pid, self.cpu, self.clock.monotonic_ns(), msg, flags
+        )
         self.trace.append(line)
         if self.trace_sink is not None:
             self.trace_sink(line)
@@ -521,9 +550,9 @@ def runtime_helpers() -> HelperRegistry:
 
     The helpers need a :class:`RunEnv` for the engine's memory (see :func:`run_env`).
     """
-    from ebpf.vm import _helpers_core, _helpers_net
+    from ebpf.vm import _helpers_core, _helpers_net, _helpers_trace
 
     reg = HelperRegistry()
-    for module in (_helpers_core, _helpers_net):
+    for module in (_helpers_core, _helpers_net, _helpers_trace):
         module.register(reg)
     return reg
