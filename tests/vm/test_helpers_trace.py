@@ -15,7 +15,7 @@ from ebpf.vm._helpers_trace import FormatError, format_bprintf
 from ebpf.vm.helpers import FixedClock, RunEnv, TaskInfo
 from ebpf.vm.memory import HostBuffer, Memory
 
-from ._helper_util import ENGINE_NAMES, M32, kernel_test_run, run, user_test_run
+from ._helper_util import ENGINE_NAMES, kernel_test_run, run, user_test_run
 
 M64 = (1 << 64) - 1
 
