@@ -275,3 +275,44 @@ def test_typed_views_from_the_object_btf_and_from_a_pinned_map(pin_dir: Path) ->
         ((k, v),) = again.typed().items()
         assert (type(k).__name__, type(v).__name__) == ("flow_key", "flow_stats")
         assert k.pack() == key.pack()  # a class of the kernel's copy of the BTF: compare bytes
+
+
+def test_typeless_ksym_is_its_kallsyms_address() -> None:
+    from ebpf import btf
+
+    symbol = "bpf_prog_put"
+    with open("/proc/kallsyms") as f:
+        address = next(int(line.split()[0], 16) for line in f if line.split()[2] == symbol)
+    if address == 0:
+        pytest.skip("/proc/kallsyms hides addresses (kernel.kptr_restrict)")
+    prog = isa.assemble("r0 = 0 ll\nr0 >>= 32\nexit")
+    obj_btf = btf.Spec.build(
+        [btf.Var(symbol, 0, btf.VarLinkage.GLOBAL_EXTERN)]
+    )  # extern const void sym __ksym
+    spec = CollectionSpec(license="GPL")
+    spec.programs["k"] = ProgramSpec(
+        "k",
+        "socket",
+        ProgramType.SOCKET_FILTER,
+        prog,
+        license="GPL",
+        relocations={0: Relocation(RelocKind.KSYM, symbol)},
+        btf=obj_btf,
+    )
+    with Collection(spec) as coll:
+        assert coll.programs["k"].test_run(bytes(64)).retval == address >> 32
+    spec.programs["k"].relocations[0] = Relocation(RelocKind.KSYM, "ebpf_no_such_symbol", weak=True)
+    spec.programs["k"].btf = btf.Spec.build([btf.Var("ebpf_no_such_symbol", 0, btf.VarLinkage.GLOBAL_EXTERN)])
+    with Collection(spec) as coll:  # a weak missing ksym is 0, as in libbpf
+        assert coll.programs["k"].test_run(bytes(64)).retval == 0
+
+
+def test_a_failed_load_removes_the_pins_it_made(pin_dir: Path) -> None:
+    spec = _global_data_spec(strong_config=None)
+    spec.maps["shared"] = MapSpec("shared", MapType.HASH, 4, 4, 8, pinning=PinType.BY_NAME)
+    spec.programs["gd"].relocations[0] = Relocation(RelocKind.MAP_VALUE, "no_such_map")
+    from ebpf.errors import RelocationError
+
+    with pytest.raises(RelocationError, match="no_such_map"):
+        Collection(spec, LoadOptions(pin_root=str(pin_dir)))
+    assert not (pin_dir / "shared").exists()

@@ -23,7 +23,7 @@ The steps, in libbpf's order (``bpf_object__load``):
    and its source line.
 6. ``PROG_ARRAY`` slots and map-in-map slots from ``.values`` are written.
 
-A failure anywhere closes what was created so far.
+A failure anywhere closes what was created so far and removes the pins it made.
 """
 
 from __future__ import annotations
@@ -235,6 +235,9 @@ class Collection:
         try:
             self._load()
         except BaseException:
+            for m in self._owned:  # libbpf: a failed load removes the pins it made, not reused ones
+                if m.pinned is not None and not m.reused and not m.closed:
+                    m.unpin()
             self.close()
             raise
 
