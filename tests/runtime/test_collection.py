@@ -7,7 +7,14 @@ import struct
 
 import pytest
 
-from ebpf.errors import BPFError, NotSupportedError, RelocationError, TestRunError, VMError
+from ebpf.errors import (
+    BPFError,
+    BudgetExceededError,
+    NotSupportedError,
+    RelocationError,
+    TestRunError,
+    VMError,
+)
 from ebpf.maps._errors import MapError
 from ebpf.runtime import Collection, ContextInput, TestRunResult, kernel_version_code
 from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramType, VariableSpec
@@ -195,6 +202,9 @@ def test_bpf_loop_callback(engine: str) -> None:
     with Collection(spec, engine=engine, helpers=test_helpers()) as coll:
         result = coll.programs["loop"].run(b"")
         assert result.retval == (7 << 32) | sum(range(7))
+        assert result.insns == 11 + 6 * 6 + 7  # the program, then 7 callback calls
+        with pytest.raises(BudgetExceededError, match="budget of 30"):
+            coll.programs["loop"].run(b"", max_insns=30)  # the callbacks share the run's budget
 
 
 FOR_EACH = """

@@ -33,7 +33,14 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
-from ebpf.errors import BPFError, NotSupportedError, RelocationError, TestRunError, VMError
+from ebpf.errors import (
+    BPFError,
+    BudgetExceededError,
+    NotSupportedError,
+    RelocationError,
+    TestRunError,
+    VMError,
+)
 from ebpf.isa.encoding import slot_offsets
 from ebpf.isa.instruction import Instruction
 from ebpf.isa.ir import LoadImm64
@@ -129,17 +136,24 @@ class Program:
     # --- running ------------------------------------------------------------------------------------
 
     def _chain(self, mapped: MappedInput, cpu: int, budget: int) -> tuple[int, int]:
-        """Run on ``mapped``, following tail calls; returns ``(r0, instructions)``."""
-        env = self.collection.env
+        """Run on ``mapped``, following tail calls; returns ``(r0, instructions)``.
+
+        The count includes the instructions of callbacks, which share one budget of their own
+        (``budget`` per run, beside the programs' own).
+        """
+        coll = self.collection
+        env = coll.env
         env.begin_run(cpu=cpu, context=mapped)
         env.program_type = self.type
+        coll._callback_budget = budget
+        coll._callback_insns = 0
         prog = self
         total = 0
         chained = 0
         while True:
             try:
                 retval, count = prog.engine.execute(mapped, env, budget - total)
-                return retval, total + count
+                return retval, total + count + coll._callback_insns
             except TailCall as jump:
                 total += jump.count
                 target = jump.target
@@ -424,6 +438,8 @@ class Collection:
         self._ids: dict[str, int] = {}  # map name -> handle id
         self._value_base: dict[int, int] = {}
         self._code: list[tuple[Region, Program]] = []
+        self._callback_budget = max_insns
+        self._callback_insns = 0
         try:
             self._create_maps()
             self._fill_kconfig(kconfig, kernel_version_code(kernel_release))
@@ -612,14 +628,23 @@ class Collection:
         )
 
     def _callback(self, function: int, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
-        """``RunEnv.callback``: run the program function at code address ``function``."""
+        """``RunEnv.callback``: run the program function at code address ``function``.
+
+        Callbacks of one run share that run's budget (:meth:`Program._chain`).
+        """
         args = (r1, r2, r3, r4, r5)
         for region, prog in self._code:
             if region.start <= function < region.end:
                 offset = function - region.start
                 if offset % 8:
                     break
-                retval, _ = prog.engine.call(offset // 8, args, self.env, prog.engine.max_insns)
+                left = self._callback_budget - self._callback_insns
+                if left <= 0:
+                    raise BudgetExceededError(
+                        f"callbacks of this run exhausted their budget of {self._callback_budget} instructions"
+                    )
+                retval, count = prog.engine.call(offset // 8, args, self.env, left)
+                self._callback_insns += count
                 return retval
         raise VMError(f"callback address {function:#x} is not code of this collection", address=function)
 
