@@ -14,7 +14,14 @@ from collections.abc import Callable
 from ebpf.isa.program import Program
 from ebpf.vm.context import Input, RawInput, XdpInput
 from ebpf.vm.helpers import Helper, HelperRegistry, ProgramExit, ubpf_test_helpers
-from ebpf.vm.interpreter import DEFAULT_MAX_INSNS, MAX_CALL_FRAMES, STACK_SIZE, Interpreter, RunResult
+from ebpf.vm.interpreter import (
+    DEFAULT_MAX_INSNS,
+    MAX_CALL_FRAMES,
+    STACK_SIZE,
+    Interpreter,
+    RunResult,
+    TailCall,
+)
 from ebpf.vm.memory import GUARD, HostBuffer, Memory, Region
 from ebpf.vm.pytier import PyTier
 
@@ -35,6 +42,7 @@ __all__ = [
     "RawInput",
     "Region",
     "RunResult",
+    "TailCall",
     "XdpInput",
     "create_engine",
     "run",
