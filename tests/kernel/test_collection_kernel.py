@@ -316,3 +316,13 @@ def test_a_failed_load_removes_the_pins_it_made(pin_dir: Path) -> None:
     with pytest.raises(RelocationError, match="no_such_map"):
         Collection(spec, LoadOptions(pin_root=str(pin_dir)))
     assert not (pin_dir / "shared").exists()
+
+
+@pytest.mark.parametrize("name", ["LINUX_HAS_SYSCALL_WRAPPER", "LINUX_HAS_BPF_COOKIE"])
+def test_libbpf_computed_kconfig_externs(name: str) -> None:
+    spec = _global_data_spec(strong_config=name)
+    expected = 1  # x86-64 / arm64 kernels >= 5.15 have both
+    if name == "LINUX_HAS_SYSCALL_WRAPPER" and os.uname().machine not in ("x86_64", "aarch64", "s390x"):
+        pytest.skip(f"syscall wrapper expectation not pinned for {os.uname().machine}")
+    with Collection(spec) as coll:
+        assert coll.programs["gd"].test_run(bytes(64)).retval == 5 + expected

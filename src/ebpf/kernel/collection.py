@@ -7,7 +7,8 @@ The steps, in libbpf's order (``bpf_object__load``):
 1. the object's BTF, fixed up for the kernel (:func:`~ebpf.kernel.btf.fixup_for_kernel`), is
    loaded; a kernel that refuses it costs the maps and programs their BTF, not the load
    (libbpf does the same and warns). ``LoadOptions.require_btf`` makes that an error.
-2. ``.kconfig`` externs are filled: ``LINUX_KERNEL_VERSION`` from ``uname``, ``CONFIG_*``
+2. ``.kconfig`` externs are filled: ``LINUX_KERNEL_VERSION`` from ``uname``,
+   ``LINUX_HAS_SYSCALL_WRAPPER`` / ``LINUX_HAS_BPF_COOKIE`` as libbpf computes them, ``CONFIG_*``
    from ``/proc/config.gz`` or ``/boot/config-$(uname -r)``; ``LoadOptions.kconfig``
    overrides both. A missing value is 0 for a ``__weak`` extern and an error otherwise.
 3. maps are created (pinned ``LIBBPF_PIN_BY_NAME`` maps reused), filled, and ``.rodata`` /
@@ -161,6 +162,40 @@ def _kconfig_bytes(name: str, text: str, size: int, byteorder: str) -> bytes:
         raise KconfigError(f"kconfig {name}: {number} does not fit {size} bytes") from None
 
 
+# The architecture prefix of syscall entry points (libbpf's SYSCALL_PREFIX list).
+_SYSCALL_PREFIXES = {
+    "x86_64": "__x64_",
+    "i686": "__ia32_",
+    "aarch64": "__arm64_",
+    "s390x": "__s390x_",
+    "armv7l": "__arm_",
+    "riscv64": "__riscv_",
+    "ppc64le": "__powerpc_",
+    "ppc64": "__powerpc_",
+    "loongarch64": "__loongarch_",
+}
+
+
+def _has_syscall_wrapper() -> int:
+    """libbpf's ``LINUX_HAS_SYSCALL_WRAPPER``: the kernel has ``<arch prefix>sys_bpf``."""
+    prefix = _SYSCALL_PREFIXES.get(os.uname().machine)
+    if prefix is None:
+        return 0
+    return int(vmlinux_index().find(f"{prefix}sys_bpf", _btf.Kind.FUNC) is not None)
+
+
+def _has_bpf_cookie() -> int:
+    """libbpf's ``LINUX_HAS_BPF_COOKIE``: the kernel has ``bpf_get_attach_cookie`` (5.15+)."""
+    return int(kernel_version() >= (5, 15, 0))
+
+
+_LIBBPF_SPECIALS = {
+    "LINUX_HAS_SYSCALL_WRAPPER": _has_syscall_wrapper,
+    "LINUX_HAS_BPF_COOKIE": _has_bpf_cookie,
+}
+"""The ``.kconfig`` externs libbpf computes itself rather than reading the kernel config."""
+
+
 def _fill_kconfig(spec: CollectionSpec, overrides: Mapping[str, int | bytes]) -> None:
     externs = [v for v in spec.variables.values() if v.extern and v.map in spec.maps]
     if not externs:
@@ -173,6 +208,9 @@ def _fill_kconfig(spec: CollectionSpec, overrides: Mapping[str, int | bytes]) ->
             continue
         if var.name == "LINUX_KERNEL_VERSION":
             spec.set_variable(var.name, kernel_version_code())
+            continue
+        if var.name in _LIBBPF_SPECIALS:
+            spec.set_variable(var.name, _LIBBPF_SPECIALS[var.name]().to_bytes(var.size, spec.byteorder))  # type: ignore[arg-type]
             continue
         if var.name.startswith("CONFIG_"):
             if config is None:
