@@ -1,6 +1,7 @@
 """Differential tests: the same map operations on the kernel's maps and ours give the same results.
 
-All ctypes use of the maps tests lives here (the maps package is pure). Each operation
+The maps package is pure; ctypes and raw ``bpf()`` use stay in the tests (here, ``_bpfprog.py``
+and the other ``test_kernel_*`` modules). Each operation
 returns ``("ok", result)`` or ``("err", errno)`` on both sides, and the sequences are
 compared step by step. Hash iteration order differs by design (bucket order in the
 kernel), so hash key sets are compared sorted.

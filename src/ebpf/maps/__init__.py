@@ -12,6 +12,13 @@ those attributes). ``create(MapSpec)`` is what a loader does with an object's ma
 libbpf's fix-ups (see :func:`def_from_spec`), then the kernel's rules, then the spec's
 ``contents`` are written as initial values.
 
+Beyond the single-element operations every map has: batch operations with the kernel's
+cursors (:meth:`Map.lookup_batch` ..., :meth:`Map.items_batch`), ``BPF_F_LOCK`` and
+``bpf_spin_lock`` for values whose BTF holds a lock (``_lock.py``), typed views built from
+BTF records (:meth:`Map.typed`, ``typed.py``), the ring buffer with the kernel's memory
+layout and its consumers (``ringbuf.py``) and perf event arrays with user-space per-CPU
+perf buffers (``perf.py``).
+
 >>> from ebpf.spec import MapType
 >>> m = create(MapDef(MapType.HASH, key_size=4, value_size=8, max_entries=2))
 >>> m[b"\\1\\0\\0\\0"] = bytes(8)

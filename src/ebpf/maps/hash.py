@@ -72,6 +72,7 @@ HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem): key + value must stay below KMA
 class _Elem:
     key: bytes
     regions: list[Region]  # one per CPU (one for non-per-CPU maps)
+    bucket: int = 0
 
 
 class HashMap(Map):
@@ -123,19 +124,19 @@ class HashMap(Map):
         """The kernel's bucket of ``key`` with hash seed 0 (``BPF_F_ZERO_SEED``)."""
         return htab_hash(key) & (self.n_buckets - 1)
 
-    def _link_head(self, key: bytes) -> None:
-        b = self.bucket_of(key)
+    def _link_head(self, elem: _Elem) -> None:
+        b = elem.bucket
         chain = self._buckets.get(b)
         if chain is None:
-            self._buckets[b] = [key]
+            self._buckets[b] = [elem.key]
             bisect.insort(self._used, b)
         else:
-            chain.insert(0, key)
+            chain.insert(0, elem.key)
 
-    def _unlink(self, key: bytes) -> None:
-        b = self.bucket_of(key)
+    def _unlink(self, elem: _Elem) -> None:
+        b = elem.bucket
         chain = self._buckets[b]
-        chain.remove(key)
+        chain.remove(elem.key)
         if not chain:
             del self._buckets[b]
             del self._used[bisect.bisect_left(self._used, b)]
@@ -225,22 +226,22 @@ class HashMap(Map):
                 if not self.lru:
                     raise MapFullError(f"{self.label}: map is full (max_entries {self.max_entries})")
                 _, victim = self._elems.popitem(last=False)
-                self._unlink(victim.key)
+                self._unlink(victim)
                 self._unmap(victim)
             suffix = f"[{key.hex()}]"
             regions = [
                 self._new_region(f"{suffix}[cpu{cpu}]" if self.percpu else suffix, self.value_size)
                 for cpu in range(len(values))
             ]
-            elem = self._elems[key] = _Elem(key, regions)
+            elem = self._elems[key] = _Elem(key, regions, self.bucket_of(key))
             self._by_start[regions[0].start] = elem
-            self._link_head(key)
+            self._link_head(elem)
         else:
             if self.lru:
                 self._elems.move_to_end(key)
             if not self.percpu and not in_place:  # the kernel links a new element at the head
-                self._unlink(key)
-                self._link_head(key)
+                self._unlink(elem)
+                self._link_head(elem)
         for region, value in zip(elem.regions, values, strict=True):
             self._write_value(region.view, value)
 
@@ -257,15 +258,16 @@ class HashMap(Map):
     def delete(self, key: bytes) -> None:
         elem = self._find(key)
         del self._elems[elem.key]
-        self._unlink(elem.key)
+        self._unlink(elem)
         self._unmap(elem)
 
     def get_next_key(self, key: bytes | None) -> bytes:
         start = 0
         if key is not None:
             key = self._key(key)
-            if key in self._elems:
-                b = self.bucket_of(key)
+            elem = self._elems.get(key)
+            if elem is not None:
+                b = elem.bucket
                 chain = self._buckets[b]
                 i = chain.index(key) + 1
                 if i < len(chain):
