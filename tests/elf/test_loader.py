@@ -39,6 +39,7 @@ def test_corpus_is_complete() -> None:
             "subprogs",
             "samesec",
             "linked",
+            "struct_ops",
         )
     }
     expected |= {f"{n}.be.o" for n in BOTH_ORDERS}
@@ -376,6 +377,29 @@ def test_static_linker_output(load: Load) -> None:
     entry = linked.programs["tail_entry"]
     assert [(r.symbol, r.offset) for r in entry.relocations.values()] == [(".bss", 16), ("jump_table", 0)]
     assert linked.maps["jump_table"].slots == {0: "tail_a", 2: "tail_b"}
+
+
+def test_struct_ops(load: Load) -> None:
+    spec = load("struct_ops.o")
+    dummy, cc = spec.maps["dummy_ops"], spec.maps["ebpf_cc"]
+    assert (dummy.type, dummy.key_size, dummy.value_size, dummy.max_entries, dummy.flags) == (
+        MapType.STRUCT_OPS,
+        4,
+        24,
+        1,
+        0,
+    )
+    assert dummy.slots == {0: "dummy_test_1", 16: "dummy_sleepable"}
+    assert spec.btf is not None and spec.btf[dummy.value_type_id].name == "bpf_dummy_ops"
+    assert cc.flags == 1 << 13 and cc.section == ".struct_ops.link"  # BPF_F_LINK
+    assert cc.slots == {0: "cc_ssthresh", 8: "cc_cong_avoid", 64: "cc_undo_cwnd"}
+    value_type = spec.btf[cc.value_type_id]
+    assert isinstance(value_type, btf.Struct) and value_type.name == "tcp_congestion_ops"
+    name_member = next(m for m in value_type.members if m.name == "name")
+    assert cc.contents[0][1][name_member.offset // 8 :].startswith(b"ebpf_cc\0")
+    progs = {n: (p.type, p.attach_to, p.flags) for n, p in spec.programs.items()}
+    assert progs["dummy_sleepable"] == (ProgramType.STRUCT_OPS, "test_sleepable", 0x10)
+    assert progs["cc_cong_avoid"] == (ProgramType.STRUCT_OPS, "cong_avoid", 0)
 
 
 def test_without_btf(load: Load) -> None:

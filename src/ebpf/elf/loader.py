@@ -23,10 +23,14 @@ Rule 3: global data sections (``.data``, ``.rodata``, ``.bss`` and their ``.``-s
 variants such as ``.rodata.str1.1``) become one ARRAY map each, named after the section;
 ``.kconfig`` externs get a map laid out like libbpf's (by alignment, then name).
 
-Rule 4: a section name starting with ``?`` (``SEC("?xdp")``) gives a program with
+Rule 4: each variable of ``.struct_ops`` / ``.struct_ops.link`` becomes a STRUCT_OPS map
+(``BPF_F_LINK`` for the latter) whose ``contents`` hold the variable's bytes and whose
+``slots`` map the *byte offset* of each function-pointer member to the program stored there.
+
+Rule 5: a section name starting with ``?`` (``SEC("?xdp")``) gives a program with
 ``autoload=False`` and the ``?`` dropped from its section, as libbpf does.
 
-Rule 5: the same bytes give an equal spec on every machine; bad input raises
+Rule 6: the same bytes give an equal spec on every machine; bad input raises
 :class:`~ebpf.errors.ELFError` (or :class:`~ebpf.errors.BTFError` for malformed BTF).
 """
 
@@ -83,6 +87,7 @@ R_BPF_64_32 = 10
 
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_MMAPABLE = 1 << 10
+BPF_F_LINK = 1 << 13
 
 _OP_LDDW = 0x18
 _OP_CALL = 0x85
@@ -124,7 +129,7 @@ def load_collection_spec(source: str | Path | bytes | bytearray | memoryview | B
     try:
         return _Loader(data, name).load()
     except (struct.error, IndexError, KeyError, ValueError, TypeError, OverflowError, RecursionError) as err:
-        # Rule 5's safety net: an inconsistency no check above names is still an ELFError.
+        # Rule 6's safety net: an inconsistency no check above names is still an ELFError.
         raise ELFError(f"malformed object: {type(err).__name__}: {err}", source=name) from err
 
 
@@ -194,6 +199,10 @@ class _Loader:
                 self.legacy_map_at[dict(syms)[m.name]] = m.name
         for ds in self.data_sections.values():
             self._add_map(maps, self._data_map(ds, variables))
+        for sec in elf.sections:
+            if sec.name == ".struct_ops" or sec.name.startswith(".struct_ops."):
+                for m in self._struct_ops_maps(sec):
+                    self._add_map(maps, m)
         self.kconfig = self._kconfig(maps, variables)
         self._collect_references()
         programs = self._programs(license_, version)
@@ -375,6 +384,65 @@ class _Loader:
             ),
         )
         return offsets
+
+    # --- struct_ops --------------------------------------------------------------------------
+
+    def _struct_ops_maps(self, sec: RawSection) -> list[MapSpec]:
+        """``SEC(".struct_ops")`` / ``SEC(".struct_ops.link")`` variables: one STRUCT_OPS map
+        each; ``slots`` maps the byte offset of each function-pointer member to its program."""
+        if self.btf is None:
+            raise self.fail(f"{sec.name!r} section without BTF (compile with -g)")
+        datasec_id = self._datasec_id(sec.name)
+        if not datasec_id:
+            raise self.fail(f"{sec.name!r} section without a BTF Datasec")
+        datasec = self.btf[datasec_id]
+        assert isinstance(datasec, btf.Datasec)
+        programs = self._program_names()
+        targets: dict[int, str] = {}
+        for rel in self.elf.relocations.get(sec.index, []):
+            if rel.type not in (R_BPF_64_ABS64, R_BPF_64_ABS32):
+                raise self.fail(f"{sec.name}: unsupported relocation type {rel.type} at {rel.offset:#x}")
+            sym = self._symbol(rel.symbol)
+            if sym.name not in programs:
+                raise self.fail(
+                    f"{sec.name}: relocation at {rel.offset:#x} to {sym.name!r}, which is not a program"
+                )
+            targets[rel.offset] = sym.name
+        maps = []
+        flags = BPF_F_LINK if sec.name != ".struct_ops" else 0
+        for vsi in sorted(datasec.vars, key=lambda v: v.offset):
+            var = self.btf[vsi.type]
+            if not isinstance(var, btf.Var):
+                raise self.fail(f"{sec.name}: entry {vsi.type} is not a variable")
+            if vsi.offset + vsi.size > sec.size:
+                raise self.fail(f"{sec.name}: variable {var.name!r} lies beyond the section")
+            value_id = self.btf.resolve_id(var.type)
+            if not isinstance(self.btf[value_id], btf.Struct):
+                raise self.fail(f"struct_ops {var.name!r} is not a struct")
+            slots = {
+                off - vsi.offset: name
+                for off, name in targets.items()
+                if vsi.offset <= off < vsi.offset + vsi.size
+            }
+            maps.append(
+                MapSpec(
+                    name=var.name,
+                    type=MapType.STRUCT_OPS,
+                    key_size=4,
+                    value_size=vsi.size,
+                    max_entries=1,
+                    flags=flags,
+                    value_type_id=value_id,
+                    btf=self.btf,
+                    contents=[(bytes(4), sec.data[vsi.offset : vsi.offset + vsi.size])],
+                    slots=dict(sorted(slots.items())),
+                    section=sec.name,
+                )
+            )
+        covered = {off for m in maps for off in m.slots}
+        if len(covered) != len(targets):
+            raise self.fail(f"{sec.name}: relocations outside every struct_ops variable")
+        return maps
 
     # --- BTF maps ----------------------------------------------------------------------------
 

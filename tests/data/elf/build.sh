@@ -23,7 +23,7 @@ CFLAGS="-O2 -g -Wall -Wno-unused-function -D__TARGET_ARCH_x86 \
   -fdebug-prefix-map=$here=. -fdebug-prefix-map=$work=. -fmacro-prefix-map=$here=. \
   -fno-ident"
 
-LE="xdp_fw tc_cls socket_filter legacy_maps tailcall map_in_map tracer sections subprogs samesec"
+LE="xdp_fw tc_cls socket_filter legacy_maps tailcall map_in_map tracer sections subprogs samesec struct_ops"
 BE="xdp_fw tc_cls map_in_map legacy_maps subprogs"
 
 out=$here
