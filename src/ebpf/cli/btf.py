@@ -113,3 +113,9 @@ def dump(file: str, fmt: str, base_file: str | None, roots: tuple[int, ...], as_
         text = dump_raw(spec)
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+# ``btf list`` reads the kernel's BTF objects (cli/kobjects.py); ``dump`` above needs no kernel.
+from ebpf.cli.kobjects import btf_list
+
+btf.add_command(btf_list)

@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "xdp": "ebpf.cli.xdp:xdp",
     "btf": "ebpf.cli.btf:btf",
     "features": "ebpf.cli.features:features",
+    "map": "ebpf.cli.kobjects:map_",
+    "link": "ebpf.cli.kobjects:link",
     "demo": "ebpf.cli.demo:demo",
     "prog": "ebpf.cli.prog:prog",
     "version": "ebpf.cli.main:version",

@@ -82,3 +82,10 @@ def loadall(obj: Path, pin_dir: Path, map_dir: Path | None, log_level: int, as_j
     out = Printer()
     for item in pinned:
         out.line(f"{item['kind']} {item['name']} pinned at {item['path']}")
+
+
+# ``list`` and ``show`` live with the other kernel object listings (cli/kobjects.py).
+from ebpf.cli.kobjects import prog_list, prog_show
+
+prog.add_command(prog_list)
+prog.add_command(prog_show)
