@@ -10,7 +10,7 @@ from tests.elf.conftest import DATA, corpus
 
 from ebpf import btf
 from ebpf.elf import load_collection_spec
-from ebpf.isa import Program
+from ebpf.isa import Program, decode, validate
 from ebpf.spec import AttachType, CollectionSpec, MapType, PinType, ProgramType, RelocKind
 
 Load = Callable[[str], CollectionSpec]
@@ -436,6 +436,18 @@ def test_btf_ext_records_point_at_instructions(name: str, load: Load) -> None:
         assert prog.line_info and prog.line_info[0].insn == 0, prog.name
         insns = [i for i in (r.insn for r in prog.line_info)]
         assert insns == sorted(insns)
+
+
+@pytest.mark.parametrize("name", ALL_OBJECTS)
+def test_linked_programs_are_valid_bytecode(name: str, load: Load) -> None:
+    """Every linked program (placeholders, src 4 callbacks, src 2 kfunc calls included) is valid
+    RFC 9669 bytecode: it validates, round-trips through encode/decode and has a typed IR."""
+    spec = load(name)
+    for prog in spec.programs.values():
+        assert all(validate(insn) is None for insn in prog.instructions), prog.name
+        code = prog.instructions.encode(spec.byteorder)
+        assert decode(code, spec.byteorder) == list(prog.instructions)
+        assert len(prog.instructions.ops()) == prog.instructions.slots
 
 
 def test_copy_is_deep(load: Load) -> None:
