@@ -1,0 +1,221 @@
+"""User-space kernel helpers for control flow and events: tail calls, loops, callbacks, locks,
+ring buffers and perf event output.
+
+Core layer: pure, no kernel access.
+
+Rule 1 (``bpf_tail_call``, the kernel interpreter's ``JMP_TAIL_CALL``): an index past the end
+falls through; otherwise the run's tail-call count goes up (also for an empty slot) and, once
+:data:`~ebpf.vm.helpers.MAX_TAIL_CALL_CNT` calls were taken, falls through; a filled slot
+raises :class:`~ebpf.vm.interpreter.TailCall` and the program never resumes. Falling through
+leaves 0 in r0 (the kernel leaves r0 undefined; the verifier forbids reading it).
+
+Rule 2: callbacks (``bpf_loop``, ``bpf_for_each_map_elem``) run through ``RunEnv.call``;
+``bpf_for_each_map_elem`` gives the callback a read-only copy of the key and the value's
+address (the current CPU's for per-CPU maps), over the keys present when it starts.
+
+Rule 3: ``bpf_spin_lock`` writes 1 to the lock word and ``bpf_spin_unlock`` 0 (the kernel's
+queued spin lock word when uncontended); a run holds at most what it took, so taking a held
+lock or releasing a free one is a ``VMError`` (the verifier refuses such programs).
+"""
+
+from __future__ import annotations
+
+import errno
+
+from ebpf.errors import VMError
+from ebpf.helpers import HelperId
+from ebpf.maps import Map
+from ebpf.maps._errors import InvalidMapArgumentError
+from ebpf.maps.perf import PerfEventArrayMap
+from ebpf.maps.progarray import ProgArrayMap
+from ebpf.maps.ringbuf import RingBufMap
+from ebpf.vm._context_base import mapped_at
+from ebpf.vm._context_skb import SkbMapped
+from ebpf.vm.context import XdpMapped
+from ebpf.vm.helpers import M64, MAX_TAIL_CALL_CNT, HelperEnv, HelperRegistry, RunEnv, run_env
+from ebpf.vm.interpreter import TailCall
+from ebpf.vm.memory import HostBuffer
+
+__all__ = ["BPF_MAX_LOOPS", "register"]
+
+M32 = 0xFFFFFFFF
+BPF_MAX_LOOPS = 8 * 1024 * 1024
+
+
+def _neg(code: int) -> int:
+    return (-code) & M64
+
+
+def tail_call(e: HelperEnv, ctx: int, map_ptr: int, index: int, _d: int, _e: int) -> int:
+    env = run_env(e)
+    m = env.map_at(map_ptr)
+    if not isinstance(m, ProgArrayMap):
+        raise VMError(f"bpf_tail_call: {m.label} is not a program array")
+    index &= M32
+    if index >= m.max_entries or env.tail_calls >= MAX_TAIL_CALL_CNT:
+        return 0
+    env.tail_calls += 1
+    target = m.tail_call_target(index)
+    if target is None:
+        return 0
+    raise TailCall(target)
+
+
+def loop(e: HelperEnv, nr_loops: int, callback: int, callback_ctx: int, flags: int, _e: int) -> int:
+    """``bpf_loop``: call ``callback(i, ctx)`` until it returns non-zero; the calls made."""
+    env = run_env(e)
+    if flags:
+        return _neg(errno.EINVAL)
+    count = nr_loops & M32
+    if count > BPF_MAX_LOOPS:
+        return _neg(errno.E2BIG)
+    for i in range(count):
+        if env.call(callback, i, callback_ctx):
+            return i + 1
+    return count
+
+
+def _key_region_call(env: RunEnv, m: Map, map_ptr: int, callback: int, key: bytes, ctx: int) -> int | None:
+    cpu = env.cpu if getattr(m, "percpu", False) else 0
+    value = m.value_address(key, cpu)
+    if value is None:
+        return None  # deleted by an earlier callback
+    region = env.memory.map_buffer("for_each_key", HostBuffer.from_bytes(key), writable=False)
+    try:
+        return env.call(callback, map_ptr, region.start, value, ctx)
+    finally:
+        env.memory.unmap(region)
+
+
+def for_each_map_elem(
+    e: HelperEnv, map_ptr: int, callback: int, callback_ctx: int, flags: int, _e: int
+) -> int:
+    """``bpf_for_each_map_elem``: the number of elements the callback saw (it stops on 1)."""
+    env = run_env(e)
+    if flags:
+        return _neg(errno.EINVAL)
+    m = env.map_at(map_ptr)
+    seen = 0
+    for key in m.keys():  # noqa: SIM118 - a snapshot: callbacks may delete
+        ret = _key_region_call(env, m, map_ptr, callback, key, callback_ctx)
+        if ret is None:
+            continue
+        seen += 1
+        if ret:
+            break
+    return seen
+
+
+def spin_lock(e: HelperEnv, lock: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    env = run_env(e)
+    if lock in env.spin_locks:
+        raise VMError(f"bpf_spin_lock: the lock at {lock:#x} is already held (deadlock)")
+    env.memory.store(lock, 4, 1)
+    env.spin_locks.add(lock)
+    return 0
+
+
+def spin_unlock(e: HelperEnv, lock: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    env = run_env(e)
+    if lock not in env.spin_locks:
+        raise VMError(f"bpf_spin_unlock: the lock at {lock:#x} is not held")
+    env.memory.store(lock, 4, 0)
+    env.spin_locks.discard(lock)
+    return 0
+
+
+# --- ring buffers ---------------------------------------------------------------------------------
+
+
+def _ringbuf(env: RunEnv, map_ptr: int, helper: str) -> RingBufMap:
+    m = env.map_at(map_ptr)
+    if not isinstance(m, RingBufMap):
+        raise VMError(f"{helper}: {m.label} is not a ring buffer")
+    return m
+
+
+def ringbuf_output(e: HelperEnv, map_ptr: int, data: int, size: int, flags: int, _e: int) -> int:
+    env = run_env(e)
+    m = _ringbuf(env, map_ptr, "bpf_ringbuf_output")
+    payload = env.memory.read_bytes(data, size & M32)
+    return m.output(payload, flags) & M64
+
+
+def ringbuf_reserve(e: HelperEnv, map_ptr: int, size: int, flags: int, _d: int, _e: int) -> int:
+    env = run_env(e)
+    return _ringbuf(env, map_ptr, "bpf_ringbuf_reserve").reserve(size & M32, flags)
+
+
+def _release(e: HelperEnv, sample: int, flags: int, *, discard: bool) -> int:
+    env = run_env(e)
+    for m in env.maps.values():
+        if isinstance(m, RingBufMap):
+            try:
+                (m.discard if discard else m.submit)(sample, flags & 3)
+            except InvalidMapArgumentError:
+                continue
+            return 0
+    raise VMError(f"{sample:#x} is not a reserved ring buffer sample")
+
+
+def ringbuf_submit(e: HelperEnv, sample: int, flags: int, _c: int, _d: int, _e: int) -> int:
+    return _release(e, sample, flags, discard=False)
+
+
+def ringbuf_discard(e: HelperEnv, sample: int, flags: int, _c: int, _d: int, _e: int) -> int:
+    return _release(e, sample, flags, discard=True)
+
+
+def ringbuf_query(e: HelperEnv, map_ptr: int, flags: int, _c: int, _d: int, _e: int) -> int:
+    env = run_env(e)
+    return _ringbuf(env, map_ptr, "bpf_ringbuf_query").query(flags) & M64
+
+
+# --- perf events and map extras -------------------------------------------------------------------
+
+
+def perf_event_output(e: HelperEnv, ctx: int, map_ptr: int, flags: int, data: int, size: int) -> int:
+    """``bpf_perf_event_output``; skb and XDP programs may append packet bytes (``BPF_F_CTXLEN_MASK``)."""
+    env = run_env(e)
+    m = env.map_at(map_ptr)
+    if not isinstance(m, PerfEventArrayMap):
+        raise VMError(f"bpf_perf_event_output: {m.label} is not a perf event array")
+    payload = env.memory.read_bytes(data, size & M32)
+    mapped = mapped_at(env.memory, ctx)
+    packet: bytes | None = None
+    if isinstance(mapped, SkbMapped):
+        packet = mapped.packet.tobytes()
+    elif isinstance(mapped, XdpMapped):
+        packet = mapped.frame.view[mapped.start : mapped.end].tobytes()
+    return m.output(flags, payload, cpu=env.cpu, ctx=packet) & M64
+
+
+def map_lookup_percpu_elem(e: HelperEnv, map_ptr: int, key_ptr: int, cpu: int, _d: int, _e: int) -> int:
+    """``bpf_map_lookup_percpu_elem``: the value address on ``cpu`` (NULL past the last CPU)."""
+    env = run_env(e)
+    m = env.map_at(map_ptr)
+    cpu &= M32
+    if not getattr(m, "percpu", False) or cpu >= m.ncpus:
+        return 0
+    key = env.memory.read_bytes(key_ptr, m.key_size)
+    address = m.value_address(key, cpu)
+    return 0 if address is None else address
+
+
+def register(reg: HelperRegistry) -> None:
+    """Add this module's helpers to ``reg``."""
+    for hid, fn in (
+        (HelperId.TAIL_CALL, tail_call),
+        (HelperId.LOOP, loop),
+        (HelperId.FOR_EACH_MAP_ELEM, for_each_map_elem),
+        (HelperId.SPIN_LOCK, spin_lock),
+        (HelperId.SPIN_UNLOCK, spin_unlock),
+        (HelperId.RINGBUF_OUTPUT, ringbuf_output),
+        (HelperId.RINGBUF_RESERVE, ringbuf_reserve),
+        (HelperId.RINGBUF_SUBMIT, ringbuf_submit),
+        (HelperId.RINGBUF_DISCARD, ringbuf_discard),
+        (HelperId.RINGBUF_QUERY, ringbuf_query),
+        (HelperId.PERF_EVENT_OUTPUT, perf_event_output),
+        (HelperId.MAP_LOOKUP_PERCPU_ELEM, map_lookup_percpu_elem),
+    ):
+        reg.register(hid, f"bpf_{hid.name.lower()}", fn)
