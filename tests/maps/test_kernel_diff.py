@@ -667,3 +667,21 @@ def test_perf_event_array_without_buffers() -> None:
         ("next", u32(7)),
     ]
     compare(defn, ops)
+
+
+def kernel_max_entries(kernel: KernelMap) -> int:
+    from ebpf.kernel.uapi import ObjInfoAttr
+
+    info = ctypes.create_string_buffer(80)
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, ObjInfoAttr(bpf_fd=kernel.fd, info_len=80, info=ctypes.addressof(info)))
+    value: int = struct.unpack_from("<I", info.raw, 16)[0]
+    return value
+
+
+@pytest.mark.parametrize("mtype", [MapType.LRU_HASH, MapType.LRU_PERCPU_HASH])
+@pytest.mark.parametrize("max_entries", [1, 3, 4, 5])
+def test_no_common_lru_rounds_max_entries(mtype: MapType, max_entries: int) -> None:
+    """Per-CPU LRU lists: max_entries becomes a multiple of the possible CPUs, as in the kernel."""
+    for flags in (0, int(MapFlags.NO_COMMON_LRU)):
+        with both(MapDef(mtype, 4, 8, max_entries, flags)) as (kernel, ours):
+            assert ours.max_entries == kernel_max_entries(kernel)

@@ -385,10 +385,14 @@ class Map:
             except KeyNotFoundError:
                 done = True
                 break
-            keys.append(key)
-            values.append(self.lookup_flags(key, elem_flags))
             prev = key
-        return Batch(keys, values, keys[-1] if keys else None, done)
+            try:
+                value = self.lookup_flags(key, elem_flags)
+            except KeyNotFoundError:  # an empty slot: the kernel skips it
+                continue
+            keys.append(key)
+            values.append(value)
+        return Batch(keys, values, prev if keys else None, done)  # out_batch: the last key visited
 
     def update_batch(self, items: Sequence[tuple[bytes, bytes]], flags: int = 0) -> int:
         """``BPF_MAP_UPDATE_BATCH``: ``update`` each ``(key, value)`` in order with ``flags``.

@@ -3,7 +3,8 @@
 Rule 1 (``kernel/bpf/hashtab.c``): a new key in a full map is ``E2BIG`` (LRU maps evict
 instead); ``BPF_NOEXIST`` on an existing key is ``EEXIST``; ``BPF_EXIST`` on a missing key
 is ``ENOENT``; the flag checks come before the full check. ``BPF_F_NO_PREALLOC`` is accepted
-(no difference here); LRU maps reject it (``ENOTSUPP``, 524) as the kernel does. Sizes:
+(no difference here); LRU maps reject it (``ENOTSUPP``, 524) as the kernel does; with
+``BPF_F_NO_COMMON_LRU`` their ``max_entries`` is rounded up to a multiple of ``ncpus``. Sizes:
 ``key_size + value_size >= KMALLOC_MAX_SIZE - 48`` is ``E2BIG`` (Linux 6.18; older kernels
 also capped ``key_size`` at 512), per-CPU values above 32 KiB are ``E2BIG``.
 
@@ -32,6 +33,7 @@ at most ``max_entries`` elements and never fail an update for lack of room.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import errno
 import struct
 from collections import OrderedDict
@@ -106,6 +108,11 @@ class HashMap(Map):
                 errno=errno.E2BIG,
             )
         self._elems: OrderedDict[bytes, _Elem] = OrderedDict()  # LRU maps: least recent first
+        if self.lru and flags & MapFlags.NO_COMMON_LRU:  # per-CPU LRU lists: equal shares per CPU
+            rounded = -(-defn.max_entries // ncpus) * ncpus
+            if rounded > 0xFFFFFFFF:
+                rounded = defn.max_entries // ncpus * ncpus
+            self.defn = defn = dataclasses.replace(defn, max_entries=rounded)
         self.n_buckets = 1 << max(0, defn.max_entries - 1).bit_length()
         self._buckets: dict[int, list[bytes]] = {}  # bucket -> keys, head first
         self._used: list[int] = []  # sorted indices of non-empty buckets
