@@ -15,9 +15,10 @@ Rule 2: ``values`` of a map-in-map is a pointer to the inner map's definition (s
 the initial entries are ``R_BPF_64_ABS64`` relocations in ``.maps`` pointing at program or
 map symbols, one 8-byte slot each.
 
-Rule 3: a legacy ``maps`` section holds ``struct bpf_map_def`` records (``type``,
-``key_size``, ``value_size``, ``max_entries``, ``map_flags`` and optionally
-``inner_map_idx``, ``numa_node``), all the same size: section size / number of symbols.
+Rule 3: a legacy ``maps`` section holds ``struct bpf_map_def`` records, all the same size
+(section size / number of symbols). Like libbpf, only the first five fields are read (``type``,
+``key_size``, ``value_size``, ``max_entries``, ``map_flags``): what follows differs between
+loaders (``inner_map_idx``/``numa_node`` in samples/bpf, ``id``/``pinning`` in iproute2).
 """
 
 from __future__ import annotations
@@ -241,7 +242,6 @@ def legacy_maps(data: bytes, symbols: list[tuple[str, int]], byteorder: str, sou
         if offset % def_size or offset + def_size > len(data):
             raise ELFError(f"legacy map {name!r} at offset {offset} is not a definition", source=source)
         words = struct.unpack_from(fmt + "5I", data, offset)
-        numa = struct.unpack_from(fmt + "I", data, offset + 24)[0] if def_size >= 28 else 0
         maps.append(
             MapSpec(
                 name=name,
@@ -250,7 +250,6 @@ def legacy_maps(data: bytes, symbols: list[tuple[str, int]], byteorder: str, sou
                 value_size=words[2],
                 max_entries=words[3],
                 flags=words[4],
-                numa_node=numa,
                 section="maps",
             )
         )
