@@ -103,3 +103,34 @@ def _qdisc_kinds(ifindex: int) -> set[str]:
 
     with IPRoute() as ipr:
         return {msg.get_attr("TCA_KIND") for msg in ipr.get_qdiscs(index=ifindex)}
+
+
+def test_sk_lookup_on_the_test_namespace(veth) -> None:
+    import socket
+
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd, ret=1), ProgramType.SK_LOOKUP, attach_type=AttachType.SK_LOOKUP) as prog,
+        attach.netns(prog, AttachType.SK_LOOKUP, f"/var/run/netns/{veth.netns}") as link,
+    ):
+        info = link.info()
+        assert info.type == LinkType.NETNS and info.details["attach_type"] == AttachType.SK_LOOKUP
+        with pytest.raises(ConnectionRefusedError), socket.create_connection((veth.peer_ip, 9), timeout=3):
+            pass  # nothing listens: the SYN is looked up in the namespace, then refused
+        assert m[0] >= 1
+    with pytest.raises(ValueError, match="does not attach to a network namespace"):
+        attach.netns(prog, AttachType.XDP)
+
+
+def test_netfilter_local_in_counts_replies(veth) -> None:
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd, ret=1), ProgramType.NETFILTER, attach_type=AttachType.NETFILTER) as prog,
+    ):
+        with attach.netfilter(prog, attach.NetfilterHook.LOCAL_IN, priority=-12345) as link:
+            info = link.info()
+            assert info.type == LinkType.NETFILTER
+            assert (info.details["pf"], info.details["hooknum"], info.details["priority"]) == (2, 1, -12345)
+            assert veth.ping_peer(3)
+            assert m[0] >= 3
+        assert links_of({prog.info().id}) == []

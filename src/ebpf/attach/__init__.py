@@ -24,7 +24,17 @@ from ebpf.attach.link import (
     open_link,
     open_pinned_link,
 )
-from ebpf.attach.netdev import TCDirection, TCXFlags, XDPMode, tc, tc_clsact, xdp
+from ebpf.attach.netdev import (
+    NetfilterHook,
+    TCDirection,
+    TCXFlags,
+    XDPMode,
+    netfilter,
+    netns,
+    tc,
+    tc_clsact,
+    xdp,
+)
 from ebpf.attach.tracing import (
     fentry,
     fexit,
@@ -46,6 +56,7 @@ __all__ = [
     "Link",
     "LinkInfo",
     "LinkType",
+    "NetfilterHook",
     "PerfEventType",
     "PerfType",
     "ProgramLike",
@@ -64,6 +75,8 @@ __all__ = [
     "kretprobe",
     "link_ids",
     "lsm",
+    "netfilter",
+    "netns",
     "open_link",
     "open_pinned_link",
     "perf_event",

@@ -1,4 +1,4 @@
-"""Network device attachments: XDP links, tcx links and classic clsact ``cls_bpf`` filters.
+"""Network attachments: XDP, tcx, classic clsact ``cls_bpf`` filters, netns hooks, netfilter.
 
 Above the kernel line. Calls bpf(2) (``BPF_LINK_CREATE``) and, for classic tc, rtnetlink
 through pyroute2 (:mod:`ebpf.attach._netlink`).
@@ -14,6 +14,7 @@ filter, and the qdisc too if this link created it.
 from __future__ import annotations
 
 import os
+import struct
 from enum import IntEnum, IntFlag
 
 from ebpf.attach import _abi, _netlink
@@ -22,7 +23,17 @@ from ebpf.errors import NotSupportedError, SyscallError
 from ebpf.kernel.fd import FD
 from ebpf.spec import AttachType
 
-__all__ = ["TCDirection", "TCXFlags", "XDPMode", "tc", "tc_clsact", "xdp"]
+__all__ = [
+    "NetfilterHook",
+    "TCDirection",
+    "TCXFlags",
+    "XDPMode",
+    "netfilter",
+    "netns",
+    "tc",
+    "tc_clsact",
+    "xdp",
+]
 
 
 class XDPMode(IntFlag):
@@ -110,8 +121,6 @@ def tc(
     """
     index = _ifindex(ifindex)
     direction = TCDirection(direction)
-    import struct
-
     extra = struct.pack("=IIQ", relative_to, 0, expected_revision)
     try:
         fd = _abi.link_create(program.fd, index, int(direction), int(flags), extra)
@@ -215,3 +224,79 @@ def tc_clsact(
             _netlink.del_clsact(index)
         raise
     return ClsactFilter(index, direction, priority, handle, created)
+
+
+_NETNS_ATTACH_TYPES = (AttachType.SK_LOOKUP, AttachType.FLOW_DISSECTOR)
+
+
+def netns(
+    program: ProgramLike, attach_type: AttachType, namespace: str | os.PathLike[str] = "/proc/self/ns/net"
+) -> Link:
+    """Attach an ``SK_LOOKUP`` or ``FLOW_DISSECTOR`` program to a network namespace.
+
+    Args:
+        attach_type: ``AttachType.SK_LOOKUP`` or ``AttachType.FLOW_DISSECTOR``.
+        namespace: a network namespace file: ``/proc/<pid>/ns/net``, ``/var/run/netns/<name>``
+            (default: this thread's namespace).
+
+    Requires Linux >= 5.8 (flow dissector links), 5.9 (sk_lookup).
+    """
+    attach_type = AttachType(attach_type)
+    if attach_type not in _NETNS_ATTACH_TYPES:
+        raise ValueError(f"{attach_type.name} does not attach to a network namespace")
+    path = os.fspath(namespace)
+    ns = FD(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+    try:
+        fd = _abi.link_create(program.fd, ns.fileno(), attach_type)
+    except SyscallError as err:
+        err.add_note(f"while attaching {attach_type.name} to network namespace {path!r}")
+        raise
+    finally:
+        ns.close()
+    return FDLink(FD(fd), kind=f"netns {attach_type.name.lower()} {path}")
+
+
+class NetfilterHook(IntEnum):
+    """``enum nf_inet_hooks``."""
+
+    PRE_ROUTING = 0  # NF_INET_PRE_ROUTING
+    LOCAL_IN = 1  # NF_INET_LOCAL_IN
+    FORWARD = 2  # NF_INET_FORWARD
+    LOCAL_OUT = 3  # NF_INET_LOCAL_OUT
+    POST_ROUTING = 4  # NF_INET_POST_ROUTING
+
+
+_NFPROTO = {4: 2, 6: 10}  # NFPROTO_IPV4, NFPROTO_IPV6
+_BPF_F_NETFILTER_IP_DEFRAG = 1
+
+
+def netfilter(
+    program: ProgramLike,
+    hook: NetfilterHook,
+    *,
+    family: int = 4,
+    priority: int = 0,
+    defrag: bool = False,
+) -> Link:
+    """Attach a ``NETFILTER`` program to a netfilter hook of this network namespace.
+
+    Args:
+        hook: where in the IP stack (:class:`NetfilterHook`).
+        family: 4 or 6.
+        priority: the hook priority; the kernel refuses ``INT_MIN``/``INT_MAX`` and a priority
+            already taken by another BPF program on the same hook (``EBUSY``).
+        defrag: reassemble fragments first (``BPF_F_NETFILTER_IP_DEFRAG``, Linux >= 6.6).
+
+    Requires Linux >= 6.4 (CONFIG_NETFILTER_BPF_LINK).
+    """
+    if family not in _NFPROTO:
+        raise ValueError(f"family must be 4 or 6, not {family}")
+    hook = NetfilterHook(hook)
+    flags = _BPF_F_NETFILTER_IP_DEFRAG if defrag else 0
+    extra = struct.pack("=IIiI", _NFPROTO[family], int(hook), priority, flags)
+    try:
+        fd = _abi.link_create(program.fd, 0, AttachType.NETFILTER, 0, extra)
+    except SyscallError as err:
+        err.add_note(f"while attaching to netfilter IPv{family} {hook.name} priority {priority}")
+        raise
+    return FDLink(FD(fd), kind=f"netfilter ipv{family} {hook.name.lower()}")
