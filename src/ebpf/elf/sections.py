@@ -27,6 +27,7 @@ __all__ = [
     "SECTION_DEFS",
     "SectionDef",
     "SectionType",
+    "find_section_def",
     "section_type",
 ]
 
