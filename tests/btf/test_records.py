@@ -8,6 +8,7 @@ same bytes again (bitfields, nested and anonymous members, unions, enums, char a
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ebpf import btf
 from ebpf.btf.records import CharArray, Record, numpy_dtype, record_class
@@ -197,3 +200,73 @@ def test_old_style_int_bitfields() -> None:
     assert Old(x=5).pack() == bytes([0b0101_0000, 0, 0, 0])
     with pytest.raises(BTFError):
         Old(x=8)
+
+
+# --- random layouts against ctypes (the host's C layout, little-endian x86-64/arm64) ------------
+
+
+SCALARS = [
+    ("unsigned char", 1, False, ctypes.c_uint8),
+    ("signed char", 1, True, ctypes.c_int8),
+    ("unsigned short", 2, False, ctypes.c_uint16),
+    ("short", 2, True, ctypes.c_int16),
+    ("unsigned int", 4, False, ctypes.c_uint32),
+    ("int", 4, True, ctypes.c_int32),
+    ("unsigned long long", 8, False, ctypes.c_uint64),
+    ("long long", 8, True, ctypes.c_int64),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, len(SCALARS) - 1), st.integers(0, 3)), min_size=1, max_size=8),
+    st.data(),
+)
+def test_random_structs_match_ctypes(members: list[tuple[int, int]], data: st.DataObject) -> None:
+    """Scalars and scalar arrays at natural alignment: same bytes as ctypes, same values back."""
+    types: list[btf.Type] = [
+        btf.Int(n, s, btf.IntEncoding.SIGNED if sg else btf.IntEncoding.NONE, 0, s * 8)
+        for n, s, sg, _ in SCALARS
+    ]
+    btf_members, c_fields, values = [], [], {}
+    offset, align = 0, 1
+    for i, (kind, count) in enumerate(members):
+        name, size, signed, ctype = SCALARS[kind]
+        tid = kind + 1
+        if count:
+            types.append(btf.Array(tid, 5, count))
+            tid = len(types)
+            ctype = ctype * count  # type: ignore[assignment]
+        offset = (offset + size - 1) // size * size
+        align = max(align, size)
+        btf_members.append(btf.Member(f"m{i}", tid, offset * 8))
+        c_fields.append((f"m{i}", ctype))
+        lo, hi = (-(1 << (size * 8 - 1)), (1 << (size * 8 - 1)) - 1) if signed else (0, (1 << (size * 8)) - 1)
+        if count and size == 1 and "char" in name:
+            values[f"m{i}"] = data.draw(st.binary(min_size=count, max_size=count))
+        elif count:
+            values[f"m{i}"] = tuple(data.draw(st.lists(st.integers(lo, hi), min_size=count, max_size=count)))
+        else:
+            values[f"m{i}"] = data.draw(st.integers(lo, hi))
+        offset += size * max(count, 1)
+    total = (offset + align - 1) // align * align
+    types.append(btf.Struct("s", total, tuple(btf_members)))
+    spec = btf.Spec.build(types)
+    S = record_class(spec, len(types))
+
+    class C(ctypes.Structure):
+        _fields_ = c_fields
+
+    c = C()
+    for name, value in values.items():
+        field = getattr(c, name)
+        if isinstance(field, ctypes.Array):
+            for j, item in enumerate(value):
+                field[j] = item
+        else:
+            setattr(c, name, value)
+    assert S.size == ctypes.sizeof(C)
+    assert S(**values).pack() == bytes(c)
+    decoded = S.unpack(bytes(c))
+    for name, value in values.items():
+        assert getattr(decoded, name) == value
