@@ -150,3 +150,51 @@ def test_socket_filter_leak_warns_and_detaches() -> None:
         a.send(b"x")
         assert b.recv(4) == b"x"
         assert m[0] == 0
+
+
+CHILD_TRY = """
+import sys
+try:
+    exec(sys.argv[1])
+    print("ok")
+except OSError as e:
+    print(e.errno)
+"""
+
+
+def run_in(cgroup: Path, code: str) -> str:
+    def enter() -> None:
+        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", CHILD_TRY, code],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        preexec_fn=enter,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("prog_type", "attach_type", "code"),
+    [
+        (
+            ProgramType.CGROUP_SOCK,
+            AttachType.CGROUP_INET_SOCK_CREATE,
+            "import socket; socket.socket().close()",
+        ),
+        (ProgramType.CGROUP_DEVICE, AttachType.CGROUP_DEVICE, "open('/dev/null', 'rb').close()"),
+        (ProgramType.CGROUP_SYSCTL, AttachType.CGROUP_SYSCTL, "open('/proc/sys/kernel/ostype').read()"),
+    ],
+)
+def test_cgroup_hooks_deny_then_allow(test_cgroup: Path, prog_type, attach_type, code: str) -> None:  # type: ignore[no-untyped-def]
+    with ArrayMap() as m, load(counter(m.fd, ret=0), prog_type, attach_type=attach_type) as deny:
+        assert run_in(test_cgroup, code) == "ok"
+        with attach.cgroup(deny, test_cgroup, attach_type) as link:
+            assert link.info().details["attach_type"] == attach_type
+            assert run_in(test_cgroup, code) == str(errno.EPERM)
+            assert m[0] >= 1
+        assert run_in(test_cgroup, code) == "ok"
+        assert links_of({deny.info().id}) == []

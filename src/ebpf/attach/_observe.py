@@ -40,7 +40,8 @@ def _config_lines() -> tuple[str, tuple[str, ...]] | None:
 
 
 def kernel_config(option: str) -> str | None:
-    """``"y"``, ``"m"``, another value, ``"n"`` (``# CONFIG_X is not set``), or ``None`` if unknown."""
+    """``"y"``, ``"m"``, another value, ``"n"`` (``# CONFIG_X is not set``), ``""`` (the option
+    does not appear at all), or ``None`` when the kernel exposes no build config."""
     found = _config_lines()
     if found is None:
         return None
@@ -50,7 +51,7 @@ def kernel_config(option: str) -> str | None:
             return line.split("=", 1)[1]
         if line == f"# {option} is not set":
             return "n"
-    return "n"
+    return ""
 
 
 def describe_config(option: str) -> str | None:
@@ -62,6 +63,8 @@ def describe_config(option: str) -> str | None:
     value = kernel_config(option)
     if value == "n":
         return f"the kernel was built without {option} ({path}: '# {option} is not set')"
+    if value == "":
+        return f"{option} does not appear in {path}"
     return f"{path}: {option}={value}"
 
 
