@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from ebpf import btf, isa
@@ -60,6 +60,10 @@ def libbpf_log(log: str) -> dict[str, list[str]]:
     return out
 
 
+class OracleCrashError(Exception):
+    """libbpf itself crashed (it divides by the size of a bitfield's type, for one)."""
+
+
 def libbpf(
     oracle: Path, target: btf.Spec | Path, tmp_path: Path, obj: Obj = LOCAL, name: str = "local.el.o"
 ) -> tuple[dict[str, isa.Program], tuple[str, int] | None, dict[str, list[str]]]:
@@ -70,9 +74,12 @@ def libbpf(
     else:
         path = tmp_path / "target.btf"
         path.write_bytes(target.to_bytes())
-    log = subprocess.run(
-        [str(oracle), str(DATA / name), str(path)], check=True, capture_output=True, text=True
-    ).stdout
+    run = subprocess.run(
+        [str(oracle), str(DATA / name), str(path)], capture_output=True, text=True, check=False
+    )
+    if run.returncode:
+        raise OracleCrashError(f"libbpf oracle exited with {run.returncode}")
+    log = run.stdout
     by_name = {p.name: p for p in obj.programs.values()}
     slots: dict[str, dict[int, list[isa.Instruction]]] = {}
 
@@ -301,3 +308,109 @@ def target_types_members() -> list[tuple[str, int]]:
 @given(random_target())
 def test_random_targets_agree_with_libbpf(oracle: Path, tmp_path: Path, target: btf.Spec) -> None:
     compare(oracle, target, tmp_path)
+
+
+# --- mutated copies of the objects' own BTF -------------------------------------------------------
+
+_SCALAR_SIZES = (1, 2, 4, 8)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, spec: btf.Spec) -> btf.Spec:
+    """A target made from the object's own BTF: members dropped, renamed, moved, retyped or
+    turned into bitfields; ints resized; enums changed; arrays resized; names flavored; and
+    sometimes a flavored duplicate of an aggregate (ambiguity)."""
+    n = len(spec)
+    plain = [
+        i
+        for i in range(1, n)
+        if isinstance(spec[i], btf.Int | btf.Pointer | btf.Struct | btf.Union | btf.Enum)
+    ]
+    out: list[btf.Type] = []
+    dups: list[btf.Type] = []
+    for t in spec.types[1:]:
+        if isinstance(t, btf.Struct | btf.Union) and draw(st.integers(0, 2)) == 0:
+            members = []
+            for m in t.members:
+                op = draw(st.integers(0, 12))
+                name, typ, off, bits = m.name, m.type, m.offset, m.bitfield_size
+                if op == 0:
+                    continue
+                if op == 1 and name:
+                    name += "x"
+                elif op == 2:
+                    off += 8 * draw(st.integers(1, 24))
+                elif op == 3:
+                    off = max(0, off - 8 * draw(st.integers(1, 8)))
+                elif op == 4 and isinstance(spec.resolve(m.type), btf.Int | btf.Enum):
+                    bits = draw(st.integers(1, 40))  # may exceed the type: libbpf's E2BIG path
+                    off += draw(st.integers(0, 7))
+                elif op == 5:
+                    typ = draw(st.sampled_from(plain))
+                    bits = 0
+                members.append(btf.Member(name, typ, off, bits))
+            if draw(st.booleans()):
+                members = draw(st.permutations(members))
+            kind_flag = t.kind_flag or any(m.bitfield_size for m in members)
+            t = type(t)(t.name, t.size + 8 * draw(st.integers(0, 4)), tuple(members), kind_flag)
+            if t.name and draw(st.integers(0, 3)) == 0:
+                dup = list(t.members)
+                if dup and draw(st.booleans()):
+                    i = draw(st.integers(0, len(dup) - 1))
+                    dup[i] = btf.Member(dup[i].name, dup[i].type, dup[i].offset + 32, dup[i].bitfield_size)
+                dups.append(type(t)(f"{t.name}___dup{len(dups)}", t.size, tuple(dup), kind_flag))
+        elif isinstance(t, btf.Int) and draw(st.integers(0, 4)) == 0:
+            size = draw(st.sampled_from(_SCALAR_SIZES))
+            t = btf.Int(
+                t.name,
+                size,
+                draw(st.sampled_from([btf.IntEncoding.NONE, btf.IntEncoding.SIGNED])),
+                bits=8 * size,
+            )
+        elif isinstance(t, btf.Enum | btf.Enum64) and draw(st.integers(0, 1)) == 0:
+            values = [v for v in t.values if draw(st.integers(0, 3))]
+            values = [btf.EnumValue(v.name, v.value + draw(st.sampled_from([0, 0, 1, 100]))) for v in values]
+            signed = any(v.value < 0 for v in values)
+            if draw(st.booleans()):
+                t = btf.Enum64(t.name, 8, tuple(values), signed)
+            else:
+                values = [btf.EnumValue(v.name, max(-(2**31), min(v.value, 2**31 - 1))) for v in values]
+                t = btf.Enum(t.name, draw(st.sampled_from([1, 2, 4, 8])), tuple(values), signed)
+        elif isinstance(t, btf.Array) and draw(st.integers(0, 3)) == 0:
+            t = btf.Array(t.type, t.index_type, draw(st.integers(0, 6)))
+        if (
+            getattr(t, "name", "")
+            and isinstance(t, btf.Struct | btf.Union | btf.Typedef | btf.Enum | btf.Enum64)
+            and draw(st.integers(0, 7)) == 0
+        ):
+            t = _renamed(t, t.name + draw(st.sampled_from(["___v1", "x", "___"])))
+        out.append(t)
+    return btf.Spec.build([*out, *dups])
+
+
+def _renamed(t: btf.Type, name: str) -> btf.Type:
+    import dataclasses
+
+    return dataclasses.replace(t, name=name)  # type: ignore[type-var]
+
+
+SHAPES = load("shapes.o")
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(st.data())
+def test_mutated_own_btf_agrees_with_libbpf(oracle: Path, tmp_path: Path, data: st.DataObject) -> None:
+    name, obj = data.draw(st.sampled_from([("shapes.o", SHAPES), ("local.el.o", LOCAL)]))
+    target = data.draw(mutated(obj.btf))
+    try:
+        compare(oracle, target, tmp_path, obj, name)
+    except OracleCrashError:
+        reject()

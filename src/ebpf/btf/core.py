@@ -67,6 +67,9 @@ from .ext import CoreRelo, CoreRelocKind
 from .spec import Spec
 from .types import (
     Array,
+    Const,
+    Datasec,
+    DeclTag,
     Enum,
     Enum64,
     Float,
@@ -75,16 +78,22 @@ from .types import (
     Int,
     IntEncoding,
     Pointer,
+    Restrict,
     Struct,
     Type,
+    Typedef,
+    TypeTag,
     Union,
+    Var,
     Void,
+    Volatile,
 )
 
 __all__ = [
     "POISON_IMM",
     "CandidateIndex",
     "essential_name",
+    "pointer_size",
     "relocate_core",
     "relocate_instructions",
     "relocate_program",
@@ -248,11 +257,62 @@ def _resolve(spec: Spec, type_id: int) -> tuple[int, Type]:
         raise _Fail(err.message) from None
 
 
+_LONG_NAMES = frozenset(
+    {
+        "long",
+        "long int",
+        "int long",
+        "unsigned long",
+        "long unsigned",
+        "unsigned long int",
+        "unsigned int long",
+        "long unsigned int",
+        "long int unsigned",
+        "int unsigned long",
+        "int long unsigned",
+    }
+)
+_ptr_sizes: list[tuple[Spec, int]] = []
+
+
+def pointer_size(spec: Spec) -> int:
+    """The pointer size of the machine ``spec`` describes: the size of its ``long`` (4 on
+    32-bit kernels), else 8. libbpf's ``btf__pointer_size`` heuristic; cached per Spec."""
+    for known, size in _ptr_sizes:
+        if known is spec:
+            return size
+    size = 8
+    for t in spec.types:
+        if isinstance(t, Int) and t.size in (4, 8) and t.name in _LONG_NAMES:
+            size = t.size
+            break
+    _ptr_sizes.insert(0, (spec, size))
+    del _ptr_sizes[8:]
+    return size
+
+
 def _sizeof(spec: Spec, type_id: int) -> int:
-    try:
-        return spec.sizeof(type_id)
-    except (BTFError, RecursionError) as err:
-        raise _Fail(f"type [{type_id}] has no size: {getattr(err, 'message', err)}") from None
+    """libbpf's ``btf__resolve_size``: pointers take the target's pointer size."""
+    nelems = 1
+    types = spec.types
+    for _ in range(32):  # MAX_RESOLVE_DEPTH
+        if not 0 <= type_id < len(types):
+            raise _Fail(f"type id {type_id} out of range")
+        t = types[type_id]
+        match t:
+            case Int() | Struct() | Union() | Enum() | Enum64() | Float() | Datasec() | Pointer():
+                size = pointer_size(spec) if isinstance(t, Pointer) else t.size
+                if nelems * size > 0xFFFFFFFF:
+                    raise _Fail(f"type [{type_id}]: size {nelems} * {size} does not fit in 32 bits")
+                return nelems * size
+            case Typedef() | Volatile() | Const() | Restrict() | Var() | DeclTag() | TypeTag():
+                type_id = t.type
+            case Array():
+                nelems *= t.nelems
+                type_id = t.type
+            case _:
+                raise _Fail(f"type [{type_id}] ({t.kind.name.lower()}) has no size")
+    raise _Fail(f"type [{type_id}]: typedef/modifier chain too long")
 
 
 def _is_flex_array(spec: Spec, acc: _Accessor | None, arr: Array) -> bool:

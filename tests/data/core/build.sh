@@ -9,6 +9,7 @@ CLANG=${CLANG:-clang-19}
 CFLAGS="-g -O2 -Wall -Werror"
 "$CLANG" $CFLAGS -target bpfel -c local.c -o local.el.o
 "$CLANG" $CFLAGS -target bpfeb -c local.c -o local.eb.o
+"$CLANG" $CFLAGS -target bpfel -c shapes.c -o shapes.o
 if [ -e tracer.c ] && [ -r /sys/kernel/btf/vmlinux ]; then
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h
 	"$CLANG" $CFLAGS -target bpfel -c tracer.c -o tracer.o
