@@ -108,10 +108,19 @@ def test_corpus_object_loads_or_the_kernel_says_why(obj: Path, pin_dir: Path) ->
             assert info.name == name[:15]
             if spec.programs[name].func_info and coll.btf is not None:
                 assert info.btf_id == coll.btf.info().id
+            used = {
+                coll.maps[r.symbol].info().id
+                for r in spec.programs[name].relocations.values()
+                if r.kind in (RelocKind.MAP, RelocKind.MAP_VALUE)
+            }
+            assert set(prog.map_ids()) == used  # the kernel's record of the maps it references
         for name, m in coll.maps.items():
             mspec = spec.maps[name]
             minfo = m.info()
             assert minfo.type == mspec.type
+            if mspec.type == MapType.STRUCT_OPS:  # the kernel's bpf_struct_ops_<struct> value
+                assert minfo.btf_vmlinux_value_type_id != 0
+                continue
             assert (minfo.key_size, minfo.value_size) == (mspec.key_size, mspec.value_size)
             assert minfo.max_entries == (mspec.max_entries or possible_cpus())
             assert minfo.flags == mspec.flags
@@ -326,3 +335,17 @@ def test_libbpf_computed_kconfig_externs(name: str) -> None:
         pytest.skip(f"syscall wrapper expectation not pinned for {os.uname().machine}")
     with Collection(spec) as coll:
         assert coll.programs["gd"].test_run(bytes(64)).retval == 5 + expected
+
+
+def test_struct_ops_programs_hook_the_kernel_struct_members() -> None:
+    spec = load_spec(CORPUS / "struct_ops.o")
+    with Collection(spec, LoadOptions(object_name="struct_ops")) as coll:
+        cc = coll.maps["ebpf_cc"]
+        assert cc.info().flags & 0x2000  # BPF_F_LINK: registered by a link (attach layer)
+        value = coll.struct_ops_value("ebpf_cc")
+        assert len(value) == cc.info().value_size
+        assert b"ebpf_cc\0" in value  # the .name member copied into the kernel's struct
+        # the kernel checks each program's attach_btf_id / expected_attach_type against the
+        # member it is stored in: accepting the value proves the hook plan
+        cc.update(u32(0), value)
+        assert coll.programs["cc_ssthresh"].info().type == ProgramType.STRUCT_OPS

@@ -24,6 +24,11 @@ The steps, in libbpf's order (``bpf_object__load``):
    and its source line.
 6. ``PROG_ARRAY`` slots and map-in-map slots from ``.values`` are written.
 
+STRUCT_OPS maps are created with the kernel's ``bpf_struct_ops_<struct>`` value type, their
+programs loaded against the kernel struct's member they fill; the value that registers them
+(:meth:`Collection.struct_ops_value`) is written by the attach layer, as libbpf's
+``bpf_map__attach_struct_ops`` does.
+
 A failure anywhere closes what was created so far and removes the pins it made.
 """
 
@@ -270,6 +275,8 @@ class Collection:
         self.btf_error: KernelBTFError | None = None
         self._fixed_btf: _btf.Spec | None = None
         self._owned: list[Map] = []
+        self._struct_ops_types: dict[str, tuple[_btf.Struct, int, int]] = {}
+        self._struct_ops_hooks: dict[str, tuple[int, int]] = {}
         try:
             self._load()
         except BaseException:
@@ -286,6 +293,8 @@ class Collection:
         opts = self.options
         self._load_btf()
         _fill_kconfig(spec, opts.kconfig)
+        if any(m.type == MapType.STRUCT_OPS for m in spec.maps.values()):
+            self._struct_ops_plan()
         for name, mspec in spec.maps.items():
             if name in opts.map_replacements:
                 self.maps[name] = opts.map_replacements[name]
@@ -297,7 +306,7 @@ class Collection:
             m = self.maps[name]
             if m.reused:
                 continue
-            if mspec.contents:
+            if mspec.contents and mspec.type != MapType.STRUCT_OPS:
                 m.fill(mspec.contents)
             if mspec.freeze:
                 m.freeze()
@@ -307,7 +316,7 @@ class Collection:
             if pspec.autoload:
                 self.programs[name] = self._load_program(pspec)
         for name, mspec in spec.maps.items():
-            if mspec.slots and not self.maps[name].reused:
+            if mspec.slots and not self.maps[name].reused and mspec.type != MapType.STRUCT_OPS:
                 self._fill_slots(mspec)
 
     def _load_btf(self) -> None:
@@ -325,7 +334,106 @@ class Collection:
                 raise
             self.btf_error = err
 
+    def _struct_ops_plan(self) -> None:
+        """Kernel types of each STRUCT_OPS map, and each struct_ops program's hook (libbpf's
+        ``bpf_map__init_kern_struct_ops``): the program plugged into member ``m`` of kernel
+        struct ``S`` loads with ``attach_btf_id = S`` and ``expected_attach_type = index of m``.
+        Programs no STRUCT_OPS map refers to are not loaded (as libbpf >= 1.3)."""
+        used: set[str] = set()
+        for mspec in self.spec.maps.values():
+            if mspec.type != MapType.STRUCT_OPS:
+                continue
+            obj_btf = mspec.btf or self.spec.btf
+            if obj_btf is None or not mspec.value_type_id:
+                raise BPFError(f"struct_ops map {mspec.name!r} has no BTF type")
+            local = obj_btf.resolve(mspec.value_type_id)
+            if not isinstance(local, _btf.Struct):
+                raise BPFError(f"struct_ops map {mspec.name!r}: the value is not a struct")
+            index = vmlinux_index()
+            kid = index.find(local.name, _btf.Kind.STRUCT)
+            vid = index.find(f"bpf_struct_ops_{local.name}", _btf.Kind.STRUCT)
+            if kid is None or vid is None:
+                raise NotSupportedError(
+                    f"struct_ops {local.name!r} (map {mspec.name!r})",
+                    detail=f"the kernel's BTF has no struct {local.name} / bpf_struct_ops_{local.name}",
+                )
+            kernel = vmlinux_spec()
+            kstruct = kernel[kid]
+            assert isinstance(kstruct, _btf.Struct)
+            by_offset = {m.offset // 8: m for m in local.members}
+            knames = [m.name for m in kstruct.members]
+            for offset, prog_name in mspec.slots.items():
+                member = by_offset.get(offset)
+                if member is None or member.name not in knames:
+                    raise BPFError(
+                        f"struct_ops map {mspec.name!r}: no member of kernel struct {local.name} "
+                        f"for the program {prog_name!r} at offset {offset}"
+                    )
+                pspec = self.spec.programs.get(prog_name)
+                if pspec is None:
+                    raise BPFError(f"struct_ops map {mspec.name!r}: unknown program {prog_name!r}")
+                self._struct_ops_hooks[prog_name] = (kid, knames.index(member.name))
+                used.add(prog_name)
+            self._struct_ops_types[mspec.name] = (local, kid, vid)
+        for name, pspec in self.spec.programs.items():
+            if pspec.type == ProgramType.STRUCT_OPS and name not in used:
+                pspec.autoload = False
+
+    def struct_ops_value(self, name: str) -> bytes:
+        """The kernel value of STRUCT_OPS map ``name`` (``bpf_struct_ops_<struct>``): the object's
+        data members copied by name into the kernel struct and each program's fd at its
+        function pointer, ready for ``BPF_MAP_UPDATE_ELEM`` (which registers it; attach does that).
+
+        Raises:
+            KeyError: no such STRUCT_OPS map.
+            BPFError: a data member has no counterpart of the same size in the kernel struct.
+        """
+        local, kid, vid = self._struct_ops_types[name]
+        mspec = self.spec.maps[name]
+        kernel = vmlinux_spec()
+        kvalue = kernel[vid]
+        kstruct = kernel[kid]
+        assert isinstance(kvalue, _btf.Struct) and isinstance(kstruct, _btf.Struct)
+        data_member = next((m for m in kvalue.members if m.name == "data"), None)
+        if data_member is None:
+            raise BPFError(f"bpf_struct_ops_{local.name} has no 'data' member")
+        base = data_member.offset // 8
+        value = bytearray(kernel.sizeof(vid))
+        local_data = mspec.contents[0][1] if mspec.contents else bytes(mspec.value_size)
+        obj_btf = mspec.btf or self.spec.btf
+        assert obj_btf is not None
+        kmembers = {m.name: m for m in kstruct.members}
+        for member in local.members:
+            off = member.offset // 8
+            kmember = kmembers.get(member.name)
+            prog_name = mspec.slots.get(off)
+            if prog_name is not None:
+                assert kmember is not None
+                prog = self.programs[prog_name]
+                struct.pack_into("=Q", value, base + kmember.offset // 8, prog.fd)
+                continue
+            size = obj_btf.sizeof(member.type)
+            chunk = local_data[off : off + size]
+            if not any(chunk):
+                continue
+            if kmember is None or kernel.sizeof(kmember.type) != size:
+                raise BPFError(
+                    f"struct_ops map {name!r}: member {member.name!r} has no same-sized member in the kernel's {local.name}"
+                )
+            koff = base + kmember.offset // 8
+            value[koff : koff + size] = chunk
+        return bytes(value)
+
     def _create_map(self, mspec: MapSpec) -> Map:
+        if mspec.type == MapType.STRUCT_OPS and mspec.name in self._struct_ops_types:
+            _, _, vid = self._struct_ops_types[mspec.name]
+            kspec = mspec.copy()
+            kspec.value_size = vmlinux_spec().sizeof(vid)
+            kspec.key_type_id = kspec.value_type_id = 0
+            kspec.contents = []  # written when attached (it registers the ops)
+            m = Map.create(kspec, name=sanitize_name(mspec.name), btf=self.btf, btf_vmlinux_value_type_id=vid)
+            self._owned.append(m)
+            return m
         name = (
             internal_map_name(self.options.object_name, mspec.name)
             if _is_global_data(mspec)
@@ -457,8 +565,11 @@ class Collection:
                 except BPFError:
                     line_info = b""
         attach_btf_id = 0
+        expected = int(pspec.attach_type) if pspec.attach_type is not None else None
         target = attach_btf_target(pspec)
-        if target is not None:
+        if pspec.type == ProgramType.STRUCT_OPS:
+            attach_btf_id, expected = self._struct_ops_hooks[pspec.name]
+        elif target is not None:
             type_name, kind = target
             found = vmlinux_index().find(type_name, kind)
             if found is None:
@@ -467,7 +578,7 @@ class Collection:
                     detail=f"no {kind.name} called {type_name!r} in the kernel's BTF",
                 )
             attach_btf_id = found
-        elif pspec.type in (ProgramType.EXT, ProgramType.STRUCT_OPS):
+        elif pspec.type == ProgramType.EXT:
             raise NotSupportedError(
                 f"loading {pspec.type.name} program {pspec.name!r}", detail="not implemented yet"
             )
@@ -482,7 +593,7 @@ class Collection:
                 log_level=opts.log_level,
                 log_size=opts.log_size,
                 name=sanitize_name(pspec.name),
-                expected_attach_type=int(pspec.attach_type) if pspec.attach_type is not None else None,
+                expected_attach_type=expected,
                 prog_flags=pspec.flags,
                 kern_version=kern_version,
                 prog_btf_fd=btf_fd,

@@ -371,6 +371,7 @@ class Map:
         inner_map_fd: int | None = None,
         btf: KernelBTF | None = None,
         pin_root: str | os.PathLike[str] | None = None,
+        btf_vmlinux_value_type_id: int = 0,
     ) -> Map:
         """Create the map ``spec`` describes (``BPF_MAP_CREATE``), or reuse its pin.
 
@@ -384,6 +385,8 @@ class Map:
             btf: the object's BTF loaded in the kernel; with it the spec's
                 ``key_type_id`` / ``value_type_id`` are passed to the kernel.
             pin_root: the directory of ``PinType.BY_NAME`` pins (default ``/sys/fs/bpf``).
+            btf_vmlinux_value_type_id: a STRUCT_OPS map's value type in the kernel's BTF
+                (``bpf_struct_ops_<struct>``); the spec's value_size must be its size.
 
         Raises:
             PinMismatchError: a pinned map with the same name differs from the spec.
@@ -429,7 +432,10 @@ class Map:
                 map_extra=spec.map_extra,
             )
             with_btf = btf is not None and spec.value_type_id and spec.type not in NO_BTF_TYPES
-            if with_btf:
+            if btf_vmlinux_value_type_id:
+                attr.btf_vmlinux_value_type_id = btf_vmlinux_value_type_id
+                attr.btf_fd = btf.fd if btf is not None else 0
+            elif with_btf:
                 assert btf is not None
                 attr.btf_fd = btf.fd
                 attr.btf_key_type_id = spec.key_type_id
