@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ebpf import btf, isa
 from ebpf.btf import IntEncoding as E
@@ -596,3 +598,37 @@ def test_collection_from_the_elf_loader() -> None:
     for sec, prog in LOCAL.programs.items():
         if sec.startswith("socket/") and sec != "socket/subprog":
             assert out.programs[prog.name].instructions == relocate_program(prog, TARGET), sec
+
+
+# --- robustness -----------------------------------------------------------------------------------
+
+_ACCESS = st.lists(st.integers(0, 12), min_size=1, max_size=6).map(lambda xs: ":".join(map(str, xs)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, len(LOCAL.btf) + 2),
+    st.one_of(_ACCESS, st.text(max_size=8)),
+    st.sampled_from(list(CoreRelocKind)),
+    st.sampled_from(
+        [
+            isa.Instruction(0xB7, 1, 0, 0, 8),  # mov r1, 8
+            isa.Instruction(0x61, 1, 2, 8, 0),  # r1 = *(u32 *)(r2 + 8)
+            isa.Instruction(0x18, 1, 0, 0, 8),  # lddw r1, 8
+            isa.Instruction(0x0F, 1, 2, 0, 0),  # r1 += r2 (not relocatable)
+        ]
+    ),
+    st.sampled_from([TARGET, LOCAL.btf]),
+)
+def test_any_relocation_raises_only_relocation_error(
+    type_id: int, access: str, kind: CoreRelocKind, insn: isa.Instruction, target: btf.Spec
+) -> None:
+    code = isa.Program([insn, isa.Instruction(0x95)])
+    try:
+        out = relocate_instructions(
+            code, [CoreRelo(0, type_id, access, kind)], LOCAL.btf, target, program="p"
+        )
+    except RelocationError as err:
+        assert err.program == "p" and err.insn_index == 0
+        return
+    assert out.slots == code.slots

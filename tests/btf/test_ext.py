@@ -25,7 +25,7 @@ from ebpf.btf.ext import (
 from ebpf.errors import BTFError
 
 DATA = Path(__file__).parent.parent / "data" / "core"
-OBJECTS = ["local.el.o", "local.eb.o", "tracer.o"]
+OBJECTS = ["local.el.o", "local.eb.o", "tracer.o", "shapes.o"]
 
 
 def sections(name: str) -> tuple[bytes, bytes, dict[str, int], str]:
