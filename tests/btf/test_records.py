@@ -188,6 +188,12 @@ def test_scalars_and_errors() -> None:
         Pair(range(3))  # 3 elements for [2]
 
 
+def test_long_double_is_raw_bytes() -> None:
+    spec = build(btf.Float("long double", 16))
+    LD = record_class(spec, 1)
+    assert LD.size == 16 and LD.unpack(bytes(range(16))) == bytes(range(16))
+
+
 def test_old_style_int_bitfields() -> None:
     """Bitfields encoded in the INT type (bits/offset), as older compilers emit them."""
     spec = build(

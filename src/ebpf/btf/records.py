@@ -16,7 +16,7 @@ UNION               a frozen record whose members all decode the same bytes; bui
                     keywords, only the given members are written (in the order given)
 INT (and PTR)       an ``int`` subclass (range-checked on ``pack``; ``bool`` for BOOL ints)
 ENUM / ENUM64       an ``IntEnum``; ``unpack`` of a value it does not name gives a plain ``int``
-FLOAT               a ``float`` subclass (2, 4 or 8 bytes)
+FLOAT               a ``float`` subclass (2, 4 or 8 bytes; other sizes: raw ``bytes``)
 ARRAY of chars      (1-byte ints named ``*char*``: ``char``, ``unsigned char``) a ``bytes`` subclass of exactly the array's length (shorter input is
                     NUL-padded by ``pack``); other arrays: a ``tuple`` subclass of elements
 TYPEDEF, modifiers  the class of the type they stand for (a typedef names an anonymous one)
@@ -430,8 +430,8 @@ class _Builder:
         if isinstance(t, Pointer):
             return type(f"ptr{type_id}", (IntValue,), {"size": 8, "signed": False, "byteorder": order})
         if isinstance(t, Float):
-            if t.size not in _FLOAT_CODES:
-                raise BTFError(f"type [{type_id}]: no Python float for a {t.size}-byte FLOAT")
+            if t.size not in _FLOAT_CODES:  # long double, __float128: kept as raw bytes
+                return type(label, (CharArray,), {"size": t.size})
             return type(label, (FloatValue,), {"size": t.size, "byteorder": order})
         if isinstance(t, (Enum, Enum64)):
             return self._enum(t, label)
