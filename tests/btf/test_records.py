@@ -192,6 +192,7 @@ def test_long_double_is_raw_bytes() -> None:
     spec = build(btf.Float("long double", 16))
     LD = record_class(spec, 1)
     assert LD.size == 16 and LD.unpack(bytes(range(16))) == bytes(range(16))
+    assert numpy_dtype(spec, 1).itemsize == 16
 
 
 def test_old_style_int_bitfields() -> None:

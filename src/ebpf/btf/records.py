@@ -546,7 +546,7 @@ def numpy_dtype(spec: Spec, type_id: int) -> Any:
             return np.dtype(f"{order}u8")
         if isinstance(t, Float):
             if t.size not in _FLOAT_CODES:
-                raise BTFError(f"type [{tid}]: no numpy type for a {t.size}-byte FLOAT")
+                return np.dtype(f"V{t.size}")  # raw bytes, as record_class does
             return np.dtype(f"{order}f{t.size}")
         if isinstance(t, Array):
             resolved = spec.resolve(t.type)
