@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Self, cast
 
 from ebpf.errors import BPFError, KeyNotFoundError, SyscallError
@@ -54,13 +54,6 @@ from ebpf.kernel.uapi import (
     MapElemAttr,
     ObjInfoAttr,
     ObjPinAttr,
-)
-from ebpf.maps._errors import (
-    InvalidMapArgumentError,
-    KeyExistsError,
-    MapError,
-    MapFullError,
-    MapOperationNotSupportedError,
 )
 from ebpf.spec import MapSpec, MapType, PinType
 
@@ -128,6 +121,14 @@ class PinMismatchError(BPFError):
             + "; ".join(differences)
             + " (unpin it or change the spec)"
         )
+
+
+def _errors() -> ModuleType:
+    """:mod:`ebpf.maps._errors`, imported on the first failure (it pulls in the user-space
+    maps package, ~0.1 s that a process loading objects need not pay)."""
+    import ebpf.maps._errors
+
+    return ebpf.maps._errors
 
 
 @cache
@@ -395,7 +396,9 @@ class Map:
         """
         kname = sanitize_name(spec.name) if name is None else name
         if not _NAME_OK.fullmatch(kname):
-            raise InvalidMapArgumentError(f"invalid map name {kname!r}: at most 15 of [A-Za-z0-9_.]")
+            raise _errors().InvalidMapArgumentError(
+                f"invalid map name {kname!r}: at most 15 of [A-Za-z0-9_.]"
+            )
         max_entries = spec.max_entries
         if spec.type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
             max_entries = possible_cpus()  # libbpf: one ring per possible CPU
@@ -415,7 +418,7 @@ class Map:
         try:
             if spec.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) and inner_map_fd is None:
                 if spec.inner is None:
-                    raise InvalidMapArgumentError(
+                    raise _errors().InvalidMapArgumentError(
                         f"map {spec.name!r}: a {spec.type.name} needs an inner map template (spec.inner)"
                     )
                 inner_owned = cls.create(spec.inner, name=kname[:15] if name else "")
@@ -633,19 +636,19 @@ class Map:
         if self.key_size == 0 and key in (None, b""):
             return b""
         if not isinstance(key, (bytes, bytearray, memoryview)):
-            raise InvalidMapArgumentError(
+            raise _errors().InvalidMapArgumentError(
                 f"{self.label}: key must be bytes of key_size {self.key_size}, got {type(key).__name__}"
             )
         key = bytes(key)
         if len(key) != self.key_size:
-            raise InvalidMapArgumentError(
+            raise _errors().InvalidMapArgumentError(
                 f"{self.label}: key is {len(key)} bytes, expected key_size {self.key_size}"
             )
         return key
 
     def _value(self, value: bytes) -> bytes:
         if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise InvalidMapArgumentError(
+            raise _errors().InvalidMapArgumentError(
                 f"{self.label}: value must be bytes of value_size {self.value_size}, got {type(value).__name__}"
             )
         value = bytes(value)
@@ -654,12 +657,12 @@ class Map:
                 return value
             if len(value) == self.value_size:
                 return value.ljust(self.stride, b"\0") * self.ncpus
-            raise InvalidMapArgumentError(
+            raise _errors().InvalidMapArgumentError(
                 f"{self.label}: per-CPU value is {len(value)} bytes, expected value_size {self.value_size} "
                 f"or {self.ncpus} CPUs x {self.stride} = {self.syscall_value_size}"
             )
         if len(value) != self.value_size:
-            raise InvalidMapArgumentError(
+            raise _errors().InvalidMapArgumentError(
                 f"{self.label}: value is {len(value)} bytes, expected value_size {self.value_size}"
             )
         return value
@@ -695,7 +698,9 @@ class Map:
         """The value of every possible CPU, CPU 0 first (per-CPU maps)."""
         raw = self.lookup(key)
         if not self.percpu:
-            raise MapOperationNotSupportedError(f"{self.label}: not a per-CPU map", errno=_errno.EINVAL)
+            raise _errors().MapOperationNotSupportedError(
+                f"{self.label}: not a per-CPU map", errno=_errno.EINVAL
+            )
         return [raw[i * self.stride : i * self.stride + self.value_size] for i in range(self.ncpus)]
 
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
@@ -717,13 +722,17 @@ class Map:
     def update_percpu(self, key: bytes, values: Sequence[bytes], flags: int = 0) -> None:
         """Set the value of every possible CPU (``len(values) == ncpus``)."""
         if not self.percpu:
-            raise MapOperationNotSupportedError(f"{self.label}: not a per-CPU map", errno=_errno.EINVAL)
+            raise _errors().MapOperationNotSupportedError(
+                f"{self.label}: not a per-CPU map", errno=_errno.EINVAL
+            )
         if isinstance(values, (bytes, bytearray, memoryview)) or len(values) != self.ncpus:
-            raise InvalidMapArgumentError(f"{self.label}: need a list of {self.ncpus} per-CPU values")
+            raise _errors().InvalidMapArgumentError(
+                f"{self.label}: need a list of {self.ncpus} per-CPU values"
+            )
         parts = []
         for v in values:
             if len(v) != self.value_size:
-                raise InvalidMapArgumentError(
+                raise _errors().InvalidMapArgumentError(
                     f"{self.label}: value is {len(v)} bytes, expected value_size {self.value_size}"
                 )
             parts.append(bytes(v).ljust(self.stride, b"\0"))
@@ -791,7 +800,7 @@ class Map:
         """Put program ``prog`` (anything with ``.fd``) at ``key`` of a PROG_ARRAY."""
         fd = getattr(prog, "fd", prog)
         if not isinstance(fd, int):
-            raise InvalidMapArgumentError(
+            raise _errors().InvalidMapArgumentError(
                 f"{self.label}: need a program (with .fd), got {type(prog).__name__}"
             )
         self.update(key, struct.pack("=I", fd), flags)
@@ -937,7 +946,9 @@ class Map:
         if self._view is not None:
             return self._view
         if self.type != MapType.ARRAY or not self.flags & BPF_F_MMAPABLE:
-            raise InvalidMapArgumentError(f"{self.label}: only BPF_F_MMAPABLE arrays can be mmapped")
+            raise _errors().InvalidMapArgumentError(
+                f"{self.label}: only BPF_F_MMAPABLE arrays can be mmapped"
+            )
         size = _round8(self.value_size) * self.max_entries
         length = (size + _mmap.PAGESIZE - 1) // _mmap.PAGESIZE * _mmap.PAGESIZE
         try:
@@ -962,7 +973,7 @@ class Map:
 
     def __iter__(self) -> Iterator[bytes]:
         if self.type in _KEYLESS:
-            raise MapOperationNotSupportedError(
+            raise _errors().MapOperationNotSupportedError(
                 f"{self.label}: a queue, stack or bloom filter has no keys", errno=_errno.EINVAL
             )
         try:
@@ -1035,18 +1046,21 @@ def _map_error(err: SyscallError, label: str, op: str, key: bytes | None) -> Bas
         if key:
             return KeyNotFoundError(key, f"{what}: no such element")
         return KeyNotFoundError(None, f"{what}: no element (empty, or the last key)")
+    failure: BaseException = err
     if code == _errno.EEXIST:
-        return KeyExistsError(f"{what}: the key exists (BPF_NOEXIST)", errno=code)
-    if code == _errno.E2BIG and op in ("update", "update_batch"):
-        return MapFullError(f"{what}: the map is full or the index is out of range", errno=code)
-    if code == _errno.ENOSPC and op in ("update", "update_batch"):
-        return MapFullError(f"{what}: no space left in the map", errno=code)
-    if code in (_errno.EOPNOTSUPP, _ENOTSUPP):
-        return MapOperationNotSupportedError(f"{what}: not supported by this map type", errno=code)
-    if code == _errno.EINVAL:
-        return InvalidMapArgumentError(
+        failure = _errors().KeyExistsError(f"{what}: the key exists (BPF_NOEXIST)", errno=code)
+    elif code == _errno.E2BIG and op in ("update", "update_batch"):
+        failure = _errors().MapFullError(f"{what}: the map is full or the index is out of range", errno=code)
+    elif code == _errno.ENOSPC and op in ("update", "update_batch"):
+        failure = _errors().MapFullError(f"{what}: no space left in the map", errno=code)
+    elif code in (_errno.EOPNOTSUPP, _ENOTSUPP):
+        failure = _errors().MapOperationNotSupportedError(
+            f"{what}: not supported by this map type", errno=code
+        )
+    elif code == _errno.EINVAL:
+        failure = _errors().InvalidMapArgumentError(
             f"{what}: the kernel rejected the arguments (flags, key or map type)", errno=code
         )
-    if code in (_errno.EPERM, _errno.EACCES):
-        return MapError(f"{what}: not permitted ({err})", errno=code)
-    return err
+    elif code in (_errno.EPERM, _errno.EACCES):
+        failure = _errors().MapError(f"{what}: not permitted ({err})", errno=code)
+    return failure
