@@ -72,3 +72,18 @@ def test_tracer_equals_libbpf_in_the_kernel(tmp_path: Path) -> None:
         theirs = kernel[prog.name]
         assert len(ours) == len(theirs), prog.name
         assert same_except_helper_ids(ours, theirs) == [], prog.name
+
+
+@pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
+@pytest.mark.skipif(not VMLINUX.exists(), reason="no /sys/kernel/btf/vmlinux")
+def test_our_whole_pipeline_loads_what_libbpf_loads(tmp_path: Path) -> None:
+    """ebpf.elf + relocate (in kernel.Collection) + BPF_PROG_LOAD give the kernel the very
+    program libbpf gives it: same xlated bytes, same tag."""
+    from ebpf import kernel
+    from ebpf.elf import load_collection_spec
+
+    path = Path(__file__).parent.parent / "data" / "core" / "tracer.o"
+    theirs = kernel_xlated(path, tmp_path)
+    with kernel.Collection(load_collection_spec(path)) as coll:
+        for name, prog in coll.programs.items():
+            assert isa.Program(isa.decode(prog.xlated(), strict=False)) == theirs[name], name
