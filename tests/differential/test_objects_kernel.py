@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ebpf.elf import load_collection_spec
 from ebpf.errors import NotSupportedError
@@ -291,3 +293,38 @@ def test_tail_call_limit(both: Callable[[str | CollectionSpec], tuple[Collection
     run_both(ours, theirs, "again", b"\x00" * 14, repeat=3)
     compare_maps(ours, theirs)
     assert ours.variables["runs"].get_int() == 4 * 34
+
+
+@pytest.fixture(scope="module")
+def firewall() -> Iterator[tuple[Collection, Any]]:
+    spec = load_collection_spec(DATA / "xdp_fw.o")
+    with Collection(spec, helpers=default_helpers()) as ours:
+        theirs = MiniKernelCollection(spec)
+        try:
+            yield ours, theirs
+        finally:
+            theirs.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    saddr=st.integers(0, 2**32 - 1),
+    proto=st.integers(0, 255),
+    blocked=st.lists(st.tuples(st.integers(0, 32), st.integers(0, 2**32 - 1)), max_size=4),
+    cut=st.integers(14, 60),
+)
+def test_xdp_firewall_random(
+    firewall: tuple[Collection, Any], saddr: int, proto: int, blocked: list[tuple[int, int]], cut: int
+) -> None:
+    """Random packets (some truncated) and LPM blocklists: same verdicts, same maps after."""
+    ours, theirs = firewall
+    for side in (ours, theirs):
+        for key in list(side.maps["blocklist"]):
+            side.maps["blocklist"].delete(key)
+        for plen, addr in blocked:
+            side.maps["blocklist"].update(
+                struct.pack("<I", plen) + struct.pack(">I", addr), struct.pack("<I", 1)
+            )
+    packet = ipv4(socket.inet_ntoa(struct.pack(">I", saddr)), proto=proto)[:cut]
+    run_both(ours, theirs, "xdp_firewall", packet)
+    compare_maps(ours, theirs)
