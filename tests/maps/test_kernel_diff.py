@@ -685,3 +685,20 @@ def test_no_common_lru_rounds_max_entries(mtype: MapType, max_entries: int) -> N
     for flags in (0, int(MapFlags.NO_COMMON_LRU)):
         with both(MapDef(mtype, 4, 8, max_entries, flags)) as (kernel, ours):
             assert ours.max_entries == kernel_max_entries(kernel)
+
+
+def test_hash_of_maps_zero_seed_order() -> None:
+    template = MapDef(MapType.ARRAY, 4, 8, 1)
+    defn = MapDef(MapType.HASH_OF_MAPS, 4, 4, 16, MapFlags.ZERO_SEED, inner=template)
+    kernel_inner, ours_inner = KernelMap(template), create(template)
+    try:
+        with both(defn) as (kernel, ours):
+            for i in (5, 9, 1, 14, 3, 5, 22, 9):  # 5 and 9 are replaced: back to their bucket's head
+                assert kernel.run(("update_map", u32(i), kernel_inner, 0)) == run_ours(
+                    ours, ("update_map", u32(i), ours_inner, 0)
+                )
+            assert kernel.run(("delete", u32(14))) == run_ours(ours, ("delete", u32(14)))
+            assert ours.keys() == kernel_keys(kernel)
+    finally:
+        kernel_inner.close()
+        ours_inner.close()

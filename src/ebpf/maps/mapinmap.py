@@ -14,7 +14,7 @@ holds references only: closing it does not close the inner maps.
 Array of maps: only ``BPF_ANY`` (else ``EINVAL``); an index past the end is ``E2BIG`` on
 update and delete, ``ENOENT`` on lookup; an empty slot is ``ENOENT``; ``get_next_key``
 walks every index. Hash of maps: the flag, full (``E2BIG``) and iteration rules of
-``HASH`` (see ``hash.py``).
+``HASH`` (see ``hash.py``), including its bucket order.
 
 Not yet: what ``bpf_map_lookup_elem`` on the outer map returns to a *program* (a pointer
 to the inner map) depends on how the VM refers to maps; :meth:`value_address` is ``None``.
@@ -34,6 +34,7 @@ from ebpf.maps._errors import (
     MapFullError,
     MapOperationNotSupportedError,
 )
+from ebpf.maps._jhash import htab_hash
 from ebpf.maps.array import ARRAY_CREATE_FLAG_MASK, array_next_key, check_array_flags
 from ebpf.maps.hash import ENOTSUPP, HTAB_CREATE_FLAG_MASK
 from ebpf.spec import MapType
@@ -181,6 +182,8 @@ class HashOfMapsMap(_MapOfMaps):
                 f"{defn.key_size}, max_entries {defn.max_entries}, flags {defn.flags:#x}"
             )
         super().__init__(defn, memory, ncpus=ncpus)
+        self._stamp: dict[bytes, int] = {}
+        self._seq = 0
 
     def update_map(self, key: bytes, inner: Map, flags: int = BPF_ANY) -> None:
         self._check_update_flags(flags)
@@ -194,13 +197,21 @@ class HashOfMapsMap(_MapOfMaps):
         if not exists and len(self._slots) >= self.max_entries:
             raise MapFullError(f"{self.label}: map is full (max_entries {self.max_entries})")
         self._slots[key] = inner
+        self._seq += 1
+        self._stamp[key] = self._seq  # a new element at the head of its bucket, as in HASH
 
     def delete(self, key: bytes) -> None:
         if self._slots.pop(self._key(key), None) is None:
             raise KeyNotFoundError(key, f"{self.label}: key does not exist")
+        del self._stamp[bytes(key)]
+
+    def _order(self) -> list[bytes]:
+        """The kernel's bucket order (jhash seed 0; newest first within a bucket), as in ``hash.py``."""
+        mask = (1 << max(0, self.max_entries - 1).bit_length()) - 1
+        return sorted(self._slots, key=lambda k: (htab_hash(k) & mask, -self._stamp[k]))
 
     def get_next_key(self, key: bytes | None) -> bytes:
-        keys = list(self._slots)
+        keys = self._order()
         if key is None or self._key(key) not in self._slots:
             if not keys:
                 raise KeyNotFoundError(key, f"{self.label}: map is empty")
@@ -211,7 +222,7 @@ class HashOfMapsMap(_MapOfMaps):
         return keys[i]
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(list(self._slots))
+        return iter(self._order())
 
     def __len__(self) -> int:
         return len(self._slots)
