@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 from tests.elf.conftest import DATA
 
 from ebpf.elf import load_collection_spec
-from ebpf.spec import CollectionSpec, MapSpec, MapType, RelocKind
+from ebpf.spec import CollectionSpec, MapSpec, MapType, PinType, RelocKind
 
 BPFTOOL = shutil.which("bpftool")
 pytestmark = [
@@ -58,12 +59,31 @@ def _kernel_map_name(spec: MapSpec, obj: str) -> str:
     return spec.name[:15]
 
 
+@contextmanager
+def auto_pins(name: str) -> Iterator[None]:
+    """libbpf pins LIBBPF_PIN_BY_NAME maps at /sys/fs/bpf/<map>; remove the pins it created."""
+    spec = load_collection_spec(DATA / name)
+    paths = [Path("/sys/fs/bpf") / m.name for m in spec.maps.values() if m.pinning is PinType.BY_NAME]
+    existing = {p for p in paths if p.exists()}
+    try:
+        yield
+    finally:
+        for path in paths:
+            if path not in existing and path.exists():
+                path.unlink()
+
+
+def loadall(name: str, target: Path) -> None:
+    with auto_pins(name):
+        subprocess.run(
+            [str(BPFTOOL), "prog", "loadall", str(DATA / name), str(target)], check=True, capture_output=True
+        )
+
+
 def _loadall(name: str, pin_dir: Path) -> tuple[CollectionSpec, dict[str, Any]]:
     spec = load_collection_spec(DATA / name)
     target = pin_dir / "progs"
-    subprocess.run(
-        [str(BPFTOOL), "prog", "loadall", str(DATA / name), str(target)], check=True, capture_output=True
-    )
+    loadall(name, target)
     progs = {p.name: _bpftool("prog", "show", "pinned", str(p)) for p in sorted(target.iterdir())}
     for pname, info in progs.items():
         assert info["name"] in (pname, pname[:15])  # bpftool completes it from BTF

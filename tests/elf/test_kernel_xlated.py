@@ -10,12 +10,11 @@ refuses the legacy ``maps`` section; samesec.o -- libbpf refuses static programs
 from __future__ import annotations
 
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 from tests.elf.conftest import DATA
-from tests.elf.test_bpftool import BPFTOOL, _bpftool, _kernel_map_name, pin_dir  # noqa: F401
+from tests.elf.test_bpftool import BPFTOOL, _bpftool, _kernel_map_name, loadall, pin_dir  # noqa: F401
 
 from ebpf.elf import load_collection_spec
 from ebpf.isa import Instruction
@@ -116,9 +115,7 @@ def test_xlated_matches_libbpf(name: str, pin_dir: Path) -> None:  # noqa: F811
     spec = load_collection_spec(DATA / name)
     obj = name.removesuffix(".o")
     target = pin_dir / "progs"
-    subprocess.run(
-        [str(BPFTOOL), "prog", "loadall", str(DATA / name), str(target)], check=True, capture_output=True
-    )
+    loadall(name, target)
     for prog_name in spec.programs:
         with Program.from_pin(target / prog_name) as theirs_prog:
             theirs = theirs_prog.xlated()
