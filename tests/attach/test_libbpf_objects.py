@@ -32,6 +32,8 @@ def test_libbpf_uprobe_and_uretprobe_programs(probed: Path) -> None:
 
     spec = _spec()
     spec.programs["on_tick"].autoload = False  # see test_libbpf_usdt_program_unchanged
+    for name in ("on_getppid", "on_sys_enter", "on_sys_enter_btf"):
+        spec.programs[name].autoload = False
     # LINUX_HAS_BPF_COOKIE: a libbpf-probed extern the collection does not fill yet
     options = LoadOptions(object_name="libbpf_probes", kconfig={"LINUX_HAS_BPF_COOKIE": 1})
     with Collection(spec, options) as coll:
@@ -104,3 +106,58 @@ def test_usdt_specs_read_by_libbpf_usdt_bpf_h(probed: Path) -> None:
         assert _count(coll, 2) == 5
         assert _count(coll, 3) == 5 * 77  # bpf_usdt_cookie()
         assert links_of({prog.info().id}) == []
+
+
+def test_auto_attach_by_section_name(probed: Path) -> None:
+    """attach.auto: where SEC() says, as libbpf's bpf_program__attach() does."""
+    import os
+
+    from ebpf.kernel.collection import Collection, LoadOptions
+
+    spec = _mark_hidden_subprograms_static(_spec())
+    spec.set_variable("target_pid", os.getpid())
+    # sections can be edited before loading: give the uprobes and the USDT program their targets
+    spec.programs["on_add"].section = f"uprobe/{probed}:target_add"
+    spec.programs["on_add_ret"].section = f"uretprobe/{probed}:target_add"
+    spec.programs["on_tick"].section = f"usdt/{probed}:ebpftest:tick"
+    options = LoadOptions(object_name="libbpf_probes", kconfig={"LINUX_HAS_BPF_COOKIE": 1})
+    with Collection(spec, options) as coll:
+        links = [
+            attach.auto(coll.programs[name], spec.programs[name], specs_map=coll.maps["__bpf_usdt_specs"])
+            for name in spec.programs
+        ]
+        try:
+            for _ in range(3):
+                os.getppid()
+            run_probed(probed, 5)
+        finally:
+            for link in links:
+                link.close()
+        assert _count(coll, 2) == 5  # usdt
+        assert _count(coll, 4) == 210  # uprobe
+        assert _count(coll, 5) == 620  # uretprobe
+        assert _count(coll, 6) == 3  # tracepoint/syscalls/sys_enter_getppid, this pid only
+        assert _count(coll, 7) >= 3  # raw_tp/sys_enter: every syscall of this process
+        assert _count(coll, 8) >= 3  # tp_btf/sys_enter
+        assert links_of({p.info().id for p in coll.programs.values()}) == []
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("xdp", r"use attach\.xdp"),
+        ("xdp.frags", r"use attach\.xdp"),
+        ("cgroup/connect4", r"use attach\.cgroup"),
+        ("uprobe", r"use attach\.uprobe"),
+        ("usdt/onlyone", "expected usdt/<binary>:<provider>:<name>"),
+        ("tracepoint/nocategory", "expected tracepoint/<category>/<name>"),
+        ("kretprobe/f+4", "a kretprobe takes no offset"),
+        ("syscall", "no automatic attachment"),
+    ],
+)
+def test_auto_attach_needs_a_target(section: str, message: str) -> None:
+    class Fake:
+        fd = 1 << 30
+
+    with pytest.raises(ValueError, match=message):
+        attach.auto(Fake(), section)

@@ -11,6 +11,7 @@ pyroute2), ``setsockopt(2)`` and tracefs; never shells out.
 from __future__ import annotations
 
 from ebpf.attach._abi import PerfType
+from ebpf.attach.auto import auto
 from ebpf.attach.cgroup import cgroup, cgroup2_root, socket_filter
 from ebpf.attach.iter import IterLink, iterator
 from ebpf.attach.link import (
@@ -64,6 +65,7 @@ __all__ = [
     "TCXFlags",
     "USDTLink",
     "XDPMode",
+    "auto",
     "cgroup",
     "cgroup2_root",
     "fentry",

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Programs written for libbpf, unchanged: a USDT program using usdt.bpf.h (BPF_USDT), a
  * uprobe with BPF_KPROBE, and a tracepoint; loaded by ebpf.kernel.Collection and attached
- * with ebpf.attach in tests/attach/test_libbpf_objects.py. Build: data/build.sh */
+ * with ebpf.attach in tests/attach/test_libbpf_objects.py; the ones whose section names a
+ * target also attach by section (attach.auto). Build: data/build.sh */
 #include <linux/types.h>
 #include <stdbool.h>
 #include <linux/bpf.h>
@@ -12,7 +13,7 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 8);
+	__uint(max_entries, 16);
 	__type(key, __u32);
 	__type(value, __u64);
 } counts SEC(".maps");
@@ -46,6 +47,37 @@ SEC("uretprobe")
 int BPF_KRETPROBE(on_add_ret, long ret)
 {
 	add(5, ret);
+	return 0;
+}
+
+const volatile __u32 target_pid = 0; /* set before load from Python */
+
+static __always_inline int mine(void)
+{
+	return (bpf_get_current_pid_tgid() >> 32) == target_pid;
+}
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int on_getppid(void *ctx)
+{
+	if (mine())
+		add(6, 1);
+	return 0;
+}
+
+SEC("raw_tp/sys_enter")
+int on_sys_enter(void *ctx)
+{
+	if (mine())
+		add(7, 1);
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int on_sys_enter_btf(__u64 *ctx)
+{
+	if (mine())
+		add(8, 1);
 	return 0;
 }
 
