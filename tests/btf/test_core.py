@@ -632,3 +632,12 @@ def test_any_relocation_raises_only_relocation_error(
         assert err.program == "p" and err.insn_index == 0
         return
     assert out.slots == code.slots
+
+
+@pytest.mark.parametrize("module", ["ebpf.btf.core", "ebpf.btf.ext"])
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0

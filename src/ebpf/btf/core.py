@@ -166,8 +166,9 @@ def essential_name(name: str) -> str:
     """The name without its ``___flavor`` suffix (libbpf's ``bpf_core_essential_name_len``).
 
     The suffix starts at the last ``___`` that has a non-underscore on both sides:
-    ``"task_struct___v2"`` -> ``"task_struct"``, ``"a___b___c"`` -> ``"a___b"``,
-    ``"____x"`` -> ``"____x"``.
+
+    >>> essential_name("task_struct___v2"), essential_name("a___b___c"), essential_name("____x")
+    ('task_struct', 'a___b', '____x')
     """
     if "___" not in name:
         return name
@@ -894,6 +895,18 @@ def relocate_instructions(
     See :func:`relocate_program`; this form takes the parts instead of a ProgramSpec.
     ``candidates`` (local type id -> target ids still in the running) is libbpf's per-object
     candidate cache: pass the same dict for every program of one object.
+
+    >>> from ebpf import btf, isa
+    >>> i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED, bits=32)
+    >>> local = btf.Spec.build([i32, btf.Struct("task___mine", 8, (btf.Member("pid", 1, 32),))])
+    >>> target = btf.Spec.build([i32, btf.Struct("task", 16, (btf.Member("tgid", 1, 0), btf.Member("pid", 1, 96)))])
+    >>> code = isa.Program([isa.Instruction(0x61, dst=0, src=1, offset=4), isa.Instruction(0x95)])
+    >>> relo = btf.CoreRelo(0, 2, "0:0", btf.CoreRelocKind.FIELD_BYTE_OFFSET)
+    >>> log = []
+    >>> relocate_instructions(code, [relo], local, target, program="p", log=log)[0].offset
+    12
+    >>> print(log[-1])
+    prog 'p': relo #0: patched insn #0 (LDX/ST/STX) off 4 -> 12
     """
     if not relos:
         return instructions

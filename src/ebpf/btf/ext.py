@@ -237,7 +237,11 @@ def _string_adder(strings: StringTable | StringTableBuilder) -> Callable[[str], 
 
 def encode_func_info(records: Sequence[FuncInfo], byteorder: str = "little") -> bytes:
     """``struct bpf_func_info`` array for ``BPF_PROG_LOAD`` (``func_info_rec_size`` = 8):
-    ``insn_off`` is the slot index in the program, ``type_id`` the ``Func`` in the loaded BTF."""
+    ``insn_off`` is the slot index in the program, ``type_id`` the ``Func`` in the loaded BTF.
+
+    >>> encode_func_info([FuncInfo(0, 3), FuncInfo(12, 7)]).hex()
+    '00000000030000000c00000007000000'
+    """
     e = _endian(byteorder)
     return b"".join(_pack(e + "II", r.insn, r.type_id) for r in records)
 
