@@ -336,3 +336,33 @@ def test_errors_and_lifetime() -> None:
         Collection(
             CollectionSpec(programs={"t": program("t", "r0 = 0\nexit", [], type=ProgramType.TRACEPOINT)})
         ).programs["t"].test_run()
+
+
+UPDATE = """
+    *(u32 *)(r10 - 4) = 7
+    *(u64 *)(r10 - 16) = 42
+    r1 = 0 ll
+    r2 = r10
+    r2 += -4
+    r3 = r10
+    r3 += -16
+    r4 = 0
+    call 2
+    exit
+"""
+
+
+def test_frozen_map_stays_writable_for_programs() -> None:
+    """BPF_MAP_FREEZE stops the syscall side only; without RDONLY_PROG programs still update."""
+    frozen = MapSpec("frozen", MapType.HASH, 4, 8, 4, freeze=True)
+    spec = CollectionSpec(
+        programs={"up": program("up", UPDATE, [("map", "frozen")])}, maps={"frozen": frozen}
+    )
+    with Collection(spec, helpers=test_helpers()) as coll:
+        assert coll.programs["up"].test_run().retval == 0
+        m = coll.maps["frozen"]
+        assert m[struct.pack("<I", 7)] == struct.pack("<Q", 42)
+        for write in (lambda: m.update(bytes(4), bytes(8)), lambda: m.delete(struct.pack("<I", 7))):
+            with pytest.raises(MapError) as info:
+                write()
+            assert info.value.errno == errno.EPERM

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import errno
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from ebpf.errors import (
@@ -79,33 +79,43 @@ SKB_TEST_RUN_TYPES = frozenset(
 BPF_F_RDONLY_PROG = 1 << 7
 
 
-def _eperm(label: str) -> Any:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise MapError(f"{label}: the map is frozen", errno=errno.EPERM)
+_WRITERS = (
+    "update",
+    "update_percpu",
+    "update_batch",
+    "delete",
+    "delete_batch",
+    "lookup_and_delete",
+    "lookup_and_delete_batch",
+    "push",
+    "pop",
+)
 
-    return refuse
+
+def _guarded(m: Map, name: str, program_running: Callable[[], bool]) -> Callable[..., Any]:
+    original = getattr(m, name)
+
+    def write(*args: Any, **kwargs: Any) -> Any:
+        if program_running():  # a helper: BPF_MAP_FREEZE only stops the syscall side
+            return original(*args, **kwargs)
+        raise MapError(f"{m.label}: the map is frozen", errno=errno.EPERM)
+
+    return write
 
 
-def freeze(m: Map) -> None:
-    """``BPF_MAP_FREEZE``: later updates and deletes from user space fail with ``EPERM``."""
+def freeze(m: Map, program_running: Callable[[], bool] = lambda: False) -> None:
+    """``BPF_MAP_FREEZE``: later writes from user space fail with ``EPERM``; programs still write
+    (through helpers) unless the map is also ``BPF_F_RDONLY_PROG``.
+
+    ``program_running`` tells a helper's call (allowed) from the user's (refused).
+    """
     method = getattr(m, "freeze", None)
     if callable(method):
         method()
         return
-    writers = (
-        "update",
-        "update_percpu",
-        "update_batch",
-        "delete",
-        "delete_batch",
-        "lookup_and_delete",
-        "lookup_and_delete_batch",
-        "push",
-        "pop",
-    )
-    for name in writers:
+    for name in _WRITERS:
         if hasattr(m, name):
-            setattr(m, name, _eperm(m.label))
+            setattr(m, name, _guarded(m, name, program_running))
     m.frozen = True  # type: ignore[attr-defined]
 
 
@@ -147,6 +157,14 @@ class Program:
         env.program_type = self.type
         coll._callback_budget = budget
         coll._callback_insns = 0
+        coll._running += 1
+        try:
+            return self._follow(mapped, env, budget)
+        finally:
+            coll._running -= 1
+
+    def _follow(self, mapped: MappedInput, env: RunEnv, budget: int) -> tuple[int, int]:
+        coll = self.collection
         prog = self
         total = 0
         chained = 0
@@ -440,6 +458,7 @@ class Collection:
         self._code: list[tuple[Region, Program]] = []
         self._callback_budget = max_insns
         self._callback_insns = 0
+        self._running = 0  # programs running now (nested: a helper's callback)
         try:
             self._create_maps()
             self._fill_kconfig(kconfig, kernel_version_code(kernel_release))
@@ -604,7 +623,7 @@ class Collection:
                     if region is not None:
                         region.writable = False
             if mspec.freeze:
-                freeze(m)
+                freeze(m, lambda: self._running > 0)
 
     # --- what the engines and helpers call ---------------------------------------------------------
 
