@@ -580,7 +580,9 @@ class Collection:
             attach_btf_id = found
         elif pspec.type == ProgramType.EXT:
             raise NotSupportedError(
-                f"loading {pspec.type.name} program {pspec.name!r}", detail="not implemented yet"
+                f"loading freplace program {pspec.name!r}",
+                detail="a BPF_PROG_TYPE_EXT program needs a target program (attach_prog_fd), "
+                "which this loader cannot be given yet; set autoload = False to load the rest",
             )
         kern_version = pspec.kernel_version
         if not kern_version and pspec.type == ProgramType.KPROBE:
