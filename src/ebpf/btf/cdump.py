@@ -65,6 +65,7 @@ _BUSY = 1
 _DONE = 2
 
 _MODS = frozenset((_VOLATILE, _CONST, _RESTRICT, _TYPE_TAG))
+_NOT_C = frozenset((_FUNC, _VAR, _DATASEC, _DECL_TAG))
 _CHAIN_NEXT = frozenset((_PTR, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG, _ARRAY))
 _CHAIN_END = frozenset((0, _INT, _ENUM, _ENUM64, _FWD, _STRUCT, _UNION, _TYPEDEF, _FLOAT))
 
@@ -112,8 +113,12 @@ def dump_c(spec: Spec, *, ids: Iterable[int] | None = None) -> str:
         sys.setrecursionlimit(20000)
     try:
         dumper.out(PREAMBLE)
+        order_state = dumper.order_state
+        kinds = dumper.kinds
         for type_id in roots:
-            dumper.dump_type(type_id)
+            # Already ordered, or a kind that is never written: nothing to queue.
+            if order_state[type_id] != _DONE and kinds[type_id] not in _NOT_C:
+                dumper.dump_type(type_id)
         dumper.out(POSTAMBLE)
     except RecursionError:
         raise BTFError("type graph too deep to write as C") from None
@@ -141,7 +146,8 @@ class _Dumper:
         self.type_names: dict[str, int] = {}
         self.ident_names: dict[str, int] = {}
         self.queue: list[int] = []
-        self._align: dict[int, int] = {}
+        self._align: list[int] = [-1] * n
+        self._size: list[int] = [-1] * n
 
     @staticmethod
     def _referenced(types: tuple[object, ...], kinds: list[int]) -> bytearray:
@@ -190,7 +196,8 @@ class _Dumper:
             state[type_id] = _DONE
             return 0
         if k == _PTR:
-            err = self._order(t.type, True)  # type: ignore[union-attr]
+            target = t.type  # type: ignore[union-attr]
+            err = 1 if state[target] == _DONE else self._order(target, True)
             state[type_id] = _DONE
             return err
         if k == _ARRAY:
@@ -199,8 +206,10 @@ class _Dumper:
             if through_ptr and t.name:  # type: ignore[union-attr]
                 return 0
             state[type_id] = _BUSY
+            order = self._order
             for m in t.members:  # type: ignore[union-attr]
-                self._order(m.type, False)
+                if state[m.type] != _DONE:
+                    order(m.type, False)
             if t.name:  # type: ignore[union-attr]
                 self.queue.append(type_id)
             state[type_id] = _DONE
@@ -220,9 +229,10 @@ class _Dumper:
         if k in _MODS:
             return self._order(t.type, through_ptr)  # type: ignore[union-attr]
         if k == _FUNC_PROTO:
-            strong = self._order(t.return_type, through_ptr)  # type: ignore[union-attr]
+            ret = t.return_type  # type: ignore[union-attr]
+            strong = 1 if state[ret] == _DONE else self._order(ret, through_ptr)
             for p in t.params:  # type: ignore[union-attr]
-                if self._order(p.type, through_ptr):
+                if state[p.type] == _DONE or self._order(p.type, through_ptr):
                     strong = 1
             return strong
         # FUNC, VAR, DATASEC, DECL_TAG: nothing to write as a C type.
@@ -389,29 +399,29 @@ class _Dumper:
         members = t.members  # type: ignore[attr-defined]
         size = t.size  # type: ignore[attr-defined]
         packed = is_struct and self._is_packed(t)
-        align = self.align_of(type_id)
         pfx = "\n" + "\t" * (lvl + 1)
         off = 0
         prev_bitfield = False
+        decl = self._decl
+        size_of = self.size_of
         for m in members:
             m_sz = m.bitfield_size
             m_off = m.offset
-            m_align = 1 if packed else self.align_of(m.type)
-            in_bitfield = prev_bitfield and m_sz != 0
             if off < m_off:
-                self._bit_padding(off, m_off, m_align, in_bitfield, lvl + 1)
+                m_align = 1 if packed else self.align_of(m.type)
+                self._bit_padding(off, m_off, m_align, prev_bitfield and m_sz != 0, lvl + 1)
             out(pfx)
-            self._decl(m.type, m.name, lvl + 1)
+            decl(m.type, m.name, lvl + 1)
             if m_sz:
                 out(f": {m_sz};")
                 off = m_off + m_sz
                 prev_bitfield = True
             else:
-                off = m_off + self.size_of(m.type) * 8
+                off = m_off + size_of(m.type) * 8
                 prev_bitfield = False
                 out(";")
         if is_struct and off < size * 8:
-            self._bit_padding(off, size * 8, align, False, lvl + 1)
+            self._bit_padding(off, size * 8, self.align_of(type_id), False, lvl + 1)
         if members or size:
             out("\n" + "\t" * lvl + "}")
         else:
@@ -455,6 +465,33 @@ class _Dumper:
         """``<type> <fname>`` in C declarator syntax (``int (*f[4])(void)``)."""
         types = self.types
         kinds = self.kinds
+        k = kinds[type_id]
+        # The common one-word cases, written directly: `int x`, `u32 x`, `struct s x`, `T *x`.
+        if k == _TYPEDEF or k == _INT or k == _PTR:
+            target = type_id
+            ptr = k == _PTR
+            if ptr:
+                target = types[type_id].type  # type: ignore[union-attr]
+                k = kinds[target]
+            if k == _TYPEDEF:
+                base = self._ident_name(target)
+            elif k == _INT or k == _FLOAT:
+                base = types[target].name  # type: ignore[union-attr]
+            elif (k == _STRUCT or k == _UNION) and types[target].name:  # type: ignore[union-attr]
+                base = ("struct " if k == _STRUCT else "union ") + self._type_name(target)
+            elif target == 0 and ptr:
+                base = "void"
+            else:
+                base = ""
+            if base:
+                if ptr:
+                    self.out(f"{base} *{fname}")
+                elif fname:
+                    self.out(f"{base} {fname}")
+                else:
+                    self.out(base)
+                return
+            k = kinds[type_id]
         stack = []
         while True:
             stack.append(type_id)
@@ -595,6 +632,12 @@ class _Dumper:
 
     def size_of(self, type_id: int) -> int:
         """libbpf's ``btf__resolve_size``, with 0 for what has no size."""
+        size = self._size[type_id]
+        if size < 0:
+            size = self._size[type_id] = self._resolve_size(type_id)
+        return size
+
+    def _resolve_size(self, type_id: int) -> int:
         types = self.types
         kinds = self.kinds
         nelems = 1
@@ -618,8 +661,8 @@ class _Dumper:
 
     def align_of(self, type_id: int) -> int:
         """libbpf's ``btf__align_of`` (0 for what has no alignment)."""
-        cached = self._align.get(type_id)
-        if cached is not None:
+        cached = self._align[type_id]
+        if cached >= 0:
             return cached
         types = self.types
         k = self.kinds[type_id]
