@@ -433,6 +433,18 @@ class Program:
         """
         return ProgramInfo.from_raw(_prog_info(self.fd))
 
+    def map_ids(self) -> tuple[int, ...]:
+        """IDs of the maps the program uses, as the verifier recorded them (``map_ids``).
+
+        Requires Linux >= 4.13.
+        """
+        count = int(_prog_info(self.fd).nr_map_ids)
+        if count == 0:
+            return ()
+        ids = (ctypes.c_uint32 * count)()
+        raw = _prog_info(self.fd, BpfProgInfo(nr_map_ids=count, map_ids=ctypes.addressof(ids)))
+        return tuple(int(i) for i in ids[: min(count, int(raw.nr_map_ids))])
+
     def xlated(self) -> bytes:
         """The instructions as the kernel translated them (after rewrites), as raw bytecode.
 
