@@ -66,3 +66,20 @@ def test_btf_from_spec_finds_the_lock() -> None:
             )
         )
     assert getattr(ro.value, "errno", None) == 13  # EACCES
+
+
+def test_kconfig_datasec_with_clangs_size_is_created_without_btf() -> None:
+    spec = btf.Spec.build(
+        [
+            Int("int", 4, IntEncoding.SIGNED, 0, 32),
+            btf.Var("LINUX_KERNEL_VERSION", 1, btf.VarLinkage.GLOBAL_EXTERN),
+            btf.Datasec(".kconfig", 0, (btf.VarSecinfo(2, 0, 4),)),
+        ]
+    )
+    mspec = MapSpec(".kconfig", MapType.ARRAY, 4, 4, 1, value_type_id=3, btf=spec, freeze=True)
+    assert def_from_spec(mspec).value_type_id == 0  # libbpf fixes the size; we drop the type
+    with create(mspec) as m:
+        assert m.lookup(bytes(4)) == bytes(4)
+    sized = MapSpec(".data", MapType.ARRAY, 4, 4, 1, value_type_id=3, btf=spec)
+    sized.btf = btf.Spec.build([*list(spec)[1:3], btf.Datasec(".data", 4, (btf.VarSecinfo(2, 0, 4),))])
+    assert def_from_spec(sized).value_type_id == 3  # the right size: kept

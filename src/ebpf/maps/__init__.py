@@ -163,9 +163,14 @@ def def_from_spec(spec: MapSpec, *, ncpus: int = 1) -> MapDef:
     libbpf, not the kernel: ``PERF_EVENT_ARRAY`` with ``max_entries`` 0 gets one slot per
     CPU (``ncpus``; the kernel itself rejects 0 with ``EINVAL``); a ``RINGBUF`` size that is
     not a power-of-2 multiple of the page is rounded up to one (``adjust_ringbuf_sz``); the
-    name is cut to 15 characters and characters the kernel rejects become ``_``.
+    name is cut to 15 characters and characters the kernel rejects become ``_``; a global
+    data map whose DATASEC size is not the value size (clang leaves ``.kconfig`` at 0; libbpf
+    fixes the BTF) is created without BTF types.
     """
     max_entries = spec.max_entries
+    key_type_id, value_type_id = spec.key_type_id, spec.value_type_id
+    if spec.btf is not None and value_type_id and _stale_datasec(spec):
+        key_type_id = value_type_id = 0  # libbpf fixes the section's size; we drop the types
     if spec.type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
         max_entries = ncpus
     elif spec.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
@@ -180,9 +185,21 @@ def def_from_spec(spec: MapSpec, *, ncpus: int = 1) -> MapDef:
         map_extra=spec.map_extra,
         inner=None if spec.inner is None else def_from_spec(spec.inner, ncpus=ncpus),
         btf=spec.btf,
-        key_type_id=spec.key_type_id,
-        value_type_id=spec.value_type_id,
+        key_type_id=key_type_id,
+        value_type_id=value_type_id,
     )
+
+
+def _stale_datasec(spec: MapSpec) -> bool:
+    """A global-data map whose DATASEC still has clang's size (0 for ``.kconfig``)."""
+    from ebpf.btf.types import Datasec
+
+    assert spec.btf is not None
+    try:
+        t = spec.btf[spec.value_type_id]
+    except (IndexError, KeyError):
+        return False
+    return isinstance(t, Datasec) and t.size != spec.value_size
 
 
 def create(defn: MapDef | MapSpec, memory: Memory | None = None, *, ncpus: int = 1) -> Map:
