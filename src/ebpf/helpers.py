@@ -12,9 +12,24 @@ helper is GPL-only and which program types may call it. The user-space runtime
 
 from __future__ import annotations
 
-from enum import IntEnum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum, IntEnum, IntFlag
+from types import MappingProxyType
 
-__all__ = ["HelperId"]
+from ebpf.spec import ProgramType
+
+__all__ = [
+    "PROTOTYPES",
+    "Arg",
+    "ArgFlag",
+    "ArgType",
+    "HelperId",
+    "HelperProto",
+    "Ret",
+    "RetType",
+    "prototype",
+]
 
 
 class HelperId(IntEnum):
@@ -232,3 +247,490 @@ class HelperId(IntEnum):
     USER_RINGBUF_DRAIN = 209  # BPF_FUNC_user_ringbuf_drain
     CGRP_STORAGE_GET = 210  # BPF_FUNC_cgrp_storage_get
     CGRP_STORAGE_DELETE = 211  # BPF_FUNC_cgrp_storage_delete
+
+
+# --- the prototype table --------------------------------------------------------------------------
+
+
+class ArgType(Enum):
+    """The base of an argument type (``enum bpf_arg_type``, names without ``ARG_``)."""
+
+    DONTCARE = "dontcare"  # unused argument
+    CONST_MAP_PTR = "const_map_ptr"  # a map (lddw of a map)
+    PTR_TO_MAP_KEY = "ptr_to_map_key"  # key_size readable bytes
+    PTR_TO_MAP_VALUE = "ptr_to_map_value"  # value_size bytes
+    PTR_TO_MEM = "ptr_to_mem"  # memory whose size is the next CONST_SIZE argument
+    CONST_SIZE = "const_size"  # a size > 0 known to the verifier
+    CONST_SIZE_OR_ZERO = "const_size_or_zero"
+    CONST_ALLOC_SIZE_OR_ZERO = "const_alloc_size_or_zero"  # the size of returned memory
+    PTR_TO_CTX = "ptr_to_ctx"  # the program's context
+    ANYTHING = "anything"  # any scalar (or pointer the helper does not dereference)
+    PTR_TO_SPIN_LOCK = "ptr_to_spin_lock"  # a struct bpf_spin_lock in a map value
+    PTR_TO_SOCK_COMMON = "ptr_to_sock_common"
+    PTR_TO_SOCKET = "ptr_to_socket"
+    PTR_TO_BTF_ID = "ptr_to_btf_id"  # a kernel object of a BTF type
+    PTR_TO_RINGBUF_MEM = "ptr_to_ringbuf_mem"  # a sample from bpf_ringbuf_reserve (released)
+    PTR_TO_FUNC = "ptr_to_func"  # a callback (lddw of a function)
+    PTR_TO_STACK = "ptr_to_stack"  # a pointer into the stack (callback context)
+    PTR_TO_CONST_STR = "ptr_to_const_str"  # a NUL-terminated string in a read-only map
+    PTR_TO_TIMER = "ptr_to_timer"
+    PTR_TO_DYNPTR = "ptr_to_dynptr"
+
+
+class ArgFlag(IntFlag):
+    """Modifiers of an argument type (``PTR_MAYBE_NULL``, ``MEM_RDONLY``, ``MEM_UNINIT``...)."""
+
+    NONE = 0
+    MAYBE_NULL = 1  # PTR_MAYBE_NULL: NULL is allowed
+    RDONLY = 2  # MEM_RDONLY: the helper only reads the memory
+    UNINIT = 4  # MEM_UNINIT | MEM_WRITE: the helper writes it; it need not be initialised
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: its type and modifiers."""
+
+    type: ArgType
+    flags: ArgFlag = ArgFlag.NONE
+
+
+class RetType(Enum):
+    """The base of a return type (``enum bpf_return_type``, names without ``RET_``)."""
+
+    INTEGER = "integer"
+    VOID = "void"
+    PTR_TO_MAP_VALUE = "ptr_to_map_value"
+    PTR_TO_SOCKET = "ptr_to_socket"
+    PTR_TO_TCP_SOCK = "ptr_to_tcp_sock"
+    PTR_TO_SOCK_COMMON = "ptr_to_sock_common"
+    PTR_TO_MEM = "ptr_to_mem"  # size from the CONST_ALLOC_SIZE_OR_ZERO argument
+    PTR_TO_RINGBUF_MEM = "ptr_to_ringbuf_mem"  # RET_PTR_TO_MEM | MEM_RINGBUF
+    PTR_TO_MEM_OR_BTF_ID = "ptr_to_mem_or_btf_id"
+    PTR_TO_BTF_ID = "ptr_to_btf_id"
+
+
+@dataclass(frozen=True)
+class Ret:
+    """The return type: its base and whether it may be NULL (``RET_*_OR_NULL``)."""
+
+    type: RetType
+    maybe_null: bool = False
+
+
+@dataclass(frozen=True)
+class HelperProto:
+    """What the verifier knows about a helper (``struct bpf_func_proto``).
+
+    Attributes:
+        id: the helper number.
+        ret: the return type.
+        args: the argument types of r1.. (only the used ones).
+        gpl_only: the program's license must be GPL-compatible.
+        program_types: the program types that may call it; ``None``: every type
+            (``bpf_base_func_proto``; some need CAP_BPF/CAP_PERFMON).
+        changes_pkt_data: the helper may move or resize the packet, so packet pointers
+            are invalid after it (``bpf_helper_changes_pkt_data``).
+    """
+
+    id: HelperId
+    ret: Ret
+    args: tuple[Arg, ...]
+    gpl_only: bool = False
+    program_types: frozenset[ProgramType] | None = None
+    changes_pkt_data: bool = False
+
+    @property
+    def name(self) -> str:
+        """The kernel's name, ``bpf_<helper>``."""
+        return f"bpf_{self.id.name.lower()}"
+
+    def allowed_in(self, program_type: ProgramType) -> bool:
+        """Whether a program of ``program_type`` may call this helper."""
+        return self.program_types is None or program_type in self.program_types
+
+
+_ARGS: dict[str, Arg] = {
+    "map": Arg(ArgType.CONST_MAP_PTR),
+    "key": Arg(ArgType.PTR_TO_MAP_KEY),
+    "value": Arg(ArgType.PTR_TO_MAP_VALUE),
+    "value_out": Arg(ArgType.PTR_TO_MAP_VALUE, ArgFlag.UNINIT),
+    "mem": Arg(ArgType.PTR_TO_MEM, ArgFlag.RDONLY),
+    "mem?": Arg(ArgType.PTR_TO_MEM, ArgFlag.RDONLY | ArgFlag.MAYBE_NULL),
+    "out": Arg(ArgType.PTR_TO_MEM, ArgFlag.UNINIT),
+    "out?": Arg(ArgType.PTR_TO_MEM, ArgFlag.UNINIT | ArgFlag.MAYBE_NULL),
+    "size": Arg(ArgType.CONST_SIZE),
+    "size0": Arg(ArgType.CONST_SIZE_OR_ZERO),
+    "alloc": Arg(ArgType.CONST_ALLOC_SIZE_OR_ZERO),
+    "ctx": Arg(ArgType.PTR_TO_CTX),
+    "any": Arg(ArgType.ANYTHING),
+    "lock": Arg(ArgType.PTR_TO_SPIN_LOCK),
+    "sample": Arg(ArgType.PTR_TO_RINGBUF_MEM),
+    "func": Arg(ArgType.PTR_TO_FUNC),
+    "stack?": Arg(ArgType.PTR_TO_STACK, ArgFlag.MAYBE_NULL),
+    "cstr": Arg(ArgType.PTR_TO_CONST_STR),
+    "sock_common": Arg(ArgType.PTR_TO_SOCK_COMMON),
+    "btf_id": Arg(ArgType.PTR_TO_BTF_ID),
+    "timer": Arg(ArgType.PTR_TO_TIMER),
+}
+_RETS: dict[str, Ret] = {
+    "int": Ret(RetType.INTEGER),
+    "void": Ret(RetType.VOID),
+    "map_value?": Ret(RetType.PTR_TO_MAP_VALUE, True),
+    "ringbuf_mem?": Ret(RetType.PTR_TO_RINGBUF_MEM, True),
+    "btf_id": Ret(RetType.PTR_TO_BTF_ID),
+    "socket?": Ret(RetType.PTR_TO_SOCKET, True),
+    "sock_common?": Ret(RetType.PTR_TO_SOCK_COMMON, True),
+}
+
+_H = HelperId
+
+
+def _types(*names: str) -> frozenset[ProgramType]:
+    return frozenset(ProgramType[name] for name in names)
+
+
+# (helper, return, arguments, gpl_only, program types (None: all), changes packet data)
+# (helper, return, arguments, gpl_only, changes packet data)
+_TABLE: tuple[tuple[HelperId, str, str, bool, bool], ...] = (
+    (_H.MAP_LOOKUP_ELEM, "map_value?", "map key", False, False),
+    (_H.MAP_UPDATE_ELEM, "int", "map key value any", False, False),
+    (_H.MAP_DELETE_ELEM, "int", "map key", False, False),
+    (_H.MAP_PUSH_ELEM, "int", "map value any", False, False),
+    (_H.MAP_POP_ELEM, "int", "map value_out", False, False),
+    (_H.MAP_PEEK_ELEM, "int", "map value_out", False, False),
+    (_H.MAP_LOOKUP_PERCPU_ELEM, "map_value?", "map key any", False, False),
+    (_H.PROBE_READ, "int", "out size0 any", True, False),
+    (_H.PROBE_READ_STR, "int", "out size0 any", True, False),
+    (_H.PROBE_READ_KERNEL, "int", "out size0 any", True, False),
+    (_H.PROBE_READ_KERNEL_STR, "int", "out size0 any", True, False),
+    (_H.PROBE_READ_USER, "int", "out size0 any", True, False),
+    (_H.PROBE_READ_USER_STR, "int", "out size0 any", True, False),
+    (_H.KTIME_GET_NS, "int", "", False, False),
+    (_H.KTIME_GET_BOOT_NS, "int", "", False, False),
+    (_H.KTIME_GET_COARSE_NS, "int", "", False, False),
+    (_H.KTIME_GET_TAI_NS, "int", "", False, False),
+    (_H.JIFFIES64, "int", "", False, False),
+    (_H.TRACE_PRINTK, "int", "mem size", True, False),
+    (_H.TRACE_VPRINTK, "int", "mem size mem? size0", True, False),
+    (_H.SNPRINTF, "int", "out? size0 cstr mem? size0", True, False),
+    (_H.STRNCMP, "int", "mem size cstr", False, False),
+    (_H.GET_PRANDOM_U32, "int", "", False, False),
+    (_H.GET_SMP_PROCESSOR_ID, "int", "", False, False),
+    (_H.GET_NUMA_NODE_ID, "int", "", False, False),
+    (_H.TAIL_CALL, "void", "ctx map any", False, False),
+    (_H.GET_CURRENT_PID_TGID, "int", "", False, False),
+    (_H.GET_CURRENT_UID_GID, "int", "", False, False),
+    (_H.GET_CURRENT_COMM, "int", "out size", False, False),
+    (_H.GET_CURRENT_TASK, "int", "", True, False),
+    (_H.GET_CURRENT_TASK_BTF, "btf_id", "", True, False),
+    (_H.GET_CURRENT_CGROUP_ID, "int", "", False, False),
+    (_H.GET_FUNC_IP, "int", "ctx", True, False),
+    (_H.GET_ATTACH_COOKIE, "int", "ctx", False, False),
+    (_H.GET_STACKID, "int", "ctx map any", True, False),
+    (_H.GET_STACK, "int", "ctx out size0 any", True, False),
+    (_H.SEND_SIGNAL, "int", "any", False, False),
+    (_H.SEND_SIGNAL_THREAD, "int", "any", False, False),
+    (_H.OVERRIDE_RETURN, "int", "ctx any", True, False),
+    (_H.PERF_EVENT_OUTPUT, "int", "ctx map any mem size0", True, False),
+    (_H.PERF_EVENT_READ, "int", "map any", True, False),
+    (_H.RINGBUF_OUTPUT, "int", "map mem size0 any", False, False),
+    (_H.RINGBUF_RESERVE, "ringbuf_mem?", "map alloc any", False, False),
+    (_H.RINGBUF_SUBMIT, "void", "sample any", False, False),
+    (_H.RINGBUF_DISCARD, "void", "sample any", False, False),
+    (_H.RINGBUF_QUERY, "int", "map any", False, False),
+    (_H.FOR_EACH_MAP_ELEM, "int", "map func stack? any", False, False),
+    (_H.LOOP, "int", "any func stack? any", False, False),
+    (_H.SPIN_LOCK, "void", "lock", False, False),
+    (_H.SPIN_UNLOCK, "void", "lock", False, False),
+    (_H.TIMER_INIT, "int", "timer map any", True, False),
+    (_H.TIMER_SET_CALLBACK, "int", "timer func", True, False),
+    (_H.TIMER_START, "int", "timer any any", True, False),
+    (_H.TIMER_CANCEL, "int", "timer", True, False),
+    (_H.SKB_LOAD_BYTES, "int", "ctx any out size", False, False),
+    (_H.SKB_LOAD_BYTES_RELATIVE, "int", "ctx any out size any", False, False),
+    (_H.SKB_STORE_BYTES, "int", "ctx any mem size any", False, True),
+    (_H.L3_CSUM_REPLACE, "int", "ctx any any any any", False, True),
+    (_H.L4_CSUM_REPLACE, "int", "ctx any any any any", False, True),
+    (_H.CSUM_DIFF, "int", "mem? size0 mem? size0 any", False, False),
+    (_H.CSUM_UPDATE, "int", "ctx any", False, False),
+    (_H.CLONE_REDIRECT, "int", "ctx any any", False, True),
+    (_H.REDIRECT, "int", "any any", False, False),
+    (_H.REDIRECT_MAP, "int", "map any any", False, False),
+    (_H.XDP_ADJUST_HEAD, "int", "ctx any", False, True),
+    (_H.XDP_ADJUST_TAIL, "int", "ctx any", False, True),
+    (_H.XDP_ADJUST_META, "int", "ctx any", False, True),
+    (_H.GET_HASH_RECALC, "int", "ctx", False, False),
+    (_H.SET_HASH_INVALID, "int", "ctx", False, False),
+    (_H.GET_CGROUP_CLASSID, "int", "ctx", False, False),
+    (_H.SKB_CHANGE_PROTO, "int", "ctx any any", False, True),
+    (_H.SKB_CHANGE_TYPE, "int", "ctx any", False, False),
+    (_H.SKB_CHANGE_TAIL, "int", "ctx any any", False, True),
+    (_H.SKB_CHANGE_HEAD, "int", "ctx any any", False, True),
+    (_H.SKB_PULL_DATA, "int", "ctx any", False, True),
+    (_H.SKB_ADJUST_ROOM, "int", "ctx any any any", False, True),
+    (_H.SKB_VLAN_PUSH, "int", "ctx any any", False, True),
+    (_H.SKB_VLAN_POP, "int", "ctx", False, True),
+    (_H.SKB_GET_TUNNEL_KEY, "int", "ctx out size any", False, False),
+    (_H.SKB_SET_TUNNEL_KEY, "int", "ctx mem size any", False, False),
+    (_H.GET_SOCKET_COOKIE, "int", "ctx", False, False),
+    (_H.GET_SOCKET_UID, "int", "ctx", False, False),
+    (_H.SK_LOOKUP_TCP, "socket?", "ctx mem size any any", False, False),
+    (_H.SK_LOOKUP_UDP, "socket?", "ctx mem size any any", False, False),
+    (_H.SK_RELEASE, "int", "sock_common", False, False),
+    (_H.FIB_LOOKUP, "int", "ctx out size any", True, False),
+)
+
+# Program types per helper: probed against Linux 6.18 (a program that only calls the helper is
+# refused with "unknown func" where it is not allowed); types the probe cannot load alone follow
+# RAW_TRACEPOINT (TRACING, LSM, STRUCT_OPS, EXT, SYSCALL) or CGROUP_SOCK (CGROUP_SOCK_ADDR,
+# CGROUP_SOCKOPT, SK_LOOKUP, NETFILTER). None: every program type.
+_PROGRAM_TYPES: dict[HelperId, frozenset[ProgramType] | None] = {
+    _H.MAP_LOOKUP_ELEM: None,
+    _H.MAP_UPDATE_ELEM: None,
+    _H.MAP_DELETE_ELEM: None,
+    _H.MAP_PUSH_ELEM: None,
+    _H.MAP_POP_ELEM: None,
+    _H.MAP_PEEK_ELEM: None,
+    _H.MAP_LOOKUP_PERCPU_ELEM: None,
+    _H.PROBE_READ: _types(
+        "EXT",
+        "KPROBE",
+        "LSM",
+        "PERF_EVENT",
+        "RAW_TRACEPOINT",
+        "RAW_TRACEPOINT_WRITABLE",
+        "STRUCT_OPS",
+        "SYSCALL",
+        "TRACEPOINT",
+        "TRACING",
+    ),
+    _H.PROBE_READ_STR: _types(
+        "EXT",
+        "KPROBE",
+        "LSM",
+        "PERF_EVENT",
+        "RAW_TRACEPOINT",
+        "RAW_TRACEPOINT_WRITABLE",
+        "STRUCT_OPS",
+        "SYSCALL",
+        "TRACEPOINT",
+        "TRACING",
+    ),
+    _H.PROBE_READ_KERNEL: None,
+    _H.PROBE_READ_KERNEL_STR: None,
+    _H.PROBE_READ_USER: None,
+    _H.PROBE_READ_USER_STR: None,
+    _H.KTIME_GET_NS: None,
+    _H.KTIME_GET_BOOT_NS: None,
+    _H.KTIME_GET_COARSE_NS: _types(
+        "CGROUP_SKB",
+        "CGROUP_SOCK",
+        "CGROUP_SOCKOPT",
+        "CGROUP_SOCK_ADDR",
+        "CGROUP_SYSCTL",
+        "FLOW_DISSECTOR",
+        "LWT_IN",
+        "LWT_OUT",
+        "LWT_XMIT",
+        "NETFILTER",
+        "SCHED_ACT",
+        "SCHED_CLS",
+        "SK_LOOKUP",
+        "SK_MSG",
+        "SK_REUSEPORT",
+        "SK_SKB",
+        "SOCKET_FILTER",
+        "SOCK_OPS",
+        "XDP",
+    ),
+    _H.KTIME_GET_TAI_NS: None,
+    _H.JIFFIES64: None,
+    _H.TRACE_PRINTK: None,
+    _H.TRACE_VPRINTK: None,
+    _H.SNPRINTF: None,
+    _H.STRNCMP: None,
+    _H.GET_PRANDOM_U32: None,
+    _H.GET_SMP_PROCESSOR_ID: None,
+    _H.GET_NUMA_NODE_ID: None,
+    _H.TAIL_CALL: None,
+    _H.GET_CURRENT_PID_TGID: None,
+    _H.GET_CURRENT_UID_GID: None,
+    _H.GET_CURRENT_COMM: None,
+    _H.GET_CURRENT_TASK: None,
+    _H.GET_CURRENT_TASK_BTF: None,
+    _H.GET_CURRENT_CGROUP_ID: None,
+    _H.GET_FUNC_IP: _types(
+        "EXT",
+        "KPROBE",
+        "LSM",
+        "PERF_EVENT",
+        "RAW_TRACEPOINT",
+        "RAW_TRACEPOINT_WRITABLE",
+        "STRUCT_OPS",
+        "SYSCALL",
+        "TRACEPOINT",
+        "TRACING",
+    ),
+    _H.GET_ATTACH_COOKIE: _types(
+        "EXT",
+        "KPROBE",
+        "LSM",
+        "PERF_EVENT",
+        "RAW_TRACEPOINT",
+        "RAW_TRACEPOINT_WRITABLE",
+        "STRUCT_OPS",
+        "SYSCALL",
+        "TRACEPOINT",
+        "TRACING",
+    ),
+    _H.GET_STACKID: _types(
+        "EXT",
+        "KPROBE",
+        "LSM",
+        "PERF_EVENT",
+        "RAW_TRACEPOINT",
+        "RAW_TRACEPOINT_WRITABLE",
+        "STRUCT_OPS",
+        "SYSCALL",
+        "TRACEPOINT",
+        "TRACING",
+    ),
+    _H.GET_STACK: _types(
+        "EXT",
+        "KPROBE",
+        "LSM",
+        "PERF_EVENT",
+        "RAW_TRACEPOINT",
+        "RAW_TRACEPOINT_WRITABLE",
+        "STRUCT_OPS",
+        "SYSCALL",
+        "TRACEPOINT",
+        "TRACING",
+    ),
+    _H.SEND_SIGNAL: None,
+    _H.SEND_SIGNAL_THREAD: None,
+    _H.OVERRIDE_RETURN: _types("KPROBE"),  # with CONFIG_BPF_KPROBE_OVERRIDE (off on the probed kernel)
+    _H.PERF_EVENT_OUTPUT: _types(
+        "CGROUP_DEVICE",
+        "CGROUP_SKB",
+        "CGROUP_SOCK",
+        "CGROUP_SOCKOPT",
+        "CGROUP_SOCK_ADDR",
+        "CGROUP_SYSCTL",
+        "EXT",
+        "KPROBE",
+        "LSM",
+        "LWT_IN",
+        "LWT_OUT",
+        "LWT_XMIT",
+        "NETFILTER",
+        "PERF_EVENT",
+        "RAW_TRACEPOINT",
+        "RAW_TRACEPOINT_WRITABLE",
+        "SCHED_ACT",
+        "SCHED_CLS",
+        "SK_LOOKUP",
+        "SK_MSG",
+        "SK_SKB",
+        "SOCKET_FILTER",
+        "SOCK_OPS",
+        "STRUCT_OPS",
+        "SYSCALL",
+        "TRACEPOINT",
+        "TRACING",
+        "XDP",
+    ),
+    _H.PERF_EVENT_READ: None,
+    _H.RINGBUF_OUTPUT: None,
+    _H.RINGBUF_RESERVE: None,
+    _H.RINGBUF_SUBMIT: None,
+    _H.RINGBUF_DISCARD: None,
+    _H.RINGBUF_QUERY: None,
+    _H.FOR_EACH_MAP_ELEM: None,
+    _H.LOOP: None,
+    _H.SPIN_LOCK: None,
+    _H.SPIN_UNLOCK: None,
+    _H.TIMER_INIT: None,
+    _H.TIMER_SET_CALLBACK: None,
+    _H.TIMER_START: None,
+    _H.TIMER_CANCEL: None,
+    _H.SKB_LOAD_BYTES: _types(
+        "CGROUP_SKB",
+        "FLOW_DISSECTOR",
+        "LWT_IN",
+        "LWT_OUT",
+        "LWT_XMIT",
+        "SCHED_ACT",
+        "SCHED_CLS",
+        "SK_REUSEPORT",
+        "SK_SKB",
+        "SOCKET_FILTER",
+    ),
+    _H.SKB_LOAD_BYTES_RELATIVE: _types(
+        "CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_REUSEPORT", "SOCKET_FILTER"
+    ),
+    _H.SKB_STORE_BYTES: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS", "SK_SKB"),
+    _H.L3_CSUM_REPLACE: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.L4_CSUM_REPLACE: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.CSUM_DIFF: _types("LWT_IN", "LWT_OUT", "LWT_XMIT", "SCHED_ACT", "SCHED_CLS", "XDP"),
+    _H.CSUM_UPDATE: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.CLONE_REDIRECT: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.REDIRECT: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS", "XDP"),
+    _H.REDIRECT_MAP: _types("XDP"),
+    _H.XDP_ADJUST_HEAD: _types("XDP"),
+    _H.XDP_ADJUST_TAIL: _types("XDP"),
+    _H.XDP_ADJUST_META: _types("XDP"),
+    _H.GET_HASH_RECALC: _types("LWT_IN", "LWT_OUT", "LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.SET_HASH_INVALID: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.GET_CGROUP_CLASSID: None,
+    _H.SKB_CHANGE_PROTO: _types("SCHED_ACT", "SCHED_CLS"),
+    _H.SKB_CHANGE_TYPE: _types("SCHED_ACT", "SCHED_CLS"),
+    _H.SKB_CHANGE_TAIL: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS", "SK_SKB"),
+    _H.SKB_CHANGE_HEAD: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS", "SK_SKB"),
+    _H.SKB_PULL_DATA: _types("LWT_IN", "LWT_OUT", "LWT_XMIT", "SCHED_ACT", "SCHED_CLS", "SK_SKB"),
+    _H.SKB_ADJUST_ROOM: _types("SCHED_ACT", "SCHED_CLS", "SK_SKB"),
+    _H.SKB_VLAN_PUSH: _types("SCHED_ACT", "SCHED_CLS"),
+    _H.SKB_VLAN_POP: _types("SCHED_ACT", "SCHED_CLS"),
+    _H.SKB_GET_TUNNEL_KEY: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.SKB_SET_TUNNEL_KEY: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.GET_SOCKET_COOKIE: _types(
+        "CGROUP_SKB",
+        "CGROUP_SOCK",
+        "CGROUP_SOCKOPT",
+        "CGROUP_SOCK_ADDR",
+        "NETFILTER",
+        "SCHED_ACT",
+        "SCHED_CLS",
+        "SK_LOOKUP",
+        "SK_REUSEPORT",
+        "SK_SKB",
+        "SOCKET_FILTER",
+        "SOCK_OPS",
+    ),
+    _H.GET_SOCKET_UID: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "SOCKET_FILTER"),
+    _H.SK_LOOKUP_TCP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
+    _H.SK_LOOKUP_UDP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
+    _H.SK_RELEASE: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
+    _H.FIB_LOOKUP: _types("SCHED_ACT", "SCHED_CLS", "XDP"),
+}
+
+
+def _build() -> dict[HelperId, HelperProto]:
+    table: dict[HelperId, HelperProto] = {}
+    for hid, ret, args, gpl, changes in _TABLE:
+        arguments = tuple(_ARGS[a] for a in args.split())
+        table[hid] = HelperProto(hid, _RETS[ret], arguments, gpl, _PROGRAM_TYPES[hid], changes)
+    return table
+
+
+PROTOTYPES: Mapping[HelperId, HelperProto] = MappingProxyType(_build())
+"""Helper id -> prototype, for the helpers the user-space runtime implements and the common
+tracing and networking ones."""
+
+
+def prototype(helper: int) -> HelperProto | None:
+    """The prototype of helper number ``helper``, or ``None`` if the table has none."""
+    try:
+        return PROTOTYPES.get(HelperId(helper))
+    except ValueError:
+        return None
