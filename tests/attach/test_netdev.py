@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 
@@ -127,10 +128,11 @@ def test_netfilter_local_in_counts_replies(veth) -> None:
         ArrayMap() as m,
         load(counter(m.fd, ret=1), ProgramType.NETFILTER, attach_type=AttachType.NETFILTER) as prog,
     ):
-        with attach.netfilter(prog, attach.NetfilterHook.LOCAL_IN, priority=-12345) as link:
+        priority = -(10_000 + os.getpid() % 10_000)  # unique per test process: one program per priority
+        with attach.netfilter(prog, attach.NetfilterHook.LOCAL_IN, priority=priority) as link:
             info = link.info()
             assert info.type == LinkType.NETFILTER
-            assert (info.details["pf"], info.details["hooknum"], info.details["priority"]) == (2, 1, -12345)
+            assert (info.details["pf"], info.details["hooknum"], info.details["priority"]) == (2, 1, priority)
             assert veth.ping_peer(3)
             assert m[0] >= 3
         assert links_of({prog.info().id}) == []
