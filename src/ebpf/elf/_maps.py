@@ -6,6 +6,7 @@ anonymous struct whose members encode the attributes in their *types*::
     __uint(name, val)      int (*name)[val]          -> a pointer to an array of val ints
     __type(name, T)        typeof(T) *name           -> a pointer to T (key / value types)
     __array(name, T)       typeof(T) *name[]         -> initial values (prog_array, map-in-map)
+    __ulong(name, val)     enum { ... = val } name   -> a 64-bit attribute (map_extra)
 
 Rule 1: members are named ``type``, ``max_entries``, ``map_flags``, ``numa_node``,
 ``map_extra``, ``pinning``, ``key_size``, ``value_size``, ``key``, ``value`` and ``values``;
@@ -86,7 +87,14 @@ def parse_map_def(
     for member in st.members:
         mname = member.name
         mt = spec[_skip_mods(spec, member.type)]
-        if mname in _INT_FIELDS:
+        if mname in _INT_FIELDS and isinstance(mt, btf.Enum | btf.Enum64):
+            # __ulong(name, val): an anonymous enum whose one value is val (64-bit map_extra)
+            if len(mt.values) != 1:
+                raise ELFError(
+                    f"map {name!r}: field {mname!r} is an enum without exactly one value", source=source
+                )
+            ints[mname] = mt.values[0].value
+        elif mname in _INT_FIELDS:
             if not isinstance(mt, btf.Pointer):
                 raise ELFError(f"map {name!r}: field {mname!r} is not a pointer to an array", source=source)
             arr = spec[_skip_mods(spec, mt.type)]
