@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "features": "ebpf.cli.features:features",
     "map": "ebpf.cli.kobjects:map_",
     "link": "ebpf.cli.kobjects:link",
+    "tools": "ebpf.cli.tools:tools",
     "demo": "ebpf.cli.demo:demo",
     "prog": "ebpf.cli.prog:prog",
     "version": "ebpf.cli.main:version",
