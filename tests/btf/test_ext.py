@@ -286,3 +286,11 @@ def test_fuzz_random_and_truncated(data: bytes, cut: int) -> None:
             parse_btf_ext(candidate, _SPEC_EL, "little")
         except BTFError:
             pass
+
+
+def test_split_string_table_offsets() -> None:
+    """Line info of a program whose BTF is split (module BTF): offsets count from the base."""
+    base = btf.StringTable(b"\0abc\0")
+    split = btf.StringTable(b"xyz\0tail\0", base=base)
+    raw = encode_line_info([LineInfo(0, "abc", "ail", 1, 0), LineInfo(1, "xyz", "tail", 2, 0)], split)
+    assert struct.unpack("<8I", raw) == (0, 1, 5 + 5, 1 << 10, 1, 5, 5 + 4, 2 << 10)

@@ -224,7 +224,7 @@ def _string_adder(strings: StringTable | StringTableBuilder) -> Callable[[str], 
         off = strings.offset_of(text)
         if off is None:  # the tail of a longer string is a valid offset too
             found = strings.data.find(text.encode() + b"\0")
-            off = found if found >= 0 else None
+            off = strings.start + found if found >= 0 else None
         if off is None:
             raise BTFError(f"string {text!r} is not in the BTF string table")
         return off
@@ -301,9 +301,9 @@ def parse_btf_ext(data: bytes, btf: Spec, byteorder: str) -> BTFExt:
     table = btf.strings
 
     def string(offset: int, at: int, what: str) -> str:
-        if not 0 <= offset < len(table):
+        if not 0 <= offset < table.end:
             raise fail(
-                at, f"{what} string offset {offset} out of range (string section is {len(table)} bytes)"
+                at, f"{what} string offset {offset} out of range (string section is {table.end} bytes)"
             )
         try:
             return table.lookup(offset)
