@@ -17,7 +17,7 @@ from ebpf.errors import (
 )
 from ebpf.maps._errors import MapError
 from ebpf.runtime import Collection, ContextInput, TestRunResult, kernel_version_code
-from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramType, VariableSpec
+from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramType, Relocation, RelocKind, VariableSpec
 
 from ._build import global_map, program, test_helpers
 
@@ -366,3 +366,25 @@ def test_frozen_map_stays_writable_for_programs() -> None:
             with pytest.raises(MapError) as info:
                 write()
             assert info.value.errno == errno.EPERM
+
+
+def test_kernel_symbols() -> None:
+    """A weak __ksym that the runtime cannot provide is 0 (libbpf); a strong one cannot load."""
+    prog = program("ks", "r0 = 0 ll\nexit", [("map", "unused")])
+    slot = next(iter(prog.relocations))
+    prog.relocations[slot] = Relocation(RelocKind.KSYM, "bpf_prog_active", weak=True)
+    spec = CollectionSpec(programs={"ks": prog})
+    with Collection(spec) as coll:
+        assert coll.programs["ks"].test_run().retval == 0
+    prog.relocations[slot] = Relocation(RelocKind.KSYM, "bpf_prog_active")
+    with pytest.raises(NotSupportedError, match="bpf_prog_active"):
+        Collection(spec)
+    prog.relocations[slot] = Relocation(RelocKind.MAP, "nowhere")
+    with pytest.raises(RelocationError, match="nowhere"):
+        Collection(spec)
+    prog.relocations = {0: Relocation(RelocKind.MAP, "m")}
+    spec.maps["m"] = MapSpec("m", MapType.ARRAY, 4, 4, 1)
+    spec.programs["ks"] = program("ks", "r0 = 1\nexit", [])
+    spec.programs["ks"].relocations = {0: Relocation(RelocKind.MAP, "m")}
+    with pytest.raises(RelocationError, match="not lddw"):
+        Collection(spec)
