@@ -641,3 +641,12 @@ def test_doctests(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0
+
+
+def test_split_target_finds_module_types() -> None:
+    """A split target (module BTF on vmlinux) offers candidates from both, ids continuing."""
+    module = btf.Spec.build([btf.Struct("missing_type", 4, (btf.Member("z", INT, 0),))], base=TARGET)
+    out = relocated("socket/types", module)
+    assert at(out, 5).imm == 1  # struct missing_type exists (in the module part)
+    assert at(out, 2).imm == 12  # obj_t still from the base
+    assert CandidateIndex.of(module).candidates(btf.Struct("missing_type", 0)) == [len(TARGET)]
