@@ -76,13 +76,17 @@ def _load_ours(
         ids = {m.info().id: name for name, m in maps.items()}
         # global subprograms need BTF func_info (the kernel verifies them on their own)
         if with_btf and prog.func_info and spec.btf is not None:
-            from ebpf.btf.ext import encode_func_info
+            from ebpf.btf.ext import encode_func_info, encode_line_info
             from ebpf.kernel.btf import KernelBTF
 
             kbtf = KernelBTF.load(spec.btf)
+            assert spec.btf.strings is not None
             btf_args: dict[str, object] = {
                 "prog_btf_fd": kbtf.fd,
+                # the kernel checks both against the subprogram layout: func_info must start
+                # each function, line_info must cover every function start, in order
                 "func_info": encode_func_info(prog.func_info),
+                "line_info": encode_line_info(prog.line_info, spec.btf.strings),
             }
         else:
             kbtf, btf_args = None, {}
