@@ -95,20 +95,15 @@ def test_cgroup() -> Iterator[Path]:
 
 @pytest.fixture
 def bpffs_dir() -> Iterator[Path]:
-    """A fresh folder on a bpf file system (mounting bpffs at /sys/fs/bpf if needed)."""
-    from ebpf.attach._abi import mount
-    from ebpf.attach._tracefs import mounts
-
-    if not any(point == "/sys/fs/bpf" and kind == "bpf" for point, kind in mounts()):
-        mount("bpf", "/sys/fs/bpf", "bpf")
+    """A folder path below /sys/fs/bpf for pins (``Link.pin`` creates it, mounting bpffs if needed)."""
     path = Path(f"/sys/fs/bpf/ebpf-attach-{os.getpid()}")
-    path.mkdir(exist_ok=True)
     try:
         yield path
     finally:
-        for child in path.iterdir():
-            child.unlink()
-        path.rmdir()
+        if path.exists():
+            for child in path.iterdir():
+                child.unlink()
+            path.rmdir()
 
 
 DATA = Path(__file__).resolve().parent / "data"

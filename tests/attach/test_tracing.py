@@ -9,7 +9,7 @@ import pytest
 
 from ebpf import attach
 from ebpf.attach import LinkType, PerfEventType
-from ebpf.errors import NotSupportedError, SyscallError
+from ebpf.errors import BPFError, NotSupportedError, SyscallError
 from ebpf.spec import ProgramType
 
 from ._util import ArrayMap, counter, links_of, load
@@ -71,7 +71,9 @@ def test_link_pin_survives_close_and_unpin(bpffs_dir) -> None:
     with ArrayMap() as m, load(counter(m.fd, pid=pid), ProgramType.TRACEPOINT) as prog:
         pid_prog = prog.info().id
         link = attach.tracepoint(prog, "syscalls", "sys_enter_getppid")
-        link.pin(path)
+        with pytest.raises(BPFError, match="not on a BPF filesystem"):
+            link.pin(f"/tmp/ebpf-not-bpffs-{pid}")
+        link.pin(path)  # creates the folder (and mounts bpffs on /sys/fs/bpf if needed)
         link_id = link.info().id
         link.close()
         link.close()  # idempotent

@@ -293,12 +293,19 @@ class FDLink(_LinkBase):
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the link at ``path`` on a bpffs mount (``BPF_OBJ_PIN``).
 
+        Missing parent folders are created, and bpffs is mounted on ``/sys/fs/bpf`` when a
+        path below it is not on bpffs yet (as libbpf's pinning does).
+
         Raises:
-            SyscallError: ``EEXIST`` (path taken), ``EPERM`` (not on bpffs), ``ENOENT``.
+            BPFError: the folder is not on a bpf file system.
+            SyscallError: ``EEXIST`` (path taken), ``EPERM``, ``ENOENT``.
 
         Requires Linux >= 5.7 for links.
         """
+        from ebpf.kernel.map import ensure_bpffs
+
         text = os.fspath(path)
+        ensure_bpffs(os.path.dirname(os.path.abspath(text)))
         name = _abi.cstr(text)
         try:
             bpf(Cmd.OBJ_PIN, _abi.ObjPinAttr(pathname=name.address, bpf_fd=self.fd))
