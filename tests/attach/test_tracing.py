@@ -129,3 +129,40 @@ def test_tracepoint_program_cost_as_the_kernel_reports_it() -> None:
     per_event = info.run_time_ns / info.run_cnt
     print(f"tracepoint program: {per_event:.0f} ns per event over {info.run_cnt} runs")
     assert 0 < per_event < 20_000
+
+
+PIN_CHILD = """
+import sys
+from ebpf import attach
+
+class Prog:
+    fd = int(sys.argv[1])
+
+link = attach.tracepoint(Prog(), "syscalls", "sys_enter_getppid")
+link.pin(sys.argv[2])
+link.close()
+"""
+
+
+def test_pinned_link_outlives_the_process_that_made_it(bpffs_dir) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    pid = os.getpid()
+    path = bpffs_dir / "from_child"
+    with ArrayMap() as m, load(counter(m.fd, pid=pid), ProgramType.TRACEPOINT) as prog:
+        subprocess.run(
+            [sys.executable, "-c", PIN_CHILD, str(prog.fd), str(path)],
+            pass_fds=(prog.fd,),
+            check=True,
+            timeout=30,
+        )
+        os.getppid()
+        assert m[0] == 1  # the child is gone; its pinned link still runs our program
+        with attach.open_pinned_link(path) as link:
+            assert link.info().prog_id == prog.info().id
+            assert link.kind == "pinned perf_event"
+            link.unpin()
+        os.getppid()
+        assert m[0] == 1
+        assert links_of({prog.info().id}) == []
