@@ -293,6 +293,28 @@ loop:
 CASES += [(csum_diff_big(f, t), TC, IPV4, None) for f, t in ((512, 512), (300, 301), (257, 0), (0, 511))]
 
 
+def legacy(size: str, offset: int, indirect: int | None = None) -> str:
+    if indirect is None:
+        return f"r6 = r1\nr0 = *({size} *)skb[{offset}]\nexit"
+    return f"r6 = r1\nr7 = {indirect}\nr0 = *({size} *)skb[r7 + {offset}]\nexit"
+
+
+def redirect(ifindex: int, flags: int) -> str:
+    return f"r1 = {ifindex}\nr2 = {flags}\ncall 23\nexit"
+
+
+CASES += [
+    *[
+        (legacy(sz, off), t, IPV4, None)
+        for t in (SOCK, TC)
+        for sz, off in (("u8", 9), ("u16", 12), ("u32", 26))
+    ],
+    *[(legacy("u32", off), SOCK, IPV4, None) for off in (36, 37, 40)],  # past the end: r0 = 0
+    *[(legacy("u16", off, ind), SOCK, IPV6, None) for off, ind in ((2, 4), (0, 52), (1, 52))],
+    *[(redirect(i, f), t, IPV4, None) for t in (TC, ACT) for i, f in ((3, 0), (3, 1), (3, 2), (1, 0))],
+]
+
+
 @pytest.mark.kernel
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
 @pytest.mark.parametrize("case", range(len(CASES)))
