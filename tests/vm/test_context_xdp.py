@@ -114,6 +114,11 @@ out:
 """
 
 
+CSUM_DIFF_XDP = (
+    "r1 = 0x0a000001\n*(u64 *)(r10 - 8) = r1\nr1 = r10\nr1 += -8\nr2 = 8\nr3 = r10\n"
+    "r3 += -8\nr4 = 4\nr5 = 0x1234\ncall 28\nexit"
+)
+
 CASES: list[tuple[str, bytes, bytes | None]] = [
     (LENGTH, PKT, None),
     (LENGTH, PKT, md(data_end=64)),
@@ -128,12 +133,7 @@ CASES: list[tuple[str, bytes, bytes | None]] = [
     *[(adjust_meta(-8, h), PKT, None) for h in (-200, -208, -209, 10, 50, 51)],
     *[(adjust_meta(d), bytes(range(80)), md(data=16, data_end=80)) for d in (4, 8, 12, 16, 20, -200, -201)],
     *[(f"r1 = {i}\nr2 = {f}\ncall 23\nexit", PKT, None) for i, f in ((3, 0), (3, 1), (1, 0))],
-    (
-        "r1 = 0x0a000001\n*(u64 *)(r10 - 8) = r1\nr1 = r10\nr1 += -8\nr2 = 8\nr3 = r10\n"
-        "r3 += -8\nr4 = 4\nr5 = 0x1234\ncall 28\nexit",
-        PKT,
-        None,
-    ),
+    (CSUM_DIFF_XDP, PKT, None),
 ]
 
 
