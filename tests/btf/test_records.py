@@ -107,6 +107,26 @@ def test_decodes_clangs_layout(compiled: tuple[btf.Spec, bytes]) -> None:
     assert s.pack() == data  # every byte, padding included, round-trips
 
 
+@pytest.mark.parametrize("target", ["bpfel", "bpfeb"])
+def test_datasec_is_a_record_of_its_variables(tmp_path: Path, target: str) -> None:
+    """Global data through the ELF loader (which fixes DATASEC sizes and offsets like libbpf)."""
+    from ebpf.elf import load_collection_spec
+    from ebpf.maps import create
+
+    spec, data = compile_object(tmp_path, target)
+    coll = load_collection_spec(tmp_path / f"rec.{target}.o")
+    mspec = coll.maps[".data"]
+    assert mspec.btf is not None
+    Data = record_class(mspec.btf, mspec.value_type_id)
+    assert Data.__name__ == "data" and Data.fields == ("v",) and Data.size == len(data)
+    assert Data.unpack(data).v.pack() == record_class(spec, value_type(spec)).unpack(data).pack() == data
+    with create(mspec) as m:
+        view = m.typed()
+        assert view[0].v.pid == 4242 and view[0].v.comm.text == "bash"
+        view[0] = view[0]._replace(v=view[0].v._replace(pid=7))
+        assert m.lookup(bytes(4))[:4] == (7).to_bytes(4, spec.byteorder)
+
+
 def test_build_from_keywords_matches_clang(compiled: tuple[btf.Spec, bytes]) -> None:
     spec, data = compiled
     Sample = record_class(spec, value_type(spec))

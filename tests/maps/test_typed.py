@@ -79,8 +79,8 @@ def test_queue_and_given_classes() -> None:
         t.push({"count": 2})
         assert t.peek().count == 1 and t.pop().count == 1 and t.pop().count == 2
     with create(MapDef(MapType.ARRAY, 4, 12, 2)) as a:
-        raw = a.typed()  # no BTF: bytes both ways
-        assert raw[b"\0\0\0\0"] == bytes(12)
+        raw = a.typed()  # no BTF: bytes values, u32 index keys
+        assert raw[0] == raw[b"\0\0\0\0"] == bytes(12) and list(raw) == [0, 1]
         t = a.typed(key=record_class(SPEC, U32), value=Val)
         t[1] = Val(hits=5)
         assert t[1].hits == 5

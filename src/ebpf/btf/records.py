@@ -20,6 +20,9 @@ FLOAT               a ``float`` subclass (2, 4 or 8 bytes; other sizes: raw ``by
 ARRAY of chars      (1-byte ints named ``*char*``: ``char``, ``unsigned char``) a ``bytes`` subclass of exactly the array's length (shorter input is
                     NUL-padded by ``pack``); other arrays: a ``tuple`` subclass of elements
 TYPEDEF, modifiers  the class of the type they stand for (a typedef names an anonymous one)
+DATASEC             a record of the section's variables at their offsets (``.data`` -> ``data``;
+                    a ``.kconfig`` section clang left at size 0 gets the size its variables need)
+VAR                 the class of the variable's type
 ==================  ===============================================================
 
 Rule 1: bitfields (a member's ``bitfield_size``, or an INT type whose ``bits`` are fewer
@@ -52,6 +55,7 @@ from ..errors import BTFError
 from .types import (
     Array,
     Const,
+    Datasec,
     Enum,
     Enum64,
     Float,
@@ -63,6 +67,7 @@ from .types import (
     Typedef,
     TypeTag,
     Union,
+    Var,
     Volatile,
 )
 
@@ -439,7 +444,33 @@ class _Builder:
             return self._array(t, type_id, label)
         if isinstance(t, (Struct, Union)):
             return self._record(t, label)
+        if isinstance(t, Datasec):
+            return self._datasec(t, label)
+        if isinstance(t, Var):
+            return self.cls(t.type, name)
         raise BTFError(f"type [{type_id}] ({type(t).__name__}) has no size: no record class")
+
+    def _datasec(self, t: Datasec, label: str) -> type:
+        """A data section as a record of its variables (a skeleton's ``skel->data``)."""
+        layout: list[_Field] = []
+        for info in t.vars:
+            var = self.spec[info.type]
+            if not isinstance(var, Var):  # .ksyms functions: no bytes of their own
+                continue
+            layout.append(_Field(var.name, self.cls(var.type), info.offset * 8, 0, False, self.byteorder))
+        size = max([t.size, *(f.offset + f.cls.size for f in layout)])
+        name = label.lstrip(".").replace(".", "_") or "datasec"
+        return type(
+            name,
+            (Record,),
+            {
+                "__slots__": (),
+                "size": size,
+                "fields": tuple(f.name for f in layout),
+                "is_union": False,
+                "_layout": tuple(layout),
+            },
+        )
 
     def _enum(self, t: Enum | Enum64, label: str) -> type:
         members = [

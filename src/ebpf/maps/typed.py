@@ -3,7 +3,7 @@
 ``m.typed()`` takes the key and value types from the map's BTF (``MapSpec.key_type_id`` /
 ``value_type_id``, through :func:`ebpf.btf.records.record_class`); ``m.typed(key=K,
 value=V)`` uses any classes with ``size``, ``unpack(bytes)`` and ``pack()``. A side with no
-type stays ``bytes``.
+type stays ``bytes``, except that array-like maps always have ``u32`` index keys.
 
 Rule 1: inputs may be instances of the class, anything with ``pack()``, plain values the
 class converts (an ``int`` for an integer key, a ``dict`` of members for a record), or any
@@ -21,14 +21,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ebpf.btf.records import encode, record_class
+from ebpf.btf.records import IntValue, encode, record_class
 from ebpf.errors import BTFError, KeyNotFoundError
 from ebpf.maps._errors import InvalidMapArgumentError
 
 if TYPE_CHECKING:
     from ebpf.maps._base import Map
 
-__all__ = ["TypedMap"]
+__all__ = ["TypedMap", "u32"]
+
+
+class u32(IntValue):
+    """The index of array-like maps (their keys are always ``u32``)."""
+
+    size = 4
+    signed = False
+
+
+_INDEXED = ("ARRAY", "PERCPU_ARRAY", "PROG_ARRAY", "PERF_EVENT_ARRAY", "ARRAY_OF_MAPS")
 
 
 def _class_size(cls: Any) -> int:
@@ -45,6 +55,8 @@ class TypedMap:
         defn = map.defn
         if key is None and defn.btf is not None and defn.key_type_id:
             key = record_class(defn.btf, defn.key_type_id)
+        if key is None and map.type.name in _INDEXED and map.key_size == 4:
+            key = u32
         if value is None and defn.btf is not None and defn.value_type_id:
             value = record_class(defn.btf, defn.value_type_id)
         if key is not None and _class_size(key) != map.key_size:
