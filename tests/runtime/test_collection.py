@@ -18,6 +18,7 @@ from ebpf.errors import (
 from ebpf.maps._errors import MapError
 from ebpf.runtime import Collection, ContextInput, TestRunResult, kernel_version_code
 from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramType, Relocation, RelocKind, VariableSpec
+from ebpf.vm.pytier import PyTier
 
 from ._build import global_map, program, test_helpers
 
@@ -388,3 +389,13 @@ def test_kernel_symbols() -> None:
     spec.programs["ks"].relocations = {0: Relocation(RelocKind.MAP, "m")}
     with pytest.raises(RelocationError, match="not lddw"):
         Collection(spec)
+
+
+def test_run_many_with_callbacks_keeps_the_callers_stack() -> None:
+    """PyTier.run_many reuses stack buffers; a callback must not get the running frame's."""
+    spec = CollectionSpec(programs={"loop": program("loop", LOOP, [("func", "cb")])})
+    with Collection(spec, engine="py", helpers=test_helpers()) as coll:
+        engine = coll.programs["loop"].engine
+        assert isinstance(engine, PyTier)
+        results = engine.run_many(b"", 3, env=coll.env)
+        assert [r.retval for r in results] == [(7 << 32) | 21] * 3

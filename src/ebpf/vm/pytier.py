@@ -206,11 +206,17 @@ class PyTier(Interpreter):
     def _call(
         self, slot: int, regs: list[int], stacks: list[Region], budget: int, env: HelperEnv
     ) -> tuple[int, int]:
-        if slot not in self._compiled.entries:  # not a function the program names: the reference
-            return super()._call(slot, regs, stacks, budget, env)
-        r10 = self._stack(stacks, 0).end
-        _, r1, r2, r3, r4, r5 = regs[:6]
-        return self._compiled.function(self, env, _NO_INPUT, stacks, r1, r2, r3, r4, r5, r10, budget, slot)
+        pool, self._stack_pool = self._stack_pool, None  # the pool's stacks belong to the caller
+        try:
+            if slot not in self._compiled.entries:  # not a function the program names: the reference
+                return super()._call(slot, regs, stacks, budget, env)
+            r10 = self._stack(stacks, 0).end
+            _, r1, r2, r3, r4, r5 = regs[:6]
+            return self._compiled.function(
+                self, env, _NO_INPUT, stacks, r1, r2, r3, r4, r5, r10, budget, slot
+            )
+        finally:
+            self._stack_pool = pool
 
     def _stack(self, stacks: list[Region], depth: int) -> Region:
         pool = self._stack_pool
@@ -225,7 +231,12 @@ class PyTier(Interpreter):
         return stacks[depth]
 
     def run_many(
-        self, input: Input | bytes | bytearray, n: int, *, max_insns: int | None = None
+        self,
+        input: Input | bytes | bytearray,
+        n: int,
+        *,
+        max_insns: int | None = None,
+        env: HelperEnv | None = None,
     ) -> list[RunResult]:
         """Run the program ``n`` times, each on a fresh copy of ``input`` (a batch for benchmarks).
 
@@ -241,7 +252,7 @@ class PyTier(Interpreter):
         reused = _Reused(input)
         self._stack_pool = []
         try:
-            return [self.run(reused, max_insns=max_insns) for _ in range(n)]
+            return [self.run(reused, max_insns=max_insns, env=env) for _ in range(n)]
         finally:
             self._stack_pool = None
 
