@@ -36,6 +36,7 @@ Rule 6: the same bytes give an equal spec on every machine; bad input raises
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import struct
 from collections.abc import Mapping, Sequence
@@ -150,6 +151,7 @@ class _Func:
     # local slot -> reference: a function (call / lddw func) or a placeholder relocation
     calls: dict[int, _Func] = field(default_factory=dict)
     relocs: dict[int, Relocation] = field(default_factory=dict)
+    index_of: dict[int, int] | None = None  # slot -> instruction index, built on first use
 
 
 @dataclass
@@ -517,8 +519,8 @@ class _Loader:
                 key = (shndx, start)
                 if key in funcs:
                     continue  # an alias of a function already seen
-                following = [s for s in starts if s > sym.value]
-                end = following[0] // 8 if following else sec.size // 8
+                nxt = bisect.bisect_right(starts, sym.value)
+                end = starts[nxt] // 8 if nxt < len(starts) else sec.size // 8
                 if sym.size:
                     if sym.size % 8 or sym.value + sym.size > sec.size:
                         raise self.fail(f"function {sym.name!r} has a bad size {sym.size}")
@@ -551,10 +553,12 @@ class _Loader:
             raise self.fail(f"{what}: no function at offset {byte_off:#x} of {secname!r}")
         return func
 
-    def _containing(self, func_by_slot: dict[int, list[_Func]], shndx: int, slot: int) -> _Func | None:
-        for f in func_by_slot.get(shndx, []):
-            if f.start <= slot < f.start + f.slots:
-                return f
+    @staticmethod
+    def _containing(funcs: list[_Func], starts: list[int], slot: int) -> _Func | None:
+        """The function (``funcs`` sorted by start, ``starts`` their starts) holding ``slot``."""
+        i = bisect.bisect_right(starts, slot) - 1
+        if i >= 0 and funcs[i].start <= slot < funcs[i].start + funcs[i].slots:
+            return funcs[i]
         return None
 
     def _collect_references(self) -> None:
@@ -562,6 +566,9 @@ class _Loader:
         func_by_slot: dict[int, list[_Func]] = {}
         for f in self.funcs.values():
             func_by_slot.setdefault(f.section.index, []).append(f)
+        for funcs in func_by_slot.values():
+            funcs.sort(key=lambda f: f.start)
+        starts = {shndx: [f.start for f in funcs] for shndx, funcs in func_by_slot.items()}
         exec_sections = {f.section.index for f in self.funcs.values()}
         for shndx in sorted(exec_sections):
             sec = self.elf.sections[shndx]
@@ -569,14 +576,15 @@ class _Loader:
                 where = f"section {sec.name!r} offset {rel.offset:#x}"
                 if rel.offset % 8:
                     raise self.fail(f"relocation at {where} is not on an instruction")
-                func = self._containing(func_by_slot, shndx, rel.offset // 8)
+                func = self._containing(func_by_slot[shndx], starts[shndx], rel.offset // 8)
                 if func is None:
                     raise self.fail(f"relocation at {where} is outside every function")
                 local = rel.offset // 8 - func.start
-                try:
-                    idx = func.offsets.index(local)
-                except ValueError:
-                    raise self.fail(f"relocation at {where} points into the middle of an lddw") from None
+                if func.index_of is None:
+                    func.index_of = {slot: i for i, slot in enumerate(func.offsets)}
+                idx = func.index_of.get(local, -1)
+                if idx < 0:
+                    raise self.fail(f"relocation at {where} points into the middle of an lddw")
                 insn = func.insns[idx]
                 sym = self._symbol(rel.symbol)
                 self._resolve(func, idx, local, insn, sym, rel.type, where)
