@@ -28,6 +28,7 @@ from ._bpfprog import (
     R2,
     R3,
     R6,
+    R7,
     R10,
     KernelRing,
     add_imm,
@@ -72,6 +73,34 @@ def prog_reserve(fd: int, size: int, byte: int, discard: bool, flags: int) -> by
     return code
 
 
+def prog_pair(fd: int, a: int, b: int, discard_first: bool) -> bytes:
+    """Reserve A and B (both busy at once), commit B first, then A; 0/1/2 says how far it got."""
+    release_a = mov_reg(R1, R6) + mov_imm(R2, 0) + call(RINGBUF_DISCARD if discard_first else RINGBUF_SUBMIT)
+    only_a = mov_reg(R1, R6) + mov_imm(R2, 0) + call(RINGBUF_DISCARD) + mov_imm(R0, 1) + exit_()
+    both = fill(R7, 0, b, 0xB0) + mov_reg(R1, R7) + mov_imm(R2, 0) + call(RINGBUF_SUBMIT)
+    both += fill(R6, 0, a, 0xA0) + release_a + mov_imm(R0, 2) + exit_()
+    second = ld_map_fd(R1, fd) + mov_imm(R2, b) + mov_imm(R3, 0) + call(RINGBUF_RESERVE) + mov_reg(R7, R0)
+    second += jeq_imm(R0, 0, len(both) // 8) + both + only_a
+    code = ld_map_fd(R1, fd) + mov_imm(R2, a) + mov_imm(R3, 0) + call(RINGBUF_RESERVE) + mov_reg(R6, R0)
+    code += jeq_imm(R0, 0, len(second) // 8) + second + exit_()
+    return code
+
+
+def ours_pair(rb: RingBufMap, a: int, b: int, discard_first: bool) -> int:
+    addr_a = rb.reserve(a)
+    if addr_a == 0:
+        return 0
+    addr_b = rb.reserve(b)
+    if addr_b == 0:
+        rb.discard(addr_a)
+        return 1
+    rb.memory.write_bytes(addr_b, b"\xb0" * b)
+    rb.submit(addr_b)
+    rb.memory.write_bytes(addr_a, b"\xa0" * a)
+    (rb.discard if discard_first else rb.submit)(addr_a)
+    return 2
+
+
 def prog_query(fd: int, what: int) -> bytes:
     return ld_map_fd(R1, fd) + mov_imm(R2, what) + call(RINGBUF_QUERY) + exit_()
 
@@ -106,6 +135,11 @@ def run_steps(steps: list[Step], size: int = SIZE) -> None:
                 assert isinstance(n, int) and isinstance(byte, int) and isinstance(flags, int)
                 want = run_xdp(prog_reserve(fd, n, byte, bool(discard), flags))
                 got = ours_reserve(rb, n, byte, bool(discard), flags)
+            elif kind == "pair":
+                _, a, b, discard_first = step
+                assert isinstance(a, int) and isinstance(b, int)
+                want = run_xdp(prog_pair(fd, a, b, bool(discard_first)))
+                got = ours_pair(rb, a, b, bool(discard_first))
             elif kind == "query":
                 what = step[1]
                 assert isinstance(what, int)
@@ -146,6 +180,12 @@ def test_headers_and_wrap_match_the_kernel() -> None:
     run_steps(steps)
 
 
+def test_two_reservations_at_once() -> None:
+    steps: list[Step] = [("pair", 100, 200, False), ("pair", 1000, 2000, True), ("pair", 3000, 2000, False)]
+    steps += [("consume",), ("pair", 2040, 2040, False), ("consume",), ("pair", 500, 700, True), ("query", 0)]
+    run_steps(steps)
+
+
 def test_full_ring_fails_like_the_kernel() -> None:
     steps: list[Step] = [("output", 248, k, 0) for k in range(17)]  # 256 bytes each: 16 fit
     steps += [("reserve", 100, 1, False, 0), ("output", 0, 0, 0), ("query", 0)]
@@ -180,6 +220,7 @@ def test_reserve_flags_and_big_sizes() -> None:
             ),
             st.tuples(st.just("consume")),
             st.tuples(st.just("query"), st.integers(0, 3)),
+            st.tuples(st.just("pair"), st.integers(0, 2100), st.integers(0, 2100), st.booleans()),
         ),
         max_size=25,
     )
