@@ -349,3 +349,46 @@ def test_struct_ops_programs_hook_the_kernel_struct_members() -> None:
         # member it is stored in: accepting the value proves the hook plan
         cc.update(u32(0), value)
         assert coll.programs["cc_ssthresh"].info().type == ProgramType.STRUCT_OPS
+
+
+def test_variables_and_test_run_have_the_runtimes_shape() -> None:
+    from ebpf import runtime
+    from ebpf.maps import MapError
+
+    spec = load_spec(CORPUS / "tailcall.o")
+    with Collection(spec, LoadOptions(object_name="tailcall")) as kernel, runtime.Collection(spec) as user:
+        for coll in (kernel, user):
+            result = coll.programs["tail_entry"].test_run(data_in=bytes(64), repeat=3)
+            assert (result.retval, result.data_out[:64]) == (2, bytes(64))
+        assert kernel.variables["hits"].get() == user.variables["hits"].get() == struct.pack("=3I", 3, 0, 3)
+        kernel.variables["hits"].set(bytes(12))
+        assert kernel.maps[".bss"][u32(0)] == bytes(12)
+    spec = _global_data_spec()
+    with Collection(spec) as kernel:
+        assert kernel.variables["limit"].get_int() == 5
+        with pytest.raises(MapError, match="read-only"):
+            kernel.variables["limit"].set(1)
+
+
+def test_test_run_on_a_given_cpu() -> None:
+    from ebpf.kernel.program import Program
+
+    with Program.load(
+        isa.assemble("call 8\nexit"), ProgramType.RAW_TRACEPOINT
+    ) as prog:  # bpf_get_smp_processor_id
+        last = possible_cpus() - 1
+        assert prog.test_run(ctx_in=bytes(8), cpu=last).retval == last
+        assert prog.test_run(ctx_in=bytes(8), cpu=0).retval == 0
+
+
+def test_syscall_program_context_comes_back() -> None:
+    from ebpf.kernel.program import Program
+    from ebpf.kernel.uapi import ProgLoadFlags
+
+    code = isa.assemble("r2 = 42\n*(u32 *)(r1 + 0) = r2\nr0 = 7\nexit")
+    with Program.load(code, ProgramType.SYSCALL, prog_flags=ProgLoadFlags.SLEEPABLE) as prog:
+        result = prog.test_run(ctx_in=bytes(8))
+        assert result.retval == 7
+        assert result.ctx_out == struct.pack("=I", 42) + bytes(4)
+        with pytest.raises(ValueError, match="no data_in"):
+            prog.test_run(b"x", ctx_in=bytes(8))

@@ -34,6 +34,7 @@ A failure anywhere closes what was created so far and removes the pins it made.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import struct
@@ -60,12 +61,14 @@ __all__ = [
     "Collection",
     "KconfigError",
     "LoadOptions",
+    "Variable",
     "attach_btf_target",
     "internal_map_name",
     "kernel_version_code",
     "read_kconfig",
 ]
 
+_BPF_F_MMAPABLE = 1 << 10
 _GLOBAL_DATA_PREFIXES = (".data", ".bss", ".rodata", ".kconfig")
 _CONFIG_FILES = ("/proc/config.gz", "/boot/config-{release}")
 
@@ -256,12 +259,79 @@ def _is_global_data(mspec: MapSpec) -> bool:
     return mspec.type == MapType.ARRAY and mspec.name.startswith(_GLOBAL_DATA_PREFIXES)
 
 
+class Variable:
+    """A global variable of a loaded collection (a skeleton's ``skel->bss->x``), as the
+    user-space runtime's :class:`ebpf.runtime.Variable`: read and written through the mmap of
+    its global data map (``BPF_F_MMAPABLE``), else through lookup/update."""
+
+    def __init__(self, collection: Collection, name: str) -> None:
+        var = collection.spec.variables[name]
+        self.collection = collection
+        self.name = name
+        self.map_name = var.map
+        self.offset = var.offset
+        self.size = var.size
+        self.read_only = collection.spec.maps[var.map].freeze or var.extern
+
+    def _map(self) -> Map:
+        return self.collection.maps[self.map_name]
+
+    def get(self) -> bytes:
+        """The variable's current bytes."""
+        m = self._map()
+        if m.flags & _BPF_F_MMAPABLE:
+            view = m.mmap()
+            return bytes(view[self.offset : self.offset + self.size])
+        value = m.lookup(bytes(m.key_size))
+        return value[self.offset : self.offset + self.size]
+
+    def get_int(self, *, signed: bool = False) -> int:
+        """The variable as an integer in the object's byte order."""
+        return int.from_bytes(self.get(), self.collection.spec.byteorder, signed=signed)  # type: ignore[arg-type]
+
+    def set(self, value: bytes | int) -> None:
+        """Write the variable (an int is encoded in its size and the object's byte order).
+
+        Raises:
+            MapError: the variable is in a frozen read-only map (``EPERM``).
+            ValueError: the value does not fit.
+        """
+        if self.read_only:
+            from ebpf.maps import MapError
+
+            raise MapError(
+                f"variable {self.name!r} is read-only ({self.map_name} is frozen)", errno=errno.EPERM
+            )
+        if isinstance(value, int):
+            try:
+                data = value.to_bytes(self.size, self.collection.spec.byteorder, signed=value < 0)  # type: ignore[arg-type]
+            except OverflowError:
+                raise ValueError(
+                    f"{value} does not fit variable {self.name!r} of {self.size} bytes"
+                ) from None
+        else:
+            data = bytes(value)
+            if len(data) != self.size:
+                raise ValueError(f"variable {self.name!r} is {self.size} bytes, got {len(data)}")
+        m = self._map()
+        if m.flags & _BPF_F_MMAPABLE:
+            m.mmap()[self.offset : self.offset + self.size] = data
+            return
+        key = bytes(m.key_size)
+        old = m.lookup(key)
+        m.update(key, old[: self.offset] + data + old[self.offset + self.size :])
+
+    def __repr__(self) -> str:
+        return f"Variable({self.name!r}, map={self.map_name!r}, offset={self.offset}, size={self.size})"
+
+
 class Collection:
     """The maps and programs of a spec, live in the kernel. Context manager; ``close()`` idempotent.
 
     Attributes:
         programs: name -> :class:`~ebpf.kernel.program.Program` (programs with ``autoload``).
         maps: name -> :class:`~ebpf.kernel.map.Map` (spec names: ``.rodata``, ``my_map``...).
+        variables: name -> :class:`Variable` (global variables, read and written live).
         btf: the object's BTF in the kernel, or ``None``.
         btf_error: why the kernel refused the object's BTF, when it did.
     """
@@ -275,6 +345,7 @@ class Collection:
         self.btf_error: KernelBTFError | None = None
         self._fixed_btf: _btf.Spec | None = None
         self._owned: list[Map] = []
+        self.variables: dict[str, Variable] = {}
         self._struct_ops_types: dict[str, tuple[_btf.Struct, int, int]] = {}
         self._struct_ops_hooks: dict[str, tuple[int, int]] = {}
         try:
@@ -318,6 +389,9 @@ class Collection:
         for name, mspec in spec.maps.items():
             if mspec.slots and not self.maps[name].reused and mspec.type != MapType.STRUCT_OPS:
                 self._fill_slots(mspec)
+        self.variables = {
+            name: Variable(self, name) for name, var in spec.variables.items() if var.map in self.maps
+        }
 
     def _load_btf(self) -> None:
         spec = self.spec

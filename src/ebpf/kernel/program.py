@@ -46,6 +46,7 @@ from ebpf.kernel.uapi import (
     ProgLoadAttr,
     StatsType,
     TestRunAttr,
+    TestRunFlags,
 )
 from ebpf.spec import ProgramType
 from ebpf.testrun import TestRunResult  # shared with the user-space runtime
@@ -73,6 +74,7 @@ _MIN_LOG_SIZE = 128  # the kernel rejects smaller log buffers with EINVAL
 _DATA_OUT_PAD = 256  # room for a program to grow the packet (bpf_xdp_adjust_head/tail)
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9_.]*$")
 _INSN_LINE = re.compile(r"^(\d+): ")
+_CTX_ONLY_TYPES = frozenset({ProgramType.RAW_TRACEPOINT, ProgramType.SYSCALL})
 
 
 @runtime_checkable
@@ -363,6 +365,7 @@ class Program:
         data_size_out: int | None = None,
         ctx_size_out: int | None = None,
         flags: int = 0,
+        cpu: int | None = None,
     ) -> TestRunResult:
         """Run the program once or ``repeat`` times on ``data_in`` (``BPF_PROG_TEST_RUN``).
 
@@ -375,6 +378,8 @@ class Program:
             ctx_size_out: size of the output context buffer; default ``len(ctx_in)``,
                 and no context output without ``ctx_in``.
             flags: :class:`~ebpf.kernel.uapi.TestRunFlags`.
+            cpu: run on this CPU (``BPF_F_TEST_RUN_ON_CPU``; the kernel allows it for raw
+                tracepoint programs only), as the user-space runtime's ``cpu=``.
 
         Raises:
             SyscallError: the kernel cannot test-run this program type (``ENOTSUPP``/
@@ -386,6 +391,8 @@ class Program:
             raise ValueError(f"repeat must be a u32, not {repeat}")
         data = bytes(data_in)
         ctx = bytes(ctx_in) if ctx_in is not None else None
+        if self.type in _CTX_ONLY_TYPES:
+            return self._test_run_ctx_only(data, ctx, repeat, flags, cpu)
         auto_data = data_size_out is None
         auto_ctx = ctx_size_out is None
         out_size = len(data) + _DATA_OUT_PAD if data_size_out is None else data_size_out
@@ -406,7 +413,8 @@ class Program:
                 ctx_in=_address(ctx_in_buf),
                 ctx_size_out=ctx_out_size,
                 ctx_out=_address(ctx_out_buf),
-                flags=flags,
+                flags=flags | (TestRunFlags.RUN_ON_CPU if cpu is not None else 0),
+                cpu=cpu or 0,
             )
             try:
                 bpf(Cmd.PROG_TEST_RUN, attr)
@@ -425,6 +433,33 @@ class Program:
                 retval=int(attr.retval), data_out=data_out, ctx_out=ctx_out, duration_ns=int(attr.duration)
             )
         raise AssertionError("unreachable: the second test run either returns or raises")
+
+    def _test_run_ctx_only(
+        self, data: bytes, ctx: bytes | None, repeat: int, flags: int, cpu: int | None
+    ) -> TestRunResult:
+        """RAW_TRACEPOINT and SYSCALL test runs: a context in, no packet, one run
+        (``bpf_prog_test_run_raw_tp`` / ``_syscall`` refuse data, ``repeat`` and outputs);
+        a SYSCALL program's context changes come back in ``ctx_out``."""
+        kind = self.type.name if isinstance(self.type, ProgramType) else str(self.type)
+        if data:
+            raise ValueError(f"{kind} programs take no data_in, only ctx_in")
+        if repeat > 1:
+            raise ValueError(f"{kind} programs run once per test run (repeat={repeat})")
+        ctx_buf = _in_buffer(ctx or b"")
+        attr = TestRunAttr(
+            prog_fd=self.fd,
+            ctx_size_in=len(ctx or b""),
+            ctx_in=_address(ctx_buf),
+            flags=flags | (TestRunFlags.RUN_ON_CPU if cpu is not None else 0),
+            cpu=cpu or 0,
+        )
+        try:
+            bpf(Cmd.PROG_TEST_RUN, attr)
+        except SyscallError as err:
+            err.add_note(f"while test-running {self!r}")
+            raise
+        ctx_out = ctx_buf.raw if (ctx_buf is not None and self.type == ProgramType.SYSCALL) else None
+        return TestRunResult(retval=int(attr.retval), data_out=b"", ctx_out=ctx_out, duration_ns=0)
 
     def info(self) -> ProgramInfo:
         """What the kernel reports about this program (``BPF_OBJ_GET_INFO_BY_FD``).
