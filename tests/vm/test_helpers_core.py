@@ -292,3 +292,18 @@ def test_smp_processor_id_and_run_env_lookup(engine: str) -> None:
         memory = env.memory
 
     assert run_env(Bare()) is env  # type: ignore[arg-type]
+
+
+def test_real_task_follows_the_running_thread(engine: str) -> None:
+    env = RunEnv()
+    got: dict[str, int] = {}
+
+    def worker() -> None:
+        got["tid"] = threading.get_native_id()
+        got["ret"] = run(f"call {HelperId.GET_CURRENT_PID_TGID}\nexit", env, engine).retval
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert got["ret"] == (os.getpid() << 32) | got["tid"]
+    assert got["tid"] != threading.get_native_id()

@@ -203,22 +203,19 @@ def get_numa_node_id(e: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int) 
 
 
 def get_current_pid_tgid(e: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int) -> int:
-    task = run_env(e).task
-    assert task is not None
+    task = run_env(e).current_task()
     return ((task.tgid & 0xFFFFFFFF) << 32) | (task.pid & 0xFFFFFFFF)
 
 
 def get_current_uid_gid(e: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int) -> int:
-    task = run_env(e).task
-    assert task is not None
+    task = run_env(e).current_task()
     return ((task.gid & 0xFFFFFFFF) << 32) | (task.uid & 0xFFFFFFFF)
 
 
 def get_current_comm(e: HelperEnv, buf: int, size: int, _c: int, _d: int, _e: int) -> int:
     """``strscpy_pad(buf, current->comm, size)``: NUL-terminated, zero-padded, truncated to fit."""
     env = run_env(e)
-    task = env.task
-    assert task is not None
+    task = env.current_task()
     size &= 0xFFFFFFFF
     if size == 0:
         return 0
@@ -228,8 +225,7 @@ def get_current_comm(e: HelperEnv, buf: int, size: int, _c: int, _d: int, _e: in
 
 
 def get_current_task(e: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int) -> int:
-    task = run_env(e).task
-    assert task is not None
+    task = run_env(e).current_task()
     return task.task & M64
 
 

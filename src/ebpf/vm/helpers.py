@@ -299,7 +299,9 @@ class RunEnv:
         seed: the random seed in deterministic mode.
         clock: the time source (:class:`SystemClock`, or :class:`FixedClock` when deterministic).
         rng: the random source of ``bpf_get_prandom_u32`` (seeded from the OS, or from ``seed``).
-        task: the current task (:meth:`TaskInfo.current`, or :meth:`TaskInfo.fixed`).
+        task: the task the task helpers report; ``None`` (the default outside deterministic
+            mode): the thread that runs the program, looked up at each call
+            (:meth:`current_task`); deterministic mode: :meth:`TaskInfo.fixed`.
         trace: the ``bpf_trace_printk`` events, formatted as ``trace_pipe`` shows them (each
             without the newline the kernel adds after every event).
         trace_sink: also called with every trace line (e.g. ``print``), if set.
@@ -338,6 +340,7 @@ class RunEnv:
     func_ip: int = 0
     _handles: dict[int, Region] = field(default_factory=dict, repr=False)
     _by_map: dict[int, int] = field(default_factory=dict, repr=False)
+    _threads: dict[int, TaskInfo] = field(default_factory=dict, repr=False)
     _spin_locks: set[int] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
@@ -347,8 +350,8 @@ class RunEnv:
             self.clock = FixedClock() if self.deterministic else SystemClock()
         if self.rng is None:
             self.rng = random.Random(self.seed) if self.deterministic else random.Random()
-        if self.task is None:
-            self.task = TaskInfo.fixed() if self.deterministic else TaskInfo.current()
+        if self.task is None and self.deterministic:
+            self.task = TaskInfo.fixed()
         _ENVS[self.memory] = self
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -426,14 +429,23 @@ class RunEnv:
 
     def emit_trace(self, msg: str) -> None:
         """Append a ``bpf_trace_printk`` message as a trace_pipe line (and pass it to the sink)."""
-        assert self.clock is not None and self.task is not None
+        assert self.clock is not None
+        task = self.current_task()
         flags = self.trace_flags or trace_flags_for(self.program_type)
-        line = format_trace_line(
-            self.task.comm, self.task.pid, self.cpu, self.clock.monotonic_ns(), msg, flags
-        )
+        line = format_trace_line(task.comm, task.pid, self.cpu, self.clock.monotonic_ns(), msg, flags)
         self.trace.append(line)
         if self.trace_sink is not None:
             self.trace_sink(line)
+
+    def current_task(self) -> TaskInfo:
+        """The task the helpers report: :attr:`task`, or the calling thread (cached per thread)."""
+        if self.task is not None:
+            return self.task
+        tid = threading.get_native_id()
+        found = self._threads.get(tid)
+        if found is None:
+            found = self._threads[tid] = TaskInfo.current()
+        return found
 
     @property
     def spin_locks(self) -> set[int]:
