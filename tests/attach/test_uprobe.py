@@ -13,7 +13,7 @@ import pytest
 from ebpf import attach
 from ebpf.attach import LinkType, PerfEventType, _elfsym, _usdt
 from ebpf.errors import ELFError, NotSupportedError, SyscallError
-from ebpf.spec import MapType, ProgramType
+from ebpf.spec import AttachType, MapType, ProgramType
 
 from ._util import ArrayMap, counter, links_of, load
 from .conftest import run_probed as run
@@ -280,3 +280,23 @@ def test_uprobe_through_tracefs_uprobe_events(probed: Path) -> None:
             assert link.info().details["perf_event_type"] == PerfEventType.UPROBE
         assert m[0] == 3
         assert not [line for line in events.read_text().splitlines() if f"ebpf_{os.getpid()}_" in line]
+
+
+def test_uprobe_multi_one_link_many_places(probed: Path) -> None:
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd), ProgramType.KPROBE, attach_type=AttachType.TRACE_UPROBE_MULTI) as prog,
+    ):
+        with attach.uprobe_multi(prog, str(probed), ["target_add", "main"], cookies=[1, 2]) as link:
+            run(probed, 5)
+            info = link.info()
+            assert info.type == LinkType.UPROBE_MULTI
+            assert (info.details["path"], info.details["count"], info.details["flags"]) == (str(probed), 2, 0)
+        assert m[0] == 5 + 1  # five calls of target_add, one of main
+        with attach.uprobe_multi(prog, str(probed), ["target_add"], retprobe=True) as link:
+            run(probed, 2)
+            assert link.info().details["flags"] == 1  # BPF_F_UPROBE_MULTI_RETURN
+        assert m[0] == 6 + 2
+        with pytest.raises(ValueError, match="1 cookies for 2 places"):
+            attach.uprobe_multi(prog, str(probed), ["target_add", "main"], cookies=[1])
+        assert links_of({prog.info().id}) == []

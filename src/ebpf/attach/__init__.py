@@ -49,7 +49,7 @@ from ebpf.attach.tracing import (
     tp_btf,
     tracepoint,
 )
-from ebpf.attach.uprobe import USDTLink, uprobe, usdt
+from ebpf.attach.uprobe import USDTLink, uprobe, uprobe_multi, usdt
 
 __all__ = [
     "FDLink",
@@ -89,6 +89,7 @@ __all__ = [
     "tp_btf",
     "tracepoint",
     "uprobe",
+    "uprobe_multi",
     "usdt",
     "xdp",
 ]

@@ -25,12 +25,13 @@ import weakref
 from typing import Protocol
 
 from ebpf.attach import _abi, _elfsym, _observe, _usdt
-from ebpf.attach.link import Link, LinkInfo, ProgramLike, _LinkBase
+from ebpf.attach.link import FDLink, Link, LinkInfo, ProgramLike, _LinkBase
 from ebpf.attach.tracing import legacy_probe, perf_link
 from ebpf.errors import ELFError, NotSupportedError, SyscallError
 from ebpf.kernel.fd import FD
+from ebpf.spec import AttachType
 
-__all__ = ["USDTLink", "uprobe", "usdt"]
+__all__ = ["USDTLink", "uprobe", "uprobe_multi", "usdt"]
 
 
 class _MapLike(Protocol):
@@ -131,6 +132,69 @@ def uprobe(
         file_offset = offset
         label = f"{path}:{offset:#x}"
     return _uprobe_at(program, path, file_offset, pid=pid, retprobe=retprobe, cookie=cookie, label=label)
+
+
+_BPF_F_UPROBE_MULTI_RETURN = 1
+
+
+def uprobe_multi(
+    program: ProgramLike,
+    binary: str,
+    symbols: list[str] | tuple[str, ...] = (),
+    *,
+    offsets: list[int] | tuple[int, ...] = (),
+    ref_ctr_offsets: list[int] | tuple[int, ...] = (),
+    cookies: list[int] | tuple[int, ...] = (),
+    pid: int = 0,
+    retprobe: bool = False,
+) -> Link:
+    """Attach one ``KPROBE`` program (loaded with ``expected_attach_type=TRACE_UPROBE_MULTI``)
+    to many places of one binary with a single ``BPF_TRACE_UPROBE_MULTI`` link.
+
+    Args:
+        symbols: functions to probe (resolved like :func:`uprobe`), or ``offsets``: file
+            offsets; with both, each offset is added to its symbol.
+        ref_ctr_offsets: semaphore file offsets (USDT), one per place, or none.
+        cookies: ``bpf_get_attach_cookie()`` values, one per place, or none.
+        pid: only this process (0: every process).
+        retprobe: fire on return (``BPF_F_UPROBE_MULTI_RETURN``).
+
+    Requires Linux >= 6.6.
+    """
+    path = _elfsym.find_library(binary, pid if pid > 0 else -1)
+    if symbols:
+        places = [_elfsym.resolve_symbol(path, sym) for sym in symbols]
+        if offsets:
+            if len(offsets) != len(places):
+                raise ValueError(f"{len(offsets)} offsets for {len(places)} symbols")
+            places = [p + o for p, o in zip(places, offsets, strict=True)]
+    else:
+        places = list(offsets)
+    if not places:
+        raise ValueError("give symbols or offsets")
+    for name, values in (("ref_ctr_offsets", ref_ctr_offsets), ("cookies", cookies)):
+        if values and len(values) != len(places):
+            raise ValueError(f"{len(values)} {name} for {len(places)} places")
+    name_buf = _abi.cstr(path)
+    offs = _abi.U64Array(places)
+    refs = _abi.U64Array(list(ref_ctr_offsets)) if ref_ctr_offsets else None
+    cks = _abi.U64Array(list(cookies)) if cookies else None
+    extra = struct.pack(
+        "=QQQQIII",
+        name_buf.address,
+        offs.address,
+        refs.address if refs else 0,
+        cks.address if cks else 0,
+        len(places),
+        _BPF_F_UPROBE_MULTI_RETURN if retprobe else 0,
+        max(pid, 0),
+    )
+    try:
+        fd = _abi.link_create(program.fd, 0, AttachType.TRACE_UPROBE_MULTI, 0, extra)
+    except SyscallError as err:
+        err.add_note(f"while attaching a multi-uprobe to {len(places)} places of {path}")
+        raise
+    return FDLink(FD(fd), kind=f"uprobe_multi {path} ({len(places)} places)")
 
 
 # --- USDT ----------------------------------------------------------------------------------------
