@@ -181,6 +181,11 @@ def test_scalars_and_errors() -> None:
         Int.unpack(b"\0")
     S = record_class(spec, 2)
     assert record_class(spec, 2) is S  # cached
+    match S(a=1, b=2):
+        case S(1, b):
+            assert b == 2
+        case _:
+            raise AssertionError("positional pattern did not match")
     with pytest.raises(BTFError):
         S(c=1)
     with pytest.raises(BTFError):
