@@ -173,7 +173,8 @@ class PyTier(Interpreter):
             code_base=code_base,
         )
         self._compiled = compile_program(program)
-        self._stack_pool: list[HostBuffer] | None = None  # set during run_many
+        self._stack_pool: list[HostBuffer] | None = None  # set during run_many and execute
+        self._execute_pool: list[HostBuffer] = []
 
     @property
     def source(self) -> str:
@@ -202,6 +203,16 @@ class PyTier(Interpreter):
         return self._compiled.function(
             self, env, mapped, stacks, mapped.r1, mapped.r2, 0, 0, 0, r10, budget, 0
         )
+
+    def execute(self, mapped: MappedInput, env: HelperEnv, budget: int) -> tuple[int, int]:
+        """As :meth:`Interpreter.execute`, with stack buffers reused (zeroed) from run to run."""
+        if self._stack_pool is not None:
+            return super().execute(mapped, env, budget)
+        self._stack_pool = self._execute_pool
+        try:
+            return super().execute(mapped, env, budget)
+        finally:
+            self._stack_pool = None
 
     def _call(
         self, slot: int, regs: list[int], stacks: list[Region], budget: int, env: HelperEnv
