@@ -14,7 +14,7 @@ import pytest
 from ebpf import attach
 from ebpf.attach import LinkType
 from ebpf.errors import NotSupportedError
-from ebpf.spec import AttachType, ProgramType
+from ebpf.spec import AttachType, MapType, ProgramType
 
 from ._util import ArrayMap, counter, links_of, load
 
@@ -198,3 +198,40 @@ def test_cgroup_hooks_deny_then_allow(test_cgroup: Path, prog_type, attach_type,
             assert m[0] >= 1
         assert run_in(test_cgroup, code) == "ok"
         assert links_of({deny.info().id}) == []
+
+
+def test_sk_msg_verdict_on_a_sockmap() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        client = socket.create_connection(server.getsockname(), timeout=3)
+        peer, _ = server.accept()
+        with (
+            client,
+            peer,
+            ArrayMap() as m,
+            ArrayMap(max_entries=2, value_size=4, map_type=MapType.SOCKMAP) as sockets,
+            load(
+                counter(m.fd, 0, ret=1), ProgramType.SK_MSG, attach_type=AttachType.SK_MSG_VERDICT
+            ) as passing,
+            load(
+                counter(m.fd, 1, ret=0), ProgramType.SK_MSG, attach_type=AttachType.SK_MSG_VERDICT
+            ) as dropping,
+            attach.sockmap(passing, sockets, AttachType.SK_MSG_VERDICT) as link,
+        ):
+            sockets[0] = client.fileno().to_bytes(4, sys.byteorder)
+            info = link.info()
+            assert info.type == LinkType.SOCKMAP and info.details["attach_type"] == AttachType.SK_MSG_VERDICT
+            client.sendall(b"hello")
+            assert peer.recv(16) == b"hello"
+            assert m[0] == 1  # SK_PASS
+            link.update(dropping)
+            # the kernel gives a socket the map's programs when it enters the map: a socket
+            # added after the update gets the new one
+            second = socket.create_connection(server.getsockname(), timeout=3)
+            second_peer, _ = server.accept()
+            with second, second_peer:
+                sockets[1] = second.fileno().to_bytes(4, sys.byteorder)
+                with pytest.raises(PermissionError):  # SK_DROP: sendmsg fails with EACCES
+                    second.send(b"dropped")
+                assert m[1] == 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ebpf.attach._abi import PerfType
 from ebpf.attach.auto import auto
-from ebpf.attach.cgroup import cgroup, cgroup2_root, socket_filter
+from ebpf.attach.cgroup import cgroup, cgroup2_root, socket_filter, sockmap
 from ebpf.attach.iter import IterLink, iterator
 from ebpf.attach.link import (
     FDLink,
@@ -84,6 +84,7 @@ __all__ = [
     "perf_event",
     "raw_tracepoint",
     "socket_filter",
+    "sockmap",
     "tc",
     "tc_clsact",
     "tp_btf",

@@ -1,4 +1,4 @@
-"""Cgroup and socket attachments: cgroup BPF links and ``SO_ATTACH_BPF`` socket filters.
+"""Cgroup and socket attachments: cgroup links, sockmap links and ``SO_ATTACH_BPF`` filters.
 
 Above the kernel line. Calls bpf(2) (``BPF_LINK_CREATE`` on a cgroup directory fd) and
 ``setsockopt(2)``.
@@ -25,7 +25,7 @@ from ebpf.errors import NotSupportedError, SyscallError
 from ebpf.kernel.fd import FD
 from ebpf.spec import AttachType
 
-__all__ = ["CGROUP_ATTACH_TYPES", "cgroup", "cgroup2_root", "socket_filter"]
+__all__ = ["CGROUP_ATTACH_TYPES", "cgroup", "cgroup2_root", "socket_filter", "sockmap"]
 
 CGROUP_ATTACH_TYPES = frozenset(
     {
@@ -203,3 +203,35 @@ def socket_filter(program: ProgramLike, sock: _Socket) -> Link:
     Requires Linux >= 3.19.
     """
     return SocketFilter(sock, program)
+
+
+_SOCKMAP_ATTACH_TYPES = (
+    AttachType.SK_MSG_VERDICT,
+    AttachType.SK_SKB_STREAM_PARSER,
+    AttachType.SK_SKB_STREAM_VERDICT,
+    AttachType.SK_SKB_VERDICT,
+)
+
+
+class _MapLike(Protocol):
+    @property
+    def fd(self) -> int: ...
+
+
+def sockmap(program: ProgramLike, map: _MapLike, attach_type: AttachType) -> Link:
+    """Attach an ``SK_MSG`` or ``SK_SKB`` program to a ``SOCKMAP``/``SOCKHASH`` through a link.
+
+    The program then runs for the sockets in the map: ``SK_MSG_VERDICT`` on every
+    ``sendmsg``, ``SK_SKB_*`` on received data.
+
+    Requires Linux >= 6.10 (sockmap links).
+    """
+    attach_type = AttachType(attach_type)
+    if attach_type not in _SOCKMAP_ATTACH_TYPES:
+        raise ValueError(f"{attach_type.name} does not attach to a sockmap")
+    try:
+        fd = _abi.link_create(program.fd, map.fd, attach_type)
+    except SyscallError as err:
+        err.add_note(f"while attaching {attach_type.name} to a sockmap")
+        raise
+    return FDLink(FD(fd), kind=f"sockmap {attach_type.name.lower()}")

@@ -157,6 +157,8 @@ def _decode_info(fd: int) -> LinkInfo:
         details.update(ifindex=u32(0), attach_type=_enum(AttachType, u32(4)))
     elif ltype == LinkType.NETFILTER:
         details.update(pf=u32(0), hooknum=u32(4), priority=struct.unpack_from("=i", raw, 8)[0], flags=u32(12))
+    elif ltype == LinkType.SOCKMAP:
+        details.update(map_id=u32(0), attach_type=_enum(AttachType, u32(4)))
     elif ltype == LinkType.UPROBE_MULTI:
         raw = with_name(0, 32, "path")
         details.update(count=u32(36), flags=u32(40), pid=u32(44))
