@@ -702,3 +702,49 @@ def test_hash_of_maps_zero_seed_order() -> None:
     finally:
         kernel_inner.close()
         ours_inner.close()
+
+
+@pytest.mark.parametrize(
+    "defn",
+    [
+        MapDef(MapType.HASH, 4, 4, 4),
+        MapDef(MapType.PERCPU_HASH, 4, 4, 4),
+        MapDef(MapType.ARRAY, 4, 4, 4),
+        MapDef(MapType.QUEUE, 0, 4, 4),
+        MapDef(MapType.STACK, 0, 4, 4),
+        MapDef(MapType.LPM_TRIE, 8, 4, 4, NP),
+        MapDef(MapType.BLOOM_FILTER, 0, 4, 4),
+        MapDef(MapType.RINGBUF, 0, 0, 4096),
+        MapDef(MapType.HASH_OF_MAPS, 4, 4, 2, inner=MapDef(MapType.ARRAY, 4, 4, 1)),
+    ],
+    ids=lambda d: d.type.name,
+)
+def test_lookup_and_delete_flags_and_types(defn: MapDef) -> None:
+    """Flags are checked first (EINVAL), then the type (ENOTSUPP), then the element."""
+    key = bytes(defn.key_size)
+    with both(defn) as (kernel, ours):
+        if defn.type in (MapType.HASH, MapType.PERCPU_HASH, MapType.QUEUE, MapType.STACK):
+            value = bytes(kernel_value_size(defn))
+            assert kernel.run(("update", key, value, 0)) == run_ours(ours, ("update", key, value, 0))
+        for flags in (8, 4, 1, 0, 0):
+            kbuf = ctypes.create_string_buffer(key, max(1, len(key)))
+            out = ctypes.create_string_buffer(max(8, kernel_value_size(defn)))
+            attr = MapElemAttr(map_fd=kernel.fd, flags=flags)
+            attr.key = ctypes.addressof(kbuf) if key else 0
+            attr.value = ctypes.addressof(out)
+            try:
+                bpf(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, attr)
+                want: Result = ("ok", out.raw[: kernel_value_size(defn)])
+            except SyscallError as err:
+                want = ("err", err.errno)
+            try:
+                got: Result = ("ok", ours.lookup_and_delete(key, flags))
+            except Exception as err:  # noqa: BLE001
+                got = ("err", errno_of(err))
+            assert got == want, f"flags {flags}"
+
+
+def kernel_value_size(defn: MapDef) -> int:
+    if defn.type in PERCPU_TYPES:
+        return (defn.value_size + 7) // 8 * 8 * possible_cpus()
+    return defn.value_size

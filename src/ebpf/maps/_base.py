@@ -231,6 +231,25 @@ class Map:
         """
         raise MapOperationNotSupportedError(f"{self.label}: delete is not supported")
 
+    def lookup_and_delete(self, key: bytes = b"", flags: int = 0) -> bytes:
+        """``BPF_MAP_LOOKUP_AND_DELETE_ELEM``: the value of ``key``, then delete it (queue/stack: pop).
+
+        Raises:
+            InvalidMapArgumentError: flags other than ``BPF_F_LOCK`` (with a lock in the value)
+                (``EINVAL``, checked first, as the kernel does).
+            MapOperationNotSupportedError: the map type has no such operation (``ENOTSUPP``).
+            KeyNotFoundError: no element (``ENOENT``).
+        """
+        if flags & ~BPF_F_LOCK:
+            raise InvalidMapArgumentError(f"{self.label}: invalid lookup_and_delete flags {flags:#x}")
+        self._check_lock_flag(flags)
+        return self._lookup_and_delete(key, flags)
+
+    def _lookup_and_delete(self, key: bytes, flags: int) -> bytes:
+        raise MapOperationNotSupportedError(
+            f"{self.label}: {self.type.name} has no lookup_and_delete", errno=ENOTSUPP
+        )
+
     def get_next_key(self, key: bytes | None) -> bytes:
         """``BPF_MAP_GET_NEXT_KEY``: the key after ``key`` (the first for ``None`` or a missing key).
 

@@ -252,12 +252,7 @@ class HashMap(Map):
         for region, value in zip(elem.regions, values, strict=True):
             self._write_value(region.view, value)
 
-    def lookup_and_delete(self, key: bytes) -> bytes:
-        """``BPF_MAP_LOOKUP_AND_DELETE_ELEM``: the value of ``key`` (kernel layout), then delete it.
-
-        Raises:
-            KeyNotFoundError: no element (``ENOENT``).
-        """
+    def _lookup_and_delete(self, key: bytes, flags: int) -> bytes:
         value = self.lookup(key)
         self.delete(key)
         return value

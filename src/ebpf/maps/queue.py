@@ -99,8 +99,7 @@ class QueueMap(Map):
         self._no_key(key)
         return self.peek()
 
-    def lookup_and_delete(self, key: bytes = b"") -> bytes:
-        """``BPF_MAP_LOOKUP_AND_DELETE_ELEM``: pop."""
+    def _lookup_and_delete(self, key: bytes, flags: int) -> bytes:
         self._no_key(key)
         return self.pop()
 
