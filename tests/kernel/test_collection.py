@@ -129,3 +129,15 @@ def test_a_relocation_to_an_unknown_map_names_program_and_slot(fake_kernel: Fake
     with pytest.raises(RelocationError, match="unknown map 'nope'") as info:
         Collection(spec)
     assert (info.value.program, info.value.insn_index) == ("p", 0)
+
+
+def test_an_object_of_the_other_byte_order_is_refused(fake_kernel: FakeKernel) -> None:
+    import sys
+
+    from ebpf.errors import NotSupportedError
+
+    other = "big" if sys.byteorder == "little" else "little"
+    spec = CollectionSpec(license="GPL", byteorder=other)
+    with pytest.raises(NotSupportedError, match=f"{other}-endian object"):
+        Collection(spec)
+    assert fake_kernel.calls == []  # refused before any bpf() call

@@ -362,6 +362,12 @@ class Collection:
     def _load(self) -> None:
         spec = self.spec
         opts = self.options
+        if spec.byteorder != sys.byteorder:
+            raise NotSupportedError(
+                f"loading a {spec.byteorder}-endian object into this {sys.byteorder}-endian kernel",
+                detail="its instructions' immediates, map keys and global data are in the wrong byte "
+                f"order (libbpf refuses it too: endianness mismatch); build it for {sys.byteorder}-endian",
+            )
         self._load_btf()
         _fill_kconfig(spec, opts.kconfig)
         if any(m.type == MapType.STRUCT_OPS for m in spec.maps.values()):
