@@ -333,3 +333,18 @@ def test_vmlinux_header_compiles_to_the_kernel_layout(
     # va_list is 24 bytes on x86-64 and 8 on the BPF target: the one inherent difference.
     mismatched = [key for key, found in got.items() if not found <= want.get(key, set())]
     assert set(mismatched) <= {("struct", "warn_args"), ("struct", "va_format")}, mismatched
+
+
+def test_unions_get_the_attribute_their_size_needs(tmp_path: Path) -> None:
+    """libbpf writes neither: an over-aligned union gets aligned(N), a packed one packed."""
+    spec = build(
+        btf.Union("over", 16, (btf.Member("x", 1, 0),)),  # 4
+        btf.Array(2, 1, 5),  # 5: char[5]
+        btf.Union("pk", 5, (btf.Member("c", 5, 0), btf.Member("x", 1, 0))),  # 6
+        btf.Struct("holder", 32, (btf.Member("o", 4, 0), btf.Member("p", 6, 128))),  # 7
+    )
+    text = body(dump_c(spec))
+    assert "union over {\n\tint x;\n} __attribute__((aligned(16)));\n" in text
+    assert "union pk {\n\tchar c[5];\n\tint x;\n} __attribute__((packed));\n" in text
+    if CLANG is not None:
+        assert_same_layout(spec, compile_header(tmp_path, dump_c(spec)))

@@ -18,7 +18,10 @@ definition gets ``struct X;``.
 Rule 3 (layout): member offsets come from BTF, so gaps get explicit padding bitfields
 (``long: 64;``, ``int: 3;``); a struct whose members sit at offsets their types cannot have,
 or whose size is not a multiple of its alignment, gets ``__attribute__((packed))``. Enums of
-1 byte get ``mode(byte)``, 8-byte ones that C would make 4 bytes ``mode(word)``.
+1 byte get ``mode(byte)``, 8-byte ones that C would make 4 bytes ``mode(word)``. Two
+additions to libbpf 1.1, which drops them and so gets those sizes wrong: ``mode(byte)``
+(libbpf 1.2+ writes it too), and ``aligned(N)``/``packed`` on a union whose BTF size is not
+the size C would give it.
 
 Rule 4 (names): two different types with the same name (``struct foo`` twice, after BTF
 deduplication left two shapes) get ``foo``, ``foo___2``, ... in the order they are first
@@ -428,6 +431,30 @@ class _Dumper:
             out("}")
         if packed:
             out(" __attribute__((packed))")
+        elif not is_struct and members:
+            out(self._union_attribute(t))
+
+    def _union_attribute(self, t: object) -> str:
+        """What a union needs for C to give it its BTF size (libbpf writes nothing here).
+
+        C makes a union as big as its biggest member, rounded up to its alignment: a bigger
+        BTF size (an over-aligned union) needs ``aligned(N)``, a smaller one (a packed union)
+        ``packed``.
+        """
+        size = t.size  # type: ignore[attr-defined]
+        biggest = max(self.size_of(m.type) for m in t.members)  # type: ignore[attr-defined]
+        align = max(max(self.align_of(m.type) for m in t.members), 1)  # type: ignore[attr-defined]
+        natural = -(-biggest // align) * align
+        if natural == size:
+            return ""
+        if size < natural:
+            return " __attribute__((packed))" if biggest == size else ""
+        n = align
+        while n <= size:
+            if -(-biggest // n) * n == size:
+                return f" __attribute__((aligned({n})))"
+            n *= 2
+        return ""
 
     def _bit_padding(self, cur: int, nxt: int, next_align: int, in_bitfield: bool, lvl: int) -> None:
         """Explicit padding from bit ``cur`` to bit ``nxt`` (libbpf's choice of pad types)."""
