@@ -307,3 +307,109 @@ def test_real_task_follows_the_running_thread(engine: str) -> None:
     thread.join()
     assert got["ret"] == (os.getpid() << 32) | got["tid"]
     assert got["tid"] != threading.get_native_id()
+
+
+def test_map_in_map_lookup_gives_the_inner_handle(engine: str) -> None:
+    env = RunEnv(deterministic=True)
+    inner_def = MapDef(MapType.ARRAY, 4, 8, 1, name="inner")
+    outer = create(MapDef(MapType.ARRAY_OF_MAPS, 4, 4, 2, inner=inner_def), env.memory)
+    inner = create(inner_def, env.memory)
+    inner[bytes(4)] = (5).to_bytes(8, "little")
+    outer.update_map(bytes(4), inner)  # type: ignore[attr-defined]
+    handle = env.add_map(outer)
+    prog = f"""
+        r1 = 0
+        *(u32 *)(r10 - 4) = r1
+        r1 = {handle} ll
+        r2 = r10
+        r2 += -4
+        call {HelperId.MAP_LOOKUP_ELEM}
+        if r0 == 0 goto out
+        r1 = r0
+        r2 = r10
+        r2 += -4
+        call {HelperId.MAP_LOOKUP_ELEM}
+        if r0 == 0 goto out
+        r0 = *(u64 *)(r0 + 0)
+    out:
+        exit
+    """
+    assert run(prog, env, engine).retval == 5
+    assert env.map_at(env.handle_of(inner)) is inner
+
+
+def test_lookup_percpu_elem_and_numa(engine: str) -> None:
+    env = RunEnv(deterministic=True, ncpus=3)
+    m = create(MapDef(MapType.PERCPU_ARRAY, 4, 8, 1), env.memory, ncpus=3)
+    m.update_percpu(bytes(4), [(i * 10).to_bytes(8, "little") for i in range(3)])  # type: ignore[attr-defined]
+    handle = env.add_map(m)
+    prog = f"""
+        r1 = 0
+        *(u32 *)(r10 - 4) = r1
+        r1 = {handle} ll
+        r2 = r10
+        r2 += -4
+        r3 = CPU
+        call {HelperId.MAP_LOOKUP_PERCPU_ELEM}
+        if r0 == 0 goto out
+        r0 = *(u64 *)(r0 + 0)
+    out:
+        exit
+    """
+    assert run(prog.replace("CPU", "2"), env, engine).retval == 20
+    assert run(prog.replace("CPU", "3"), env, engine).retval == 0
+    assert run(f"call {HelperId.GET_NUMA_NODE_ID}\nexit", env, engine).retval == 0
+
+
+def test_bloom_filter_push_and_peek(engine: str) -> None:
+    env = RunEnv(deterministic=True)
+    bloom = create(MapDef(MapType.BLOOM_FILTER, 0, 4, 16, map_extra=3), env.memory)
+    handle = env.add_map(bloom)
+    prog = f"""
+        r1 = 1234
+        *(u32 *)(r10 - 4) = r1
+        r1 = {handle} ll
+        r2 = r10
+        r2 += -4
+        r3 = 0
+        call {HelperId.MAP_PUSH_ELEM}
+        r6 = r0
+        r1 = {handle} ll
+        r2 = r10
+        r2 += -4
+        call {HelperId.MAP_PEEK_ELEM}
+        r6 <<= 8
+        r0 &= 0xff
+        r0 |= r6
+        exit
+    """
+    assert run(prog, env, engine).retval == 0
+    assert bloom.__contains__((1234).to_bytes(4, "little"))
+
+
+def test_redirect_records_the_target(engine: str) -> None:
+    from ebpf.spec import ProgramType
+
+    env = RunEnv(deterministic=True, program_type=ProgramType.XDP)
+    assert run(f"r1 = 7\nr2 = 0\ncall {HelperId.REDIRECT}\nexit", env, engine).retval == 4
+    assert env.redirect is not None and env.redirect.ifindex == 7
+    m = create(MapDef(MapType.ARRAY, 4, 4, 2), env.memory)
+    handle = env.add_map(m)
+    prog = f"r1 = {handle} ll\nr2 = KEY\nr3 = FLAGS\ncall {HelperId.REDIRECT_MAP}\nexit"
+    assert run(prog.replace("KEY", "1").replace("FLAGS", "0"), env, engine).retval == 4  # XDP_REDIRECT
+    assert env.redirect is not None and env.redirect.map is m and env.redirect.key == 1
+    assert run(prog.replace("KEY", "5").replace("FLAGS", "2"), env, engine).retval == 2  # miss: flags
+    assert env.redirect is None
+    assert run(prog.replace("KEY", "1").replace("FLAGS", "8"), env, engine).retval == 0  # bad flags
+
+
+def test_get_func_ip_and_coarse_clocks(engine: str) -> None:
+    env = RunEnv(deterministic=True, func_ip=0xFFFFFFFF81000000)
+    assert run(f"call {HelperId.GET_FUNC_IP}\nexit", env, engine).retval == 0xFFFFFFFF81000000
+    env = RunEnv(deterministic=True, clock=FixedClock(now_ns=77, tai_offset_ns=3))
+    assert run(f"call {HelperId.KTIME_GET_COARSE_NS}\nexit", env, engine).retval == 77
+    assert run(f"call {HelperId.KTIME_GET_TAI_NS}\nexit", env, engine).retval == 80
+    real = RunEnv()
+    before = time.clock_gettime_ns(time.CLOCK_TAI)
+    got = run(f"call {HelperId.KTIME_GET_TAI_NS}\nexit", real, engine).retval
+    assert before <= got <= time.clock_gettime_ns(time.CLOCK_TAI)
