@@ -13,6 +13,7 @@ import ctypes
 import errno
 import mmap
 import os
+import platform
 import struct
 from collections.abc import Iterator
 
@@ -45,7 +46,7 @@ from ._bpfprog import (
 pytestmark = pytest.mark.kernel
 
 PERF_EVENT_OUTPUT = 25
-SYS_PERF_EVENT_OPEN = 298  # x86-64
+SYS_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241}.get(platform.machine())
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_BPF_OUTPUT = 10
 PERF_SAMPLE_RAW = 1 << 10
@@ -57,6 +58,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def perf_event_open(cpu: int) -> int:
+    if SYS_PERF_EVENT_OPEN is None:
+        pytest.skip(f"no perf_event_open number for {platform.machine()}")
     attr = bytearray(112)  # PERF_ATTR_SIZE_VER5
     struct.pack_into(
         "<IIQQQ", attr, 0, PERF_TYPE_SOFTWARE, len(attr), PERF_COUNT_SW_BPF_OUTPUT, 1, PERF_SAMPLE_RAW
