@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,7 @@ def test_socket_filter_leak_warns_and_detaches() -> None:
 
 CHILD_TRY = """
 import sys
+import time
 try:
     exec(sys.argv[1])
     print("ok")
@@ -235,3 +237,43 @@ def test_sk_msg_verdict_on_a_sockmap() -> None:
                 with pytest.raises(PermissionError):  # SK_DROP: sendmsg fails with EACCES
                     second.send(b"dropped")
                 assert m[1] == 1
+
+
+def test_reuseport_program_drops_then_passes() -> None:
+    def member(port: int = 0) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("127.0.0.1", port))
+        s.setblocking(False)
+        return s
+
+    with (
+        member() as a,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+        ArrayMap() as m,
+        load(
+            counter(m.fd, 0, ret=0), ProgramType.SK_REUSEPORT, attach_type=AttachType.SK_REUSEPORT_SELECT
+        ) as drop,
+        load(
+            counter(m.fd, 1, ret=1), ProgramType.SK_REUSEPORT, attach_type=AttachType.SK_REUSEPORT_SELECT
+        ) as keep,
+    ):
+        port = a.getsockname()[1]
+        with member(port) as b, attach.reuseport(drop, a) as link:
+            sender.sendto(b"x", ("127.0.0.1", port))
+            time.sleep(0.05)
+            for s in (a, b):
+                with pytest.raises(BlockingIOError):
+                    s.recv(4)
+            assert m[0] == 1  # SK_DROP
+            link.update(keep)
+            sender.sendto(b"y", ("127.0.0.1", port))
+            time.sleep(0.05)
+            got = []
+            for s in (a, b):
+                try:
+                    got.append(s.recv(4))
+                except BlockingIOError:
+                    pass
+            assert got == [b"y"]  # SK_PASS: the kernel's hash picks one member
+            assert m[1] == 1

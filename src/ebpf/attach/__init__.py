@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ebpf.attach._abi import PerfType
 from ebpf.attach.auto import auto
-from ebpf.attach.cgroup import cgroup, cgroup2_root, socket_filter, sockmap
+from ebpf.attach.cgroup import cgroup, cgroup2_root, reuseport, socket_filter, sockmap
 from ebpf.attach.iter import IterLink, iterator
 from ebpf.attach.link import (
     FDLink,
@@ -83,6 +83,7 @@ __all__ = [
     "open_pinned_link",
     "perf_event",
     "raw_tracepoint",
+    "reuseport",
     "socket_filter",
     "sockmap",
     "tc",

@@ -25,7 +25,7 @@ from ebpf.errors import NotSupportedError, SyscallError
 from ebpf.kernel.fd import FD
 from ebpf.spec import AttachType
 
-__all__ = ["CGROUP_ATTACH_TYPES", "cgroup", "cgroup2_root", "socket_filter", "sockmap"]
+__all__ = ["CGROUP_ATTACH_TYPES", "cgroup", "cgroup2_root", "reuseport", "socket_filter", "sockmap"]
 
 CGROUP_ATTACH_TYPES = frozenset(
     {
@@ -64,6 +64,8 @@ CGROUP_ATTACH_TYPES = frozenset(
 
 _SO_ATTACH_BPF = 50
 _SO_DETACH_BPF = 27  # == SO_DETACH_FILTER
+_SO_ATTACH_REUSEPORT_EBPF = 52
+_SO_DETACH_REUSEPORT_BPF = 68
 
 
 def cgroup2_root() -> str:
@@ -119,6 +121,10 @@ class _Socket(Protocol):
 class SocketFilter(_LinkBase):
     """A ``SOCKET_FILTER`` program attached to one socket with ``SO_ATTACH_BPF``."""
 
+    _attach_opt = _SO_ATTACH_BPF
+    _detach_opt = _SO_DETACH_BPF
+    _what = "SO_ATTACH_BPF"
+
     def __init__(self, sock: _Socket, program: ProgramLike) -> None:
         self._sock = sock
         self._attached = False
@@ -132,12 +138,12 @@ class SocketFilter(_LinkBase):
             raise ValueError("the socket is closed")
         with socket.socket(fileno=os.dup(fd)) as s:
             try:
-                s.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_BPF, program.fd)
+                s.setsockopt(socket.SOL_SOCKET, self._attach_opt, program.fd)
             except OSError as err:
                 raise SyscallError(
-                    "setsockopt(SO_ATTACH_BPF)",
+                    f"setsockopt({self._what})",
                     err.errno or _errno.EINVAL,
-                    "the program must be a loaded SOCKET_FILTER program"
+                    f"{self._what} takes a loaded program of the matching type"
                     if err.errno == _errno.EINVAL
                     else None,
                 ) from None
@@ -158,7 +164,7 @@ class SocketFilter(_LinkBase):
         self._set(program)
 
     def pin(self, path: str | os.PathLike[str]) -> None:
-        raise NotSupportedError("pinning a socket filter", detail="SO_ATTACH_BPF makes no BPF link")
+        raise NotSupportedError("pinning a socket filter", detail=f"{self._what} makes no BPF link")
 
     def unpin(self) -> None:
         pass
@@ -173,13 +179,15 @@ class SocketFilter(_LinkBase):
             return  # the socket is gone, and its filter with it
         with socket.socket(fileno=os.dup(fd)) as s:
             try:
-                s.setsockopt(socket.SOL_SOCKET, _SO_DETACH_BPF, 0)
+                s.setsockopt(socket.SOL_SOCKET, self._detach_opt, 0)
             except OSError as err:
                 if err.errno != _errno.ENOENT:
-                    raise SyscallError("setsockopt(SO_DETACH_BPF)", err.errno or _errno.EINVAL) from None
+                    raise SyscallError(
+                        f"setsockopt({self._what} detach)", err.errno or _errno.EINVAL
+                    ) from None
 
     def info(self) -> LinkInfo:
-        raise NotSupportedError("link info of a socket filter", detail="SO_ATTACH_BPF makes no BPF link")
+        raise NotSupportedError("link info of a socket filter", detail=f"{self._what} makes no BPF link")
 
     def close(self) -> None:
         """Detach the filter. Calling it again does nothing."""
@@ -192,6 +200,30 @@ class SocketFilter(_LinkBase):
 
     def __repr__(self) -> str:
         return f"<socket filter on fd {self._sock.fileno()} {'closed' if self._closed else 'attached'}>"
+
+
+class ReuseportSelector(SocketFilter):
+    """An ``SK_REUSEPORT`` program attached to a ``SO_REUSEPORT`` group with
+    ``SO_ATTACH_REUSEPORT_EBPF``."""
+
+    _attach_opt = _SO_ATTACH_REUSEPORT_EBPF
+    _detach_opt = _SO_DETACH_REUSEPORT_BPF
+    _what = "SO_ATTACH_REUSEPORT_EBPF"
+
+    def __repr__(self) -> str:
+        return f"<reuseport program on fd {self._sock.fileno()} {'closed' if self._closed else 'attached'}>"
+
+
+def reuseport(program: ProgramLike, sock: _Socket) -> Link:
+    """Attach an ``SK_REUSEPORT`` program to the ``SO_REUSEPORT`` group of ``sock``.
+
+    The program picks the socket of the group for each incoming packet or connection
+    (``bpf_sk_select_reuseport``) or drops it (``SK_DROP``). Closing the link detaches it
+    (``SO_DETACH_REUSEPORT_BPF``).
+
+    Requires Linux >= 4.19 (detach: 5.3).
+    """
+    return ReuseportSelector(sock, program)
 
 
 def socket_filter(program: ProgramLike, sock: _Socket) -> Link:
