@@ -40,7 +40,8 @@ class Obj:
     programs: dict[str, ProgramSpec]  # by section name
 
 
-def load(name: str) -> Obj:
+def load(name: str | Path) -> Obj:
+    """An object in tests/data/core (or at a path): its BTF and one ProgramSpec per section."""
     with (DATA / name).open("rb") as f:
         elf = ELFFile(f)
         order = "little" if elf.little_endian else "big"
