@@ -348,3 +348,37 @@ def test_unions_get_the_attribute_their_size_needs(tmp_path: Path) -> None:
     assert "union pk {\n\tchar c[5];\n\tint x;\n} __attribute__((packed));\n" in text
     if CLANG is not None:
         assert_same_layout(spec, compile_header(tmp_path, dump_c(spec)))
+
+
+@needs_clang
+@pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
+def test_vmlinux_headers_ours_and_bpftool_s_compile_alike(
+    tmp_path: Path, vmlinux: btf.Spec, vmlinux_h: str
+) -> None:
+    """Both headers compiled by clang-19 (every 10th aggregate, same names in both): the same
+    types, sizes and offsets, except where bpftool 7.1's header is wrong (its 1-byte enums are
+    4 bytes, so the structs holding them move) and ours is the kernel's."""
+    assert BPFTOOL is not None
+    theirs_h = subprocess.run(
+        [BPFTOOL, "btf", "dump", "file", str(VMLINUX), "format", "c"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    defined = [
+        f"{m[1]} {m[2]}" for m in re.finditer(r"^(struct|union|enum) (\w+) \{", vmlinux_h, re.MULTILINE)
+    ]
+    sample = defined[::10]
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "theirs").mkdir()
+    ours = shapes(compile_header(tmp_path / "ours", vmlinux_h, sample))
+    theirs = shapes(compile_header(tmp_path / "theirs", theirs_h, sample))
+    kernel = shapes(vmlinux)
+    assert ours.keys() == theirs.keys() and len(ours) > 1000
+    differ = {key for key in ours if ours[key] != theirs[key]}
+    for key in differ:  # where the two differ, ours is the kernel's layout
+        assert ours[key] <= kernel[key], key
+    one_byte_enums = {("enum", t.name) for t in vmlinux if isinstance(t, btf.Enum) and t.size == 1 and t.name}
+    assert {key for key in differ if key[0] == "enum"} <= one_byte_enums
+    wrong_in_ours = {key for key in ours if not ours[key] <= kernel.get(key, set())}
+    assert wrong_in_ours <= {("struct", "warn_args"), ("struct", "va_format")}, wrong_in_ours
