@@ -39,8 +39,10 @@ pointers and unsigned integers (else the instruction is poisoned); ``lddw`` a ne
 immediate. Before patching, the instruction must hold the value the local BTF gives
 (libbpf's validation; skipped for bitfield offsets and target type ids).
 
-Bitfield shifts (``FIELD_LSHIFT_U64``) follow the byte order of the local BTF (the object's);
-libbpf uses the host's, which is the same thing unless one cross-loads.
+Sizes are libbpf's ``btf__resolve_size``: a pointer has the size of the BTF's ``long`` (4 in
+a 32-bit kernel's BTF; :func:`pointer_size`). Bitfield shifts (``FIELD_LSHIFT_U64``) follow
+the byte order of the local BTF (the object's); libbpf uses the host's, which is the same
+thing unless one cross-loads. The type relations live in :mod:`ebpf.btf._core_types`.
 
 Checked against libbpf 1.1 (libbpf-dev) on the objects in ``tests/data/core`` and on random
 target BTFs: the same instructions and the same debug log lines (``log=[...]``).
