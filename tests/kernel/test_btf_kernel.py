@@ -114,3 +114,16 @@ def test_lazy_vmlinux_spec_equals_a_full_parse() -> None:
     assert lazy.ids_by_name("task_struct") == full.ids_by_name("task_struct")
     assert tuple(lazy.types) == full.types  # every type, decoded by our own decoder
     assert all(kinds[i] == int(t.kind) for i, t in enumerate(full.types))
+
+
+def test_name_table_is_a_mapping_of_names_to_ids() -> None:
+    names = {"task_struct": [5, 9], "a": [1], "zz___v2": [3]}
+    table = kbtf.NameTable.from_dict(names)
+    again = kbtf.NameTable(*table.to_payload())
+    for t in (table, again):
+        assert dict(t) == names
+        assert t.get("missing", ()) == () and "a" in t and "b" not in t
+        with pytest.raises(KeyError):
+            t["missing"]
+    overlay = kbtf._Overlay({"zz": [3, 4]}, table)
+    assert overlay.get("zz") == [3, 4] and overlay.get("a") == [1] and overlay.get("q") is None
