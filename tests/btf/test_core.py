@@ -651,3 +651,10 @@ def test_split_target_finds_module_types() -> None:
     assert at(out, 5).imm == 1  # struct missing_type exists (in the module part)
     assert at(out, 2).imm == 12  # obj_t still from the base
     assert CandidateIndex.of(module).candidates(btf.Struct("missing_type", 0)) == [len(TARGET)]
+
+
+def test_strict_also_refuses_a_poisoned_resize() -> None:
+    target = btf.Spec.build(target_types(half=(INT, 1152, 0)))
+    with pytest.raises(RelocationError, match="size changed from 2 to 4") as info:
+        relocated("socket/offsets", target, strict=True)
+    assert info.value.insn_index == 14

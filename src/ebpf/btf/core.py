@@ -542,7 +542,9 @@ def _s64(value: int) -> int:
     return value & _U64
 
 
-def _patch(insn: Instruction, slot: int, res: _Result, note: Callable[[str], None]) -> list[Instruction]:
+def _patch(
+    insn: Instruction, slot: int, res: _Result, note: Callable[[str], None], strict: bool = False
+) -> list[Instruction]:
     """libbpf's ``bpf_core_patch_insn``: the replacement instruction(s). Raises _Fail."""
     if res.poison:
         if insn.opcode == _OP_LDDW:
@@ -567,6 +569,11 @@ def _patch(insn: Instruction, slot: int, res: _Result, note: Callable[[str], Non
         if new > 0x7FFF:
             raise _Fail(f"LDX/ST/STX offset {new} does not fit in the 16-bit offset")
         if res.fail_memsz_adjust:
+            if strict:
+                raise _Fail(
+                    f"the field's size changed from {res.orig_sz} to {res.new_sz} and it is not "
+                    "a pointer or an unsigned integer (the access would be poisoned)"
+                )
             note(
                 f"insn #{slot} (LDX/ST/STX) accesses field incorrectly. Make sure you are accessing "
                 "pointers, unsigned integers, or fields of matching type and size."
@@ -655,7 +662,7 @@ def relocate_instructions(
             res = _resolve_relo(relo, local_spec, index, cands, note)
             if res.poison and strict:
                 raise _Fail("no matching target (the instruction would be poisoned)")
-            patched = _patch(where[0], relo.insn, res, note)
+            patched = _patch(where[0], relo.insn, res, note, strict)
         except _Fail as err:
             described = _describe(relo, local, local_spec)
             raise RelocationError(
