@@ -658,3 +658,25 @@ def test_strict_also_refuses_a_poisoned_resize() -> None:
     with pytest.raises(RelocationError, match="size changed from 2 to 4") as info:
         relocated("socket/offsets", target, strict=True)
     assert info.value.insn_index == 14
+
+
+def test_relocate_core_skips_programs_not_loaded() -> None:
+    """libbpf does not relocate programs with autoload off; a failure there is no failure."""
+    types = target_types()
+    obj = types[OBJ - 1]
+    assert isinstance(obj, btf.Struct)
+    moved = [
+        btf.Member(m.name, m.type, m.offset + 32 * (m.name == "x"), m.bitfield_size) for m in obj.members
+    ]
+    ambiguous = btf.Spec.build([*types, btf.Struct("obj___other", obj.size, tuple(moved), True)])
+    progs = {p.name: p.copy() for p in LOCAL.programs.values() if p.name in ("offsets", "enums")}
+    progs["offsets"].autoload = False
+    out = relocate_core(CollectionSpec(programs=progs, btf=LOCAL.btf), ambiguous)
+    assert (
+        out.programs["offsets"].core_relos
+        and out.programs["offsets"].instructions == progs["offsets"].instructions
+    )
+    assert not out.programs["enums"].core_relos
+    progs["offsets"].autoload = True
+    with pytest.raises(RelocationError, match="ambiguity"):
+        relocate_core(CollectionSpec(programs=progs, btf=LOCAL.btf), ambiguous)

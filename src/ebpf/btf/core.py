@@ -732,13 +732,17 @@ def relocate_core(
 ) -> CollectionSpec:
     """A copy of ``coll`` with every program's CO-RE relocations applied and cleared.
 
+    Programs are relocated in order with one candidate cache, as libbpf does for an object.
+    Like libbpf, programs with ``autoload`` off are left alone (their ``core_relos`` stay):
+    a relocation that fails there does not fail the collection.
+
     Raises:
         RelocationError: see :func:`relocate_program`.
     """
     out = coll.copy()
     caches: dict[int, dict[int, list[int]]] = {}  # libbpf's per-object candidate cache
     for prog in out.programs.values():
-        if prog.core_relos:
+        if prog.core_relos and prog.autoload:
             local = prog.btf or coll.btf
             cands = caches.setdefault(id(local), {})
             prog.instructions = relocate_program(
