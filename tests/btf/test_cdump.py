@@ -382,3 +382,46 @@ def test_vmlinux_headers_ours_and_bpftool_s_compile_alike(
     assert {key for key in differ if key[0] == "enum"} <= one_byte_enums
     wrong_in_ours = {key for key in ours if not ours[key] <= kernel.get(key, set())}
     assert wrong_in_ours <= {("struct", "warn_args"), ("struct", "va_format")}, wrong_in_ours
+
+
+def test_kfunc_prototypes() -> None:
+    spec = build(
+        btf.Struct("task", 4, (btf.Member("pid", 1, 0),)),  # 4
+        btf.Pointer(4),  # 5
+        btf.FuncProto(5, (btf.FuncParam("pid", 1),)),  # 6
+        btf.Func("bpf_task_from_pid", 6, btf.FuncLinkage.GLOBAL),  # 7
+        btf.DeclTag("bpf_kfunc", 7),  # 8
+        btf.DeclTag("bpf_fastcall", 7),  # 9
+        btf.Func("not_a_kfunc", 6, btf.FuncLinkage.GLOBAL),  # 10
+    )
+    plain = dump_c(spec)
+    assert "__ksym" not in plain  # bpftool 7.1's text by default
+    text = dump_c(spec, kfuncs=True)
+    assert '#ifndef __ksym\n#define __ksym __attribute__((section(".ksyms")))\n#endif\n' in text
+    assert text.endswith(
+        "/* BPF kfuncs */\n#ifndef BPF_NO_KFUNC_PROTOTYPES\n"
+        "extern struct task *bpf_task_from_pid(int pid) __bpf_fastcall __weak __ksym;\n"
+        "#endif\n\n#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n#pragma clang attribute pop\n#endif\n\n"
+        "#endif /* __VMLINUX_H__ */\n"
+    )
+
+
+@needs_clang
+def test_vmlinux_kfuncs_compile_and_link_by_name(tmp_path: Path, vmlinux: btf.Spec) -> None:
+    assert CLANG is not None
+    (tmp_path / "vmlinux.h").write_text(dump_c(vmlinux, kfuncs=True))
+    (tmp_path / "prog.c").write_text(
+        '#include "vmlinux.h"\n'
+        '__attribute__((section("tc"), used)) int prog(struct __sk_buff *skb)\n'
+        "{\n\tstruct cgroup *c = bpf_cgroup_from_id(1);\n\tif (c)\n\t\tbpf_cgroup_release(c);\n\treturn 0;\n}\n"
+    )
+    subprocess.run(
+        [CLANG, "-g", "-O2", "-target", "bpf", "-Werror", "-c", "prog.c", "-o", "prog.o"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    with (tmp_path / "prog.o").open("rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        names = {sym.name for sym in symtab.iter_symbols()}  # type: ignore[union-attr]
+    assert {"bpf_cgroup_from_id", "bpf_cgroup_release"} <= names

@@ -67,7 +67,9 @@ def test_root_ids(invoke: Invoke) -> None:
     assert result.exit_code == 0, result.stderr
     assert "struct bits {" in result.stdout and "struct holder" not in result.stdout
     result = invoke("btf", "dump", str(BTF_DATA / "kinds.el.o"), "--root", "39")
-    assert result.exit_code == 1 and "--root needs --format c" in result.stderr
+    assert result.exit_code == 1 and "--root and --kfuncs need --format c" in result.stderr
+    result = invoke("btf", "dump", str(BTF_DATA / "kinds.el.o"), "--format", "c", "--kfuncs")
+    assert result.exit_code == 0 and "#ifndef BPF_NO_KFUNC_PROTOTYPES\n#endif\n" in result.stdout
 
 
 def test_errors(invoke: Invoke, tmp_path: Path) -> None:

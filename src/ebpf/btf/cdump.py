@@ -91,15 +91,38 @@ PREAMBLE = (
 )
 POSTAMBLE = "#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n#pragma clang attribute pop\n#endif\n\n#endif /* __VMLINUX_H__ */\n"
 
+KFUNC_MACROS = (
+    "#ifndef __ksym\n"
+    '#define __ksym __attribute__((section(".ksyms")))\n'
+    "#endif\n"
+    "\n"
+    "#ifndef __weak\n"
+    "#define __weak __attribute__((weak))\n"
+    "#endif\n"
+    "\n"
+    "#ifndef __bpf_fastcall\n"
+    "#if __has_attribute(bpf_fastcall)\n"
+    "#define __bpf_fastcall __attribute__((bpf_fastcall))\n"
+    "#else\n"
+    "#define __bpf_fastcall\n"
+    "#endif\n"
+    "#endif\n"
+    "\n"
+)
+
 _PADS = (("long", 64), ("int", 32), ("short", 16), ("char", 8))
 
 
-def dump_c(spec: Spec, *, ids: Iterable[int] | None = None) -> str:
+def dump_c(spec: Spec, *, ids: Iterable[int] | None = None, kfuncs: bool = False) -> str:
     """The types of ``spec`` as a C header (``vmlinux.h`` style).
 
     Args:
         spec: the types; for split BTF, its own types (base types they need come along).
         ids: dump only these types and what they need, in this order; default: every type.
+        kfuncs: also what newer bpftool (7.5+) writes: ``__ksym``/``__weak``/``__bpf_fastcall``
+            macros after the preamble and, before the postamble, an ``extern ... __weak __ksym;``
+            prototype of every FUNC tagged ``bpf_kfunc`` (inside ``#ifndef
+            BPF_NO_KFUNC_PROTOTYPES``). Off: exactly bpftool 7.1's text.
 
     Raises:
         BTFError: an id is out of range, or a type cannot be written as C (a loop of anonymous
@@ -116,12 +139,16 @@ def dump_c(spec: Spec, *, ids: Iterable[int] | None = None) -> str:
         sys.setrecursionlimit(20000)
     try:
         dumper.out(PREAMBLE)
+        if kfuncs:
+            dumper.out(KFUNC_MACROS)
         order_state = dumper.order_state
         kinds = dumper.kinds
         for type_id in roots:
             # Already ordered, or a kind that is never written: nothing to queue.
             if order_state[type_id] != _DONE and kinds[type_id] not in _NOT_C:
                 dumper.dump_type(type_id)
+        if kfuncs:
+            dumper.kfunc_prototypes()
         dumper.out(POSTAMBLE)
     except RecursionError:
         raise BTFError("type graph too deep to write as C") from None
@@ -181,6 +208,29 @@ class _Dumper:
         self._order(type_id, False)
         for queued in self.queue:
             self._emit(queued, 0)
+
+    def kfunc_prototypes(self) -> None:
+        """``extern <prototype> __weak __ksym;`` for each FUNC with a ``bpf_kfunc`` decl tag."""
+        types = self.types
+        out = self.out
+        out("\n/* BPF kfuncs */\n#ifndef BPF_NO_KFUNC_PROTOTYPES\n")
+        fastcall = {
+            t.type  # type: ignore[union-attr]
+            for t in types
+            if t.kind == Kind.DECL_TAG and t.name == "bpf_fastcall" and t.component_idx == -1  # type: ignore[union-attr]
+        }
+        for t in types:
+            if t.kind != Kind.DECL_TAG or t.name != "bpf_kfunc" or t.component_idx != -1:  # type: ignore[union-attr]
+                continue
+            func = types[t.type]  # type: ignore[union-attr]
+            if func.kind != Kind.FUNC:
+                continue
+            out("extern ")
+            self._decl(func.type, func.name, 0)  # type: ignore[union-attr]
+            if t.type in fastcall:  # type: ignore[union-attr]
+                out(" __bpf_fastcall")
+            out(" __weak __ksym;\n")
+        out("#endif\n\n")
 
     # --- pass 1: order -----------------------------------------------------------------
 

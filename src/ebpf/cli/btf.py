@@ -84,8 +84,15 @@ def btf() -> None:
     metavar="ID",
     help="With --format c: only this type and what it needs (repeatable).",
 )
+@click.option(
+    "--kfuncs",
+    is_flag=True,
+    help="With --format c: also kfunc prototypes (extern ... __weak __ksym), as bpftool 7.5+ writes.",
+)
 @json_option
-def dump(file: str, fmt: str, base_file: str | None, roots: tuple[int, ...], as_json: bool) -> None:
+def dump(
+    file: str, fmt: str, base_file: str | None, roots: tuple[int, ...], kfuncs: bool, as_json: bool
+) -> None:
     """Print the types of FILE: raw BTF (/sys/kernel/btf/*) or an ELF object (its .BTF section).
 
     \b
@@ -102,13 +109,13 @@ def dump(file: str, fmt: str, base_file: str | None, roots: tuple[int, ...], as_
         base = load_btf(read_input(base_file), source=base_file)
     source = display_name(file)
     spec = load_btf(read_input(file), source=source, base=base)
-    if roots and fmt != "c":
-        raise fail("--root needs --format c")
+    if (roots or kfuncs) and fmt != "c":
+        raise fail("--root and --kfuncs need --format c")
     if as_json or fmt == "json":
         Printer.json(types_json(spec))
         return
     if fmt == "c":
-        text = dump_c(spec, ids=roots or None)
+        text = dump_c(spec, ids=roots or None, kfuncs=kfuncs)
     else:
         text = dump_raw(spec)
     sys.stdout.write(text)
