@@ -240,7 +240,13 @@ def test_tp_btf_gets_its_attach_btf_id_and_a_missing_target_is_named() -> None:
         "tp", "tp_btf/sched_switch", ProgramType.TRACING, prog, AttachType.TRACE_RAW_TP, "sched_switch", "GPL"
     )
     with Collection(spec) as coll:
-        assert coll.programs["tp"].info().type == ProgramType.TRACING
+        from ebpf import btf
+        from ebpf.kernel.btf import list_btf, vmlinux_index
+
+        info = coll.programs["tp"].info()
+        assert info.type == ProgramType.TRACING
+        assert info.attach_btf_id == vmlinux_index().find("btf_trace_sched_switch", btf.Kind.TYPEDEF)
+        assert info.attach_btf_obj_id in {b.id for b in list_btf() if b.name == "vmlinux"}
     spec.programs["tp"].attach_to = "no_such_tracepoint_ebpf"
     with pytest.raises(NotSupportedError, match="btf_trace_no_such_tracepoint_ebpf"):
         Collection(spec)

@@ -113,6 +113,10 @@ class ProgramInfo:
     run_cnt: int
     recursion_misses: int
     verified_insns: int
+    attach_btf_id: int = 0
+    """The BTF id of the hook (tp_btf, fentry, LSM, struct_ops), 0 for other programs."""
+    attach_btf_obj_id: int = 0
+    """The BTF object holding ``attach_btf_id`` (vmlinux's id for kernel hooks)."""
 
     @classmethod
     def from_raw(cls, raw: BpfProgInfo) -> ProgramInfo:
@@ -133,6 +137,8 @@ class ProgramInfo:
             run_cnt=int(raw.run_cnt),
             recursion_misses=int(raw.recursion_misses),
             verified_insns=int(raw.verified_insns),
+            attach_btf_id=int(raw.attach_btf_id),
+            attach_btf_obj_id=int(raw.attach_btf_obj_id),
         )
 
 
