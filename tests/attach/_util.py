@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Self
 
-from ebpf.errors import SyscallError, VerifierError, VerifierSource
+from ebpf.errors import SyscallError
 from ebpf.isa.asm import assemble
 from ebpf.kernel import FD, Program
 from ebpf.kernel._syscall import bpf
-from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr, ProgLoadAttr
+from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr
 from ebpf.spec import AttachType, MapType, ProgramType
 
 
@@ -31,31 +31,16 @@ def load(
     license: str = "GPL",
     name: str = "",
 ) -> Program:
-    """Assemble ``text`` and load it with ``expected_attach_type`` / ``attach_btf_id``."""
-    code = assemble(text).encode(sys.byteorder)
-    insns = (ctypes.c_char * len(code)).from_buffer_copy(code)
-    lic = ctypes.create_string_buffer(license.encode())
-    log = ctypes.create_string_buffer(1 << 20)
-    attr = ProgLoadAttr(
-        prog_type=prog_type,
-        insn_cnt=len(code) // 8,
-        insns=ctypes.addressof(insns),
-        license=ctypes.addressof(lic),
-        log_level=1,
-        log_size=len(log),
-        log_buf=ctypes.addressof(log),
-        prog_name=name.encode(),
-        expected_attach_type=int(attach_type) if attach_type is not None else 0,
+    """Assemble ``text`` and load it with ``kernel.Program.load`` (expected attach type and
+    BTF target included)."""
+    return Program.load(
+        assemble(text),
+        prog_type,
+        license=license,
+        name=name,
+        expected_attach_type=int(attach_type) if attach_type is not None else None,
         attach_btf_id=attach_btf_id,
     )
-    try:
-        fd = bpf(Cmd.PROG_LOAD, attr)
-    except SyscallError as err:
-        lines = log.value.decode(errors="replace").splitlines()
-        if lines:
-            raise VerifierError(str(err), source=VerifierSource.KERNEL, log=lines, errno=err.errno) from err
-        raise
-    return Program(FD(fd), prog_type, name=name)
 
 
 class ArrayMap:
