@@ -39,7 +39,7 @@ import gzip
 import os
 import struct
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -597,7 +597,15 @@ class Collection:
                 set_off(slot, 0)
         return bytes(code)
 
-    def _relocate_ksym(self, pspec: ProgramSpec, slot: int, name: str, weak: bool, set_src, set_imm) -> None:  # type: ignore[no-untyped-def]
+    def _relocate_ksym(
+        self,
+        pspec: ProgramSpec,
+        slot: int,
+        name: str,
+        weak: bool,
+        set_src: Callable[[int, int], None],
+        set_imm: Callable[[int, int], None],
+    ) -> None:
         typeless = True
         if pspec.btf is not None:
             for type_id in pspec.btf.ids_by_name(name):
