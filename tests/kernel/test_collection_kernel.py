@@ -398,3 +398,50 @@ def test_syscall_program_context_comes_back() -> None:
         assert result.ctx_out == struct.pack("=I", 42) + bytes(4)
         with pytest.raises(ValueError, match="no data_in"):
             prog.test_run(b"x", ctx_in=bytes(8))
+
+
+def _lockdown() -> str | None:
+    try:
+        text = Path("/sys/kernel/security/lockdown").read_text()
+    except OSError:
+        return None
+    return next((w[1:-1] for w in text.split() if w.startswith("[")), None)
+
+
+def test_freplace_gets_its_target_program_and_function() -> None:
+    import errno
+
+    from ebpf import btf
+    from ebpf.btf.ext import FuncInfo
+    from ebpf.errors import NotSupportedError, SyscallError
+
+    target_spec = load_spec(CORPUS / "subprogs.o")
+    assert target_spec.btf is not None
+    helper = next(
+        i
+        for i, t in enumerate(target_spec.btf.types)
+        if isinstance(t, btf.Func) and t.name == "global_helper"
+    )
+    ext = CollectionSpec(license="GPL", btf=target_spec.btf)
+    ext.programs["ext"] = ProgramSpec(
+        "ext",
+        "freplace/global_helper",
+        ProgramType.EXT,
+        isa.assemble("r0 = 0\nexit"),
+        license="GPL",
+        attach_to="global_helper",
+        func_info=[FuncInfo(0, helper)],
+        btf=target_spec.btf,
+    )
+    with pytest.raises(NotSupportedError, match="attach_targets"):
+        Collection(ext)
+    with Collection(target_spec, LoadOptions(object_name="subprogs")) as target:
+        opts = LoadOptions(attach_targets={"ext": (target.programs["entry"], "global_helper")})
+        if _lockdown() in ("integrity", "confidentiality"):
+            # trampolines are refused under lockdown: the error says what was observed
+            with pytest.raises(SyscallError) as info:
+                Collection(ext, opts)
+            assert info.value.errno == errno.EPERM and "lockdown" in str(info.value)
+        else:
+            with Collection(ext, opts) as coll:
+                assert coll.programs["ext"].info().type == ProgramType.EXT

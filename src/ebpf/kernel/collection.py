@@ -93,6 +93,8 @@ class LoadOptions:
             its extension); empty: global data maps are named by their section.
         target_btf: the BTF CO-RE relocates against (default: the running kernel's).
         require_btf: fail when the kernel refuses the object's BTF instead of loading without.
+        attach_targets: freplace (``EXT``) program name -> (loaded target program, name of
+            the global function it replaces), libbpf's ``bpf_program__set_attach_target``.
     """
 
     log_level: LogLevel | int = LogLevel.NONE
@@ -103,6 +105,7 @@ class LoadOptions:
     object_name: str = ""
     target_btf: _btf.Spec | None = None
     require_btf: bool = False
+    attach_targets: dict[str, tuple[Program, str]] = field(default_factory=dict)
 
 
 def internal_map_name(object_name: str, section: str) -> str:
@@ -652,7 +655,7 @@ class Collection:
                     line_info = encode_line_info(pspec.line_info, self._fixed_btf.strings, sys.byteorder)
                 except BPFError:
                     line_info = b""
-        attach_btf_id = 0
+        attach_btf_id = attach_prog_fd = 0
         expected = int(pspec.attach_type) if pspec.attach_type is not None else None
         target = attach_btf_target(pspec)
         if pspec.type == ProgramType.STRUCT_OPS:
@@ -667,11 +670,7 @@ class Collection:
                 )
             attach_btf_id = found
         elif pspec.type == ProgramType.EXT:
-            raise NotSupportedError(
-                f"loading freplace program {pspec.name!r}",
-                detail="a BPF_PROG_TYPE_EXT program needs a target program (attach_prog_fd), "
-                "which this loader cannot be given yet; set autoload = False to load the rest",
-            )
+            attach_prog_fd, attach_btf_id = self._ext_target(pspec)
         kern_version = pspec.kernel_version
         if not kern_version and pspec.type == ProgramType.KPROBE:
             kern_version = kernel_version_code()
@@ -690,9 +689,34 @@ class Collection:
                 func_info=func_info,
                 line_info=line_info,
                 attach_btf_id=attach_btf_id,
+                attach_prog_fd=attach_prog_fd,
             )
         except VerifierError as err:
             raise _with_source(err, pspec) from err
+
+    def _ext_target(self, pspec: ProgramSpec) -> tuple[int, int]:
+        """``attach_prog_fd`` and ``attach_btf_id`` of a freplace program: the target program and
+        its global function's id in the target's own BTF (as the kernel recorded it)."""
+        target = self.options.attach_targets.get(pspec.name)
+        if target is None:
+            raise NotSupportedError(
+                f"loading freplace program {pspec.name!r}",
+                detail="a BPF_PROG_TYPE_EXT program needs a target: pass "
+                f"LoadOptions(attach_targets={{{pspec.name!r}: (program, function_name)}}), "
+                "or set autoload = False to load the rest",
+            )
+        prog, func_name = target
+        btf_id = prog.info().btf_id
+        if not btf_id:
+            raise BPFError(
+                f"freplace {pspec.name!r}: the target program {prog.name!r} was loaded without BTF"
+            )
+        with KernelBTF.from_id(btf_id) as kbtf:
+            target_btf = kbtf.to_spec()
+        funcs = [i for i in target_btf.ids_by_name(func_name) if isinstance(target_btf[i], _btf.Func)]
+        if not funcs:
+            raise BPFError(f"freplace {pspec.name!r}: the target program has no function {func_name!r}")
+        return prog.fd, funcs[0]
 
     def _fill_slots(self, mspec: MapSpec) -> None:
         m = self.maps[mspec.name]
