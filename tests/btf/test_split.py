@@ -132,3 +132,23 @@ def test_on_vmlinux() -> None:
     assert again.types[len(vmlinux) + 1] == btf.Struct("my_mod_ctx", 8, (btf.Member("skb", len(vmlinux), 0),))
     assert again.to_bytes() == raw
     assert len(raw) < 100  # only the module's two types and its new strings
+
+
+def test_on_the_kernel_layer_s_lazy_vmlinux() -> None:
+    """ebpf.kernel.btf.vmlinux_spec() is a lazily decoded Spec: it serves as a base too."""
+    if not VMLINUX.exists():
+        pytest.skip(f"{VMLINUX} is absent")
+    from ebpf.kernel.btf import vmlinux_spec
+
+    lazy = vmlinux_spec()
+    task = lazy.find_id("task_struct", btf.Struct)
+    mod = btf.Spec.build([btf.Pointer(task), btf.Typedef("task_ptr", len(lazy))], base=lazy)
+    again = btf.Spec.from_bytes(mod.to_bytes(), base=lazy)
+    assert again.types[len(lazy) + 1] == btf.Typedef("task_ptr", len(lazy))
+    assert again.sizeof(len(lazy) + 1) == 8
+
+
+def test_alignment_counts_bitfields_like_libbpf() -> None:
+    ulong = btf.Int("long unsigned int", 8, bits=64)
+    spec = btf.Spec.build([ulong, btf.Struct("b", 8, (btf.Member("x", 1, 0, 3),), kind_flag=True)])
+    assert spec.alignof(2) == 8

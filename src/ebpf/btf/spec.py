@@ -189,7 +189,8 @@ class Spec(Sequence[Type]):
             raise BTFError("type id 0 must be Void")
         if base is not None:
             n = len(base.types)
-            if len(self.types) < n or self.types[:n] != base.types:
+            # (a base whose types are a lazy sequence, not a tuple, is taken at its word)
+            if len(self.types) < n or (isinstance(base.types, tuple) and self.types[:n] != base.types):
                 raise BTFError("a split Spec's types must start with its base's types")
         self.base = base
         self.strings = strings
@@ -388,8 +389,9 @@ class Spec(Sequence[Type]):
     def alignof(self, t: Type | int) -> int:
         """The alignment in bytes of ``t``, as libbpf's ``btf__align_of``.
 
-        Scalars align to their size (at most 8); an aggregate to its most aligned member,
-        or 1 when a member sits at an offset its type cannot have (a packed struct).
+        Scalars align to their size (at most 8); an aggregate to its most aligned member
+        (bitfields included), or 1 when a member that is not a bitfield sits at an offset its
+        type cannot have, or the size is not a multiple of the alignment (a packed struct).
 
         Raises:
             BTFError: the type has no alignment (void, functions, forward declarations).
@@ -407,10 +409,8 @@ class Spec(Sequence[Type]):
             case Struct() | Union():
                 align = 1
                 for m in t.members:
-                    if m.bitfield_size:
-                        continue
                     member_align = self.alignof(m.type)
-                    if m.offset % (8 * member_align):
+                    if not m.bitfield_size and m.offset % (8 * member_align):
                         return 1
                     align = max(align, member_align)
                 if t.size % align:
