@@ -299,6 +299,10 @@ def legacy(size: str, offset: int, indirect: int | None = None) -> str:
     return f"r6 = r1\nr7 = {indirect}\nr0 = *({size} *)skb[r7 + {offset}]\nexit"
 
 
+def load_relative(offset: int, length: int, header: int) -> str:
+    return load_bytes(offset, length).replace("call 26", f"r5 = {header}\n    call 68")
+
+
 def redirect(ifindex: int, flags: int) -> str:
     return f"r1 = {ifindex}\nr2 = {flags}\ncall 23\nexit"
 
@@ -312,6 +316,11 @@ CASES += [
     *[(legacy("u32", off), SOCK, IPV4, None) for off in (36, 37, 40)],  # past the end: r0 = 0
     *[(legacy("u16", off, ind), SOCK, IPV6, None) for off, ind in ((2, 4), (0, 52), (1, 52))],
     *[(redirect(i, f), t, IPV4, None) for t in (TC, ACT) for i, f in ((3, 0), (3, 1), (3, 2), (1, 0))],
+    *[
+        (load_relative(o, n, h), t, IPV4, None)
+        for t in (TC, SOCK)
+        for o, n, h in ((0, 8, 0), (0, 8, 1), (46, 8, 0), (47, 8, 0), (32, 8, 1), (33, 8, 1), (0, 8, 2))
+    ],
 ]
 
 

@@ -114,6 +114,42 @@ out:
 """
 
 
+def xdp_bytes(offset: int, length: int, adjust: int = 0) -> str:
+    """xdp_load_bytes at ``offset`` (after adjust_head(adjust)), stores it back 1 byte later, buff len."""
+    size = length
+    return f"""
+    r6 = r1
+    r2 = {adjust}
+    call 44
+    r1 = 0x5555555555555555 ll
+    *(u64 *)(r10 - 16) = r1
+    *(u64 *)(r10 - 8) = r1
+    r1 = r6
+    r2 = {offset}
+    r3 = r10
+    r3 += -16
+    r4 = {length}
+    call 189
+    r7 = r0
+    r1 = r6
+    r2 = {offset + 1}
+    r3 = r10
+    r3 += -16
+    r4 = {size}
+    call 190
+    r8 = r0
+    r1 = r6
+    call 188
+    r7 &= 0xff
+    r7 <<= 8
+    r8 &= 0xff
+    r7 |= r8
+    r7 <<= 16
+    r0 |= r7
+    exit
+"""
+
+
 CSUM_DIFF_XDP = (
     "r1 = 0x0a000001\n*(u64 *)(r10 - 8) = r1\nr1 = r10\nr1 += -8\nr2 = 8\nr3 = r10\n"
     "r3 += -8\nr4 = 4\nr5 = 0x1234\ncall 28\nexit"
@@ -134,6 +170,11 @@ CASES: list[tuple[str, bytes, bytes | None]] = [
     *[(adjust_meta(d), bytes(range(80)), md(data=16, data_end=80)) for d in (4, 8, 12, 16, 20, -200, -201)],
     *[(f"r1 = {i}\nr2 = {f}\ncall 23\nexit", PKT, None) for i, f in ((3, 0), (3, 1), (1, 0))],
     (CSUM_DIFF_XDP, PKT, None),
+    *[
+        (xdp_bytes(o, n), PKT, None)
+        for o, n in ((0, 8), (56, 8), (57, 8), (60, 4), (0x10000, 1), (0xFFFF, 1))
+    ],
+    (xdp_bytes(4, 8, adjust=-20), PKT, None),
 ]
 
 

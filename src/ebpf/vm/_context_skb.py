@@ -260,6 +260,11 @@ class SkbMapped(MappedInput):
     def _window(self) -> Region:
         return self.memory.map_buffer("packet", SubBuffer(self.buffer, self.start, self.end - self.start))
 
+    @property
+    def mac_offset(self) -> int:
+        """Buffer offset of the Ethernet header (``skb_mac_header``)."""
+        return NET_SKB_PAD
+
     def address(self, offset: int) -> int:
         return self.buffer.address + offset
 

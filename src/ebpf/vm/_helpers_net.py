@@ -47,6 +47,8 @@ BPF_F_MARK_MANGLED_0 = 1 << 5
 BPF_F_MARK_ENFORCE = 1 << 6
 BPF_F_IPV6 = 1 << 7
 CSUM_MANGLED_0 = 0xFFFF
+BPF_HDR_START_MAC, BPF_HDR_START_NET = 0, 1
+ETH_HLEN = 14
 INT_MAX = 0x7FFFFFFF
 
 T = TypeVar("T", bound=MappedInput)
@@ -315,6 +317,64 @@ def skb_store_bytes(e: HelperEnv, ctx: int, offset: int, src: int, length: int, 
     return 0
 
 
+def skb_load_bytes_relative(
+    e: HelperEnv, ctx: int, offset: int, to: int, length: int, start_header: int
+) -> int:
+    """``bpf_skb_load_bytes_relative``: from the MAC (0) or network (1) header; ``-EFAULT`` zeroes ``to``."""
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_load_bytes_relative")
+    offset &= M32
+    length &= M32
+    starts = {BPF_HDR_START_MAC: skb.mac_offset, BPF_HDR_START_NET: skb.mac_offset + ETH_HLEN}
+    start = starts.get(start_header & M32)
+    if offset > 0xFFFF or start is None or start + offset + length > skb.end:
+        env.memory.write_bytes(to, bytes(length))
+        return _ret(-errno.EFAULT)
+    env.memory.write_bytes(to, skb.buffer.view[start + offset : start + offset + length].tobytes())
+    return 0
+
+
+def _xdp_range(xdp: XdpMapped, offset: int, length: int) -> int:
+    """``bpf_xdp_pointer``'s checks: 0, ``-EFAULT`` (over 0xffff) or ``-EINVAL`` (past the end)."""
+    if offset > 0xFFFF or length > 0xFFFF:
+        return -errno.EFAULT
+    if offset + length > xdp.end - xdp.start:
+        return -errno.EINVAL
+    return 0
+
+
+def xdp_load_bytes(e: HelperEnv, ctx: int, offset: int, buf: int, length: int, _e: int) -> int:
+    env = run_env(e)
+    xdp = context_of(env, ctx, XdpMapped, "bpf_xdp_load_bytes")
+    offset &= M32
+    length &= M32
+    err = _xdp_range(xdp, offset, length)
+    if err:
+        return _ret(err)
+    start = xdp.start + offset
+    env.memory.write_bytes(buf, xdp.frame.view[start : start + length].tobytes())
+    return 0
+
+
+def xdp_store_bytes(e: HelperEnv, ctx: int, offset: int, buf: int, length: int, _e: int) -> int:
+    env = run_env(e)
+    xdp = context_of(env, ctx, XdpMapped, "bpf_xdp_store_bytes")
+    offset &= M32
+    length &= M32
+    err = _xdp_range(xdp, offset, length)
+    if err:
+        return _ret(err)
+    start = xdp.start + offset
+    xdp.frame.view[start : start + length] = env.memory.read_bytes(buf, length)
+    return 0
+
+
+def xdp_get_buff_len(e: HelperEnv, ctx: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    env = run_env(e)
+    xdp = context_of(env, ctx, XdpMapped, "bpf_xdp_get_buff_len")
+    return xdp.end - xdp.start
+
+
 def register(reg: HelperRegistry) -> None:
     """Add this module's helpers to ``reg``."""
     for hid, fn in (
@@ -328,5 +388,9 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.L4_CSUM_REPLACE, l4_csum_replace),
         (HelperId.SKB_LOAD_BYTES, skb_load_bytes),
         (HelperId.SKB_STORE_BYTES, skb_store_bytes),
+        (HelperId.SKB_LOAD_BYTES_RELATIVE, skb_load_bytes_relative),
+        (HelperId.XDP_LOAD_BYTES, xdp_load_bytes),
+        (HelperId.XDP_STORE_BYTES, xdp_store_bytes),
+        (HelperId.XDP_GET_BUFF_LEN, xdp_get_buff_len),
     ):
         reg.register(hid, f"bpf_{hid.name.lower()}", fn)
