@@ -13,7 +13,7 @@ from ebpf.kernel.program import Program
 TOOL_PROGRAM_PREFIXES = ("execsnoop", "execguard", "opensnoop", "syscount", "biolatency", "xdp_firewall")
 
 
-def tool_links() -> set[tuple[int, str]]:
+def tool_links(prefixes: tuple[str, ...] = TOOL_PROGRAM_PREFIXES) -> set[tuple[int, str]]:
     """(link id, program name) of every link whose program is one of the bundled tools'.
 
     Other tests (or other processes) may attach links meanwhile, so only the tools' own
@@ -28,14 +28,19 @@ def tool_links() -> set[tuple[int, str]]:
                 name = prog.info().name
         except SyscallError:
             continue  # gone meanwhile
-        if name.startswith(TOOL_PROGRAM_PREFIXES):
+        if name.startswith(prefixes):
             found.add((link_id, name))
     return found
 
 
 @pytest.fixture
-def no_leftover_links() -> Iterator[None]:
-    """Fail when the test leaves tool links behind that were not there before."""
-    before = tool_links()
+def no_leftover_links(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail when the test leaves links of its tools behind that were not there before.
+
+    A test module names its tools' program prefixes in ``TOOL_PREFIXES`` (default: every
+    tool), so tests of other tools running at the same time do not count.
+    """
+    prefixes = getattr(request.module, "TOOL_PREFIXES", TOOL_PROGRAM_PREFIXES)
+    before = tool_links(prefixes)
     yield
-    assert tool_links() - before == set(), "tool links left attached"
+    assert tool_links(prefixes) - before == set(), "tool links left attached"

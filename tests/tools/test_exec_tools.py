@@ -20,6 +20,7 @@ from ebpf.tools.execguard import ExecGuard
 from ebpf.tools.execsnoop import ExecSnoop
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("no_leftover_links")]
+TOOL_PREFIXES = ("execsnoop", "execguard")
 
 TRUE = shutil.which("true") or "/bin/true"
 
