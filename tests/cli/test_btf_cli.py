@@ -109,3 +109,12 @@ def test_vmlinux_raw_equals_bpftool(invoke: Invoke) -> None:
     assert len(heads) == len(btf.Spec.from_file(VMLINUX)) - 1 > 100_000
     assert Counter(h.split()[1] for h in heads)["STRUCT"] > 1000
     assert ours == theirs
+
+
+def test_group_takes_subcommands_from_other_modules(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ebpf.cli import btf as btf_cli
+
+    monkeypatch.setitem(btf_cli.SUBCOMMANDS, "version-again", "ebpf.cli.main:version")
+    assert "version-again" in invoke("btf", "--help").stdout
+    result = invoke("btf", "version-again", "--json")
+    assert result.exit_code == 0 and "version" in json.loads(result.stdout)

@@ -5,12 +5,15 @@ Rule 1: FILE is raw BTF (``/sys/kernel/btf/vmlinux``, a module's ``/sys/kernel/b
 decides, not the name.
 
 Rule 2: ``--format raw`` prints bpftool's ``[id] KIND 'name' ...`` listing, ``c`` a compilable
-header (``vmlinux.h``), ``json`` (or ``--json``) bpftool's ``-j`` document. The group stays
-open: other subcommands (``btf list``) are added to :data:`btf` by their own modules.
+header (``vmlinux.h``), ``json`` (or ``--json``) bpftool's ``-j`` document.
+
+Rule 3: the group stays open: a subcommand written in another module (``btf list``) is one
+line in :data:`SUBCOMMANDS` (``name -> "module:attribute"``), imported only when used.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import sys
 
@@ -21,9 +24,28 @@ from ebpf.cli._common import Printer, fail, json_option
 from ebpf.cli._input import display_name, read_input
 from ebpf.errors import BTFError
 
-__all__ = ["btf", "dump", "load_btf"]
+__all__ = ["SUBCOMMANDS", "btf", "dump", "load_btf"]
 
 _ELF_MAGIC = b"\x7fELF"
+
+# name -> "module:attribute" of `ebpf btf` subcommands defined in other modules.
+SUBCOMMANDS: dict[str, str] = {}
+
+
+class _BTFGroup(click.Group):
+    """``ebpf btf``: its own commands plus the lazily imported :data:`SUBCOMMANDS`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command), target
+        return command
 
 
 def load_btf(data: bytes, *, source: str, base: Spec | None = None) -> Spec:
@@ -48,7 +70,7 @@ def _elf_btf(data: bytes, source: str) -> bytes:
     return raw
 
 
-@click.group(short_help="Inspect BTF type information (like bpftool btf).")
+@click.group(cls=_BTFGroup, short_help="Inspect BTF type information (like bpftool btf).")
 def btf() -> None:
     """BTF, the BPF Type Format: the types of the kernel (/sys/kernel/btf/vmlinux) and of objects.
 
