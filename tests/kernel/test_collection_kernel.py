@@ -131,8 +131,8 @@ def test_corpus_object_loads_or_the_kernel_says_why(obj: Path, pin_dir: Path) ->
 
 
 def test_tail_calls_through_the_prog_array_slots() -> None:
-    spec = load_spec(CORPUS / "tailcall.o")
-    with Collection(spec, LoadOptions(object_name="tailcall")) as coll:
+    with Collection.from_file(CORPUS / "tailcall.o") as coll:
+        assert coll.maps[".bss"].info().name == "tailcall.bss"  # named after the file
         result = coll.programs["tail_entry"].test_run(bytes(64))
         assert result.retval == 2  # XDP_PASS from tail_a at slot 0
         hits = coll.maps[".bss"].mmap()

@@ -39,7 +39,6 @@ def prog() -> None:
 @json_option
 def loadall(obj: Path, pin_dir: Path, map_dir: Path | None, log_level: int, as_json: bool) -> None:
     """Load every program and map of OBJ into the kernel and pin the programs under PIN_DIR."""
-    from ebpf.elf import load_collection_spec
     from ebpf.kernel.collection import Collection, LoadOptions
     from ebpf.kernel.features import bpf_unavailable_reason
     from ebpf.kernel.map import ensure_bpffs
@@ -47,10 +46,9 @@ def loadall(obj: Path, pin_dir: Path, map_dir: Path | None, log_level: int, as_j
     reason = bpf_unavailable_reason()
     if reason is not None:
         raise fail(f"cannot load {obj}: bpf() is unavailable: {reason}")
-    spec = load_collection_spec(obj)
-    options = LoadOptions(log_level=log_level, object_name=obj.name.split(".")[0])
+    options = LoadOptions(log_level=log_level)
     pinned: list[dict[str, str]] = []
-    with Collection(spec, options) as coll:
+    with Collection.from_file(obj, options) as coll:
         made: list[str] = []
         try:
             ensure_bpffs(pin_dir)

@@ -360,6 +360,23 @@ class Collection:
             self.close()
             raise
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], options: LoadOptions | None = None) -> Collection:
+        """Parse the object at ``path`` and load it, naming global data maps after the file as
+        libbpf does (``prog.bpf.o`` -> ``prog.rodata``) unless ``options.object_name`` is set.
+
+        Raises:
+            ELFError / BTFError: the object is malformed; and everything ``Collection()`` raises.
+        """
+        from dataclasses import replace
+
+        from ebpf.elf import load_collection_spec
+
+        opts = options if options is not None else LoadOptions()
+        if not opts.object_name:
+            opts = replace(opts, object_name=os.path.basename(os.fspath(path)).split(".")[0])
+        return cls(load_collection_spec(os.fspath(path)), opts)
+
     # --- the load -----------------------------------------------------------------------
 
     def _load(self) -> None:
