@@ -112,7 +112,7 @@ def internal_map_name(object_name: str, section: str) -> str:
     """libbpf's kernel name of a global data map (``internal_map_name``).
 
     >>> internal_map_name("minimal", ".rodata"), internal_map_name("a_long_object", ".bss")
-    ('minimal.rodata', 'a_long_.bss')
+    ('minimal.rodata', 'a_long_o.bss')
     >>> internal_map_name("prog", ".rodata.str1.1")
     '.rodata.str1.1'
     """
