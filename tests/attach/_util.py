@@ -6,9 +6,7 @@ tests do not depend on the collection loader.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import struct
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +14,9 @@ from typing import Self
 
 from ebpf.errors import SyscallError
 from ebpf.isa.asm import assemble
-from ebpf.kernel import FD, Program
-from ebpf.kernel._syscall import bpf
-from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr
-from ebpf.spec import AttachType, MapType, ProgramType
+from ebpf.kernel import Program
+from ebpf.kernel.map import Map
+from ebpf.spec import AttachType, MapSpec, MapType, ProgramType
 
 
 def load(
@@ -44,47 +41,42 @@ def load(
 
 
 class ArrayMap:
-    """A BPF_MAP_TYPE_ARRAY of u64 values (or ``value_size`` bytes)."""
+    """A map made with ``kernel.Map.create`` (ARRAY of u64 by default), indexed by int keys."""
 
     def __init__(
         self, max_entries: int = 4, value_size: int = 8, map_type: MapType = MapType.ARRAY, key_size: int = 4
     ) -> None:
-        attr = MapCreateAttr(
-            map_type=map_type, key_size=key_size, value_size=value_size, max_entries=max_entries
+        spec = MapSpec(
+            name="attach_test",
+            type=map_type,
+            key_size=key_size,
+            value_size=value_size,
+            max_entries=max_entries,
         )
-        self._fd = FD(bpf(Cmd.MAP_CREATE, attr))
+        self.map = Map.create(spec)
         self.value_size = value_size
         self.key_size = key_size
 
     @property
     def fd(self) -> int:
-        return self._fd.fileno()
+        return self.map.fd
+
+    def _key(self, index: int) -> bytes:
+        return index.to_bytes(self.key_size, sys.byteorder, signed=index < 0)
 
     def get_bytes(self, index: int) -> bytes:
-        key = ctypes.create_string_buffer(
-            index.to_bytes(self.key_size, sys.byteorder, signed=index < 0), self.key_size
-        )
-        value = ctypes.create_string_buffer(self.value_size)
-        bpf(
-            Cmd.MAP_LOOKUP_ELEM,
-            MapElemAttr(map_fd=self.fd, key=ctypes.addressof(key), value=ctypes.addressof(value)),
-        )
-        return value.raw
+        """The raw value (raises SyscallError / KeyNotFoundError like the kernel map does)."""
+        return self.map.lookup(self._key(index))
 
     def __getitem__(self, index: int) -> int:
         return int.from_bytes(self.get_bytes(index)[:8], sys.byteorder)
 
     def __setitem__(self, index: int, value: int | bytes) -> None:
         data = value if isinstance(value, bytes) else value.to_bytes(self.value_size, sys.byteorder)
-        key = ctypes.create_string_buffer(struct.pack("=I", index), 4)
-        val = ctypes.create_string_buffer(data, self.value_size)
-        bpf(
-            Cmd.MAP_UPDATE_ELEM,
-            MapElemAttr(map_fd=self.fd, key=ctypes.addressof(key), value=ctypes.addressof(val)),
-        )
+        self.map.update(self._key(index), data)
 
     def close(self) -> None:
-        self._fd.close()
+        self.map.close()
 
     def __enter__(self) -> Self:
         return self
