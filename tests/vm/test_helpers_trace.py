@@ -189,6 +189,43 @@ def test_probe_read_faults_cleanly(engine: str) -> None:
 
 # --- against the kernel's trace buffer ------------------------------------------------------------
 
+# r9 points at a 32-byte scratch area on the stack holding b"str\0" + 10.0.0.1 + an IPv6 address
+# and the vprintk argument array; ("S" = the string, "A4" = the IPv4 bytes, "A6" = the IPv6 bytes).
+SCRATCH = b"str\0" + bytes([10, 0, 0, 1]) + bytes(range(0x20, 0x30)) + bytes(8)
+
+
+def vprintk(fmt: bytes, args: list[int | str]) -> str:
+    fmt_text, fmt_at = stack_bytes(fmt + b"\0")
+    scratch_text, scratch_at = stack_bytes(SCRATCH, top=fmt_at)
+    args_at = scratch_at + 8 * len(args)
+    lines = [fmt_text, scratch_text]
+    refs = {"S": scratch_at, "A4": scratch_at - 4, "A6": scratch_at - 8}
+    for k, arg in enumerate(args):
+        if isinstance(arg, str):
+            lines.append(f"r1 = r10\nr1 += -{refs[arg]}")
+        else:
+            lines.append(f"r1 = {arg & M64} ll")
+        lines.append(f"*(u64 *)(r10 - {args_at - 8 * k}) = r1")
+    lines.append(f"r1 = r10\nr1 += -{fmt_at}\nr2 = {len(fmt) + 1}")
+    if args:
+        lines.append(f"r3 = r10\nr3 += -{args_at}")
+    else:
+        lines.append("r3 = 0")
+    lines.append(f"r4 = {8 * len(args)}\ncall {HelperId.TRACE_VPRINTK}\nexit")
+    return "\n".join(lines)
+
+
+VPRINTK_FORMATS: list[tuple[bytes, list[int | str]]] = [
+    (b"<%s> <%6s> <%-6s>", ["S", "S", "S"]),
+    (b"%pI4 %pi4 %pI6 %pi6", ["A4", "A4", "A6", "A6"]),
+    (b"%pks|%s|%c", ["S", 0, 0x41]),
+    (b"%d %d %d %d %d %d %d %d %d %d %d %d", list(range(12))),
+    (b"%d %d %d %d %d %d %d %d %d %d %d %d %d", list(range(13))),
+    (b"%llx %5d|%-5d|%u", [1 << 60, -1 & M64, 3, -2 & M64]),
+    (b"%s%s", ["S", "S"]),
+    (b"%sx", ["S"]),
+]
+
 KERNEL_FORMATS: list[tuple[bytes, list[int]]] = [
     (b"%d|%5u|%-4x|\n", [-5 & M64, 7, 255]),
     (b"%lld %llx %lu", [-(1 << 40) & M64, 1 << 36, -1 & M64]),
@@ -210,14 +247,24 @@ def _kernel_lines(marker: str) -> list[str]:
     return [line for line in text.split("\n") if marker in line]
 
 
+CASES: list[tuple[str, bytes, list[int | str]]] = [
+    *[("printk", text, list(args)) for text, args in KERNEL_FORMATS],
+    *[("vprintk", text, args) for text, args in VPRINTK_FORMATS],
+]
+
+
 @pytest.mark.kernel
-@pytest.mark.parametrize("case", range(len(KERNEL_FORMATS)))
+@pytest.mark.parametrize("case", range(len(CASES)))
 def test_trace_printk_matches_the_kernel_trace_pipe(case: int) -> None:
     if not os.path.exists("/sys/kernel/tracing/trace"):
         pytest.fail("tracefs is not mounted at /sys/kernel/tracing")
     marker = f"ebpf{os.getpid()}c{case}t{time.monotonic_ns()}"
-    text, args = KERNEL_FORMATS[case]
-    prog = printk(marker.encode() + b" " + text, args)
+    kind, text, args = CASES[case]
+    fmt_text = marker.encode() + b" " + text
+    if kind == "printk":
+        prog = printk(fmt_text, [a for a in args if isinstance(a, int)])
+    else:
+        prog = vprintk(fmt_text, args)
     kernel = kernel_test_run(prog, ProgramType.SCHED_CLS, bytes(64))
     env = RunEnv()  # real task, clock and comm
     ours = user_test_run(prog, ProgramType.SCHED_CLS, bytes(64), env=env)
