@@ -20,7 +20,7 @@ from ebpf.runtime import Collection, ContextInput, TestRunResult, kernel_version
 from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramType, Relocation, RelocKind, VariableSpec
 from ebpf.vm.pytier import PyTier
 
-from ._build import global_map, program, test_helpers
+from ._build import default_helpers, global_map, program, test_helpers
 
 ENGINES = ["interp", "py"]
 
@@ -145,7 +145,8 @@ TAIL = """
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_tail_calls(engine: str) -> None:
+@pytest.mark.parametrize("helpers", ["runtime", "test"])
+def test_tail_calls(engine: str, helpers: str) -> None:
     jump = MapSpec("jump", MapType.PROG_ARRAY, 4, 4, 4, slots={0: "entry", 1: "leaf"})
     spec = CollectionSpec(
         programs={
@@ -155,7 +156,8 @@ def test_tail_calls(engine: str) -> None:
         maps={"jump": jump, ".bss": global_map(".bss", bytes(4))},
         variables={"runs": VariableSpec("runs", ".bss", 0, 4)},
     )
-    with Collection(spec, engine=engine, helpers=test_helpers()) as coll:
+    registry = default_helpers() if helpers == "runtime" else test_helpers()
+    with Collection(spec, engine=engine, helpers=registry) as coll:
         entry = coll.programs["entry"]
         # slot 1: one tail call into "leaf", which returns the ctx's second word
         assert entry.test_run(ctx_in=struct.pack("<II", 1, 77)).retval == 77
@@ -198,9 +200,11 @@ stop:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_bpf_loop_callback(engine: str) -> None:
+@pytest.mark.parametrize("helpers", ["runtime", "test"])
+def test_bpf_loop_callback(engine: str, helpers: str) -> None:
     spec = CollectionSpec(programs={"loop": program("loop", LOOP, [("func", "cb")])})
-    with Collection(spec, engine=engine, helpers=test_helpers()) as coll:
+    registry = default_helpers() if helpers == "runtime" else test_helpers()
+    with Collection(spec, engine=engine, helpers=registry) as coll:
         result = coll.programs["loop"].run(b"")
         assert result.retval == (7 << 32) | sum(range(7))
         assert result.insns == 11 + 6 * 6 + 7  # the program, then 7 callback calls
@@ -234,13 +238,15 @@ sum:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_for_each_map_elem_callback(engine: str) -> None:
+@pytest.mark.parametrize("helpers", ["runtime", "test"])
+def test_for_each_map_elem_callback(engine: str, helpers: str) -> None:
     """A 4-argument callback (map, key, value, ctx) that reads the key and writes the value."""
     spec = CollectionSpec(
         programs={"each": program("each", FOR_EACH, [("map", "vals"), ("func", "sum")])},
         maps={"vals": MapSpec("vals", MapType.HASH, 4, 8, 8)},
     )
-    with Collection(spec, engine=engine, helpers=test_helpers()) as coll:
+    registry = default_helpers() if helpers == "runtime" else test_helpers()
+    with Collection(spec, engine=engine, helpers=registry) as coll:
         vals = coll.maps["vals"]
         for k, v in ((1, 10), (2, 20), (7, 3)):
             vals[struct.pack("<I", k)] = struct.pack("<Q", v)

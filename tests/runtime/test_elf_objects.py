@@ -79,7 +79,7 @@ def test_rodata_set_before_load() -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_tail_calls_from_values(engine: str) -> None:
-    with Collection(spec_of("tailcall.o"), engine=engine, helpers=test_helpers()) as coll:
+    with Collection(spec_of("tailcall.o"), engine=engine, helpers=default_helpers()) as coll:
         entry = coll.programs["tail_entry"]
         assert entry.test_run(b"\x00" * 14, ctx_in=xdp_md(0)).retval == XDP_PASS
         assert entry.test_run(b"\x00" * 14, ctx_in=xdp_md(2)).retval == XDP_DROP
