@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from ebpf.btf.pretty import dump_raw, format_type, format_value, to_python, type
 from ebpf.errors import BTFError
 
 DATA = Path(__file__).parent / "data"
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
 S = btf.IntEncoding.SIGNED
 
 TYPES: list[btf.Type] = [
@@ -205,3 +208,33 @@ def test_json_listing() -> None:
     assert holder["kind"] == "STRUCT" and holder["size"] == 12
     assert holder["members"][0] == {"name": "a", "type_id": 20, "bits_offset": 0, "bitfield_size": 3}
     json.dumps(doc)
+
+
+@pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool is not installed")
+@pytest.mark.parametrize("name", ["kinds.el.o", "vars.el.o", "vmlinux"])
+def test_json_listing_equals_bpftool_j(name: str) -> None:
+    """Equal to ``bpftool -j btf dump``, except that bpftool 7.1 sign-extends the values of
+    unsigned 32-bit enums that have bit 31 set (0x80000000 -> 18446744071562067968): ours
+    keeps the value."""
+    path = VMLINUX if name == "vmlinux" else DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    theirs = json.loads(
+        subprocess.run(
+            ["bpftool", "-j", "btf", "dump", "file", str(path)], capture_output=True, check=True
+        ).stdout
+    )
+    raw = path.read_bytes()
+    if name != "vmlinux":
+        with path.open("rb") as f:
+            section = ELFFile(f).get_section_by_name(".BTF")
+            assert section is not None
+            raw = section.data()
+    ours = types_json(btf.Spec.from_bytes(raw))
+    assert len(ours["types"]) == len(theirs["types"])
+    for mine, bpftool in zip(ours["types"], theirs["types"], strict=True):
+        if mine != bpftool and mine["kind"] == "ENUM" and mine["encoding"] == "UNSIGNED":
+            for value in bpftool["values"]:
+                if value["val"] >= 1 << 32:
+                    value["val"] -= (1 << 64) - (1 << 32)
+        assert mine == bpftool

@@ -130,7 +130,8 @@ def dump_raw(spec: Spec) -> str:
 
 
 def type_json(spec: Spec, type_id: int) -> dict[str, Any]:
-    """One type as data, with bpftool's ``-j`` field names."""
+    """One type as data, as ``bpftool -j btf dump`` (7.1) gives it, except that values of
+    unsigned 32-bit enums keep bit 31 (bpftool sign-extends them to 64 bits)."""
     t = spec.type_by_id(type_id)
     doc: dict[str, Any] = {"id": type_id, "kind": t.kind.name, "name": _name(getattr(t, "name", ""))}
     match t:
@@ -182,8 +183,6 @@ def type_json(spec: Spec, type_id: int) -> dict[str, Any]:
             doc["size"] = t.size
         case DeclTag():
             doc.update(type_id=t.type, component_idx=t.component_idx)
-    if isinstance(t, DeclTag | TypeTag) and t.attribute:
-        doc["kind_flag"] = 1
     return doc
 
 
