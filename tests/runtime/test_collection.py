@@ -320,6 +320,14 @@ out:
         assert info.value.errno == errno.EINVAL
         with pytest.raises(TestRunError):
             x.test_run(frame, repeat=-1)
+        with pytest.raises(TestRunError) as info:
+            x.test_run(frame, ctx_in=md, ctx_size_out=8)
+        assert info.value.errno == errno.ENOSPC and len(info.value.result.ctx_out) == 8
+        with pytest.raises(TestRunError, match="flags"):
+            x.test_run(frame, flags=4)
+        with pytest.raises(NotSupportedError, match="live"):
+            x.test_run(frame, flags=2)
+        assert x.test_run(frame, flags=1).retval == 2
 
 
 def test_errors_and_lifetime() -> None:

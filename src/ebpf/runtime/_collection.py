@@ -77,6 +77,8 @@ SKB_TEST_RUN_TYPES = frozenset(
 )
 """Program types whose test run builds a socket buffer (``bpf_prog_test_run_skb``)."""
 BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_TEST_RUN_ON_CPU = 1 << 0
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 
 
 _WRITERS = (
@@ -227,6 +229,9 @@ class Program:
         repeat: int = 1,
         cpu: int = 0,
         data_size_out: int | None = None,
+        *,
+        ctx_size_out: int | None = None,
+        flags: int = 0,
     ) -> TestRunResult:
         """``BPF_PROG_TEST_RUN``: run ``repeat`` times on ``data_in`` / ``ctx_in`` (Rule 4).
 
@@ -235,15 +240,26 @@ class Program:
         (``ctx_in`` is the context) and RAW_TRACEPOINT (``ctx_in`` holds the u64 arguments).
         ``ctx_out`` is the context after the last run when ``ctx_in`` was given.
 
+        The arguments are those of ``kernel.Program.test_run``, plus ``cpu`` (the kernel
+        honours it only for raw tracepoints, with ``BPF_F_TEST_RUN_ON_CPU``; here every
+        program type runs on the simulated ``cpu``). ``flags`` may be 0 or
+        ``BPF_F_TEST_RUN_ON_CPU``.
+
         Raises:
-            NotSupportedError: the program type has no test run here (the kernel: ENOTSUPP).
-            TestRunError: ``data_out`` is longer than ``data_size_out`` (``ENOSPC``; the
-                truncated result is in ``err.result``), or a bad input (``EINVAL``).
+            NotSupportedError: the program type has no test run here (the kernel: ENOTSUPP),
+                or ``BPF_F_TEST_XDP_LIVE_FRAMES``.
+            TestRunError: ``data_out`` or ``ctx_out`` is longer than ``data_size_out`` /
+                ``ctx_size_out`` (``ENOSPC``; the truncated result is in ``err.result``), or
+                a bad input or flag (``EINVAL``).
             VMError: a run-time fault (the kernel's verifier would have refused the program).
         """
         self._check(cpu)
         if repeat < 0:
             raise TestRunError(f"repeat must be >= 0, got {repeat}", errno=errno.EINVAL)
+        if flags & BPF_F_TEST_XDP_LIVE_FRAMES:
+            raise NotSupportedError("XDP live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES)")
+        if flags & ~BPF_F_TEST_RUN_ON_CPU:
+            raise TestRunError(f"unknown test-run flags {flags:#x}", errno=errno.EINVAL)
         inp = self._test_input(bytes(data_in), None if ctx_in is None else bytes(ctx_in))
         memory = self.collection.memory
         mapped = inp.map(memory)
@@ -261,13 +277,17 @@ class Program:
             for region in mapped.regions:
                 memory.unmap(region)
         result = TestRunResult(retval & M32, data_out, ctx_out, duration)
-        if data_size_out is not None and len(data_out) > data_size_out:
-            truncated = TestRunResult(result.retval, data_out[:data_size_out], ctx_out, duration)
-            raise TestRunError(
-                f"data_out of {len(data_out)} bytes does not fit data_size_out {data_size_out}",
-                errno=errno.ENOSPC,
-                result=truncated,
+        data_short = data_size_out is not None and len(data_out) > data_size_out
+        ctx_short = ctx_size_out is not None and ctx_out is not None and len(ctx_out) > ctx_size_out
+        if data_short or ctx_short:  # the kernel copies what fits, then fails with ENOSPC
+            truncated = TestRunResult(
+                result.retval,
+                data_out[:data_size_out] if data_short else data_out,
+                ctx_out[:ctx_size_out] if ctx_short and ctx_out is not None else ctx_out,
+                duration,
             )
+            what = "data_out" if data_short else "ctx_out"
+            raise TestRunError(f"{what} does not fit its buffer", errno=errno.ENOSPC, result=truncated)
         return result
 
     def _test_input(self, data_in: bytes, ctx_in: bytes | None) -> Input:
