@@ -303,6 +303,46 @@ def load_relative(offset: int, length: int, header: int) -> str:
     return load_bytes(offset, length).replace("call 26", f"r5 = {header}\n    call 68")
 
 
+def resize(helper: int, arg: int, flags: int = 0, then_relative: bool = False) -> str:
+    """Call a resizing helper, then write 0xee at data + 13 through re-read packet pointers."""
+    tail = (
+        f"""
+    r1 = r6
+    r2 = 0
+    r3 = r10
+    r3 += -8
+    r4 = 8
+    r5 = 0
+    call 68
+    r7 = *(u32 *)(r10 - 8)
+    r7 &= 0xff
+    r7 <<= 24
+    r0 |= r7"""
+        if then_relative
+        else ""
+    )
+    return f"""
+    r6 = r1
+    r2 = {arg}
+    r3 = {flags}
+    call {helper}
+    r8 = r0
+    r2 = *(u32 *)(r6 + 76)
+    r3 = *(u32 *)(r6 + 80)
+    r4 = r2
+    r4 += 14
+    if r4 > r3 goto out
+    r5 = 0xee
+    *(u8 *)(r2 + 13) = r5
+out:
+    r0 = *(u32 *)(r6 + 0)
+    r0 <<= 8
+    r8 &= 0xff
+    r0 |= r8{tail}
+    exit
+"""
+
+
 def redirect(ifindex: int, flags: int) -> str:
     return f"r1 = {ifindex}\nr2 = {flags}\ncall 23\nexit"
 
@@ -316,6 +356,15 @@ CASES += [
     *[(legacy("u32", off), SOCK, IPV4, None) for off in (36, 37, 40)],  # past the end: r0 = 0
     *[(legacy("u16", off, ind), SOCK, IPV6, None) for off, ind in ((2, 4), (0, 52), (1, 52))],
     *[(redirect(i, f), t, IPV4, None) for t in (TC, ACT) for i, f in ((3, 0), (3, 1), (3, 2), (1, 0))],
+    *[(resize(39, n), TC, IPV4, None) for n in (0, 54, 55, 0xFFFFFFFF)],
+    *[
+        (resize(38, n, f), TC, IPV4, None)
+        for n, f in ((100, 0), (30, 0), (14, 0), (13, 0), (16064, 0), (16065, 0), (60, 1))
+    ],
+    *[
+        (resize(43, n, f, True), TC, IPV4, None)
+        for n, f in ((14, 0), (100, 0), (0, 0), (4, 1), (16064 - 53, 0), (16064 - 54, 0))
+    ],
     *[
         (load_relative(o, n, h), t, IPV4, None)
         for t in (TC, SOCK)

@@ -242,6 +242,8 @@ class SkbMapped(MappedInput):
         self.buffer.view[NET_SKB_PAD : NET_SKB_PAD + size] = inp.packet
         self.start = NET_SKB_PAD if inp.l2 else NET_SKB_PAD + ETH_HLEN
         self.end = NET_SKB_PAD + size
+        self.mac = NET_SKB_PAD  # skb_mac_header
+        self.network = NET_SKB_PAD + ETH_HLEN  # skb_network_header
         ctx = bytearray(inp.ctx_in or bytes(SK_BUFF_SIZE))
         frame = inp.packet
         _put(ctx, "len", self.end - self.start)
@@ -263,7 +265,36 @@ class SkbMapped(MappedInput):
     @property
     def mac_offset(self) -> int:
         """Buffer offset of the Ethernet header (``skb_mac_header``)."""
-        return NET_SKB_PAD
+        return self.mac
+
+    def _remap(self) -> None:
+        assert self.data_region is not None
+        self.memory.unmap(self.data_region)
+        self.data_region = self._window()
+        self.regions = (self.data_region, self.ctx_region)
+
+    def resize(self, head: int, tail: int) -> None:
+        """Grow (positive) or shrink (negative) the packet at its start and end; new bytes are zero.
+
+        The buffer is reallocated when the head- or tailroom runs out (the addresses of the
+        packet bytes change then, as after the kernel's ``pskb_expand_head``).
+        """
+        start, end = self.start - head, self.end + tail
+        assert start <= end
+        if start < 0 or end > self.buffer.size:
+            extra_head = max(0, -start) + NET_SKB_PAD
+            grown = HostBuffer(extra_head + max(end, self.buffer.size) + SKB_SHARED_INFO_SIZE)
+            grown.view[extra_head : extra_head + self.buffer.size] = self.buffer.view
+            self.buffer = grown
+            for name in ("start", "end", "mac", "network"):
+                setattr(self, name, getattr(self, name) + extra_head)
+            start, end = start + extra_head, end + extra_head
+        if head > 0:
+            self.buffer.view[start : self.start] = bytes(head)
+        if tail > 0:
+            self.buffer.view[self.end : end] = bytes(tail)
+        self.start, self.end = start, end
+        self._remap()
 
     def address(self, offset: int) -> int:
         return self.buffer.address + offset

@@ -48,6 +48,7 @@ BPF_F_MARK_ENFORCE = 1 << 6
 BPF_F_IPV6 = 1 << 7
 CSUM_MANGLED_0 = 0xFFFF
 BPF_HDR_START_MAC, BPF_HDR_START_NET = 0, 1
+BPF_SKB_MAX_LEN = (4096 << 2) - 320  # SKB_MAX_ALLOC: SKB_MAX_ORDER(0, 2) on x86-64
 ETH_HLEN = 14
 INT_MAX = 0x7FFFFFFF
 
@@ -325,12 +326,54 @@ def skb_load_bytes_relative(
     skb = context_of(env, ctx, SkbMapped, "bpf_skb_load_bytes_relative")
     offset &= M32
     length &= M32
-    starts = {BPF_HDR_START_MAC: skb.mac_offset, BPF_HDR_START_NET: skb.mac_offset + ETH_HLEN}
+    starts = {BPF_HDR_START_MAC: skb.mac, BPF_HDR_START_NET: skb.network}
     start = starts.get(start_header & M32)
     if offset > 0xFFFF or start is None or start + offset + length > skb.end:
         env.memory.write_bytes(to, bytes(length))
         return _ret(-errno.EFAULT)
     env.memory.write_bytes(to, skb.buffer.view[start + offset : start + offset + length].tobytes())
+    return 0
+
+
+def _tc_only(env: RunEnv, helper: str) -> None:
+    if env.program_type not in (ProgramType.SCHED_CLS, ProgramType.SCHED_ACT, ProgramType.UNSPEC):
+        raise VMError(f"{helper}: the user-space runtime implements the tc variant only")
+
+
+def skb_pull_data(e: HelperEnv, ctx: int, length: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_skb_pull_data``: a test-run skb is linear, so only ``len`` past the end fails (``-ENOMEM``)."""
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_pull_data")
+    length &= M32
+    if length > skb.end - skb.start:
+        return _ret(-errno.ENOMEM)
+    return 0
+
+
+def skb_change_tail(e: HelperEnv, ctx: int, new_len: int, flags: int, _d: int, _e: int) -> int:
+    """``bpf_skb_change_tail`` (tc): trim or zero-extend to ``new_len``, at least to the network header."""
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_change_tail")
+    _tc_only(env, "bpf_skb_change_tail")
+    new_len &= M32
+    min_len = max(0, skb.network - skb.start)
+    if flags or new_len > BPF_SKB_MAX_LEN or new_len < min_len:
+        return _ret(-errno.EINVAL)
+    skb.resize(0, new_len - (skb.end - skb.start))
+    return 0
+
+
+def skb_change_head(e: HelperEnv, ctx: int, head_room: int, flags: int, _d: int, _e: int) -> int:
+    """``bpf_skb_change_head`` (tc): push ``head_room`` zero bytes; the MAC header starts there."""
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_change_head")
+    _tc_only(env, "bpf_skb_change_head")
+    head_room &= M32
+    length = skb.end - skb.start
+    if flags or length + head_room > BPF_SKB_MAX_LEN:
+        return _ret(-errno.EINVAL)
+    skb.resize(head_room, 0)
+    skb.mac = skb.start
     return 0
 
 
@@ -389,6 +432,9 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.SKB_LOAD_BYTES, skb_load_bytes),
         (HelperId.SKB_STORE_BYTES, skb_store_bytes),
         (HelperId.SKB_LOAD_BYTES_RELATIVE, skb_load_bytes_relative),
+        (HelperId.SKB_PULL_DATA, skb_pull_data),
+        (HelperId.SKB_CHANGE_TAIL, skb_change_tail),
+        (HelperId.SKB_CHANGE_HEAD, skb_change_head),
         (HelperId.XDP_LOAD_BYTES, xdp_load_bytes),
         (HelperId.XDP_STORE_BYTES, xdp_store_bytes),
         (HelperId.XDP_GET_BUFF_LEN, xdp_get_buff_len),
