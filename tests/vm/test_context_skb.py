@@ -306,7 +306,7 @@ def load_relative(offset: int, length: int, header: int) -> str:
 def resize(helper: int, arg: int, flags: int = 0, then_relative: bool = False) -> str:
     """Call a resizing helper, then write 0xee at data + 13 through re-read packet pointers."""
     tail = (
-        f"""
+        """
     r1 = r6
     r2 = 0
     r3 = r10
