@@ -188,7 +188,9 @@ def run_both(ours: Collection, theirs: Any, prog: str, data: bytes, **kw: Any) -
     except NotSupportedError as err:
         pytest.skip(f"the user-space runtime cannot test-run {prog!r} yet: {err}")
     kernel = theirs.programs[prog].test_run(data, **kw)
-    assert (mine.retval, mine.data_out) == (kernel.retval, kernel.data_out), prog
+    assert (mine.retval, mine.data_out, mine.ctx_out) == (kernel.retval, kernel.data_out, kernel.ctx_out), (
+        prog
+    )
 
 
 def ipv4(saddr: str, proto: int = 17) -> bytes:
@@ -372,3 +374,18 @@ def test_tail_call_count_skips_empty_slots(
     run_both(ours, theirs, "again", b"\x00" * 14)
     compare_maps(ours, theirs)
     assert ours.variables["runs"].get_int() == 34
+
+
+def test_raw_tracepoint_and_syscall_contexts(
+    both: Callable[[str | CollectionSpec], tuple[Collection, Any]],
+) -> None:
+    """ctx_in as raw tracepoint arguments (read-only) and as a SYSCALL context (written back)."""
+    raw = program("raw", "r0 = *(u64 *)(r1 + 0)\nr2 = *(u64 *)(r1 + 8)\nr0 += r2\nexit", [])
+    raw.type, raw.section = ProgramType.RAW_TRACEPOINT, "raw_tp/sys_enter"
+    text = "r0 = *(u32 *)(r1 + 0)\nr2 = *(u32 *)(r1 + 4)\nr0 -= r2\n*(u32 *)(r1 + 8) = r0\nexit"
+    sys_prog = program("sys", text, [], type=ProgramType.SYSCALL)
+    sys_prog.flags = 1 << 4  # BPF_F_SLEEPABLE, as libbpf loads "syscall" sections
+    ours, theirs = both(CollectionSpec(programs={"raw": raw, "sys": sys_prog}, license="GPL"))
+    for a, b in ((40, 2), (1, 2**40), (2**64 - 1, 3)):
+        run_both(ours, theirs, "raw", b"", ctx_in=struct.pack("<QQ", a, b))
+        run_both(ours, theirs, "sys", b"", ctx_in=struct.pack("<III", a & 0xFFFFFFFF, b & 0xFFFFFFFF, 7))
