@@ -96,3 +96,32 @@ def test_argument_checks_need_no_kernel() -> None:
         attach.kprobe_multi(Fake())
     with pytest.raises(ValueError, match="give a symbol or a non-zero file offset"):
         attach.uprobe(Fake(), "/bin/true")
+
+
+def _union_members(vmlinux):  # type: ignore[no-untyped-def]
+    """{member name: {field name: byte offset}} of ``struct bpf_link_info``'s union."""
+    from ebpf.btf.types import Struct
+
+    info = vmlinux.find("bpf_link_info", Struct)
+    union = vmlinux.resolve(next(m for m in info.members if m.name == "").type)
+    result = {}
+    for member in union.members:
+        t = vmlinux.resolve(member.type)
+        result[member.name] = {m.name: m.offset // 8 for m in getattr(t, "members", ()) if m.name}
+    return result
+
+
+def test_link_info_layouts_match_kernel_btf(vmlinux) -> None:  # type: ignore[no-untyped-def]
+    from ebpf.attach.link import FIELDS, NAMES, LinkType
+
+    members = _union_members(vmlinux)
+    btf_name = {LinkType.KPROBE_MULTI: "kprobe_multi", LinkType.UPROBE_MULTI: "uprobe_multi"}
+    for ltype, fields in FIELDS.items():
+        layout = members[btf_name.get(ltype, ltype.name.lower())]
+        for key, offset, _fmt, _enum in fields:
+            if key in layout:  # ITER's map_id sits in an anonymous union
+                assert layout[key] == offset, (ltype, key)
+    for ltype, (key, ptr_off, _len_off) in NAMES.items():
+        assert members[ltype.name.lower()][key] == ptr_off, (ltype, key)
+    assert members["iter"]["target_name_len"] == 8
+    assert members["uprobe_multi"]["path_size"] == 32

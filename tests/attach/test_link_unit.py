@@ -50,7 +50,7 @@ def test_xdp_and_cgroup_info() -> None:
 
 def test_named_infos_fetch_the_name() -> None:
     with override_backend(info_backend(LinkType.RAW_TRACEPOINT, b"", name=b"sched_switch")):
-        assert _decode_info(1).details == {"tp_name": "sched_switch"}
+        assert _decode_info(1).details == {"tp_name": "sched_switch", "cookie": 0}
     union = struct.pack("=IIQIIQQ", PerfEventType.UPROBE, 0, 0, 0, 0x1139, 5, 0x3018)
     with override_backend(info_backend(LinkType.PERF_EVENT, union, name=b"/usr/bin/x")):
         details = _decode_info(1).details

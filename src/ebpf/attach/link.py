@@ -121,64 +121,90 @@ def _enum(cls: type[IntEnum], value: int) -> IntEnum | int:
 _NAME_BUF = 4096
 
 
+# ``struct bpf_link_info``'s union, per link type (include/uapi/linux/bpf.h, Linux 6.18):
+# (member name, byte offset in the union, struct format, enum to convert to). A name is
+# fetched in a second call with (pointer, length) at NAMES[type]. Checked against the kernel's
+# BTF in tests/attach/test_abi.py.
+_Field = tuple[str, int, str, "type[IntEnum] | None"]
+FIELDS: dict[LinkType, tuple[_Field, ...]] = {
+    LinkType.RAW_TRACEPOINT: (("cookie", 16, "Q", None),),
+    LinkType.TRACING: (
+        ("attach_type", 0, "I", AttachType),
+        ("target_obj_id", 4, "I", None),
+        ("target_btf_id", 8, "I", None),
+        ("cookie", 16, "Q", None),
+    ),
+    LinkType.CGROUP: (("cgroup_id", 0, "Q", None), ("attach_type", 8, "I", AttachType)),
+    LinkType.ITER: (("map_id", 12, "I", None),),
+    LinkType.NETNS: (("netns_ino", 0, "I", None), ("attach_type", 4, "I", AttachType)),
+    LinkType.XDP: (("ifindex", 0, "I", None),),
+    LinkType.STRUCT_OPS: (("map_id", 0, "I", None),),
+    LinkType.NETFILTER: (
+        ("pf", 0, "I", None),
+        ("hooknum", 4, "I", None),
+        ("priority", 8, "i", None),
+        ("flags", 12, "I", None),
+    ),
+    LinkType.KPROBE_MULTI: (("count", 8, "I", None), ("flags", 12, "I", None), ("missed", 16, "Q", None)),
+    LinkType.UPROBE_MULTI: (("count", 36, "I", None), ("flags", 40, "I", None), ("pid", 44, "I", None)),
+    LinkType.TCX: (("ifindex", 0, "I", None), ("attach_type", 4, "I", AttachType)),
+    LinkType.NETKIT: (("ifindex", 0, "I", None), ("attach_type", 4, "I", AttachType)),
+    LinkType.SOCKMAP: (("map_id", 0, "I", None), ("attach_type", 4, "I", AttachType)),
+}
+NAMES: dict[LinkType, tuple[str, int, int]] = {
+    LinkType.RAW_TRACEPOINT: ("tp_name", 0, 8),
+    LinkType.ITER: ("target_name", 0, 8),
+    LinkType.UPROBE_MULTI: ("path", 0, 32),
+}
+# perf_event links: the member after ``type`` (offset 8 of the union) depends on it.
+PERF_FIELDS: dict[PerfEventType, tuple[tuple[str, int, int] | None, tuple[_Field, ...]]] = {
+    PerfEventType.UPROBE: (
+        ("file_name", 8, 16),
+        (("offset", 20, "I", None), ("cookie", 24, "Q", None), ("ref_ctr_offset", 32, "Q", None)),
+    ),
+    PerfEventType.KPROBE: (
+        ("func_name", 8, 16),
+        (
+            ("offset", 20, "I", None),
+            ("addr", 24, "Q", None),
+            ("missed", 32, "Q", None),
+            ("cookie", 40, "Q", None),
+        ),
+    ),
+    PerfEventType.TRACEPOINT: (("tp_name", 8, 16), (("cookie", 24, "Q", None),)),
+    PerfEventType.EVENT: (
+        None,
+        (("config", 8, "Q", None), ("type", 16, "I", None), ("cookie", 24, "Q", None)),
+    ),
+}
+PERF_FIELDS[PerfEventType.URETPROBE] = PERF_FIELDS[PerfEventType.UPROBE]
+PERF_FIELDS[PerfEventType.KRETPROBE] = PERF_FIELDS[PerfEventType.KPROBE]
+
+
 def _decode_info(fd: int) -> LinkInfo:
     ltype, lid, prog_id, raw = _abi.link_info_raw(fd)
     details: dict[str, int | str] = {}
-
-    def u32(off: int) -> int:
-        return int(struct.unpack_from("=I", raw, off)[0])
-
-    def u64(off: int) -> int:
-        return int(struct.unpack_from("=Q", raw, off)[0])
-
-    def with_name(ptr_off: int, len_off: int, key: str, prefix: bytes = b"") -> bytes:
+    name: tuple[str, int, int] | None = None
+    fields: tuple[_Field, ...] = ()
+    prefix = b""
+    if ltype == LinkType.PERF_EVENT:
+        ptype = int(struct.unpack_from("=I", raw, 0)[0])
+        details["perf_event_type"] = _enum(PerfEventType, ptype)
+        name, fields = PERF_FIELDS.get(ptype, (None, ()))  # type: ignore[call-overload]
+        prefix = struct.pack("=I", ptype)
+    elif ltype in FIELDS or ltype in NAMES:
+        name, fields = NAMES.get(ltype), FIELDS.get(ltype, ())  # type: ignore[call-overload]
+    if name is not None:
+        key, ptr_off, len_off = name
         buf = _abi.cstr(_NAME_BUF)
         union = bytearray(prefix.ljust(48, b"\0"))
         struct.pack_into("=Q", union, ptr_off, buf.address)
         struct.pack_into("=I", union, len_off, _NAME_BUF)
-        _, _, _, again = _abi.link_info_raw(fd, bytes(union))
+        _, _, _, raw = _abi.link_info_raw(fd, bytes(union))
         details[key] = buf.value.decode("utf-8", "replace")
-        return again
-
-    if ltype == LinkType.RAW_TRACEPOINT:
-        with_name(0, 8, "tp_name")
-    elif ltype == LinkType.TRACING:
-        details.update(attach_type=_enum(AttachType, u32(0)), target_obj_id=u32(4), target_btf_id=u32(8))
-    elif ltype == LinkType.CGROUP:
-        details.update(cgroup_id=u64(0), attach_type=_enum(AttachType, u32(8)))
-    elif ltype == LinkType.ITER:
-        raw = with_name(0, 8, "target_name")
-        details.update(map_id=u32(12))
-    elif ltype == LinkType.NETNS:
-        details.update(netns_ino=u32(0), attach_type=_enum(AttachType, u32(4)))
-    elif ltype == LinkType.XDP:
-        details.update(ifindex=u32(0))
-    elif ltype in (LinkType.TCX, LinkType.NETKIT):
-        details.update(ifindex=u32(0), attach_type=_enum(AttachType, u32(4)))
-    elif ltype == LinkType.NETFILTER:
-        details.update(pf=u32(0), hooknum=u32(4), priority=struct.unpack_from("=i", raw, 8)[0], flags=u32(12))
-    elif ltype == LinkType.SOCKMAP:
-        details.update(map_id=u32(0), attach_type=_enum(AttachType, u32(4)))
-    elif ltype == LinkType.UPROBE_MULTI:
-        raw = with_name(0, 32, "path")
-        details.update(count=u32(36), flags=u32(40), pid=u32(44))
-    elif ltype == LinkType.KPROBE_MULTI:
-        details.update(count=u32(8), flags=u32(12), missed=u64(16))
-    elif ltype == LinkType.PERF_EVENT:
-        ptype = u32(0)
-        details["perf_event_type"] = _enum(PerfEventType, ptype)
-        prefix = struct.pack("=I", ptype)
-        if ptype in (PerfEventType.UPROBE, PerfEventType.URETPROBE):
-            raw = with_name(8, 16, "file_name", prefix)
-            details.update(offset=u32(20), cookie=u64(24), ref_ctr_offset=u64(32))
-        elif ptype in (PerfEventType.KPROBE, PerfEventType.KRETPROBE):
-            raw = with_name(8, 16, "func_name", prefix)
-            details.update(offset=u32(20), addr=u64(24), missed=u64(32), cookie=u64(40))
-        elif ptype == PerfEventType.TRACEPOINT:
-            raw = with_name(8, 16, "tp_name", prefix)
-            details.update(cookie=u64(24))
-        elif ptype == PerfEventType.EVENT:
-            details.update(config=u64(8), type=u32(16), cookie=u64(24))
+    for key, offset, fmt, enum in fields:
+        value = int(struct.unpack_from("=" + fmt, raw, offset)[0])
+        details[key] = _enum(enum, value) if enum is not None else value
     return LinkInfo(type=_enum(LinkType, ltype), id=lid, prog_id=prog_id, details=details)
 
 
