@@ -338,7 +338,12 @@ def biolatency(
 @tools.command("xdp-firewall", short_help="Drop packets by source prefix with XDP; live per-rule counters.")
 @click.argument("iface")
 @click.option(
-    "--block", "blocks", multiple=True, required=True, metavar="CIDR", help="Source prefix to drop (IPv4/IPv6)."
+    "--block",
+    "blocks",
+    multiple=True,
+    required=True,
+    metavar="CIDR",
+    help="Source prefix to drop (IPv4/IPv6).",
 )
 @click.option("--monitor", is_flag=True, help="Only count matching packets; let them pass.")
 @click.option(
@@ -349,7 +354,11 @@ def biolatency(
     help="XDP mode: native in the driver, generic (skb), or native when the driver has it.",
 )
 @click.option(
-    "--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True, help="Refresh every S seconds."
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Refresh every S seconds.",
 )
 @click.option(
     "--duration", type=float, metavar="SECONDS", help="Detach after this many seconds (default: Ctrl-C)."
@@ -405,8 +414,10 @@ def xdp_firewall(
 
             def render() -> Any:
                 table = Table(title=f"xdp-firewall {fw.iface}  {time.monotonic() - start:.0f}s", box=None)
-                for header, justify in (("RULE", "left"), ("ACTION", "left"), ("PACKETS", "right"), ("BYTES", "right")):
-                    table.add_column(header, justify=justify)  # type: ignore[arg-type]
+                table.add_column("RULE")
+                table.add_column("ACTION")
+                table.add_column("PACKETS", justify="right")
+                table.add_column("BYTES", justify="right")
                 for row in rows():
                     table.add_row(*row)
                 return table

@@ -94,6 +94,13 @@ def xdp() -> None:
     help="Which packets --out gets: pass (PASS/TX/REDIRECT, tc OK/...), all, modified, dropped.",
 )
 @click.option("--engine", default="py", show_default=True, help="User-space engine (interp or py).")
+@click.option(
+    "--map-init",
+    "map_init",
+    multiple=True,
+    metavar="MAP:KEYHEX=VALUEHEX",
+    help="Update a map before the run (repeatable), e.g. an LPM trie's rules.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @json_option
 def run(
@@ -103,6 +110,7 @@ def run(
     out_path: BinaryIO | None,
     write: str,
     engine: str,
+    map_init: tuple[str, ...],
     progress: bool | None,
     as_json: bool,
 ) -> None:
@@ -112,6 +120,7 @@ def run(
     Examples:
       ebpf xdp run fw.o --pcap traffic.pcap
       ebpf xdp run fw.o --program xdp_firewall --pcap in.pcapng --out passed.pcap --json
+      ebpf xdp run fw.o --pcap in.pcap --map-init fw_v4:18000000c0000200=00000000
     """
     import dpkt
 
@@ -147,6 +156,7 @@ def run(
     written = 0
     show = progress if progress is not None else (sys.stderr.isatty() and len(packets) > 2000 and not as_json)
     with Collection(spec, engine=engine) as coll:
+        _init_maps(coll, map_init)
         prog = coll.programs[chosen.name]
         start = time.perf_counter()
         bar: Any = None
@@ -209,6 +219,22 @@ def run(
     out.fields(
         [("modified", str(modified))] + ([("written", f"{written} to {out_path.name}")] if out_path else [])
     )
+
+
+def _init_maps(coll: Any, entries: tuple[str, ...]) -> None:
+    from ebpf.errors import BPFError
+
+    for entry in entries:
+        name, _, kv = entry.partition(":")
+        key, _, value = kv.partition("=")
+        if name not in coll.maps:
+            raise fail(f"--map-init {entry}: no map {name!r}; the object has: {', '.join(coll.maps)}")
+        try:
+            coll.maps[name].update(bytes.fromhex(key), bytes.fromhex(value))
+        except ValueError as err:
+            raise fail(f"--map-init {entry}: expected MAP:KEYHEX=VALUEHEX ({err})") from None
+        except BPFError as err:
+            raise fail(f"--map-init {entry}: {err}") from None
 
 
 def _items(m: Any) -> list[tuple[bytes, Any]]:

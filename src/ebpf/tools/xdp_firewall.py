@@ -191,7 +191,8 @@ class XdpFirewall:
 
 def _attach_refused(err: Any, iface: str, mode: str) -> str:
     code = getattr(err, "errno", None)
-    name = errno.errorcode.get(code, str(code)) if isinstance(code, int) else "?"
+    names = {errno.EOPNOTSUPP: "EOPNOTSUPP"}
+    name = names.get(code, errno.errorcode.get(code, str(code))) if isinstance(code, int) else "?"
     why = {
         errno.EOPNOTSUPP: f"the driver of {iface} has no native XDP; try --mode generic",
         errno.EBUSY: f"another XDP program is attached to {iface} in another mode or without a link",
