@@ -280,3 +280,41 @@ def test_fentry_on_a_non_tracing_program_is_a_syscall_error() -> None:
             attach.fentry(prog, cookie=1)
         assert info.value.errno == errno.EINVAL
         assert any("while attaching the fentry program" in note for note in info.value.__notes__)
+
+
+def test_hardware_perf_events_report_what_the_machine_lacks() -> None:
+    if Path("/sys/bus/event_source/devices/cpu").exists():
+        pytest.skip("this machine has a hardware PMU")
+    with ArrayMap() as m, load(counter(m.fd), ProgramType.PERF_EVENT) as prog:
+        # PERF_COUNT_HW_CPU_CYCLES on a VM without a virtual PMU
+        with pytest.raises(SyscallError) as info:
+            attach.perf_event(
+                prog, type=PerfType.HARDWARE, config=0, sample_period=100_000, pid=os.getpid(), cpu=-1
+            )
+        assert info.value.cmd == "perf_event_open"
+        assert info.value.errno in (errno.ENOENT, errno.EOPNOTSUPP)
+        assert any("perf event type 0 config 0" in note for note in info.value.__notes__)
+
+
+def test_raw_tracepoint_cookie() -> None:
+    # bpf_get_attach_cookie (helper 174) in a raw tracepoint program: Linux >= 6.10
+    with ArrayMap() as m:
+        program = f"""
+    call 174
+    r6 = r0
+    r1 = map_fd({m.fd}) ll
+    r2 = r10
+    r2 += -4
+    *(u32 *)(r10 - 4) = 0
+    call 1
+    if r0 == 0 goto out
+    *(u64 *)(r0 + 0) = r6
+out:
+    r0 = 0
+    exit
+"""
+        with load(program, ProgramType.RAW_TRACEPOINT) as prog:
+            with attach.raw_tracepoint(prog, "sys_enter", cookie=0xC0FFEE) as link:
+                os.getppid()
+                assert link.info().details["cookie"] == 0xC0FFEE
+            assert m[0] == 0xC0FFEE
