@@ -173,3 +173,17 @@ def test_zero_copy_view_consumes_on_exit(producer: Producer) -> None:
                 first = int(view["seq"][0])
             assert rb.available() == 0
         assert first == 240
+
+
+def test_records_decoded_by_a_btf_record_class(producer: Producer) -> None:
+    from ebpf import btf
+    from ebpf.btf.records import record_class
+
+    u64 = btf.Int("unsigned long long", 8, btf.IntEncoding.NONE, 0, 64)
+    members = tuple(btf.Member(n, 1, 64 * i) for i, n in enumerate(("seq", "double", "triple", "tag")))
+    Event = record_class(btf.Spec.build([u64, btf.Struct("event", 32, members)]), 2)
+    got: list[object] = []
+    with RingBuffer(producer.ring_fd, got.append, record_type=Event) as rb:
+        producer.run(3)
+        rb.poll(timeout=0)
+    assert [(e.seq, e.double, e.tag) for e in got] == [(0, 0, 0xFEED), (1, 2, 0xFEED), (2, 4, 0xFEED)]  # type: ignore[attr-defined]

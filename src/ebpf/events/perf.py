@@ -98,6 +98,8 @@ class PerfBuffer:
         lost_callback: ``lost_callback(cpu, count)`` for each LOST record.
         pages: data pages per CPU (a power of two).
         wakeup_events: wake the reader after this many samples (1: every sample).
+        record_type: decode each sample with ``record_type.unpack`` (e.g. a class from
+            :func:`ebpf.btf.record_class`) before calling ``callback``.
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class PerfBuffer:
         *,
         pages: int = 8,
         wakeup_events: int = 1,
+        record_type: Any = None,
     ) -> None:
         if pages <= 0 or pages & (pages - 1):
             raise PerfBufferError(f"pages must be a power of two, got {pages}")
@@ -118,6 +121,12 @@ class PerfBuffer:
                 f"fd {self._map_fd} is not a perf event array (map_type {info.get('map_type')}, "
                 f"want {_PERF_EVENT_ARRAY})"
             )
+        if record_type is not None and callback is not None:
+            unpack, size, deliver = record_type.unpack, int(record_type.size), callback
+
+            def callback(cpu: int, raw: bytes) -> Any:  # the raw sample carries padding after the record
+                return deliver(cpu, unpack(raw[:size]))
+
         self.callback = callback
         self.lost_callback = lost_callback
         self.lost = 0

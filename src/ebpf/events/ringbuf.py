@@ -114,20 +114,36 @@ class RingBuffer:
     >>> rb.poll(timeout=0.1)                   # records delivered to the callback
     """
 
-    def __init__(self, ringbuf: int | _HasFD | None = None, callback: Callback | None = None) -> None:
+    def __init__(
+        self,
+        ringbuf: int | _HasFD | None = None,
+        callback: Callback | None = None,
+        *,
+        record_type: Any = None,
+    ) -> None:
         self._rings: list[_Ring] = []
         self._epoll = select.epoll()
         self._closed = False
         if ringbuf is not None:
-            self.add(ringbuf, callback)
+            self.add(ringbuf, callback, record_type=record_type)
 
-    def add(self, ringbuf: int | _HasFD, callback: Callback | None = None) -> None:
+    def add(
+        self, ringbuf: int | _HasFD, callback: Callback | None = None, *, record_type: Any = None
+    ) -> None:
         """Add a ring buffer map (its fd, or an object with ``fileno()``) with its callback.
 
-        The map must stay open while the reader uses it. ``callback(record: bytes)`` may return
-        a negative int to stop the current drain (libbpf's convention).
+        The map must stay open while the reader uses it. ``callback(record)`` may return a
+        negative int to stop the current drain (libbpf's convention). ``record`` is the bytes,
+        or ``record_type.unpack(bytes)`` when a record type is given — e.g. a class from
+        :func:`ebpf.btf.record_class` for the program's event struct.
         """
         self._check_open()
+        if record_type is not None and callback is not None:
+            unpack, deliver = record_type.unpack, callback
+
+            def callback(raw: bytes) -> Any:
+                return deliver(unpack(raw))
+
         fd = _fileno(ringbuf)
         info = map_fdinfo(fd)
         if info.get("map_type") != _RINGBUF_TYPE:
