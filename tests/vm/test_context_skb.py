@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from ebpf.errors import TestRunError
+from ebpf.helpers import HelperId
 from ebpf.spec import ProgramType
 from ebpf.vm._context_skb import SK_BUFF_FIELDS, SK_BUFF_SIZE, eth_protocol
 from ebpf.vm.context import SkbInput
@@ -357,6 +358,11 @@ CASES += [
     *[(legacy("u16", off, ind), SOCK, IPV6, None) for off, ind in ((2, 4), (0, 52), (1, 52))],
     *[(redirect(i, f), t, IPV4, None) for t in (TC, ACT) for i, f in ((3, 0), (3, 1), (3, 2), (1, 0))],
     *[(resize(39, n), TC, IPV4, None) for n in (0, 54, 55, 0xFFFFFFFF)],
+    ("r6 = r1\nr2 = 0x12345678\ncall 48\nr0 = *(u32 *)(r6 + 68)\nexit", TC, IPV4, None),
+    ("r6 = r1\nr2 = 7\ncall 48\nr1 = r6\ncall 41\nr0 = *(u32 *)(r6 + 68)\nexit", TC, IPV4, CTX),
+    ("r2 = 7\ncall 40\nexit", TC, IPV4, None),
+    (f"call {HelperId.GET_CURRENT_CGROUP_ID}\nexit", TC, IPV4, None),
+    (f"call {HelperId.GET_CURRENT_CGROUP_ID}\nr0 >>= 32\nexit", TC, IPV4, None),
     *[
         (resize(38, n, f), TC, IPV4, None)
         for n, f in ((100, 0), (30, 0), (14, 0), (13, 0), (16064, 0), (16065, 0), (60, 1))

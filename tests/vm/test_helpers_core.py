@@ -413,3 +413,21 @@ def test_get_func_ip_and_coarse_clocks(engine: str) -> None:
     before = time.clock_gettime_ns(time.CLOCK_TAI)
     got = run(f"call {HelperId.KTIME_GET_TAI_NS}\nexit", real, engine).retval
     assert before <= got <= time.clock_gettime_ns(time.CLOCK_TAI)
+
+
+@pytest.mark.kernel
+def test_real_task_values_match_the_kernel(engine: str) -> None:
+    from ebpf.spec import ProgramType
+
+    from ._helper_util import kernel_test_run, user_test_run
+
+    for helper in (
+        HelperId.GET_CURRENT_CGROUP_ID,
+        HelperId.GET_CURRENT_PID_TGID,
+        HelperId.GET_CURRENT_UID_GID,
+    ):
+        for shift in (0, 32):
+            prog = f"call {helper}\nr0 >>= {shift}\nexit"
+            kernel = kernel_test_run(prog, ProgramType.SCHED_CLS, bytes(64))
+            ours = user_test_run(prog, ProgramType.SCHED_CLS, bytes(64), engine=engine, env=RunEnv())
+            assert ours.retval == kernel.retval, (helper.name, shift)

@@ -47,6 +47,7 @@ BPF_F_MARK_MANGLED_0 = 1 << 5
 BPF_F_MARK_ENFORCE = 1 << 6
 BPF_F_IPV6 = 1 << 7
 CSUM_MANGLED_0 = 0xFFFF
+ENOTSUPP = 524  # kernel-internal errno
 BPF_HDR_START_MAC, BPF_HDR_START_NET = 0, 1
 BPF_SKB_MAX_LEN = (4096 << 2) - 320  # SKB_MAX_ALLOC: SKB_MAX_ORDER(0, 2) on x86-64
 ETH_HLEN = 14
@@ -377,6 +378,27 @@ def skb_change_head(e: HelperEnv, ctx: int, head_room: int, flags: int, _d: int,
     return 0
 
 
+def set_hash(e: HelperEnv, ctx: int, value: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_set_hash``: set ``skb->hash`` (a software hash)."""
+    env = run_env(e)
+    context_of(env, ctx, SkbMapped, "bpf_set_hash").set_field("hash", value & M32)
+    return 0
+
+
+def set_hash_invalid(e: HelperEnv, ctx: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_set_hash_invalid``: clear ``skb->hash``."""
+    env = run_env(e)
+    context_of(env, ctx, SkbMapped, "bpf_set_hash_invalid").set_field("hash", 0)
+    return 0
+
+
+def csum_update(e: HelperEnv, ctx: int, _csum: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_csum_update``: only ``CHECKSUM_COMPLETE`` skbs have a checksum to update (``-ENOTSUPP``)."""
+    env = run_env(e)
+    context_of(env, ctx, SkbMapped, "bpf_csum_update")
+    return _ret(-ENOTSUPP)
+
+
 def _xdp_range(xdp: XdpMapped, offset: int, length: int) -> int:
     """``bpf_xdp_pointer``'s checks: 0, ``-EFAULT`` (over 0xffff) or ``-EINVAL`` (past the end)."""
     if offset > 0xFFFF or length > 0xFFFF:
@@ -433,6 +455,9 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.SKB_STORE_BYTES, skb_store_bytes),
         (HelperId.SKB_LOAD_BYTES_RELATIVE, skb_load_bytes_relative),
         (HelperId.SKB_PULL_DATA, skb_pull_data),
+        (HelperId.SET_HASH, set_hash),
+        (HelperId.SET_HASH_INVALID, set_hash_invalid),
+        (HelperId.CSUM_UPDATE, csum_update),
         (HelperId.SKB_CHANGE_TAIL, skb_change_tail),
         (HelperId.SKB_CHANGE_HEAD, skb_change_head),
         (HelperId.XDP_LOAD_BYTES, xdp_load_bytes),

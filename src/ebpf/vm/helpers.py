@@ -198,6 +198,20 @@ def _own_comm() -> bytes:
         return os.path.basename(sys.argv[0] if sys.argv else "python").encode()[:15]
 
 
+def _own_cgroup_id() -> int:
+    """The cgroup v2 id of this thread (the inode of its cgroup directory), or 0 if unknown."""
+    try:
+        with open("/proc/thread-self/cgroup") as f:
+            path = next((line[3:].strip() for line in f if line.startswith("0::")), None)
+        with open("/proc/self/mounts") as f:
+            mount = next((line.split()[1] for line in f if line.split()[2:3] == ["cgroup2"]), None)
+        if path is None or mount is None:
+            return 0
+        return os.stat(os.path.join(mount, path.lstrip("/"))).st_ino
+    except (OSError, IndexError):
+        return 0
+
+
 @dataclass
 class TaskInfo:
     """The "current" task the task helpers report (``bpf_get_current_pid_tgid`` & co.).
@@ -209,6 +223,7 @@ class TaskInfo:
         comm: the task name, at most 15 bytes (``TASK_COMM_LEN`` 16 with the NUL).
         task: what ``bpf_get_current_task`` returns. There is no ``task_struct`` in user
             space: 0 unless configured (an address of a region the caller mapped, for example).
+        cgroup_id: the task's cgroup v2 id (``bpf_get_current_cgroup_id``).
     """
 
     pid: int
@@ -217,15 +232,23 @@ class TaskInfo:
     gid: int
     comm: bytes
     task: int = 0
+    cgroup_id: int = 1
 
     @classmethod
     def current(cls) -> TaskInfo:
-        """The calling thread: its real tid, pid, uid, gid and comm."""
-        return cls(threading.get_native_id(), os.getpid(), os.getuid(), os.getgid(), _own_comm())
+        """The calling thread: its real tid, pid, uid, gid, comm and cgroup id."""
+        return cls(
+            threading.get_native_id(),
+            os.getpid(),
+            os.getuid(),
+            os.getgid(),
+            _own_comm(),
+            cgroup_id=_own_cgroup_id(),
+        )
 
     @classmethod
     def fixed(cls) -> TaskInfo:
-        """The deterministic task: pid = tgid = 1000, uid = gid = 0, comm "bpf_test"."""
+        """The deterministic task: pid = tgid = 1000, uid = gid = 0, comm "bpf_test", root cgroup (1)."""
         return cls(1000, 1000, 0, 0, b"bpf_test")
 
 
