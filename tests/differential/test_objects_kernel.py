@@ -9,6 +9,7 @@ order-insensitive, per-CPU values summed over CPUs). The kernel side is
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections.abc import Callable, Iterator
@@ -120,12 +121,41 @@ def _kernel_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_." else "_" for c in name)[:15]
 
 
+PIN_ROOT = f"/sys/fs/bpf/ebpf-test-objects-{os.getpid()}"
+
+
+class _PinnedCollection:
+    """kernel.Collection with LIBBPF_PIN_BY_NAME pins in a private directory, removed on close."""
+
+    def __init__(self, spec: CollectionSpec) -> None:
+        try:
+            from ebpf.kernel.collection import Collection as KernelCollection
+            from ebpf.kernel.collection import LoadOptions
+        except ImportError as err:
+            pytest.skip(f"ebpf.kernel.collection is not there yet: {err}")
+        os.makedirs(PIN_ROOT, exist_ok=True)
+        try:
+            self._inner = KernelCollection(spec, LoadOptions(pin_root=PIN_ROOT))
+        except BaseException:
+            self._unpin()
+            raise
+        self.maps = self._inner.maps
+        self.programs = self._inner.programs
+
+    def close(self) -> None:
+        self._inner.close()
+        self._unpin()
+
+    @staticmethod
+    def _unpin() -> None:
+        if os.path.isdir(PIN_ROOT):
+            for name in os.listdir(PIN_ROOT):
+                os.unlink(os.path.join(PIN_ROOT, name))
+            os.rmdir(PIN_ROOT)
+
+
 def _full_collection(spec: CollectionSpec) -> Any:
-    try:
-        from ebpf.kernel.collection import Collection as KernelCollection
-    except ImportError as err:
-        pytest.skip(f"ebpf.kernel.collection is not there yet: {err}")
-    return KernelCollection(spec)
+    return _PinnedCollection(spec)
 
 
 LOADERS: dict[str, Callable[[CollectionSpec], Any]] = {
@@ -389,3 +419,39 @@ def test_raw_tracepoint_and_syscall_contexts(
     for a, b in ((40, 2), (1, 2**40), (2**64 - 1, 3)):
         run_both(ours, theirs, "raw", b"", ctx_in=struct.pack("<QQ", a, b))
         run_both(ours, theirs, "sys", b"", ctx_in=struct.pack("<III", a & 0xFFFFFFFF, b & 0xFFFFFFFF, 7))
+
+
+CORPUS = [
+    "legacy_maps.o",
+    "linked.o",
+    "map_in_map.o",
+    "nobtf.o",
+    "samesec.o",
+    "socket_filter.o",
+    "subprogs.o",
+    "tailcall.o",
+    "tc_cls.o",
+    "xdp_fw.o",
+]
+RUNNABLE = {
+    ProgramType.XDP,
+    ProgramType.SOCKET_FILTER,
+    ProgramType.SCHED_CLS,
+    ProgramType.SCHED_ACT,
+    ProgramType.CGROUP_SKB,
+}
+
+
+@pytest.mark.parametrize("obj", CORPUS)
+def test_corpus(both: Callable[[str | CollectionSpec], tuple[Collection, Any]], obj: str) -> None:
+    """Every test-runnable program of the ELF corpus on a few frames, then every data map."""
+    ours, theirs = both(obj)
+    frames = (ipv4("10.0.0.1", proto=6), ipv4("10.0.0.2"), b"\x01" * 60, b"\x00" * 14)
+    ran = 0
+    for name, prog in ours.programs.items():
+        if prog.type in RUNNABLE:
+            for frame in frames:
+                run_both(ours, theirs, name, frame)
+            ran += 1
+    assert ran
+    compare_maps(ours, theirs)
