@@ -136,3 +136,19 @@ def test_netfilter_local_in_counts_replies(veth) -> None:
             assert veth.ping_peer(3)
             assert m[0] >= 3
         assert links_of({prog.info().id}) == []
+
+
+def test_clsact_qdisc_stays_while_other_filters_use_it(veth) -> None:
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd, 0, ret=0), ProgramType.SCHED_CLS) as first,
+        load(counter(m.fd, 1, ret=0), ProgramType.SCHED_CLS) as second,
+    ):
+        a = attach.tc_clsact(first, veth.host_index, TCDirection.INGRESS)  # adds clsact
+        b = attach.tc_clsact(second, veth.host_index, TCDirection.EGRESS, priority=2)
+        a.close()  # b still needs the qdisc
+        assert "clsact" in _qdisc_kinds(veth.host_index)
+        assert veth.ping_peer(2)
+        assert m[1] >= 2 and m[0] == 0
+        b.close()
+        assert "clsact" in _qdisc_kinds(veth.host_index)  # b did not add it: left in place

@@ -16,7 +16,15 @@ from typing import Any
 
 from ebpf.errors import NotSupportedError, SyscallError
 
-__all__ = ["CLSACT_EGRESS", "CLSACT_INGRESS", "add_bpf_filter", "add_clsact", "del_bpf_filter", "del_clsact"]
+__all__ = [
+    "CLSACT_EGRESS",
+    "CLSACT_INGRESS",
+    "add_bpf_filter",
+    "add_clsact",
+    "del_bpf_filter",
+    "del_clsact",
+    "filter_count",
+]
 
 CLSACT_INGRESS = 0xFFFFFFF2  # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)
 CLSACT_EGRESS = 0xFFFFFFF3  # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS)
@@ -96,3 +104,21 @@ def del_bpf_filter(ifindex: int, parent: int, priority: int, handle: int) -> Non
             if getattr(err, "code", None) in (_errno.ENOENT, _errno.EINVAL, _errno.ENODEV):
                 return
             raise _netlink_error("RTM_DELTFILTER", err, "could not delete the bpf filter") from err
+
+
+def filter_count(ifindex: int) -> int:
+    """How many filters hang under the ``clsact`` qdisc of ``ifindex`` (both directions)."""
+    total = 0
+    with _ipr() as ipr:
+        for parent in (CLSACT_INGRESS, CLSACT_EGRESS):
+            try:
+                total += sum(
+                    1 for msg in ipr.get_filters(index=ifindex, parent=parent) if msg.get_attr("TCA_KIND")
+                )
+            except Exception as err:
+                if getattr(err, "code", None) in (_errno.ENOENT, _errno.EINVAL, _errno.ENODEV):
+                    continue
+                raise _netlink_error(
+                    "RTM_GETTFILTER", err, f"could not list filters of ifindex {ifindex}"
+                ) from err
+    return total

@@ -8,7 +8,7 @@ closing the link detaches the program, pinning keeps it.
 
 Rule 2: classic tc (:func:`tc_clsact`) is for kernels before 6.6 without tcx: it adds the
 ``clsact`` qdisc when missing and a direct-action ``cls_bpf`` filter; closing removes the
-filter, and the qdisc too if this link created it.
+filter, and the qdisc too if this link created it and no other filter is left under it.
 """
 
 from __future__ import annotations
@@ -134,8 +134,9 @@ class ClsactFilter(_LinkBase):
     """A direct-action ``cls_bpf`` filter under the ``clsact`` qdisc of one device."""
 
     def __init__(
-        self, ifindex: int, direction: TCDirection, priority: int, handle: int, created_qdisc: bool
+        self, ifindex: int, direction: TCDirection, priority: int, handle: int, created_qdisc: bool, name: str
     ) -> None:
+        self.name = name
         self.ifindex = ifindex
         self.direction = direction
         self.priority = priority
@@ -159,7 +160,7 @@ class ClsactFilter(_LinkBase):
         if old is not None:
             raise NotSupportedError("conditional update of a tc filter", detail="netlink has no compare")
         _netlink.add_bpf_filter(
-            self.ifindex, self._parent, program.fd, "ebpf", self.priority, self.handle, replace=True
+            self.ifindex, self._parent, program.fd, self.name, self.priority, self.handle, replace=True
         )
 
     def pin(self, path: str | os.PathLike[str]) -> None:
@@ -169,12 +170,12 @@ class ClsactFilter(_LinkBase):
         pass
 
     def detach(self) -> None:
-        """Remove the filter (and the clsact qdisc if this link added it)."""
+        """Remove the filter, and the clsact qdisc if this link added it and no filter is left."""
         if not self._attached:
             return
         self._attached = False
         _netlink.del_bpf_filter(self.ifindex, self._parent, self.priority, self.handle)
-        if self._created_qdisc:
+        if self._created_qdisc and _netlink.filter_count(self.ifindex) == 0:
             _netlink.del_clsact(self.ifindex)
 
     def info(self) -> LinkInfo:
@@ -223,7 +224,7 @@ def tc_clsact(
         if created:
             _netlink.del_clsact(index)
         raise
-    return ClsactFilter(index, direction, priority, handle, created)
+    return ClsactFilter(index, direction, priority, handle, created, name)
 
 
 _NETNS_ATTACH_TYPES = (AttachType.SK_LOOKUP, AttachType.FLOW_DISSECTOR)
