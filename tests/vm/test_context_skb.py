@@ -344,6 +344,42 @@ out:
 """
 
 
+VLAN = IPV4[:12] + b"\x81\x00\x20\x64" + IPV4[12:]
+QINQ = IPV4[:12] + b"\x88\xa8\x00\x07" + b"\x81\x00\x20\x64" + IPV4[12:]
+VLAN_RESULTS = (
+    "r0 = *(u32 *)(r6 + 16)\nr0 <<= 16\nr1 = *(u32 *)(r6 + 28)\nr0 |= r1",
+    "r0 = *(u32 *)(r6 + 20)\nr0 <<= 16\nr1 = *(u32 *)(r6 + 24)\nr0 |= r1",
+    "r0 = *(u32 *)(r6 + 0)",
+)
+
+
+def vlan_ops(ops: list[tuple[int, ...]], result: str) -> str:
+    lines = ["r6 = r1", "r7 = 0"]
+    for op in ops:
+        if op[0] == 18:  # push (proto, tci)
+            lines.append(f"r1 = r6\nr2 = {op[1]}\nr3 = {op[2]}\ncall 18")
+        else:
+            lines.append("r1 = r6\ncall 19")
+        lines.append("r7 <<= 4\nr0 &= 0xf\nr7 |= r0")
+    lines += [result, "r7 <<= 32", "r0 |= r7", "exit"]
+    return "\n".join(lines)
+
+
+VLAN_SCENARIOS: list[tuple[list[tuple[int, ...]], bytes]] = [
+    ([], VLAN),
+    ([(19,)], VLAN),
+    ([(19,)], QINQ),
+    ([(19,), (19,)], QINQ),
+    ([(19,)], IPV4),
+    ([(18, 0x0081, 100)], IPV4),
+    ([(18, 0xA888, 5), (18, 0x0081, 100)], IPV4),
+    ([(18, 0x1234, 9)], IPV4),
+    ([(18, 0x0081, 0xFFFF)], VLAN),
+    ([(18, 0x0081, 3), (18, 0xA888, 4), (19,), (19,)], IPV4),
+    ([(18, 0x0081, 3), (19,), (19,)], VLAN),
+]
+
+
 def redirect(ifindex: int, flags: int) -> str:
     return f"r1 = {ifindex}\nr2 = {flags}\ncall 23\nexit"
 
@@ -358,6 +394,7 @@ CASES += [
     *[(legacy("u16", off, ind), SOCK, IPV6, None) for off, ind in ((2, 4), (0, 52), (1, 52))],
     *[(redirect(i, f), t, IPV4, None) for t in (TC, ACT) for i, f in ((3, 0), (3, 1), (3, 2), (1, 0))],
     *[(resize(39, n), TC, IPV4, None) for n in (0, 54, 55, 0xFFFFFFFF)],
+    *[(vlan_ops(ops, res), TC, pkt, None) for ops, pkt in VLAN_SCENARIOS for res in VLAN_RESULTS],
     ("r6 = r1\nr2 = 0x12345678\ncall 48\nr0 = *(u32 *)(r6 + 68)\nexit", TC, IPV4, None),
     ("r6 = r1\nr2 = 7\ncall 48\nr1 = r6\ncall 41\nr0 = *(u32 *)(r6 + 68)\nexit", TC, IPV4, CTX),
     ("r2 = 7\ncall 40\nexit", TC, IPV4, None),

@@ -26,7 +26,7 @@ from ebpf.helpers import HelperId
 from ebpf.maps import MapError
 from ebpf.spec import ProgramType
 from ebpf.vm._context_base import MappedInput, mapped_at
-from ebpf.vm._context_skb import SkbMapped
+from ebpf.vm._context_skb import SkbMapped, eth_protocol
 from ebpf.vm.context import XdpMapped
 from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry, Redirect, RunEnv, run_env
 
@@ -378,6 +378,80 @@ def skb_change_head(e: HelperEnv, ctx: int, head_room: int, flags: int, _d: int,
     return 0
 
 
+ETH_P_8021Q_BE = 0x0081  # htons(ETH_P_8021Q) as a little-endian load of the bytes reads it
+ETH_P_8021AD_BE = 0xA888  # htons(ETH_P_8021AD)
+VLAN_HLEN = 4
+
+
+def _is_vlan(proto: int) -> bool:
+    return proto in (ETH_P_8021Q_BE, ETH_P_8021AD_BE)
+
+
+def _vlan_pop_from_packet(skb: SkbMapped) -> tuple[int, int]:
+    """``__skb_vlan_pop``: take the tag after the MAC addresses out of the packet; (err, tci)."""
+    if skb.end - skb.start < ETH_HLEN + VLAN_HLEN:
+        return -errno.ENOMEM, 0
+    pkt = skb.packet
+    tci = int.from_bytes(pkt[14:16], "big")
+    pkt[4:16] = pkt[0:12].tobytes()
+    skb.resize(-VLAN_HLEN, 0)
+    skb.mac = skb.start
+    skb.set_field("protocol", eth_protocol(skb.packet[: ETH_HLEN + 2].tobytes()))
+    if skb.network - skb.start < ETH_HLEN:
+        skb.network = skb.start + ETH_HLEN
+    return 0, tci
+
+
+def _hwaccel(skb: SkbMapped, proto: int, tci: int) -> None:
+    skb.set_field("vlan_present", 1)
+    skb.set_field("vlan_proto", proto)
+    skb.set_field("vlan_tci", tci & 0xFFFF)
+
+
+def skb_vlan_push(e: HelperEnv, ctx: int, vlan_proto: int, vlan_tci: int, _d: int, _e: int) -> int:
+    """``bpf_skb_vlan_push``: the new tag is the offloaded one; a previous one goes into the packet."""
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_vlan_push")
+    proto = vlan_proto & 0xFFFF
+    if not _is_vlan(proto):
+        proto = ETH_P_8021Q_BE
+    if skb.field("vlan_present"):
+        old_proto, old_tci = skb.field("vlan_proto"), skb.field("vlan_tci")
+        skb.resize(VLAN_HLEN, 0)
+        pkt = skb.packet
+        pkt[0:12] = pkt[4:16].tobytes()
+        pkt[12:14] = old_proto.to_bytes(2, "little")
+        pkt[14:16] = old_tci.to_bytes(2, "big")
+        skb.mac = skb.start
+        skb.set_field("protocol", old_proto)
+        skb.network -= VLAN_HLEN
+    _hwaccel(skb, proto, vlan_tci)
+    return 0
+
+
+def skb_vlan_pop(e: HelperEnv, ctx: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_skb_vlan_pop``: drop the offloaded tag (or the packet's), then offload the next one."""
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_vlan_pop")
+    if skb.field("vlan_present"):
+        for name in ("vlan_present", "vlan_proto", "vlan_tci"):
+            skb.set_field(name, 0)
+    else:
+        if not _is_vlan(skb.field("protocol")):
+            return 0
+        err, _tci = _vlan_pop_from_packet(skb)
+        if err:
+            return _ret(err)
+    proto = skb.field("protocol")
+    if not _is_vlan(proto):
+        return 0
+    err, tci = _vlan_pop_from_packet(skb)
+    if err:
+        return _ret(err)
+    _hwaccel(skb, proto, tci)
+    return 0
+
+
 def set_hash(e: HelperEnv, ctx: int, value: int, _c: int, _d: int, _e: int) -> int:
     """``bpf_set_hash``: set ``skb->hash`` (a software hash)."""
     env = run_env(e)
@@ -456,6 +530,8 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.SKB_LOAD_BYTES_RELATIVE, skb_load_bytes_relative),
         (HelperId.SKB_PULL_DATA, skb_pull_data),
         (HelperId.SET_HASH, set_hash),
+        (HelperId.SKB_VLAN_PUSH, skb_vlan_push),
+        (HelperId.SKB_VLAN_POP, skb_vlan_pop),
         (HelperId.SET_HASH_INVALID, set_hash_invalid),
         (HelperId.CSUM_UPDATE, csum_update),
         (HelperId.SKB_CHANGE_TAIL, skb_change_tail),
