@@ -26,10 +26,12 @@ def load(
     attach_type: AttachType | None = None,
     attach_btf_id: int = 0,
     license: str = "GPL",
-    name: str = "",
+    name: str | None = None,
 ) -> Program:
     """Assemble ``text`` and load it with ``kernel.Program.load`` (expected attach type and
-    BTF target included)."""
+    BTF target included). Programs are named :func:`program_name` unless ``name`` is given."""
+    if name is None:
+        name = program_name()
     return Program.load(
         assemble(text),
         prog_type,
@@ -83,6 +85,11 @@ class ArrayMap:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def program_name() -> str:
+    """The name of this test process's programs (the session check finds their leftover links)."""
+    return f"att{os.getpid()}"
 
 
 def prog_id(prog: Program) -> int:

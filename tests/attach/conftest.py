@@ -24,6 +24,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_links() -> Iterator[None]:
+    """After the session: no link in the kernel runs a program these tests loaded."""
+    yield
+    from ebpf.attach import link_ids, open_link
+    from ebpf.errors import SyscallError
+    from ebpf.kernel import Program
+
+    from ._util import program_name
+
+    leftovers = []
+    for lid in link_ids():
+        try:
+            with open_link(lid) as link, Program.from_id(link.info().prog_id) as prog:
+                if prog.name == program_name():
+                    leftovers.append((lid, link.info()))
+        except (SyscallError, ValueError):
+            continue  # gone meanwhile, or not ours to open
+    assert leftovers == [], f"links left behind by the attach tests: {leftovers}"
+
+
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=30)
 
