@@ -394,6 +394,24 @@ CASES += [
     *[(legacy("u16", off, ind), SOCK, IPV6, None) for off, ind in ((2, 4), (0, 52), (1, 52))],
     *[(redirect(i, f), t, IPV4, None) for t in (TC, ACT) for i, f in ((3, 0), (3, 1), (3, 2), (1, 0))],
     *[(resize(39, n), TC, IPV4, None) for n in (0, 54, 55, 0xFFFFFFFF)],
+    *[
+        (resize(50, d, m).replace("r3 = ", "r4 = 0\n    r3 = "), TC, p, None)
+        for p in (IPV4, IPV6)
+        for d, m in (
+            (8, 1),
+            (8, 0),
+            (-8, 0),
+            (-8, 1),
+            (4096, 0),
+            (4095, 1),
+            (-20, 1),
+            (-21, 1),
+            (8, 2),
+            (0, 0),
+        )
+    ],
+    *[(resize(50, 8, 1).replace("r3 = 1", "r3 = 1\n    r4 = 0"), TC, ARP_BCAST, None)],
+    *[(resize(32, t), TC, IPV4, None) for t in (0, 3, 4, 7)],
     *[(vlan_ops(ops, res), TC, pkt, None) for ops, pkt in VLAN_SCENARIOS for res in VLAN_RESULTS],
     ("r6 = r1\nr2 = 0x12345678\ncall 48\nr0 = *(u32 *)(r6 + 68)\nexit", TC, IPV4, None),
     ("r6 = r1\nr2 = 7\ncall 48\nr1 = r6\ncall 41\nr0 = *(u32 *)(r6 + 68)\nexit", TC, IPV4, CTX),
@@ -488,3 +506,12 @@ def test_the_kernel_refuses_the_same_ctx(ctx: bytes) -> None:
     with pytest.raises(TestRunError) as our_err:
         SkbInput(IPV4, TC, ctx_in=ctx)
     assert our_err.value.errno == kernel_err.value.errno
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_adjust_room_encapsulation_is_not_modelled(engine: str) -> None:
+    from ebpf.errors import NotSupportedError
+
+    prog = "r2 = 20\nr3 = 1\nr4 = 2\ncall 50\nexit"  # BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
+    with pytest.raises(NotSupportedError):
+        user_test_run(prog, TC, IPV4, engine=engine)

@@ -21,7 +21,7 @@ import errno
 import struct
 from typing import TypeVar
 
-from ebpf.errors import KeyNotFoundError, VMError
+from ebpf.errors import KeyNotFoundError, NotSupportedError, VMError
 from ebpf.helpers import HelperId
 from ebpf.maps import MapError
 from ebpf.spec import ProgramType
@@ -452,6 +452,72 @@ def skb_vlan_pop(e: HelperEnv, ctx: int, _b: int, _c: int, _d: int, _e: int) -> 
     return 0
 
 
+BPF_ADJ_ROOM_NET, BPF_ADJ_ROOM_MAC = 0, 1
+BPF_F_ADJ_ROOM_FIXED_GSO = 1
+BPF_F_ADJ_ROOM_NO_CSUM_RESET = 1 << 5
+BPF_F_ADJ_ROOM_MASK = 0x1F | (1 << 6) | (1 << 7) | (1 << 8) | (0xFF << 56)  # encap/decap flags
+ETH_P_IP_BE, ETH_P_IPV6_BE = 0x0008, 0xDD86
+
+
+def skb_adjust_room(e: HelperEnv, ctx: int, len_diff: int, mode: int, flags: int, _e: int) -> int:
+    """``bpf_skb_adjust_room`` (tc) without encapsulation flags: insert zeroed room (or remove
+    bytes) after the MAC header (``BPF_ADJ_ROOM_MAC``) or after the IP header (``BPF_ADJ_ROOM_NET``).
+
+    Raises:
+        NotSupportedError: encapsulation/decapsulation flags (not modelled).
+    """
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_adjust_room")
+    _tc_only(env, "bpf_skb_adjust_room")
+    diff = _s32(len_diff)
+    size = abs(diff)
+    if flags & ~(BPF_F_ADJ_ROOM_MASK | BPF_F_ADJ_ROOM_NO_CSUM_RESET):
+        return _ret(-errno.EINVAL)
+    if size > 0xFFF:
+        return _ret(-errno.EFAULT)
+    proto = skb.field("protocol")
+    if proto not in (ETH_P_IP_BE, ETH_P_IPV6_BE):
+        return _ret(-ENOTSUPP)
+    base = 20 if proto == ETH_P_IP_BE else 40  # bpf_skb_net_base_len
+    mode &= M32
+    if mode not in (BPF_ADJ_ROOM_NET, BPF_ADJ_ROOM_MAC):
+        return _ret(-ENOTSUPP)
+    if flags & ~(BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET):
+        raise NotSupportedError("bpf_skb_adjust_room with encapsulation flags in the user-space runtime")
+    off = (skb.network - skb.mac) + (base if mode == BPF_ADJ_ROOM_NET else 0)
+    length = skb.end - skb.start
+    len_cur = length - (skb.network - skb.start)
+    if diff < 0 and (size >= len_cur or len_cur - size < base):
+        return _ret(-ENOTSUPP)
+    if diff > 0 and length + size > BPF_SKB_MAX_LEN:
+        return _ret(-ENOTSUPP)
+    if diff < 0 and off + size > length:
+        return _ret(-errno.EFAULT)
+    head = skb.packet[:off].tobytes()
+    if diff > 0:
+        skb.resize(size, 0)
+        pkt = skb.packet
+        pkt[:off] = head
+        pkt[off : off + size] = bytes(size)
+    elif diff < 0:
+        skb.packet[size : size + off] = head
+        skb.resize(-size, 0)
+    skb.mac = skb.start
+    skb.network = skb.start + ETH_HLEN
+    return 0
+
+
+def skb_change_type(e: HelperEnv, ctx: int, pkt_type: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_skb_change_type``: only between host, broadcast, multicast and other-host (0-3)."""
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_change_type")
+    pkt_type &= M32
+    if skb.field("pkt_type") > 3 or pkt_type > 3:
+        return _ret(-errno.EINVAL)
+    skb.set_field("pkt_type", pkt_type)
+    return 0
+
+
 def set_hash(e: HelperEnv, ctx: int, value: int, _c: int, _d: int, _e: int) -> int:
     """``bpf_set_hash``: set ``skb->hash`` (a software hash)."""
     env = run_env(e)
@@ -530,6 +596,8 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.SKB_LOAD_BYTES_RELATIVE, skb_load_bytes_relative),
         (HelperId.SKB_PULL_DATA, skb_pull_data),
         (HelperId.SET_HASH, set_hash),
+        (HelperId.SKB_ADJUST_ROOM, skb_adjust_room),
+        (HelperId.SKB_CHANGE_TYPE, skb_change_type),
         (HelperId.SKB_VLAN_PUSH, skb_vlan_push),
         (HelperId.SKB_VLAN_POP, skb_vlan_pop),
         (HelperId.SET_HASH_INVALID, set_hash_invalid),
