@@ -152,3 +152,19 @@ def test_clsact_qdisc_stays_while_other_filters_use_it(veth) -> None:
         assert m[1] >= 2 and m[0] == 0
         b.close()
         assert "clsact" in _qdisc_kinds(veth.host_index)  # b did not add it: left in place
+
+
+def test_flow_dissector_on_the_test_namespace(veth) -> None:
+    # with RPS on, each received packet is hashed, which runs the namespace's flow dissector
+    from .conftest import run
+
+    rps = f"/sys/class/net/{veth.peer}/queues/rx-0/rps_cpus"
+    run("ip", "netns", "exec", veth.netns, "sh", "-c", f"echo 1 > {rps}")  # steer to CPU 0
+    with (
+        ArrayMap() as m,
+        load(counter(m.fd, ret=0), ProgramType.FLOW_DISSECTOR, attach_type=AttachType.FLOW_DISSECTOR) as prog,
+        attach.netns(prog, AttachType.FLOW_DISSECTOR, f"/var/run/netns/{veth.netns}") as link,
+    ):
+        assert link.info().details["attach_type"] == AttachType.FLOW_DISSECTOR
+        assert veth.ping_peer(3)
+        assert m[0] >= 3
