@@ -17,6 +17,12 @@ call saves r6-r9 and r10 and is limited to 8 frames; every run has an instructio
 Rule 4: legacy packet loads (``ld_abs``/``ld_ind``) follow the kernel: the context must be
 in r6, the value is read in network byte order into r0, and an out-of-bounds offset ends the
 program with r0 = 0.
+
+Rule 5 (the runtime's hooks): helpers get the run's ``env`` (a :class:`~ebpf.vm.helpers.RunEnv`
+from the runtime, or just the memory); ``lddw`` with a map source asks ``resolve_imm64``, and
+``lddw`` of a function gives ``code_base + 8 * slot``; a helper raising :class:`TailCall`
+leaves the engine with the instruction count so far (the runtime continues in the target);
+:meth:`Interpreter.call` runs a callback function from its slot with fresh frames.
 """
 
 from __future__ import annotations
