@@ -358,7 +358,8 @@ def biolatency(
     type=click.FloatRange(min=0.1),
     default=1.0,
     show_default=True,
-    help="Refresh every S seconds.",
+    metavar="SECONDS",
+    help="Refresh the counters this often.",
 )
 @click.option(
     "--duration", type=float, metavar="SECONDS", help="Detach after this many seconds (default: Ctrl-C)."

@@ -141,6 +141,7 @@ class XdpFirewall:
         self.ifindex, self.iface = _ifindex(iface)
         self.mode = mode
         self.monitor = monitor
+        self._closed = False
         self._tool = LoadedTool("xdp_firewall", variables={"monitor": int(monitor)}, attach=False)
         try:
             for name, key, value in entries:
@@ -156,7 +157,9 @@ class XdpFirewall:
             raise
 
     def counters(self) -> FirewallCounters:
-        """Per-rule packets and bytes, summed over the CPUs (a consistent-enough live read)."""
+        """Per-rule packets and bytes, summed over the CPUs (each slot read once, while packets flow)."""
+        if self._closed:
+            raise ToolError("the firewall is closed; its counters are gone")
         counters = self._tool.maps["counters"]
 
         def read(slot: int, label: str) -> RuleCounter:
@@ -180,6 +183,7 @@ class XdpFirewall:
 
     def close(self) -> None:
         """Detach the program and close the maps. Idempotent."""
+        self._closed = True
         self._tool.close()
 
     def __enter__(self) -> Self:
