@@ -515,3 +515,25 @@ def test_adjust_room_encapsulation_is_not_modelled(engine: str) -> None:
     prog = "r2 = 20\nr3 = 1\nr4 = 2\ncall 50\nexit"  # BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
     with pytest.raises(NotSupportedError):
         user_test_run(prog, TC, IPV4, engine=engine)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_reset_restores_the_first_mapping(engine: str) -> None:
+    from ebpf.vm.helpers import RunEnv
+
+    from ._helper_util import make_engine
+
+    env = RunEnv(deterministic=True, program_type=TC)
+    eng = make_engine(resize(38, 16064), env, engine)
+    mapped = SkbInput(IPV4, TC, ctx_in=CTX).map(env.memory)
+    first = (eng.execute(mapped, env, 1000)[0], mapped.data(), mapped.ctx_out())
+    assert len(first[1]) == 16064
+    for region in mapped.regions:
+        env.memory.unmap(region)
+    assert mapped.reset()
+    assert (
+        mapped.data() == IPV4 and mapped.ctx_out() == SkbInput(IPV4, TC, ctx_in=CTX).map(env.memory).ctx_out()
+    )
+    for region in mapped.regions:
+        env.memory.map(region)
+    assert (eng.execute(mapped, env, 1000)[0], mapped.data(), mapped.ctx_out()) == first

@@ -254,3 +254,23 @@ def test_the_kernel_refuses_the_same_inputs(ctx: bytes) -> None:
     with pytest.raises(TestRunError) as our_err:
         XdpInput.from_test_run(PKT, ctx)
     assert our_err.value.errno == kernel_err.value.errno
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_reset_restores_the_first_mapping(engine: str) -> None:
+    from ._helper_util import make_engine
+
+    env = RunEnv(deterministic=True, program_type=XDP)
+    eng = make_engine(adjust_meta(-8, -20), env, engine)
+    mapped = XdpInput(PKT).map(env.memory)
+    first = (eng.execute(mapped, env, 1000)[0], mapped.data(), mapped.ctx_out())
+    for region in mapped.regions:
+        env.memory.unmap(region)
+    assert mapped.reset()
+    for region in mapped.regions:
+        env.memory.map(region)
+    assert (eng.execute(mapped, env, 1000)[0], mapped.data(), mapped.ctx_out()) == first
+    assert mapped.reset()  # while mapped: the new window is mapped in place
+    assert (eng.execute(mapped, env, 1000)[0], mapped.data(), mapped.ctx_out()) == first
+    for region in mapped.regions:
+        env.memory.unmap(region)

@@ -62,8 +62,21 @@ class MappedInput:
         return bytes(self.data_region.buffer) if self.data_region is not None else b""
 
     def ctx_out(self) -> bytes | None:
-        """The context after the run as the kernel copies it out (``ctx_out``), or ``None``."""
+        """The context after the run as the kernel copies it out (``ctx_out``), or ``None``.
+
+        (Inputs without a context to copy out return ``None``.)
+        """
         return None
+
+    def reset(self) -> bool:
+        """Restore the state right after mapping, for batch runs that reuse one mapping.
+
+        Returns ``False`` when this input has no state besides its region contents (the caller
+        restores those). Stateful inputs (packets that helpers move or resize) restore their
+        bytes and state and replace their packet region; it is mapped if the context region
+        is, else the caller maps :attr:`regions`.
+        """
+        return False
 
 
 @dataclass(eq=False)

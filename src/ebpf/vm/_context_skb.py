@@ -253,11 +253,31 @@ class SkbMapped(MappedInput):
         _put(ctx, "ifindex", max(1, ifindex))
         if inp.ctx_in is not None and not _get(ctx, "wire_len"):
             _put(ctx, "wire_len", inp.skb_len)  # without ctx_in, qdisc_skb_cb.pkt_len stays 0
-        ctx_buf = HostBuffer.from_bytes(bytes(ctx))
+        self._ctx0 = bytes(ctx)
+        ctx_buf = HostBuffer.from_bytes(self._ctx0)
         self.ctx_region = ContextRegion("ctx", ctx_buf, True, self._hook, owner=self)
         memory.map(self.ctx_region)
         packet = self._window()
         super().__init__(self.ctx_region.start, 0, packet, self.ctx_region.start, (packet, self.ctx_region))
+
+    def reset(self) -> bool:
+        inp = self.input
+        size = len(inp.packet)
+        mapped = self.memory.find(self.ctx_region.start) is self.ctx_region
+        self.buffer = HostBuffer(NET_SKB_PAD + size + SKB_SHARED_INFO_SIZE)
+        self.buffer.view[NET_SKB_PAD : NET_SKB_PAD + size] = inp.packet
+        self.start = NET_SKB_PAD if inp.l2 else NET_SKB_PAD + ETH_HLEN
+        self.end = NET_SKB_PAD + size
+        self.mac = NET_SKB_PAD
+        self.network = NET_SKB_PAD + ETH_HLEN
+        self.ctx_region.view[:] = self._ctx0
+        if mapped:
+            self._remap()
+        else:
+            window = SubBuffer(self.buffer, self.start, self.end - self.start)
+            self.data_region = Region("packet", window)
+            self.regions = (self.data_region, self.ctx_region)
+        return True
 
     def _window(self) -> Region:
         return self.memory.map_buffer("packet", SubBuffer(self.buffer, self.start, self.end - self.start))

@@ -194,6 +194,23 @@ class XdpMapped(MappedInput):
         packet = self._window()
         super().__init__(self.ctx_region.start, 0, packet, self.ctx_region.start, (packet, self.ctx_region))
 
+    def reset(self) -> bool:
+        inp = self.input
+        mapped = self.memory.find(self.ctx_region.start) is self.ctx_region
+        self.frame.view[:] = bytes(PAGE_SIZE)
+        self.meta = XDP_PACKET_HEADROOM - inp.meta_len
+        self.start = XDP_PACKET_HEADROOM
+        self.end = self.meta + len(inp.packet)
+        self.frame.view[self.meta : self.end] = inp.packet
+        assert self.data_region is not None
+        if mapped:
+            self._remap()
+        else:
+            window = SubBuffer(self.frame, self.meta, self.end - self.meta)
+            self.data_region = Region("packet", window)
+            self.regions = (self.data_region, self.ctx_region)
+        return True
+
     # --- the packet window ----------------------------------------------------------------------
 
     def address(self, offset: int) -> int:
