@@ -413,3 +413,15 @@ def test_run_many_with_callbacks_keeps_the_callers_stack() -> None:
         assert isinstance(engine, PyTier)
         results = engine.run_many(b"", 3, env=coll.env)
         assert [r.retval for r in results] == [(7 << 32) | 21] * 3
+
+
+def test_deterministic_helpers() -> None:
+    """deterministic=True reaches the helpers: the same clock and random numbers every time."""
+    text = "call 5\nr6 = r0\ncall 7\nr0 ^= r6\nexit"  # bpf_ktime_get_ns ^ bpf_get_prandom_u32
+    spec = CollectionSpec(programs={"d": program("d", text, [])})
+    values = set()
+    for _ in range(2):
+        with Collection(spec, deterministic=True) as coll:
+            values.add(coll.programs["d"].run().retval)
+            assert coll.env.deterministic
+    assert len(values) == 1
