@@ -6,8 +6,8 @@ Rule 1: a helper is a Python callable ``fn(env, r1, r2, r3, r4, r5) -> int``; ``
 :class:`HelperEnv` of the running program (its memory, and the engine's knobs). Arguments
 arrive as unsigned 64-bit integers; the return value is masked to 64 bits and put in r0.
 
-Rule 2: a helper that must end the program at once (uBPF's "unwind" helper, ``bpf_tail_call``
-raises :class:`ProgramExit` with the program's return value; ``bpf_tail_call`` raises
+Rule 2: a helper that must end the program at once (uBPF's "unwind" helper) raises
+:class:`ProgramExit` with the program's return value; ``bpf_tail_call`` raises
 :class:`ebpf.vm.interpreter.TailCall`, which the engine lets through to the runtime.
 
 Rule 3: the registry is data, filled by later layers (maps, packets, time, tracing); the
@@ -307,7 +307,7 @@ _ENVS: weakref.WeakKeyDictionary[Memory, RunEnv] = weakref.WeakKeyDictionary()
 class RunEnv:
     """The environment the kernel helpers of the user-space runtime see (``env`` of a helper).
 
-    One per collection (or per engine); the per-run fields (:attr:`cpu`, :attr:`ctx`,
+    One per collection (or per engine); the per-run fields (:attr:`cpu`, :attr:`context`,
     :attr:`tail_calls`, :attr:`redirect`, held spin locks) are reset by :meth:`begin_run`
     (call it before each top-level run, not before a tail-called program).
 
