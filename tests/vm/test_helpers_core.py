@@ -404,8 +404,9 @@ def test_redirect_records_the_target(engine: str) -> None:
 
 
 def test_get_func_ip_and_coarse_clocks(engine: str) -> None:
-    env = RunEnv(deterministic=True, func_ip=0xFFFFFFFF81000000)
+    env = RunEnv(deterministic=True, func_ip=0xFFFFFFFF81000000, attach_cookie=42)
     assert run(f"call {HelperId.GET_FUNC_IP}\nexit", env, engine).retval == 0xFFFFFFFF81000000
+    assert run(f"call {HelperId.GET_ATTACH_COOKIE}\nexit", env, engine).retval == 42
     env = RunEnv(deterministic=True, clock=FixedClock(now_ns=77, tai_offset_ns=3))
     assert run(f"call {HelperId.KTIME_GET_COARSE_NS}\nexit", env, engine).retval == 77
     assert run(f"call {HelperId.KTIME_GET_TAI_NS}\nexit", env, engine).retval == 80

@@ -233,6 +233,10 @@ def get_current_cgroup_id(e: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: 
     return run_env(e).current_task().cgroup_id & M64
 
 
+def get_attach_cookie(e: HelperEnv, _ctx: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    return run_env(e).attach_cookie & M64
+
+
 def get_func_ip(e: HelperEnv, _ctx: int, _b: int, _c: int, _d: int, _e: int) -> int:
     return run_env(e).func_ip & M64
 
@@ -260,6 +264,7 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.GET_CURRENT_TASK, get_current_task),
         (HelperId.GET_CURRENT_TASK_BTF, get_current_task),
         (HelperId.GET_FUNC_IP, get_func_ip),
+        (HelperId.GET_ATTACH_COOKIE, get_attach_cookie),
         (HelperId.GET_CURRENT_CGROUP_ID, get_current_cgroup_id),
     ):
         reg.register(hid, f"bpf_{hid.name.lower()}", fn)

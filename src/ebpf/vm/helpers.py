@@ -341,6 +341,7 @@ class RunEnv:
         tail_calls: tail calls taken in this run (``bpf_tail_call`` falls through after
             :data:`MAX_TAIL_CALL_CNT`; the kernel counts per run, not per chain link).
         func_ip: what ``bpf_get_func_ip`` returns (the traced function's address; 0 by default).
+        attach_cookie: what ``bpf_get_attach_cookie`` returns (0, as in a test run, by default).
     """
 
     memory: Memory = field(default_factory=Memory)
@@ -361,6 +362,7 @@ class RunEnv:
     redirect: Redirect | None = None
     tail_calls: int = 0
     func_ip: int = 0
+    attach_cookie: int = 0
     _handles: dict[int, Region] = field(default_factory=dict, repr=False)
     _by_map: dict[int, int] = field(default_factory=dict, repr=False)
     _threads: dict[int, TaskInfo] = field(default_factory=dict, repr=False)
