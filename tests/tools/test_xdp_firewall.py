@@ -433,3 +433,65 @@ def test_xdp_run_over_a_pcap(tmp_path: Path) -> None:
     assert got == _EXPECTED_COUNTS
     bad = CliRunner().invoke(main, [*args, "--map-init", "fw_v4:zz=00"])
     assert bad.exit_code != 0 and "--map-init" in bad.output
+
+
+def test_longest_prefix_semantics_random_rules() -> None:
+    """Random nested prefixes and sources: the rule counted is Python's longest match, in both engines."""
+    import ipaddress
+    import random
+
+    from ebpf import runtime
+    from ebpf.elf import load_collection_spec
+    from ebpf.kernel.collection import Collection
+
+    rng = random.Random(20261122)
+    bases = [ipaddress.ip_address("10.0.0.0"), ipaddress.ip_address("2001:db8::")]
+    blocks: list[str] = []
+    while len(blocks) < 60:
+        base = rng.choice(bases)
+        bits = 32 if base.version == 4 else 128
+        plen = rng.randrange(8, bits + 1)
+        addr = int(base) | rng.getrandbits(bits - 8) >> (rng.randrange(0, 8))  # many share the base /8
+        net = ipaddress.ip_network((addr & ~((1 << (bits - plen)) - 1), plen))
+        if str(net) not in blocks:
+            blocks.append(str(net))
+    nets = [ipaddress.ip_network(b) for b in blocks]
+
+    def source() -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        net = rng.choice(nets)
+        host = rng.getrandbits(net.max_prefixlen - net.prefixlen) if net.prefixlen < net.max_prefixlen else 0
+        addr = int(net.network_address) | host
+        if rng.random() < 0.2:
+            addr ^= 1 << rng.randrange(net.max_prefixlen)  # often just outside
+        return ipaddress.ip_address(addr) if net.version == 6 else ipaddress.IPv4Address(addr)
+
+    def frame(src: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+        if src.version == 4:
+            ip = b"\x45\x00\x00\x14" + bytes(8) + src.packed + bytes(4)
+            return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip
+        ip6 = b"\x60" + bytes(3) + b"\x00\x00\x3b\x40" + src.packed + bytes(16)
+        return b"\x02" * 6 + b"\x04" * 6 + b"\x86\xdd" + ip6
+
+    sources = [source() for _ in range(300)]
+    expected_rule = []
+    for src in sources:
+        matches = [(n.prefixlen, i) for i, n in enumerate(nets) if n.version == src.version and src in n]
+        expected_rule.append(max(matches)[1] if matches else None)
+    expected = {i: expected_rule.count(i) for i in range(len(nets))}
+    expected[SLOT_PASSED] = expected_rule.count(None)
+    assert 0 < expected[SLOT_PASSED] < len(sources)
+
+    spec = load_collection_spec(object_path("xdp_firewall"))
+    for make in (Collection, runtime.Collection):
+        with make(spec.copy()) as coll:
+            for name, key, value in map_entries(blocks):
+                coll.maps[name].update(key, value)
+            prog = coll.programs["xdp_firewall"]
+            verdicts = [prog.test_run(data_in=frame(src)).retval for src in sources]
+            assert verdicts == [2 if r is None else 1 for r in expected_rule], make
+            counters = coll.maps["counters"]
+            got = {}
+            for slot in expected:
+                values = counters.lookup_percpu(slot.to_bytes(4, "little"))
+                got[slot] = sum(int.from_bytes(v[:8], "little") for v in values)
+            assert got == expected, make
