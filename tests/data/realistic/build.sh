@@ -1,0 +1,40 @@
+#!/bin/sh
+# Rebuild the realistic libbpf-style corpus with clang-19 (-O2 -g -target bpf).
+# `build.sh --check` rebuilds into a temporary directory and fails unless every committed
+# object is byte-identical to the rebuilt one.
+#
+# Every program includes vmlinux.h, generated here by this project's own BTF dumper from
+# /sys/kernel/btf/vmlinux (never committed): the objects depend on the running kernel's BTF.
+set -eu
+cd "$(dirname "$0")"
+here=$(pwd)
+CLANG=${CLANG:-clang-19}
+PYTHON=${PYTHON:-python3}
+check=0
+[ "${1:-}" = "--check" ] && check=1
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$PYTHON" -m ebpf btf dump /sys/kernel/btf/vmlinux --format c > "$work/vmlinux.h"
+
+multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+CFLAGS="-O2 -g -Wall -D__TARGET_ARCH_x86 -I$work -I/usr/include/$multiarch \
+  -fdebug-prefix-map=$here=. -fdebug-prefix-map=$work=. -fmacro-prefix-map=$here=. \
+  -fno-ident"
+
+OBJS="xdp_lb tc_fw sock_proto rb_tracer chain_mim globals core_probe"
+
+out=$here
+[ $check = 1 ] && out=$work
+for name in $OBJS; do
+  $CLANG $CFLAGS -target bpf -c "$name.c" -o "$out/$name.o"
+done
+
+if [ $check = 1 ]; then
+  status=0
+  for name in $OBJS; do
+    cmp -s "$out/$name.o" "$here/$name.o" || { echo "stale: $name.o"; status=1; }
+  done
+  [ $status = 0 ] && echo "all objects up to date"
+  exit $status
+fi
