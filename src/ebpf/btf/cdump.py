@@ -462,7 +462,7 @@ class _Dumper:
             m_off = m.offset
             if off < m_off:
                 m_align = 1 if packed else self.align_of(m.type)
-                self._bit_padding(off, m_off, m_align, prev_bitfield and m_sz != 0, lvl + 1)
+                self._bit_padding(off, m_off, m_align, prev_bitfield and m_sz != 0, lvl + 1, packed)
             out(pfx)
             decl(m.type, m.name, lvl + 1)
             if m_sz:
@@ -474,7 +474,7 @@ class _Dumper:
                 prev_bitfield = False
                 out(";")
         if is_struct and off < size * 8:
-            self._bit_padding(off, size * 8, self.align_of(type_id), False, lvl + 1)
+            self._bit_padding(off, size * 8, self.align_of(type_id), False, lvl + 1, packed)
         if members or size:
             out("\n" + "\t" * lvl + "}")
         else:
@@ -492,7 +492,10 @@ class _Dumper:
         ``packed``.
         """
         size = t.size  # type: ignore[attr-defined]
-        biggest = max(self.size_of(m.type) for m in t.members)  # type: ignore[attr-defined]
+        biggest = max(
+            (m.offset + m.bitfield_size + 7) // 8 if m.bitfield_size else self.size_of(m.type)
+            for m in t.members  # type: ignore[attr-defined]
+        )
         align = max(max(self.align_of(m.type) for m in t.members), 1)  # type: ignore[attr-defined]
         natural = -(-biggest // align) * align
         if natural == size:
@@ -506,8 +509,15 @@ class _Dumper:
             n *= 2
         return ""
 
-    def _bit_padding(self, cur: int, nxt: int, next_align: int, in_bitfield: bool, lvl: int) -> None:
-        """Explicit padding from bit ``cur`` to bit ``nxt`` (libbpf's choice of pad types)."""
+    def _bit_padding(
+        self, cur: int, nxt: int, next_align: int, in_bitfield: bool, lvl: int, packed: bool = False
+    ) -> None:
+        """Explicit padding from bit ``cur`` to bit ``nxt`` (libbpf's choice of pad types).
+
+        libbpf lets the pad type's natural alignment cover the first part of a gap; in a packed
+        struct nothing is aligned but the next byte, so a ``long: 0;`` marker (zero-width
+        bitfields align even there) is written when more than a byte's rest is skipped.
+        """
         out = self.out
         pfx = "\n" + "\t" * lvl
         pad_type, pad_bits, new = "char", 8, cur
@@ -519,6 +529,7 @@ class _Dumper:
             align_bits = next_align * 8
             if (
                 in_bitfield
+                or (packed and -(-cur // 8) * 8 != new)
                 or (new == nxt and -(-cur // align_bits) * align_bits != new)
                 or (new != nxt and nxt - new <= new - cur)
             ):
