@@ -54,9 +54,45 @@ def packet(saddr: str = "10.0.0.1", *, proto: str = "tcp", payload: bytes = b"he
     return bytes(eth)
 
 
-def xdp_md(*, data_end: int, ifindex: int = 0, rx_queue: int = 0) -> bytes:
-    """``struct xdp_md`` as ``ctx_in``: data 0, data_end = packet size, data_meta 0."""
-    return struct.pack("<6I", 0, data_end, 0, ifindex, rx_queue, 0)
+def packet6() -> bytes:
+    """Ethernet + IPv6 + TCP."""
+    tcp = dpkt.tcp.TCP(sport=40000, dport=443, flags=dpkt.tcp.TH_SYN)
+    ip6 = dpkt.ip6.IP6(
+        src=socket.inet_pton(socket.AF_INET6, "fe80::1"),
+        dst=socket.inet_pton(socket.AF_INET6, "fe80::2"),
+        nxt=dpkt.ip.IP_PROTO_TCP,
+        hlim=64,
+        plen=len(tcp),
+        data=tcp,
+    )
+    return bytes(
+        dpkt.ethernet.Ethernet(
+            src=bytes.fromhex("021122334455"),
+            dst=bytes.fromhex("0266778899aa"),
+            type=dpkt.ethernet.ETH_TYPE_IP6,
+            data=ip6,
+        )
+    )
+
+
+def vlan_tagged(frame: bytes, vid: int = 5) -> bytes:
+    """``frame`` with an 802.1Q tag after the MAC addresses."""
+    return frame[:12] + struct.pack("!HH", 0x8100, vid) + frame[12:]
+
+
+def xdp_md(*, data_end: int, data: int = 0, ifindex: int = 0, rx_queue: int = 0) -> bytes:
+    """``struct xdp_md`` as ``ctx_in``: ``data`` = metadata length, data_end = data_in size."""
+    return struct.pack("<6I", data, data_end, 0, ifindex, rx_queue, 0)
+
+
+def sk_buff(*, mark: int = 0, priority: int = 0, cb0: int = 0, ifindex: int = 0) -> bytes:
+    """``struct __sk_buff`` (192 bytes) as ``ctx_in``, with the fields the kernel lets a test set."""
+    ctx = bytearray(192)
+    struct.pack_into("<I", ctx, 8, mark)
+    struct.pack_into("<I", ctx, 32, priority)
+    struct.pack_into("<I", ctx, 40, ifindex)
+    struct.pack_into("<I", ctx, 48, cb0)
+    return bytes(ctx)
 
 
 def run_json(invoke: Invoke, *args: str) -> dict[str, Any]:
@@ -536,6 +572,29 @@ KERNEL_CASES: dict[str, tuple[str, str, bytes, bytes | None, tuple[str, ...], tu
     "xdp_fw-short": (XDP_FW, "xdp_firewall", bytes(14), None, (), (), 1),
     "xdp_pass-ctx": (XDP_FW, "xdp_pass", bytes(20), xdp_md(data_end=20, ifindex=1), (), ("port_table=0",), 1),
     "tc_classify": (TC_CLS, "tc_classify", packet("10.0.0.1", proto="udp"), None, (), (), 2),
+    "tc_classify-ctx": (
+        TC_CLS,
+        "tc_classify",
+        packet("10.0.0.3"),
+        sk_buff(mark=5, priority=7, cb0=9, ifindex=1),
+        (),
+        ("mark_value=0x1234",),
+        1,
+    ),
+    "xdp_fw-meta": (
+        XDP_FW,
+        "xdp_firewall",
+        bytes(range(8)) + packet("10.0.0.8"),
+        xdp_md(data=8, data_end=8 + len(packet("10.0.0.8"))),
+        (),
+        (),
+        1,
+    ),
+    "tc_classify-ip6": (TC_CLS, "tc_classify", packet6(), None, (), (), 1),
+    "xdp_fw-vlan": (XDP_FW, "xdp_firewall", vlan_tagged(packet("10.0.0.1")), None, (), (), 1),
+    "socket-ip6": (SOCKET, "keep_tcp", packet6(), None, (), (), 1),
+    "socket-vlan": (SOCKET, "keep_tcp", vlan_tagged(packet(proto="tcp")), None, (), (), 1),
+    "socket-ctx": (SOCKET, "keep_tcp", packet(proto="tcp"), sk_buff(mark=3, priority=1), (), (), 1),
     "cls_legacy": (TC_CLS, "cls_legacy", packet("10.0.0.2"), None, (), (), 1),
     "tcx_out": (TC_CLS, "tcx_out", packet(), None, ("percpu_hash:00000000=07000000",), (), 1),
     "socket-tcp": (SOCKET, "keep_tcp", packet(proto="tcp"), None, (), (), 2),
@@ -592,3 +651,55 @@ def test_same_as_the_kernel(invoke: Invoke, case: str) -> None:
     assert set(ours["maps"]) == set(theirs)
     for name, mspec in spec.maps.items():
         assert _normal(mspec.type, ours["maps"][name]) == _normal(mspec.type, theirs[name]), name
+
+
+@pytest.mark.kernel
+@pytest.mark.xfail(
+    strict=True,
+    reason="runtime: XdpInput.from_test_run raises NotSupportedError for multi-buffer test runs "
+    "(xdp_md.data_end short of data_in); the kernel runs them (Linux 6.18: retval, the whole "
+    "data_out, ctx_out.data_end as given)",
+)
+def test_xdp_multi_buffer_as_the_kernel(invoke: Invoke) -> None:
+    from ebpf.kernel.collection import Collection as KernelCollection
+    from ebpf.spec import PinType
+
+    data, ctx = bytes(60), xdp_md(data_end=30)
+    spec = load_collection_spec(XDP_FW)
+    for mspec in spec.maps.values():
+        mspec.pinning = PinType.NONE
+    with KernelCollection(spec) as coll:
+        kernel = coll.programs["xdp_firewall_frags"].test_run(data, ctx_in=ctx)
+    result = invoke(
+        "run", XDP_FW, "-p", "xdp_firewall_frags", "--data-in", data.hex(), "--ctx-in", ctx.hex(), "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["retval"], doc["data_out"], doc["ctx_out"]) == (
+        kernel.retval,
+        kernel.data_out.hex(),
+        None if kernel.ctx_out is None else kernel.ctx_out.hex(),
+    )
+
+
+@pytest.mark.kernel
+@pytest.mark.xfail(
+    strict=True,
+    reason="runtime: XdpInput.from_test_run accepts any xdp_md.ingress_ifindex / rx_queue_index; "
+    "the kernel refuses a device that does not exist (ENODEV) and a queue the device lacks (EINVAL)",
+)
+@pytest.mark.parametrize(("ifindex", "queue", "errno_"), [(0x7FFF_FFF0, 0, 19), (1, 1, 22)])
+def test_xdp_ctx_device_checks_as_the_kernel(invoke: Invoke, ifindex: int, queue: int, errno_: int) -> None:
+    from ebpf.errors import BPFError
+    from ebpf.kernel.collection import Collection as KernelCollection
+    from ebpf.spec import PinType
+
+    data, ctx = bytes(14), xdp_md(data_end=14, ifindex=ifindex, rx_queue=queue)
+    spec = load_collection_spec(TAILCALL)
+    for mspec in spec.maps.values():
+        mspec.pinning = PinType.NONE
+    with KernelCollection(spec) as coll, pytest.raises(BPFError) as refused:
+        coll.programs["tail_entry"].test_run(data, ctx_in=ctx)
+    assert getattr(refused.value, "errno", None) == errno_
+    result = invoke("run", TAILCALL, "-p", "tail_entry", "--data-in", data.hex(), "--ctx-in", ctx.hex())
+    assert result.exit_code == 1, result.stdout
