@@ -434,7 +434,7 @@ def _data_in(data_in: str | None, data_file: str | None) -> bytes:
 
 
 def verdict(program_type: int, retval: int) -> str | None:
-    """The name of a test run's ``retval`` for XDP, tc and socket filter programs, else ``None``."""
+    """The meaning of a test run's ``retval`` for XDP, tc, socket filter and cgroup skb programs, else ``None``."""
     from ebpf.spec import ProgramType
 
     retval &= 0xFFFFFFFF
@@ -445,6 +445,8 @@ def verdict(program_type: int, retval: int) -> str | None:
         return TC_ACTIONS.get(signed, f"TC_ACT_UNKNOWN({signed})")
     if program_type == ProgramType.SOCKET_FILTER:
         return "drop" if retval == 0 else f"keep {retval} bytes"
+    if program_type == ProgramType.CGROUP_SKB:  # bit 0: allow; bit 1 (egress): congestion notification
+        return ("allow" if retval & 1 else "drop") + (" (cn)" if retval & 2 else "")
     return None
 
 
@@ -704,7 +706,7 @@ def _print_object_run(
         for text, marker in marked_hexdump(opts.data_in, result.data_out):
             out.line(text, style="red" if marker else None)
     out.line()
-    out.line("maps after the run:")
+    out.line("maps after the run:" if maps else "maps after the run: (the object has none)")
     for map_name, entries in maps.items():
         _print_map(out, map_name, entries, pretty.get(map_name))
 
