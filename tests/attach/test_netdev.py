@@ -145,12 +145,14 @@ def test_clsact_qdisc_stays_while_other_filters_use_it(veth) -> None:
         load(counter(m.fd, 1, ret=0), ProgramType.SCHED_CLS) as second,
     ):
         a = attach.tc_clsact(first, veth.host_index, TCDirection.INGRESS)  # adds clsact
-        b = attach.tc_clsact(second, veth.host_index, TCDirection.EGRESS, priority=2)
-        a.close()  # b still needs the qdisc
-        assert "clsact" in _qdisc_kinds(veth.host_index)
-        assert veth.ping_peer(2)
-        assert m[1] >= 2 and m[0] == 0
-        b.close()
+        with attach.tc_clsact(second, veth.host_index, TCDirection.EGRESS, priority=2) as b:
+            a.close()  # b still needs the qdisc
+            seen_by_a = m[0]
+            assert "clsact" in _qdisc_kinds(veth.host_index)
+            assert veth.ping_peer(2)
+            assert m[1] >= 2
+            assert m[0] == seen_by_a  # a's filter is gone
+        assert b.closed
         assert "clsact" in _qdisc_kinds(veth.host_index)  # b did not add it: left in place
 
 

@@ -264,11 +264,12 @@ class _LinkBase:
         """For links without an FD: detach on garbage collection, with a ResourceWarning."""
         if getattr(self, "_closed", True):
             return
+        what = repr(self)
         try:
             self.close()
         except Exception:  # noqa: BLE001, S110 - nothing to report to from a finalizer
             pass
-        warnings.warn(f"unclosed link {self!r} (call close())", ResourceWarning, source=self)
+        warnings.warn(f"unclosed link {what} (call close())", ResourceWarning, source=self)
 
 
 class FDLink(_LinkBase):
