@@ -75,9 +75,8 @@ def _uprobe_at(
     try:
         tp_id, probe = legacy_probe("uprobe_events", f"{'r' if retprobe else 'p'} {target}", kind)
     except (NotSupportedError, SyscallError) as err:
-        raise NotSupportedError(
-            "uprobes", detail=f"no uprobe PMU at {_observe.PMU_DIR}/uprobe and uprobe_events failed: {err}"
-        ) from err
+        no_pmu = "" if legacy else f"no uprobe PMU at {_observe.PMU_DIR}/uprobe and "
+        raise NotSupportedError("uprobes", detail=f"{no_pmu}uprobe_events failed: {err}") from err
     attr = _abi.PerfEventAttr(type=_abi.PerfType.TRACEPOINT, config=tp_id, sample_period=1, wakeup_events=1)
     try:
         fd = FD(_abi.perf_event_open(attr, pid, cpu))
