@@ -648,7 +648,7 @@ def _same_as_the_kernel(
     spec = load_collection_spec(obj)
     for entry in assignments:
         name, _, value = entry.partition("=")
-        spec.set_variable(name, int(value, 0))
+        spec.set_variable(name, bytes.fromhex(value.replace(" ", "")) if " " in value else int(value, 0))
     for mspec in spec.maps.values():
         mspec.pinning = PinType.NONE  # no pins under /sys/fs/bpf from a test
     with KernelCollection(spec) as coll:
