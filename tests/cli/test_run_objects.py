@@ -769,3 +769,28 @@ def test_short_ip_frames_refused_as_by_the_kernel(
     assert getattr(refused.value, "errno", None) == 22
     result = invoke("run", obj, "-p", prog, "--data-in", frame.hex())
     assert result.exit_code == 1, result.stdout
+
+
+def test_human_output_names_context_fields(invoke: Invoke) -> None:
+    """ctx_out is shown as hex and as the non-zero ``__sk_buff`` fields (every ``xdp_md`` field)."""
+    ctx = sk_buff(mark=5, priority=7, cb0=9)
+    frame = packet()
+    result = invoke("run", TC_CLS, "-p", "tc_classify", "--data-in", frame.hex(), "--ctx-in", ctx.hex())
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout.splitlines()
+    # tc_classify sets skb->mark from .data.marks (0x42); the kernel reports wire_len = len(data_in)
+    assert f"ctx_fields: mark=66 priority=7 ifindex=1 cb[0]=9 wire_len={len(frame)}" in out
+    result = invoke(
+        "run",
+        TAILCALL,
+        "-p",
+        "tail_entry",
+        "--data-in",
+        bytes(14).hex(),
+        "--ctx-in",
+        xdp_md(data_end=14).hex(),
+    )
+    assert (
+        "ctx_fields: data=0 data_end=14 data_meta=0 ingress_ifindex=0 rx_queue_index=0 egress_ifindex=0"
+        in result.stdout.splitlines()
+    )

@@ -450,6 +450,90 @@ def verdict(program_type: int, retval: int) -> str | None:
     return None
 
 
+# UAPI layouts of the test-run contexts, for display: (name, offset, size).
+_XDP_MD_FIELDS = [
+    (name, 4 * i, 4)
+    for i, name in enumerate(
+        ["data", "data_end", "data_meta", "ingress_ifindex", "rx_queue_index", "egress_ifindex"]
+    )
+]
+_SK_BUFF_FIELDS = [
+    *(
+        (name, 4 * i, 4)
+        for i, name in enumerate(
+            [
+                "len",
+                "pkt_type",
+                "mark",
+                "queue_mapping",
+                "protocol",
+                "vlan_present",
+                "vlan_tci",
+                "vlan_proto",
+                "priority",
+                "ingress_ifindex",
+                "ifindex",
+                "tc_index",
+                "cb[0]",
+                "cb[1]",
+                "cb[2]",
+                "cb[3]",
+                "cb[4]",
+                "hash",
+                "tc_classid",
+                "data",
+                "data_end",
+                "napi_id",
+                "family",
+                "remote_ip4",
+                "local_ip4",
+            ]
+        )
+    ),
+    *((f"remote_ip6[{i}]", 100 + 4 * i, 4) for i in range(4)),
+    *((f"local_ip6[{i}]", 116 + 4 * i, 4) for i in range(4)),
+    ("remote_port", 132, 4),
+    ("local_port", 136, 4),
+    ("data_meta", 140, 4),
+    ("flow_keys", 144, 8),
+    ("tstamp", 152, 8),
+    ("wire_len", 160, 4),
+    ("gso_segs", 164, 4),
+    ("sk", 168, 8),
+    ("gso_size", 176, 4),
+    ("tstamp_type", 180, 1),
+    ("hwtstamp", 184, 8),
+]
+
+
+def ctx_fields(program_type: int, ctx: bytes) -> list[tuple[str, int]]:
+    """The non-zero fields of an ``xdp_md`` / ``__sk_buff`` context (XDP: every field)."""
+    from ebpf.spec import ProgramType
+
+    skb_types = {
+        ProgramType.SOCKET_FILTER,
+        ProgramType.SCHED_CLS,
+        ProgramType.SCHED_ACT,
+        ProgramType.CGROUP_SKB,
+        ProgramType.LWT_IN,
+        ProgramType.LWT_OUT,
+        ProgramType.LWT_XMIT,
+    }
+    if program_type == ProgramType.XDP:
+        table, show_zero = _XDP_MD_FIELDS, True
+    elif program_type in skb_types:
+        table, show_zero = _SK_BUFF_FIELDS, False
+    else:
+        return []
+    out = []
+    for name, offset, size in table:
+        if offset + size <= len(ctx):
+            value = int.from_bytes(ctx[offset : offset + size], "little")
+            if value or show_zero:
+                out.append((name, value))
+    return out
+
+
 def _parse_value(text: str) -> int | bytes:
     """``--set`` values: a Python integer literal (42, -1, 0x2a, 0b101), else hex bytes."""
     try:
@@ -699,6 +783,9 @@ def _print_object_run(
     ]
     if result.ctx_out is not None:
         rows.append(("ctx_out", format_hex_bytes(result.ctx_out) or "(empty)"))
+        fields = ctx_fields(chosen.type, result.ctx_out)
+        if fields:
+            rows.append(("ctx_fields", " ".join(f"{k}={v}" for k, v in fields)))
     out.fields(rows)
     if changes:
         out.line()
