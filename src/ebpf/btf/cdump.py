@@ -782,11 +782,21 @@ class _Dumper:
         return align
 
     def _is_packed(self, t: object) -> bool:
-        """Whether a struct needs ``__attribute__((packed))`` to get its BTF layout."""
+        """Whether a struct needs ``__attribute__((packed))`` to get its BTF layout.
+
+        As libbpf: a member off its alignment, or a size that is not a multiple of it. Also
+        (libbpf misses it): a bitfield straddling a unit of its type (``int x: 17`` at bit
+        16), which a non-packed struct would move to the next unit.
+        """
         max_align = 1
         for m in t.members:  # type: ignore[attr-defined]
             align = self.align_of(m.type)
-            if align and not m.bitfield_size and m.offset % (8 * align):
-                return True
+            if align:
+                if m.bitfield_size:
+                    unit = 8 * align
+                    if m.offset // unit != (m.offset + m.bitfield_size - 1) // unit:
+                        return True
+                elif m.offset % (8 * align):
+                    return True
             max_align = max(max_align, align)
         return bool(t.size % max_align)  # type: ignore[attr-defined]
