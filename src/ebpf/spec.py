@@ -1,11 +1,11 @@
 """Specs of BPF objects (what an object file describes) and the kernel's kinds of objects.
 
-Core layer. Pure: no kernel access; parsing an object gives an equal spec on every machine.
+Core layer. Pure: no kernel access. Parsing an object gives an equal spec on every machine.
 
 Specs (:class:`CollectionSpec`, :class:`ProgramSpec`, :class:`MapSpec`, :class:`VariableSpec`)
 are plain mutable dataclasses with a deep ``copy()``, edited by users before loading (cilium's
 ``CollectionSpec``). Both engines turn the same spec into live objects: the user-space runtime
-(:mod:`ebpf.runtime`) and the kernel (:mod:`ebpf.kernel`).
+(:mod:`ebpf.runtime`) and the kernel engine (the ``kernel`` package).
 
 Program instructions in a spec are *linked but not relocated*: subprograms are appended to the
 program that calls them and bpf-to-bpf calls hold their final relative offsets, while each

@@ -6,15 +6,13 @@ a failed output increments ``counters[1]`` (drops are counted, never silent).
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 
 from ebpf.isa.asm import assemble
-from ebpf.kernel._syscall import bpf
+from ebpf.kernel.map import Map
 from ebpf.kernel.program import Program
-from ebpf.kernel.uapi import Cmd, MapCreateAttr, MapElemAttr
-from ebpf.spec import MapType, ProgramType
+from ebpf.spec import MapSpec, MapType, ProgramType
 
 RECORD = struct.Struct("<QQQQ")
 
@@ -56,44 +54,40 @@ out:
 """
 
 
-def _create(map_type: MapType, key_size: int, value_size: int, max_entries: int) -> int:
-    attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size, max_entries=max_entries)
-    return bpf(Cmd.MAP_CREATE, attr)
-
-
 @dataclass
 class Producer:
     """The ring, its counters and the loaded XDP program; ``run(n)`` writes ``n`` records."""
 
-    ring_fd: int
-    counters_fd: int
+    ring: Map
+    counters: Map
     program: Program
 
     @classmethod
     def create(cls, ring_size: int, *, flags: int = 0) -> Producer:
-        ring = _create(MapType.RINGBUF, 0, 0, ring_size)
-        counters = _create(MapType.ARRAY, 4, 8, 2)
+        ring = Map.create(MapSpec("rb_bench", MapType.RINGBUF, 0, 0, ring_size))
+        counters = Map.create(MapSpec("rb_counters", MapType.ARRAY, 4, 8, 2))
         try:
-            insns = assemble(_SOURCE.format(ring=ring, counters=counters, flags=flags))
-            prog = Program.load(insns, ProgramType.XDP, license="GPL", name="rb_producer")
+            source = _SOURCE.format(ring=ring.fd, counters=counters.fd, flags=flags)
+            prog = Program.load(assemble(source), ProgramType.XDP, license="GPL", name="rb_producer")
         except BaseException:
-            os.close(ring)
-            os.close(counters)
+            ring.close()
+            counters.close()
             raise
         return cls(ring, counters, prog)
+
+    @property
+    def ring_fd(self) -> int:
+        return self.ring.fd
+
+    @property
+    def counters_fd(self) -> int:
+        return self.counters.fd
 
     def run(self, n: int) -> None:
         self.program.test_run(bytes(64), repeat=n)
 
     def counter(self, index: int) -> int:
-        import ctypes
-
-        key = ctypes.create_string_buffer(struct.pack("<I", index), 4)
-        value = ctypes.create_string_buffer(8)
-        attr = MapElemAttr(map_fd=self.counters_fd, key=ctypes.addressof(key))
-        attr.value = ctypes.addressof(value)
-        bpf(Cmd.MAP_LOOKUP_ELEM, attr)
-        return int(struct.unpack("<Q", value.raw)[0])
+        return int(struct.unpack("<Q", self.counters.lookup(struct.pack("<I", index)))[0])
 
     @property
     def produced(self) -> int:
@@ -105,7 +99,5 @@ class Producer:
 
     def close(self) -> None:
         self.program.close()
-        for fd in (self.ring_fd, self.counters_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.ring_fd = self.counters_fd = -1
+        self.ring.close()
+        self.counters.close()

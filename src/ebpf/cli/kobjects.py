@@ -13,7 +13,6 @@ Rule 3: objects that vanish between listing and opening are skipped, as bpftool 
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import time
 from typing import Any
@@ -47,8 +46,7 @@ def _boot_time_s() -> float:
 
 
 def _prog_doc(prog_id: int) -> dict[str, Any] | None:
-    from ebpf.kernel.program import Program, _prog_info
-    from ebpf.kernel.uapi import BpfProgInfo
+    from ebpf.kernel.program import Program
 
     try:
         prog = Program.from_id(prog_id)
@@ -58,12 +56,7 @@ def _prog_doc(prog_id: int) -> dict[str, Any] | None:
         raise
     with prog:
         info = prog.info()
-        map_ids: list[int] = []
-        if info.nr_map_ids:
-            ids = (ctypes.c_uint32 * info.nr_map_ids)()
-            raw = BpfProgInfo(nr_map_ids=info.nr_map_ids, map_ids=ctypes.addressof(ids))
-            _prog_info(prog.fd, raw)
-            map_ids = [int(x) for x in ids[: min(info.nr_map_ids, int(raw.nr_map_ids))]]
+        map_ids = list(prog.map_ids()) if info.nr_map_ids else []
     doc: dict[str, Any] = {
         "id": info.id,
         "type": _type_name(info.type),

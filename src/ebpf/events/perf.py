@@ -20,7 +20,6 @@ Rule: the reader deletes its map entries and closes its events on :meth:`close`.
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 import select
@@ -39,8 +38,8 @@ from ebpf.attach._abi import (
 )
 from ebpf.errors import BPFError, SyscallError
 from ebpf.events.ringbuf import map_fdinfo
-from ebpf.kernel._syscall import bpf
-from ebpf.kernel.uapi import Cmd, MapElemAttr
+from ebpf.kernel.fd import FD
+from ebpf.kernel.map import Map
 
 __all__ = ["PerfBuffer", "PerfBufferError", "online_cpus"]
 
@@ -127,6 +126,7 @@ class PerfBuffer:
             def callback(cpu: int, raw: bytes) -> Any:  # the raw sample carries padding after the record
                 return deliver(cpu, unpack(raw[:size]))
 
+        self._map = Map.from_fd(FD(os.dup(self._map_fd)))  # our own descriptor of the caller's map
         self.callback = callback
         self.lost_callback = lost_callback
         self.lost = 0
@@ -172,14 +172,10 @@ class PerfBuffer:
         self._epoll.register(fd, select.EPOLLIN)
 
     def _set_slot(self, cpu: int, fd: int | None) -> None:
-        key = ctypes.create_string_buffer(_U32.pack(cpu), 4)
-        attr = MapElemAttr(map_fd=self._map_fd, key=ctypes.addressof(key))
         if fd is None:
-            bpf(Cmd.MAP_DELETE_ELEM, attr)
-            return
-        value = ctypes.create_string_buffer(_U32.pack(fd), 4)
-        attr.value = ctypes.addressof(value)
-        bpf(Cmd.MAP_UPDATE_ELEM, attr)
+            self._map.delete(_U32.pack(cpu))
+        else:
+            self._map.update(_U32.pack(cpu), _U32.pack(fd))
 
     @property
     def cpus(self) -> list[int]:
@@ -254,12 +250,14 @@ class PerfBuffer:
             try:
                 perf_ioctl(ring.fd, PERF_EVENT_IOC_DISABLE)
                 self._set_slot(ring.cpu, None)
-            except SyscallError:
-                pass  # the map may already be gone; the event still closes below
+            except (SyscallError, KeyError):
+                pass  # the slot may already be empty; the event still closes below
             ring.mm.close()
             os.close(ring.fd)
         self._rings.clear()
         self._epoll.close()
+        if hasattr(self, "_map"):
+            self._map.close()
 
     def __enter__(self) -> Self:
         return self
