@@ -46,6 +46,7 @@ OBJECTS = [
     "xdp_tunnel",
     "tc_edit",
     "conntrack",
+    "modern",
 ]
 ENGINES = ["py", "interp"]
 
@@ -93,8 +94,10 @@ def both(request: pytest.FixtureRequest, vmlinux: Any) -> Iterator[Loader]:
     engine = request.param
     with ExitStack() as stack:
 
-        def load(name: str, **variables: bytes | int) -> tuple[Collection, Any]:
+        def load(name: str, _only: str | None = None, **variables: bytes | int) -> tuple[Collection, Any]:
             spec = load_collection_spec(DATA / f"{name}.o")
+            if _only is not None:
+                spec.programs = {_only: spec.programs[_only]}
             for var, value in variables.items():
                 spec.set_variable(var, value)
             ours = stack.enter_context(
@@ -929,3 +932,52 @@ def test_conntrack_many_flows(both: Loader) -> None:
     assert run_both(ours2, theirs2, "track", tcp4("10.0.0.1", "10.0.0.2", 1, 2))[1] == 2
     state = compare_maps(ours2, theirs2)
     assert not state["flows"] and state[".bss"]
+
+
+# ---------------------------------------------------------------- 11. newer idioms (modern.o)
+
+REQ = struct.Struct("<IIQQ16s")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="dynptr helpers (bpf_ringbuf_reserve_dynptr 198, dynptr_write/read/data, "
+    "dynptr_from_mem, ringbuf submit/discard_dynptr) are not in the runtime: "
+    "VMError 'call to unknown helper 198'; the kernel runs the program",
+)
+def test_ringbuf_dynptr(both: Loader) -> None:
+    ours, theirs = both("modern", _only="dynptr_rb")
+    for n, step in [(2, 7), (3, 1), (4, 9)]:
+        run_both(ours, theirs, "dynptr_rb", ctx=REQ.pack(n, step, 0, 0, b"hello world12345"))
+    drain_both(ours, theirs, "records")
+    compare_maps(ours, theirs)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="open-coded iterators (bpf_for: kfuncs bpf_iter_num_new/next/destroy) are not in the "
+    "runtime: VMError 'kfunc calls are not supported'; the kernel runs them",
+)
+def test_open_coded_iterator(both: Loader) -> None:
+    ours, theirs = both("modern", _only="iter_sum")
+    for n, step in [(0, 0), (4, 3), (100, 7), (1000, 0)]:
+        run_both(ours, theirs, "iter_sum", ctx=REQ.pack(n, step, 0, 0, b""))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bpf_skb_ecn_set_ce (97), bpf_csum_level (135) and bpf_check_mtu (163) are not in the "
+    "runtime: VMError 'call to unknown helper 97'; the kernel answers 0/1, -EACCES and 0 with "
+    "mtu_len 65536 (lo)",
+)
+def test_tc_ecn_csum_level_mtu(both: Loader) -> None:
+    ours, theirs = both("modern", _only="tc_misc")
+    for packet in (
+        tcp4("10.0.0.1", "10.0.0.2", 1, 2),
+        tcp4("10.0.0.1", "10.0.0.2", 1, 2, tos=0x02),  # ECT(0): CE gets set, checksum fixed
+        tcp6("fd00::1", "fd00::2", 1, 2),
+    ):
+        run_both(ours, theirs, "tc_misc", packet, ctx=sk_buff())
