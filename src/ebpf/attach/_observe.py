@@ -8,14 +8,9 @@ file, the bracketed lockdown mode), never a guessed cause.
 
 from __future__ import annotations
 
-import errno as _errno
 import functools
 import gzip
 import os
-
-from ebpf.attach import _abi
-from ebpf.attach._tracefs import mounted_at
-from ebpf.errors import SyscallError
 
 __all__ = ["describe_config", "kernel_config", "lockdown_mode", "pmu_type"]
 
@@ -71,25 +66,11 @@ def describe_config(option: str) -> str | None:
 def lockdown_mode() -> str | None:
     """The active lockdown mode (``none``/``integrity``/``confidentiality``) or ``None`` if unknown.
 
-    Reads ``/sys/kernel/security/lockdown``, mounting securityfs there first if it is not
-    mounted (as root).
+    The kernel layer's reading (it mounts securityfs first when needed, as root).
     """
-    path = os.path.join(SECURITYFS, "lockdown")
-    if not os.path.exists(path) and mounted_at("securityfs") is None and os.path.isdir(SECURITYFS):
-        try:
-            _abi.mount("securityfs", SECURITYFS, "securityfs")
-        except SyscallError as err:
-            if err.errno != _errno.EBUSY:
-                return None
-    try:
-        with open(path, encoding="ascii") as f:
-            text = f.read()
-    except OSError:
-        return None
-    for word in text.split():
-        if word.startswith("[") and word.endswith("]"):
-            return word[1:-1]
-    return None
+    from ebpf.kernel._syscall import lockdown_mode as kernel_lockdown_mode
+
+    return kernel_lockdown_mode()
 
 
 def pmu_type(name: str) -> int | None:

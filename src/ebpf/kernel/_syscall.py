@@ -255,15 +255,36 @@ def _seccomp_mode() -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+_SECURITYFS = "/sys/kernel/security"
+
+
+def _mount_securityfs() -> None:
+    """Mount securityfs at its usual place when it is not mounted (root only; errors ignored)."""
+    if os.path.exists(os.path.join(_SECURITYFS, "lockdown")) or not os.path.isdir(_SECURITYFS):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount(b"securityfs", _SECURITYFS.encode(), b"securityfs", ctypes.c_ulong(0), None)
+
+
 def _lockdown_mode() -> str | None:
-    """The active lockdown mode: the bracketed word of ``none [integrity] confidentiality``."""
-    text = _read_text("/sys/kernel/security/lockdown")
+    """The active lockdown mode: the bracketed word of ``none [integrity] confidentiality``.
+
+    Reads ``/sys/kernel/security/lockdown``, mounting securityfs first when it is not mounted
+    (as root), so "no lockdown" is never reported just because nobody had mounted it.
+    """
+    text = _read_text(os.path.join(_SECURITYFS, "lockdown"))
+    if text is None:
+        _mount_securityfs()
+        text = _read_text(os.path.join(_SECURITYFS, "lockdown"))
     if text is None:
         return None
     for word in text.split():
         if word.startswith("[") and word.endswith("]"):
             return word[1:-1]
     return None
+
+
+lockdown_mode = _lockdown_mode
 
 
 def _memlock_limit() -> int | None:
