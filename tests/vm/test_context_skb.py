@@ -495,6 +495,24 @@ def test_ctx_in_checks() -> None:
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize("prog_type", [TC, SOCK, CGROUP])
+@pytest.mark.parametrize("packet", [IPV4[:33], IPV4[:34], IPV6[:53], IPV6[:54], ARP_BCAST[:14]])
+def test_short_network_headers(prog_type: ProgramType, packet: bytes) -> None:
+    from ebpf.errors import SyscallError
+
+    prog = "r0 = 0\nexit"
+    try:
+        kernel: int | None = kernel_test_run(prog, prog_type, packet).retval
+    except SyscallError as err:
+        kernel = -err.errno
+    try:
+        ours: int | None = user_test_run(prog, prog_type, packet).retval
+    except TestRunError as err:
+        ours = -err.errno
+    assert ours == kernel
+
+
+@pytest.mark.kernel
 @pytest.mark.parametrize(
     "ctx", [sk_buff(len=1), sk_buff(hash=1), sk_buff(tc_index=1), sk_buff(wire_len=10), CTX + b"\x01"]
 )

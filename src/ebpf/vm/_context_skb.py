@@ -14,7 +14,8 @@ destination address against the device's, all zero for loopback) and pulls the E
 header; tc programs (``SCHED_CLS``/``SCHED_ACT``) get it pushed back, the others (socket
 filters, cgroup skb) see the packet from the network header. ``ctx_in`` may set only
 ``mark``, ``priority``, ``ingress_ifindex``, ``ifindex``, ``cb``, ``tstamp``, ``wire_len``,
-``gso_segs``, ``gso_size`` and ``hwtstamp`` (else ``EINVAL``). After the run, ``data_out`` is
+``gso_segs``, ``gso_size`` and ``hwtstamp`` (else ``EINVAL``); an IPv4 (IPv6) frame must hold
+a whole ``iphdr`` (``ipv6hdr``) after the Ethernet header (else ``EINVAL``). After the run, ``data_out`` is
 the packet from ``skb->data`` (for non-tc programs with 14 zero bytes in front, the link
 header the kernel pushes back) and ``ctx_out`` copies back the fields
 ``convert_skb_to___skb`` copies.
@@ -191,6 +192,14 @@ class SkbInput(Input):
             raise TestRunError(
                 f"data_in of {size} bytes: an skb test run needs {ETH_HLEN} to "
                 f"{PAGE_SIZE - NET_SKB_PAD - SKB_SHARED_INFO_SIZE} bytes",
+                errno=errno.EINVAL,
+            )
+        h_proto = int.from_bytes(self.packet[12:14], "big")
+        ip_min = {0x0800: 20, 0x86DD: 40}.get(h_proto, 0)  # iphdr / ipv6hdr
+        if size - ETH_HLEN < ip_min:
+            raise TestRunError(
+                f"an {'IPv4' if ip_min == 20 else 'IPv6'} packet needs {ip_min} bytes after the "
+                f"Ethernet header, data_in has {size - ETH_HLEN}",
                 errno=errno.EINVAL,
             )
         if self.ctx_in is not None:
