@@ -631,6 +631,7 @@ def _same_as_the_kernel(
     assignments: tuple[str, ...],
     repeat: int,
 ) -> None:
+    from ebpf.errors import BPFError
     from ebpf.kernel.collection import Collection as KernelCollection
     from ebpf.kernel.map import possible_cpus
     from ebpf.spec import PinType
@@ -643,7 +644,7 @@ def _same_as_the_kernel(
         args += ["--map-init", entry]
     for entry in assignments:
         args += ["--set", entry]
-    ours = run_json(invoke, *args)
+    cli = invoke("run", *args, "--json")
 
     spec = load_collection_spec(obj)
     for entry in assignments:
@@ -656,9 +657,16 @@ def _same_as_the_kernel(
             name, _, kv = entry.partition(":")
             key, _, value = kv.partition("=")
             coll.maps[name].update(bytes.fromhex(key), bytes.fromhex(value))
-        result = coll.programs[prog].test_run(data, ctx_in=ctx, repeat=repeat)
+        try:
+            result = coll.programs[prog].test_run(data, ctx_in=ctx, repeat=repeat)
+        except BPFError as refused:  # the kernel refuses the input: so must the CLI, with its errno
+            assert cli.exit_code == 1, cli.stdout
+            assert json.loads(cli.stdout)["error"].get("errno") == getattr(refused, "errno", None)
+            return
         theirs = {name: _kernel_rows(coll, name, mspec.type) for name, mspec in spec.maps.items()}
 
+    assert cli.exit_code == 0, cli.stderr
+    ours = json.loads(cli.stdout)
     assert ours["retval"] == result.retval
     assert ours["data_out"] == result.data_out.hex()
     assert ours["ctx_out"] == (None if result.ctx_out is None else result.ctx_out.hex())
@@ -739,27 +747,22 @@ _RANDOM_PROGRAMS = [
 def test_random_frames_same_as_the_kernel(
     invoke: Invoke, which: int, ethertype: int, body: bytes, ip_header: bool, repeat: int
 ) -> None:
-    """Random frames (IPv4 ones with a valid-looking header, or any bytes): CLI JSON == kernel."""
+    """Random frames (IPv4 ones with a valid-looking header, or any bytes, short ones included):
+    CLI JSON == kernel, or both refuse the input with the same errno."""
     obj, prog = _RANDOM_PROGRAMS[which]
     if ip_header and ethertype == 0x0800:
         body = bytes([0x45]) + body[1:9] + bytes([6 if len(body) % 2 else 17]) + body[10:]
-    # shorter network headers: see test_short_ip_frames_refused_as_by_the_kernel (xfail)
-    body = body.ljust({0x0800: 20, 0x86DD: 40}.get(ethertype, 0), b"\0")
     frame = bytes.fromhex("0266778899aa021122334455") + struct.pack("!H", ethertype) + body
     _same_as_the_kernel(invoke, obj, prog, frame, None, (), (), repeat)
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime: SkbInput runs skb test runs whose frame says IPv4/IPv6 but is shorter than "
-    "ETH_HLEN + the IP header (20 / 40 bytes); Linux 6.18's bpf_prog_test_run_skb refuses them (EINVAL)",
-)
 @pytest.mark.parametrize(("obj", "prog"), [(TC_CLS, "tc_classify"), (SOCKET, "keep_tcp")])
 @pytest.mark.parametrize(("ethertype", "size"), [(0x0800, 19), (0x86DD, 39)])
 def test_short_ip_frames_refused_as_by_the_kernel(
     invoke: Invoke, obj: str, prog: str, ethertype: int, size: int
 ) -> None:
+    """Linux 6.18 refuses an skb test run whose IPv4/IPv6 frame is shorter than its IP header."""
     from ebpf.errors import BPFError
     from ebpf.kernel.collection import Collection as KernelCollection
 
@@ -769,6 +772,11 @@ def test_short_ip_frames_refused_as_by_the_kernel(
     assert getattr(refused.value, "errno", None) == 22
     result = invoke("run", obj, "-p", prog, "--data-in", frame.hex())
     assert result.exit_code == 1, result.stdout
+    assert result.stderr.startswith(f"error: {obj}: program {prog!r}: ") and result.stderr.count("\n") == 1
+    error = json.loads(invoke("run", obj, "-p", prog, "--data-in", frame.hex(), "--json").stdout)["error"]
+    assert (error["type"], error["errno"]) == ("TestRunError", 22)
+    # one byte more of IP header and both run it
+    _same_as_the_kernel(invoke, obj, prog, frame + b"\0", None, (), (), 1)
 
 
 def test_human_output_names_context_fields(invoke: Invoke) -> None:

@@ -620,6 +620,7 @@ def _loaded_programs(spec: CollectionSpec, chosen: ProgramSpec) -> None:
 def map_contents(m: Map) -> list[list[Any]] | None:
     """A user-space map's contents as JSON-ready lists (Rule 4); destructive for queues/stacks."""
     from ebpf.errors import KeyNotFoundError
+    from ebpf.maps import MapOperationNotSupportedError
     from ebpf.spec import MapType
 
     t = m.type
@@ -636,9 +637,12 @@ def map_contents(m: Map) -> list[list[Any]] | None:
                 return popped
     if t in (MapType.BLOOM_FILTER, MapType.PERF_EVENT_ARRAY, MapType.RINGBUF, MapType.USER_RINGBUF):
         return None
-    if getattr(m, "percpu", False):
-        return [[k.hex(), [v.hex() for v in m.lookup_percpu(k)]] for k in m]  # type: ignore[attr-defined]
-    return [[k.hex(), v.hex()] for k, v in m.items()]
+    try:
+        if getattr(m, "percpu", False):
+            return [[k.hex(), [v.hex() for v in m.lookup_percpu(k)]] for k in m]  # type: ignore[attr-defined]
+        return [[k.hex(), v.hex()] for k, v in m.items()]
+    except MapOperationNotSupportedError:  # a map type whose values user space cannot read
+        return None
 
 
 def _run_object(data: bytes, source: str, opts: ObjectRunOptions, *, as_json: bool) -> None:
