@@ -117,7 +117,7 @@ def test_to_python() -> None:
         "f": {"a": 5, "b": -1, "c": 1000},  # signed bitfields come back signed
         "v": [1, -2, 3],
         "ok": True,
-        "": {"x": 42},
+        "x": 42,  # an anonymous member's fields are the parent's
     }
     json.dumps(value)
     assert type(value["p"]) is int and type(value["f"]["a"]) is int

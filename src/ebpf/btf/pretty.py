@@ -214,6 +214,11 @@ class _Char(int):
     """A single ``char`` that is not printable: ``0x..`` in text."""
 
 
+class _Obj(list[tuple[str, Any]]):
+    """A struct, union, VAR or DATASEC value: ``(name, value)`` pairs in order (anonymous
+    members all have the name ``""``, so this is not a dict)."""
+
+
 class _Decoder:
     def __init__(self, spec: Spec, byteorder: Literal["little", "big"]) -> None:
         self.spec = spec
@@ -291,21 +296,21 @@ class _Decoder:
                 return [self.value(t.type, data, offset + i * elem_size) for i in range(t.nelems)]
             case Struct() | Union():
                 self._need(t, data, offset, t.size)
-                result: dict[str, Any] = {}
+                result = _Obj()
                 for m in t.members:
                     byte_off, m_bit = divmod(m.offset, 8)
                     if m.bitfield_size:
                         target = spec.resolve(m.type)
                         signed = isinstance(target, Int) and target.signed
                         raw = self.bits(t, data, offset + byte_off, m_bit, m.bitfield_size, False)
-                        result[m.name] = _hex(self._signed(raw, m.bitfield_size, signed), raw)
+                        result.append((m.name, _hex(self._signed(raw, m.bitfield_size, signed), raw)))
                     else:
-                        result[m.name] = self.value(m.type, data, offset + byte_off, m_bit)
+                        result.append((m.name, self.value(m.type, data, offset + byte_off, m_bit)))
                 return result
             case Var():
-                return {t.name: self.value(t.type, data, offset, bit_off)}
+                return _Obj([(t.name, self.value(t.type, data, offset, bit_off))])
             case Datasec():
-                return {t.name: [self.value(v.type, data, offset + v.offset) for v in t.vars]}
+                return _Obj([(t.name, [self.value(v.type, data, offset + v.offset) for v in t.vars])])
             case Void():
                 raise BTFError("void has no value")
             case _:
@@ -334,7 +339,8 @@ def to_python(
     """The value of ``type_id`` in ``data`` as Python data: dicts, lists, ints, strs (bools, floats).
 
     Strings stand for ``char`` arrays holding C strings, printable ``char`` values and
-    enumerators known by name.
+    enumerators known by name. The fields of anonymous struct/union members are the
+    parent's, as in C.
 
     Raises:
         BTFError: ``data`` is shorter than the type, or the type has no value (void, FUNC...).
@@ -344,8 +350,15 @@ def to_python(
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, _Obj):
+        result: dict[str, Any] = {}
+        for key, item in value:
+            plain = _plain(item)
+            if key == "" and isinstance(plain, dict):
+                result.update(plain)  # an anonymous struct/union: its fields are the parent's
+            else:
+                result[key] = plain
+        return result
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, bool):
@@ -387,11 +400,11 @@ def _scalar(value: Any) -> str:
 
 def _write(value: Any, out: list[str], depth: int) -> None:
     """bpftool's pretty JSON writer: objects one member a line, arrays on one line until nested."""
-    if isinstance(value, dict):
+    if isinstance(value, _Obj):
         out.append("{")
         inner = "\n" + "    " * (depth + 1)
         first = True
-        for key, item in value.items():
+        for key, item in value:
             out.append(inner if first else "," + inner)
             first = False
             out.append(_scalar(key) + ": ")
