@@ -9,6 +9,7 @@ order-insensitive, per-CPU values summed over CPUs). The kernel side is
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ebpf.elf import load_collection_spec
-from ebpf.errors import NotSupportedError
+from ebpf.errors import BPFError, NotSupportedError
 from ebpf.isa.encoding import slot_offsets
 from ebpf.isa.instruction import Instruction
 from ebpf.isa.program import Program as InsnProgram
@@ -455,3 +456,36 @@ def test_corpus(both: Callable[[str | CollectionSpec], tuple[Collection, Any]], 
             ran += 1
     assert ran
     compare_maps(ours, theirs)
+
+
+SPILL_AND_SUBPROG = """
+    r6 = r1
+    *(u64 *)(r10 - 16) = r6
+    r1 = 0
+    r2 = *(u64 *)(r10 - 16)
+    call sub
+    r1 = *(u32 *)(r6 + 4)
+    r0 += r1
+    exit
+sub:
+    r0 = *(u32 *)(r2 + 28)
+    exit
+"""
+
+
+def test_max_ctx_offset_is_the_kernels(
+    both: Callable[[str | CollectionSpec], tuple[Collection, Any]],
+) -> None:
+    """Program.max_ctx_offset is the bound the kernel's test run enforces on ctx_in (EINVAL below)."""
+    raw = program("raw", "r0 = *(u64 *)(r1 + 16)\nexit", [])
+    raw.type, raw.section = ProgramType.RAW_TRACEPOINT, "raw_tp/sys_enter"
+    sys_prog = program("sys", SPILL_AND_SUBPROG, [], type=ProgramType.SYSCALL)
+    sys_prog.flags = 1 << 4  # BPF_F_SLEEPABLE
+    ours, theirs = both(CollectionSpec(programs={"raw": raw, "sys": sys_prog}, license="GPL"))
+    assert (ours.programs["raw"].max_ctx_offset, ours.programs["sys"].max_ctx_offset) == (24, 32)
+    for name in ("raw", "sys"):
+        bound = ours.programs[name].max_ctx_offset
+        with pytest.raises(BPFError) as info:
+            theirs.programs[name].test_run(b"", ctx_in=bytes(bound - 1))
+        assert info.value.errno == errno.EINVAL  # type: ignore[attr-defined]
+        assert theirs.programs[name].test_run(b"", ctx_in=bytes(bound)).retval == 0

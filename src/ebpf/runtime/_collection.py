@@ -29,6 +29,7 @@ same context, with the rest of the instruction budget.
 from __future__ import annotations
 
 import errno
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
@@ -48,6 +49,7 @@ from ebpf.isa.opcodes import PseudoSrc
 from ebpf.isa.program import Program as InsnProgram
 from ebpf.maps import Map, create
 from ebpf.maps._errors import MapError
+from ebpf.runtime._ctxbound import max_ctx_offset
 from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code, running_kconfig
 from ebpf.spec import CollectionSpec, MapType, ProgramSpec, ProgramType, RelocKind
 from ebpf.testrun import TestRunResult
@@ -144,6 +146,15 @@ class Program:
 
     def __repr__(self) -> str:
         return f"runtime.Program({self.name!r}, {self.type.name}, engine={self.engine.engine!r})"
+
+    @functools.cached_property
+    def max_ctx_offset(self) -> int:
+        """How many bytes of its context the program uses (the verifier's ``max_ctx_offset``).
+
+        ``BPF_PROG_TEST_RUN`` of raw tracepoint and syscall programs refuses a shorter
+        ``ctx_in`` with ``EINVAL``; see :mod:`ebpf.runtime._ctxbound`.
+        """
+        return max_ctx_offset(self.engine.ops[:-1])
 
     # --- running ------------------------------------------------------------------------------------
 
