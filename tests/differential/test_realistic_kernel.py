@@ -699,13 +699,6 @@ def spec_of(name: str) -> CollectionSpec:
 # ---------------------------------------------------------------- divergences found (xfail strict)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="runtime test_run accepts a tc/socket-filter packet whose EtherType is IPv4 (IPv6) but "
-    "which is shorter than 14 + 20 (14 + 40) bytes and runs the program; Linux 6.18's "
-    "BPF_PROG_TEST_RUN refuses it with EINVAL",
-)
 @pytest.mark.parametrize(
     ("obj", "prog", "packet"),
     [
@@ -716,7 +709,9 @@ def spec_of(name: str) -> CollectionSpec:
     ],
     ids=["tc_fw-ipv4-30", "tc_stamp-ipv4-33", "tc_stamp-ipv6-53", "sock_proto-ipv4-30"],
 )
-def test_skb_skb_run_allowed_refused(both: Loader, obj: str, prog: str, packet: bytes) -> None:
+def test_skb_short_network_header_refused(  # EINVAL, both
+    both: Loader, obj: str, prog: str, packet: bytes
+) -> None:
     ours, theirs = both(obj)
     assert run_both(ours, theirs, prog, packet) == ("error", 22)
     compare_maps(ours, theirs)
@@ -1048,20 +1043,8 @@ def test_mutated_packets(
     seeds = seed_packets()
     for _ in range(int(os.environ.get("REALISTIC_FUZZ", "60"))):
         packet = mutate(rng, rng.choice(seeds))
-        if obj in ("tc_fw", "tc_edit", "sock_proto") and not skb_run_allowed(packet):
-            continue  # the runtime accepts these, the kernel refuses them: see the xfail above
         run_both(ours, theirs, prog, packet)
     compare_maps(ours, theirs)
-
-
-def skb_run_allowed(packet: bytes) -> bool:
-    """False when an skb test run would be refused by the kernel for a short IPv4/IPv6 header."""
-    ethertype = packet[12:14]
-    if ethertype == b"\x08\x00":
-        return len(packet) >= 34
-    if ethertype == b"\x86\xdd":
-        return len(packet) >= 54
-    return True
 
 
 REPEATED = FUZZ + [("xdp_tunnel", "meta", lambda: tunnel_knobs()), ("tc_edit", "hashes", dict)]
@@ -1089,3 +1072,52 @@ def test_repeat(both: Loader, obj: str, prog: str, knobs: Callable[[], dict[str,
             if obj in ("tc_fw", "tc_edit"):
                 run_both(ours, theirs, prog, packet, ctx=sk_buff(mark=7), repeat=repeat)
     compare_maps(ours, theirs)
+
+
+# ---------------------------------------------------------------- refused test runs (SYSCALL, raw_tp)
+
+REFUSED = [
+    ("emit", b"", None, 1, "syscall-no-ctx"),
+    ("emit", b"", bytes(70000), 1, "syscall-ctx-over-u16"),
+    ("on_sys_enter", b"", None, 1, "raw_tp-no-ctx"),
+    ("on_sys_enter", b"", bytes(13), 1, "raw_tp-ctx-not-u64s"),
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the runtime runs SYSCALL / RAW_TRACEPOINT programs on a ctx_in the kernel refuses with "
+    "EINVAL: none at all (the program then faults: VMError on address 0), one longer than "
+    "U16_MAX (SYSCALL; runs), one whose size is not a multiple of 8 (raw_tp; runs)",
+)
+@pytest.mark.parametrize(
+    ("prog", "data", "ctx", "repeat"), [c[:4] for c in REFUSED], ids=[c[4] for c in REFUSED]
+)
+def test_refused_runs(both: Loader, prog: str, data: bytes, ctx: bytes | None, repeat: int) -> None:
+    ours, theirs = both("rb_tracer")
+    assert run_both(ours, theirs, prog, data, ctx=ctx, repeat=repeat) == ("error", 22)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="repeat > 1 for SYSCALL / RAW_TRACEPOINT (the kernel: EINVAL, test.repeat must be 0): "
+    "kernel.Program.test_run raises a bare ValueError before calling bpf() (no ebpf.errors type, "
+    "no errno) and the runtime runs the program `repeat` times",
+)
+@pytest.mark.parametrize(("prog", "ctx"), [("emit", emit_args(1, 0, 0, b"x")), ("on_sys_enter", bytes(16))])
+def test_repeat_refused_for_syscall_and_raw_tp(both: Loader, prog: str, ctx: bytes) -> None:
+    ours, theirs = both("rb_tracer")
+    assert run_both(ours, theirs, prog, ctx=ctx, repeat=2) == ("error", 22)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="data_in for a SYSCALL program: kernel.Program.test_run raises a bare ValueError before "
+    "calling bpf(); the runtime raises TestRunError(errno=EINVAL) like the kernel's answer",
+)
+def test_syscall_data_in_refused(both: Loader) -> None:
+    ours, theirs = both("rb_tracer")
+    assert run_both(ours, theirs, "emit", b"abc", ctx=emit_args(1, 0, 0, b"x")) == ("error", 22)
