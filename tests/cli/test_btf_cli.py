@@ -46,6 +46,13 @@ def test_json(invoke: Invoke) -> None:
         assert any(t["kind"] == "DATASEC" for t in doc["types"])
 
 
+def test_c_with_json(invoke: Invoke) -> None:
+    result = invoke("btf", "dump", str(BTF_DATA / "kinds.el.o"), "--format", "c", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["format"] == "c" and doc["header"] == (BTF_DATA / "kinds.h").read_text()
+
+
 def test_raw_btf_file_and_split_base(invoke: Invoke, tmp_path: Path) -> None:
     base = btf.Spec.build([btf.Int("int", 4, btf.IntEncoding.SIGNED, bits=32)])
     (tmp_path / "base.btf").write_bytes(base.to_bytes())

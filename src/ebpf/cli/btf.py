@@ -5,7 +5,8 @@ Rule 1: FILE is raw BTF (``/sys/kernel/btf/vmlinux``, a module's ``/sys/kernel/b
 decides, not the name.
 
 Rule 2: ``--format raw`` prints bpftool's ``[id] KIND 'name' ...`` listing, ``c`` a compilable
-header (``vmlinux.h``), ``json`` (or ``--json``) bpftool's ``-j`` document.
+header (``vmlinux.h``), ``json`` (or ``--json``) bpftool's ``-j`` document; ``--format c --json``
+gives ``{"file", "format": "c", "header"}``.
 
 Rule 3: the group stays open: a subcommand written in another module (``btf list``) is one
 line in :data:`SUBCOMMANDS` (``name -> "module:attribute"``), imported only when used.
@@ -133,11 +134,14 @@ def dump(
     spec = load_btf(read_input(file), source=source, base=base)
     if (roots or kfuncs) and fmt != "c":
         raise fail("--root and --kfuncs need --format c")
-    if as_json or fmt == "json":
-        Printer.json(types_json(spec))
-        return
     if fmt == "c":
         text = dump_c(spec, ids=roots or None, kfuncs=kfuncs)
+        if as_json:
+            Printer.json({"file": source, "format": "c", "header": text})
+            return
+    elif as_json or fmt == "json":
+        Printer.json(types_json(spec))
+        return
     else:
         text = dump_raw(spec)
     sys.stdout.write(text)
