@@ -28,7 +28,7 @@ import pytest
 
 from differential.test_objects_kernel import NO_CONTENTS, map_state
 from ebpf.elf import load_collection_spec
-from ebpf.errors import BPFError
+from ebpf.errors import BPFError, NotSupportedError
 from ebpf.runtime import Collection
 from ebpf.spec import CollectionSpec, MapType
 
@@ -47,6 +47,7 @@ OBJECTS = [
     "tc_edit",
     "conntrack",
     "modern",
+    "xdp_redirect",
 ]
 ENGINES = ["py", "interp"]
 
@@ -689,6 +690,8 @@ def test_every_object_is_covered() -> None:
         MapType.ARRAY_OF_MAPS,
         MapType.HASH_OF_MAPS,
         MapType.PERCPU_HASH,
+        MapType.DEVMAP,
+        MapType.CPUMAP,
     } <= kinds
 
 
@@ -1121,3 +1124,30 @@ def test_repeat_refused_for_syscall_and_raw_tp(both: Loader, prog: str, ctx: byt
 def test_syscall_data_in_refused(both: Loader) -> None:
     ours, theirs = both("rb_tracer")
     assert run_both(ours, theirs, "emit", b"abc", ctx=emit_args(1, 0, 0, b"x")) == ("error", 22)
+
+
+# ---------------------------------------------------------------- 13. redirect maps
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=NotSupportedError,
+    reason="DEVMAP, DEVMAP_HASH, CPUMAP and XSKMAP are not user-space map types: runtime.Collection "
+    "refuses the object (NotSupportedError 'user-space map type DEVMAP'); the kernel loads it and "
+    "bpf_redirect_map answers XDP_REDIRECT for a present entry and the flags' fallback action "
+    "for a missing one",
+)
+def test_xdp_redirect_maps(both: Loader) -> None:
+    ours, theirs = both("xdp_redirect")
+    for side in (ours, theirs):
+        side.maps["ports"].update(struct.pack("<I", 1), struct.pack("<Ii", 1, 0))
+        side.maps["ports_by_id"].update(struct.pack("<I", 7), struct.pack("<I", 1))
+        side.maps["cpus"].update(struct.pack("<I", 0), struct.pack("<Ii", 192, 0))
+    verdicts = {}
+    for sel in range(7):
+        for key in (0, 1, 7):
+            packet = frame(b"\x02", 14) + bytes([sel, key]) + bytes(30)
+            verdicts[sel, key] = run_both(ours, theirs, "forward", packet)[1]
+    assert verdicts[0, 1] == verdicts[1, 7] == verdicts[2, 0] == verdicts[5, 0] == 4  # XDP_REDIRECT
+    assert verdicts[0, 0] == verdicts[3, 0] == 2 and verdicts[1, 0] == 1  # fallbacks
+    compare_maps(ours, theirs)
