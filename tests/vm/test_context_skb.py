@@ -380,6 +380,45 @@ VLAN_SCENARIOS: list[tuple[list[tuple[int, ...]], bytes]] = [
 ]
 
 
+def with_tos(packet: bytes, tos: int) -> bytes:
+    ip = bytearray(packet[14:34])
+    ip[1] = tos
+    ip[10:12] = b"\0\0"
+    ip[10:12] = _ip_checksum(bytes(ip)).to_bytes(2, "big")
+    return packet[:14] + bytes(ip) + packet[34:]
+
+
+IPV6_ECT = IPV6[:14] + bytes([0x60, 0x10]) + IPV6[16:]  # traffic class 0x01: ECT(1)
+
+
+def csum_levels(levels: list[int]) -> str:
+    lines = ["r6 = r1", "r7 = 0"]
+    for level in levels:
+        lines.append(f"r1 = r6\nr2 = {level}\ncall 135\nr7 <<= 8\nr0 &= 0xff\nr7 |= r0")
+    lines += ["r0 = r7", "exit"]
+    return "\n".join(lines)
+
+
+def check_mtu(ifindex: int, mtu_in: int, diff: int, flags: int) -> str:
+    return f"""
+    r6 = r1
+    r1 = {mtu_in}
+    *(u32 *)(r10 - 4) = r1
+    r1 = r6
+    r2 = {ifindex}
+    r3 = r10
+    r3 += -4
+    r4 = {diff}
+    r5 = {flags}
+    call 163
+    r0 &= 0xff
+    r0 <<= 24
+    r1 = *(u32 *)(r10 - 4)
+    r0 |= r1
+    exit
+"""
+
+
 def redirect(ifindex: int, flags: int) -> str:
     return f"r1 = {ifindex}\nr2 = {flags}\ncall 23\nexit"
 
@@ -412,6 +451,31 @@ CASES += [
     ],
     *[(resize(50, 8, 1).replace("r3 = 1", "r3 = 1\n    r4 = 0"), TC, ARP_BCAST, None)],
     *[(resize(32, t), TC, IPV4, None) for t in (0, 3, 4, 7)],
+    *[
+        ("r6 = r1\ncall 97\nr1 = *(u32 *)(r6 + 0)\nr0 <<= 16\nr0 |= r1\nexit", t, p, None)
+        for t in (TC, ACT)
+        for p in (*[with_tos(IPV4, tos) for tos in (0, 1, 2, 3, 0xFD, 0xFE)], IPV6, IPV6_ECT, ARP_BCAST, VLAN)
+    ],
+    *[("call 97\nr0 &= 1\nexit", CGROUP, p, None) for p in (with_tos(IPV4, 2), IPV6_ECT, IPV4)],
+    *[
+        (csum_levels(levels), TC, IPV4, None)
+        for levels in ([0], [1, 0], [1, 1, 1, 1, 1, 0], [1, 1, 2, 0], [1, 2, 0], [1, 3, 0], [4], [2, 3, 0])
+    ],
+    *[
+        (check_mtu(i, m, d, f), TC, IPV4, ctx)
+        for ctx in (CTX, None)
+        for i, m, d, f in (
+            (0, 0, 0, 0),
+            (0, 0, 70000, 0),
+            (1, 1500, 0, 0),
+            (0, 65536, 1, 0),
+            (0, 0, 0, 1),
+            (0, 0, 5, 1),
+            (0, 0, 0, 2),
+            (9999, 0, 0, 0),
+            (0, 65522, 0, 0),
+        )
+    ],
     *[(vlan_ops(ops, res), TC, pkt, None) for ops, pkt in VLAN_SCENARIOS for res in VLAN_RESULTS],
     ("r6 = r1\nr2 = 0x12345678\ncall 48\nr0 = *(u32 *)(r6 + 68)\nexit", TC, IPV4, None),
     ("r6 = r1\nr2 = 7\ncall 48\nr1 = r6\ncall 41\nr0 = *(u32 *)(r6 + 68)\nexit", TC, IPV4, CTX),

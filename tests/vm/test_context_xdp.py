@@ -171,6 +171,15 @@ CASES: list[tuple[str, bytes, bytes | None]] = [
     *[(f"r1 = {i}\nr2 = {f}\ncall 23\nexit", PKT, None) for i, f in ((3, 0), (3, 1), (1, 0))],
     (CSUM_DIFF_XDP, PKT, None),
     *[
+        (
+            f"r6 = r1\nr1 = {m}\n*(u32 *)(r10 - 4) = r1\nr1 = r6\nr2 = {i}\nr3 = r10\nr3 += -4\n"
+            f"r4 = {d}\nr5 = {f}\ncall 163\nr0 &= 0xff\nr0 <<= 24\nr1 = *(u32 *)(r10 - 4)\nr0 |= r1\nexit",
+            PKT,
+            None,
+        )
+        for i, m, d, f in ((0, 0, 0, 0), (0, 0, 70000, 0), (1, 1500, 0, 0), (0, 0, 0, 1), (9999, 7, 0, 0))
+    ],
+    *[
         (xdp_bytes(o, n), PKT, None)
         for o, n in ((0, 8), (56, 8), (57, 8), (60, 4), (0x10000, 1), (0xFFFF, 1))
     ],

@@ -110,6 +110,7 @@ GSO_MAX_SEGS = 65535
 ETH_P_802_3_MIN = 0x0600
 ETH_P_802_3 = 0x0001
 ETH_P_802_2 = 0x0004
+CHECKSUM_NONE, CHECKSUM_UNNECESSARY = 0, 1
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
 L2_TYPES = frozenset({ProgramType.SCHED_CLS, ProgramType.SCHED_ACT})
 SKB_TYPES = frozenset(
@@ -253,6 +254,8 @@ class SkbMapped(MappedInput):
         self.end = NET_SKB_PAD + size
         self.mac = NET_SKB_PAD  # skb_mac_header
         self.network = NET_SKB_PAD + ETH_HLEN  # skb_network_header
+        self.ip_summed = CHECKSUM_NONE
+        self.csum_level = 0
         ctx = bytearray(inp.ctx_in or bytes(SK_BUFF_SIZE))
         frame = inp.packet
         _put(ctx, "len", self.end - self.start)
@@ -279,6 +282,8 @@ class SkbMapped(MappedInput):
         self.end = NET_SKB_PAD + size
         self.mac = NET_SKB_PAD
         self.network = NET_SKB_PAD + ETH_HLEN
+        self.ip_summed = CHECKSUM_NONE
+        self.csum_level = 0
         self.ctx_region.view[:] = self._ctx0
         if mapped:
             self._remap()

@@ -26,7 +26,7 @@ from ebpf.helpers import HelperId
 from ebpf.maps import MapError
 from ebpf.spec import ProgramType
 from ebpf.vm._context_base import MappedInput, mapped_at
-from ebpf.vm._context_skb import SkbMapped, eth_protocol
+from ebpf.vm._context_skb import CHECKSUM_NONE, CHECKSUM_UNNECESSARY, SkbMapped, eth_protocol
 from ebpf.vm.context import XdpMapped
 from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry, Redirect, RunEnv, run_env
 
@@ -504,6 +504,8 @@ def skb_adjust_room(e: HelperEnv, ctx: int, len_diff: int, mode: int, flags: int
         skb.resize(-size, 0)
     skb.mac = skb.start
     skb.network = skb.start + ETH_HLEN
+    if not flags & BPF_F_ADJ_ROOM_NO_CSUM_RESET and skb.ip_summed == CHECKSUM_UNNECESSARY:
+        skb.ip_summed, skb.csum_level = CHECKSUM_NONE, 0
     return 0
 
 
@@ -516,6 +518,115 @@ def skb_change_type(e: HelperEnv, ctx: int, pkt_type: int, _c: int, _d: int, _e:
         return _ret(-errno.EINVAL)
     skb.set_field("pkt_type", pkt_type)
     return 0
+
+
+def _ip_proto(skb: SkbMapped) -> int:
+    """``skb_protocol(skb, true)``: the protocol, looking through one in-packet VLAN tag."""
+    proto = skb.field("protocol")
+    if _is_vlan(proto):
+        pkt = skb.packet
+        if len(pkt) >= ETH_HLEN + VLAN_HLEN:
+            return int.from_bytes(pkt[16:18], "little")
+    return proto
+
+
+def skb_ecn_set_ce(e: HelperEnv, ctx: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_skb_ecn_set_ce``: mark an ECN-capable IPv4/IPv6 packet Congestion Experienced; 1 if marked."""
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_skb_ecn_set_ce")
+    proto = _ip_proto(skb)
+    view = skb.buffer.view
+    net = skb.network
+    if proto == ETH_P_IP_BE and net + 20 <= skb.end and skb.end - skb.start >= 20:
+        tos = view[net + 1]
+        ecn = (tos + 1) & 3
+        if not ecn & 2:
+            return int(not ecn)
+        check = int.from_bytes(view[net + 10 : net + 12], "little")
+        add = (
+            int.from_bytes((0xFFFB).to_bytes(2, "big"), "little")
+            + int.from_bytes(ecn.to_bytes(2, "big"), "little")
+        ) & 0xFFFF
+        view[net + 10 : net + 12] = _csum16_add(check, add).to_bytes(2, "little")
+        view[net + 1] = tos | 3
+        return 1
+    if proto == ETH_P_IPV6_BE and net + 40 <= skb.end and skb.end - skb.start >= 40:
+        word = int.from_bytes(view[net : net + 4], "big")
+        if not (word >> 20) & 3:
+            return 0
+        view[net : net + 4] = (word | (3 << 20)).to_bytes(4, "big")
+        return 1
+    return 0
+
+
+def csum_level(e: HelperEnv, ctx: int, level: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_csum_level``: query (0), increment (1), decrement (2) or reset (3) ``CHECKSUM_UNNECESSARY``."""
+    env = run_env(e)
+    skb = context_of(env, ctx, SkbMapped, "bpf_csum_level")
+    unnecessary = skb.ip_summed == CHECKSUM_UNNECESSARY
+    if level == 0:
+        return skb.csum_level if unnecessary else _ret(-errno.EACCES)
+    if level == 1:
+        if unnecessary:
+            skb.csum_level = min(skb.csum_level + 1, 3)  # SKB_MAX_CSUM_LEVEL
+        elif skb.ip_summed == CHECKSUM_NONE:
+            skb.ip_summed, skb.csum_level = CHECKSUM_UNNECESSARY, 0
+    elif level == 2:
+        if unnecessary:
+            if skb.csum_level == 0:
+                skb.ip_summed = CHECKSUM_NONE
+            else:
+                skb.csum_level -= 1
+    elif level == 3:
+        if unnecessary:
+            skb.ip_summed, skb.csum_level = CHECKSUM_NONE, 0
+    else:
+        return _ret(-errno.EINVAL)
+    return 0
+
+
+BPF_MTU_CHK_SEGS = 1
+
+
+def check_mtu(e: HelperEnv, ctx: int, ifindex: int, mtu_len: int, len_diff: int, flags: int) -> int:
+    """``bpf_check_mtu`` (skb and XDP): 0 when the packet (or ``*mtu_len``) fits the device's MTU,
+    1 (``BPF_MTU_CHK_RET_FRAG_NEEDED``) when not; ``*mtu_len`` is set to the MTU."""
+    env = run_env(e)
+    mapped = context_of(env, ctx, MappedInput, "bpf_check_mtu")
+    devices = env.devices or {}
+    asked = env.memory.load(mtu_len, 4)
+    diff = _s32(len_diff)
+    if isinstance(mapped, XdpMapped):
+        if flags:
+            return _ret(-errno.EINVAL)
+        dev = devices.get((ifindex & M32) or mapped.input.ingress_ifindex)
+        if dev is None:
+            return _ret(-errno.ENODEV)
+        mtu, hard_header = dev
+        length = (asked + hard_header if asked else mapped.end - mapped.start) + diff
+        env.memory.store(mtu_len, 4, mtu)
+        return 1 if length > mtu + hard_header else 0
+    if not isinstance(mapped, SkbMapped):
+        raise VMError("bpf_check_mtu: the context is not a packet")
+    ret = 1
+    mtu = 0
+    if flags & ~BPF_MTU_CHK_SEGS or (flags & BPF_MTU_CHK_SEGS and (diff or asked)):
+        ret = -errno.EINVAL
+    else:
+        dev = devices.get((ifindex & M32) or mapped.field("ifindex"))
+        if dev is None:
+            ret = -errno.ENODEV
+        else:
+            mtu, hard_header = dev
+            length = (asked + hard_header if asked else mapped.end - mapped.start) + diff
+            if length <= mtu + hard_header:
+                ret = 0
+            elif mapped.field("gso_size"):  # a GSO skb is segmented on transmit
+                if flags & BPF_MTU_CHK_SEGS:
+                    raise NotSupportedError("bpf_check_mtu(BPF_MTU_CHK_SEGS) on a GSO skb in user space")
+                ret = 0
+    env.memory.store(mtu_len, 4, mtu)
+    return _ret(ret)
 
 
 def set_hash(e: HelperEnv, ctx: int, value: int, _c: int, _d: int, _e: int) -> int:
@@ -596,6 +707,9 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.SKB_LOAD_BYTES_RELATIVE, skb_load_bytes_relative),
         (HelperId.SKB_PULL_DATA, skb_pull_data),
         (HelperId.SET_HASH, set_hash),
+        (HelperId.SKB_ECN_SET_CE, skb_ecn_set_ce),
+        (HelperId.CSUM_LEVEL, csum_level),
+        (HelperId.CHECK_MTU, check_mtu),
         (HelperId.SKB_ADJUST_ROOM, skb_adjust_room),
         (HelperId.SKB_CHANGE_TYPE, skb_change_type),
         (HelperId.SKB_VLAN_PUSH, skb_vlan_push),

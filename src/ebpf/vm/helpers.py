@@ -58,6 +58,7 @@ __all__ = [
     "SystemClock",
     "TaskInfo",
     "format_trace_line",
+    "host_devices",
     "run_env",
     "runtime_helpers",
     "trace_flags_for",
@@ -287,6 +288,31 @@ def trace_flags_for(program_type: ProgramType) -> str:
     return "b..11" if program_type in _NET_TYPES else "...2."
 
 
+LOOPBACK = (65536, 14)  # loopback's default MTU and hard_header_len (test runs use lo)
+
+
+def host_devices() -> dict[int, tuple[int, int]]:
+    """ifindex -> (MTU, link header length) of this host's network devices (from /sys/class/net)."""
+    devices: dict[int, tuple[int, int]] = {}
+    try:
+        names = os.listdir("/sys/class/net")
+    except OSError:
+        return {1: LOOPBACK}
+    for name in names:
+        try:
+            base = os.path.join("/sys/class/net", name)
+            with open(os.path.join(base, "ifindex")) as f:
+                ifindex = int(f.read())
+            with open(os.path.join(base, "mtu")) as f:
+                mtu = int(f.read())
+            with open(os.path.join(base, "type")) as f:
+                arphrd = int(f.read())
+        except (OSError, ValueError):
+            continue
+        devices[ifindex] = (mtu, 14 if arphrd in (1, 772) else 0)  # ARPHRD_ETHER, ARPHRD_LOOPBACK
+    return devices or {1: LOOPBACK}
+
+
 @dataclass
 class Redirect:
     """What ``bpf_redirect`` / ``bpf_redirect_map`` recorded for the runtime to act on."""
@@ -342,6 +368,8 @@ class RunEnv:
             :data:`MAX_TAIL_CALL_CNT`; the kernel counts per run, not per chain link).
         func_ip: what ``bpf_get_func_ip`` returns (the traced function's address; 0 by default).
         attach_cookie: what ``bpf_get_attach_cookie`` returns (0, as in a test run, by default).
+        devices: ifindex -> (MTU, link header length) for ``bpf_check_mtu``: the host's devices
+            (:func:`host_devices`), or only loopback (ifindex 1, MTU 65536) when deterministic.
     """
 
     memory: Memory = field(default_factory=Memory)
@@ -363,6 +391,7 @@ class RunEnv:
     tail_calls: int = 0
     func_ip: int = 0
     attach_cookie: int = 0
+    devices: dict[int, tuple[int, int]] | None = None
     _handles: dict[int, Region] = field(default_factory=dict, repr=False)
     _by_map: dict[int, int] = field(default_factory=dict, repr=False)
     _threads: dict[int, TaskInfo] = field(default_factory=dict, repr=False)
@@ -377,6 +406,8 @@ class RunEnv:
             self.rng = random.Random(self.seed) if self.deterministic else random.Random()
         if self.task is None and self.deterministic:
             self.task = TaskInfo.fixed()
+        if self.devices is None:
+            self.devices = {1: LOOPBACK} if self.deterministic else host_devices()
         _ENVS[self.memory] = self
 
     # --- set-up ---------------------------------------------------------------------------------
