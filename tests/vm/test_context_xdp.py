@@ -150,6 +150,13 @@ def xdp_bytes(offset: int, length: int, adjust: int = 0) -> str:
 """
 
 
+def xdp_check_mtu(ifindex: int, mtu_in: int, diff: int, flags: int) -> str:
+    return (
+        f"r6 = r1\nr1 = {mtu_in}\n*(u32 *)(r10 - 4) = r1\nr1 = r6\nr2 = {ifindex}\nr3 = r10\nr3 += -4\n"
+        f"r4 = {diff}\nr5 = {flags}\ncall 163\nr0 &= 0xff\nr0 <<= 24\nr1 = *(u32 *)(r10 - 4)\nr0 |= r1\nexit"
+    )
+
+
 CSUM_DIFF_XDP = (
     "r1 = 0x0a000001\n*(u64 *)(r10 - 8) = r1\nr1 = r10\nr1 += -8\nr2 = 8\nr3 = r10\n"
     "r3 += -8\nr4 = 4\nr5 = 0x1234\ncall 28\nexit"
@@ -171,12 +178,7 @@ CASES: list[tuple[str, bytes, bytes | None]] = [
     *[(f"r1 = {i}\nr2 = {f}\ncall 23\nexit", PKT, None) for i, f in ((3, 0), (3, 1), (1, 0))],
     (CSUM_DIFF_XDP, PKT, None),
     *[
-        (
-            f"r6 = r1\nr1 = {m}\n*(u32 *)(r10 - 4) = r1\nr1 = r6\nr2 = {i}\nr3 = r10\nr3 += -4\n"
-            f"r4 = {d}\nr5 = {f}\ncall 163\nr0 &= 0xff\nr0 <<= 24\nr1 = *(u32 *)(r10 - 4)\nr0 |= r1\nexit",
-            PKT,
-            None,
-        )
+        (xdp_check_mtu(i, m, d, f), PKT, None)
         for i, m, d, f in ((0, 0, 0, 0), (0, 0, 70000, 0), (1, 1500, 0, 0), (0, 0, 0, 1), (9999, 7, 0, 0))
     ],
     *[
