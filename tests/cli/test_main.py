@@ -13,7 +13,9 @@ from ebpf import __version__
 
 Invoke = Callable[..., Result]
 
-COMMANDS = ("asm", "disasm", "run", "demo", "version")
+from ebpf.cli.main import COMMANDS as REGISTERED
+
+COMMANDS = tuple(REGISTERED)
 
 
 def test_help_lists_every_command(invoke: Invoke) -> None:
@@ -24,10 +26,22 @@ def test_help_lists_every_command(invoke: Invoke) -> None:
 
 
 def test_every_command_has_help_and_json(invoke: Invoke) -> None:
+    import click
+
+    from ebpf.cli.main import main as group
+
+    ctx = click.Context(group)
     for name in COMMANDS:
         result = invoke(name, "--help")
         assert result.exit_code == 0, name
-        assert "--json" in result.stdout, name
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):  # every subcommand has --help and --json
+            for sub in command.commands:
+                result = invoke(name, sub, "--help")
+                assert result.exit_code == 0, (name, sub)
+                assert "--json" in result.stdout, (name, sub)
+        else:
+            assert "--json" in result.stdout, name
 
 
 def test_version_option(invoke: Invoke) -> None:

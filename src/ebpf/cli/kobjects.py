@@ -181,7 +181,7 @@ def _open_map(what: str) -> Any:
 
 @click.group("map")
 def map_() -> None:
-    """Maps in the kernel (like ``bpftool map``)."""
+    """Maps in the kernel (like bpftool map)."""
 
 
 @map_.command("list", short_help="List the maps in the kernel (bpftool map show).")
@@ -280,7 +280,7 @@ def _entries(m: Any) -> list[tuple[bytes, Any]]:
 
 @click.group("link")
 def link() -> None:
-    """Links in the kernel (like ``bpftool link``)."""
+    """Links in the kernel (like bpftool link)."""
 
 
 @link.command("list", short_help="List the BPF links in the kernel (bpftool link show).")

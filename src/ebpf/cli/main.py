@@ -29,14 +29,14 @@ COMMANDS: dict[str, str] = {
     "disasm": "ebpf.cli.disasm:disasm",
     "run": "ebpf.cli.run:run",
     "inspect": "ebpf.cli.inspect:inspect",
-    "xdp": "ebpf.cli.xdp:xdp",
     "btf": "ebpf.cli.btf:btf",
-    "features": "ebpf.cli.features:features",
+    "xdp": "ebpf.cli.xdp:xdp",
+    "prog": "ebpf.cli.prog:prog",
     "map": "ebpf.cli.kobjects:map_",
     "link": "ebpf.cli.kobjects:link",
+    "features": "ebpf.cli.features:features",
     "tools": "ebpf.cli.tools:tools",
     "demo": "ebpf.cli.demo:demo",
-    "prog": "ebpf.cli.prog:prog",
     "version": "ebpf.cli.main:version",
 }
 

@@ -26,7 +26,7 @@ __all__ = ["loadall", "prog"]
 
 @click.group("prog")
 def prog() -> None:
-    """Programs in the kernel (like ``bpftool prog``)."""
+    """Programs in the kernel (like bpftool prog)."""
 
 
 @prog.command("loadall")
