@@ -68,9 +68,12 @@ def test_maps_and_global_data(engine: str) -> None:
     with Collection(counting_spec(), engine=engine, helpers=test_helpers()) as coll:
         prog = coll.programs["count"]
         assert prog.test_run().retval == 5
-        result = prog.test_run(repeat=3)
+        with pytest.raises(TestRunError, match="repeat"):
+            prog.test_run(repeat=3)  # the kernel's syscall test run cannot repeat (EINVAL)
+        for _ in range(3):
+            result = prog.test_run()
         assert isinstance(result, TestRunResult)
-        assert result.retval == 20  # the runs see each other's changes, like the kernel's repeat
+        assert result.retval == 20
         assert result.duration_ns > 0
         assert coll.maps["counts"][bytes(4)] == struct.pack("<Q", 4)
         assert coll.variables["total"].get_int() == 20
@@ -425,3 +428,28 @@ def test_deterministic_helpers() -> None:
             values.add(coll.programs["d"].run().retval)
             assert coll.env.deterministic
     assert len(values) == 1
+
+
+def test_syscall_and_raw_tracepoint_runs_refused_like_the_kernel() -> None:
+    """No data_in, no repeat, ctx_in covering max_ctx_offset and within the kernel's limits."""
+    raw = program("raw", "r0 = *(u64 *)(r1 + 8)\nexit", [], type=ProgramType.RAW_TRACEPOINT)
+    sys_prog = program("sys", "r0 = *(u32 *)(r1 + 4)\nexit", [])
+    with Collection(CollectionSpec(programs={"raw": raw, "sys": sys_prog})) as coll:
+        r, s = coll.programs["raw"], coll.programs["sys"]
+        assert (r.max_ctx_offset, s.max_ctx_offset) == (16, 8)
+        assert r.test_run(ctx_in=bytes(8) + bytes([7]) + bytes(7)).retval == 7
+        assert s.test_run(ctx_in=bytes(4) + bytes([9, 0, 0, 0])).retval == 9
+        refused = [
+            lambda: r.test_run(ctx_in=bytes(15)),
+            lambda: r.test_run(),
+            lambda: r.test_run(ctx_in=bytes(104)),
+            lambda: r.test_run(b"\x00" * 14, ctx_in=bytes(16)),
+            lambda: s.test_run(ctx_in=bytes(7)),
+            lambda: s.test_run(ctx_in=bytes(0x10000)),
+            lambda: s.test_run(ctx_in=bytes(8), repeat=2),
+            lambda: s.test_run(ctx_in=bytes(8), flags=1),
+        ]
+        for run in refused:
+            with pytest.raises(TestRunError) as info:
+                run()
+            assert info.value.errno == errno.EINVAL

@@ -80,6 +80,8 @@ SKB_TEST_RUN_TYPES = frozenset(
 """Program types whose test run builds a socket buffer (``bpf_prog_test_run_skb``)."""
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_TEST_RUN_ON_CPU = 1 << 0
+U16_MAX = 0xFFFF
+MAX_BPF_FUNC_ARGS = 12
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 
 
@@ -271,6 +273,8 @@ class Program:
             raise NotSupportedError("XDP live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES)")
         if flags & ~BPF_F_TEST_RUN_ON_CPU:
             raise TestRunError(f"unknown test-run flags {flags:#x}", errno=errno.EINVAL)
+        if self.type in (ProgramType.SYSCALL, ProgramType.RAW_TRACEPOINT):
+            self._check_ctx_run(data_in, ctx_in, repeat, flags)
         inp = self._test_input(bytes(data_in), None if ctx_in is None else bytes(ctx_in))
         memory = self.collection.memory
         mapped = inp.map(memory)
@@ -300,6 +304,27 @@ class Program:
             what = "data_out" if data_short else "ctx_out"
             raise TestRunError(f"{what} does not fit its buffer", errno=errno.ENOSPC, result=truncated)
         return result
+
+    def _check_ctx_run(self, data_in: bytes, ctx_in: bytes | None, repeat: int, flags: int) -> None:
+        """``bpf_prog_test_run_syscall`` / ``_raw_tp``: no data, no repeat, and a ``ctx_in``
+        covering every context byte the program uses (:attr:`max_ctx_offset`), at most
+        ``U16_MAX`` bytes (syscall) or 12 u64 arguments (raw tracepoint)."""
+        t = self.type
+        size = len(ctx_in) if ctx_in is not None else 0
+        limit = U16_MAX if t == ProgramType.SYSCALL else MAX_BPF_FUNC_ARGS * 8
+        problem = None
+        if data_in:
+            problem = "takes no data_in"
+        elif repeat > 1:
+            problem = f"cannot repeat (repeat {repeat})"
+        elif t == ProgramType.SYSCALL and flags:
+            problem = f"takes no flags ({flags:#x})"
+        elif size < self.max_ctx_offset:
+            problem = f"uses {self.max_ctx_offset} bytes of context; ctx_in has {size}"
+        elif size > limit:
+            problem = f"takes at most {limit} bytes of ctx_in, got {size}"
+        if problem is not None:
+            raise TestRunError(f"{t.name} test run of {self.name!r} {problem}", errno=errno.EINVAL)
 
     def _test_input(self, data_in: bytes, ctx_in: bytes | None) -> Input:
         """The input ``BPF_PROG_TEST_RUN`` builds for this program type, with the kernel's checks."""
