@@ -6,7 +6,9 @@ split blobs with the builder, by hand (the layout pahole writes), and on the rea
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,43 @@ def test_alignment_counts_bitfields_like_libbpf() -> None:
     ulong = btf.Int("long unsigned int", 8, bits=64)
     spec = btf.Spec.build([ulong, btf.Struct("b", 8, (btf.Member("x", 1, 0, 3),), kind_flag=True)])
     assert spec.alignof(2) == 8
+
+
+def test_dumps_equal_bpftool_with_a_base(tmp_path: Path) -> None:
+    """``bpftool btf dump file MOD -B vmlinux [format c]``: the same listing; the same header
+    (base types included, as bpftool writes it) up to the 1-byte enums of test_cdump."""
+    bpftool = shutil.which("bpftool")
+    if bpftool is None or not VMLINUX.exists():
+        pytest.skip("needs bpftool and /sys/kernel/btf/vmlinux")
+    vmlinux = btf.Spec.from_file(VMLINUX)
+    n = len(vmlinux)
+    skb = vmlinux.find_id("sk_buff", btf.Struct)
+    u32 = vmlinux.find_id("u32", btf.Typedef)
+    mod = btf.Spec.build(
+        [
+            btf.Pointer(skb),
+            btf.Struct("my_mod_ctx", 16, (btf.Member("skb", n, 0), btf.Member("cnt", u32, 64))),
+            btf.Typedef("my_ctx_t", n + 1),
+        ],
+        base=vmlinux,
+    )
+    path = tmp_path / "mod.btf"
+    path.write_bytes(mod.to_bytes())
+    again = btf.Spec.from_file(path, base=vmlinux)
+
+    def run(*args: str) -> str:
+        return subprocess.run(
+            [bpftool, "btf", "dump", "file", str(path), "-B", str(VMLINUX), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    assert dump_raw(again) == run()
+    theirs = run("format", "c").splitlines()
+    ours = dump_c(again).splitlines()
+    assert len(ours) == len(theirs)
+    differ = [(a, b) for a, b in zip(ours, theirs, strict=True) if a != b]
+    assert all(a == "} __attribute__((mode(byte)));" and b == "};" for a, b in differ)
+    own = dump_c(again, ids=range(again.first_id, len(again)))
+    assert "typedef struct my_mod_ctx my_ctx_t;" in own and own.count("\n") < 100

@@ -117,7 +117,9 @@ def dump_c(spec: Spec, *, ids: Iterable[int] | None = None, kfuncs: bool = False
     """The types of ``spec`` as a C header (``vmlinux.h`` style).
 
     Args:
-        spec: the types; for split BTF, its own types (base types they need come along).
+        spec: the types; for split BTF, the base's and its own, as bpftool writes it (for the
+            module's own only, pass ``ids=range(spec.first_id, len(spec))``: the base types
+            they need come along).
         ids: dump only these types and what they need, in this order; default: every type.
         kfuncs: also what newer bpftool (7.5+) writes: ``__ksym``/``__weak``/``__bpf_fastcall``
             macros after the preamble and, before the postamble, an ``extern ... __weak __ksym;``
@@ -128,8 +130,7 @@ def dump_c(spec: Spec, *, ids: Iterable[int] | None = None, kfuncs: bool = False
         BTFError: an id is out of range, or a type cannot be written as C (a loop of anonymous
             types, a reference to a FUNC where a type is needed).
     """
-    first = spec.first_id
-    roots = range(first, len(spec.types)) if ids is None else list(ids)
+    roots = range(1, len(spec.types)) if ids is None else list(ids)
     for type_id in roots if ids is not None else ():
         if not 0 < type_id < len(spec.types):
             raise BTFError(f"type id {type_id} out of range (the spec has ids 1..{len(spec.types) - 1})")
