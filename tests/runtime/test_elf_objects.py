@@ -133,3 +133,14 @@ def test_socket_filter(engine: str) -> None:
         assert prog.test_run(udp).retval == 0
         assert coll.variables["accepted"].get_int() == 1
         assert coll.maps["totals"][bytes(4)] == struct.pack("<Q", 2)
+
+
+def test_empty_ctx_in_is_no_context() -> None:
+    """ctx_size_in 0: the kernel builds its default context and copies no ctx_out."""
+    with Collection(spec_of("socket_filter.o")) as coll:
+        prog = coll.programs["keep_tcp"]
+        frame = ipv4_packet("10.0.0.1", proto=6)
+        assert prog.test_run(frame, ctx_in=b"").ctx_out is None
+        assert prog.test_run(frame, ctx_in=bytes(8)).ctx_out is not None
+    with Collection(spec_of("xdp_fw.o")) as coll:
+        assert coll.programs["xdp_pass"].test_run(b"\x00" * 14, ctx_in=b"").retval == XDP_PASS

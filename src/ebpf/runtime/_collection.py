@@ -251,7 +251,8 @@ class Program:
         Program types: XDP (``data_in`` is the frame, ``ctx_in`` an ``xdp_md``), the socket
         buffer types (:data:`SKB_TEST_RUN_TYPES`; ``ctx_in`` a ``__sk_buff``), SYSCALL
         (``ctx_in`` is the context) and RAW_TRACEPOINT (``ctx_in`` holds the u64 arguments).
-        ``ctx_out`` is the context after the last run when ``ctx_in`` was given.
+        ``ctx_out`` is the context after the last run when ``ctx_in`` was given; an empty
+        ``ctx_in`` is no context at all (``ctx_size_in`` 0), as in the kernel.
 
         The arguments are those of ``kernel.Program.test_run``, plus ``cpu`` (the kernel
         honours it only for raw tracepoints, with ``BPF_F_TEST_RUN_ON_CPU``; here every
@@ -275,7 +276,8 @@ class Program:
             raise TestRunError(f"unknown test-run flags {flags:#x}", errno=errno.EINVAL)
         if self.type in (ProgramType.SYSCALL, ProgramType.RAW_TRACEPOINT):
             self._check_ctx_run(data_in, ctx_in, repeat, flags)
-        inp = self._test_input(bytes(data_in), None if ctx_in is None else bytes(ctx_in))
+        ctx = bytes(ctx_in) if ctx_in else None  # ctx_size_in 0: no context
+        inp = self._test_input(bytes(data_in), ctx)
         memory = self.collection.memory
         mapped = inp.map(memory)
         runs = max(repeat, 1)
@@ -287,7 +289,7 @@ class Program:
                 retval, _ = self._chain(mapped, cpu, budget)
             duration = (time.perf_counter_ns() - start) // runs
             data_out = mapped.data()
-            ctx_out = mapped.ctx_out() if ctx_in is not None else None
+            ctx_out = mapped.ctx_out() if ctx is not None else None
         finally:
             for region in mapped.regions:
                 memory.unmap(region)
