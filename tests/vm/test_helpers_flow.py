@@ -244,3 +244,102 @@ def test_perf_event_output(engine: str) -> None:
     res = user_test_run(with_ctx, ProgramType.XDP, bytes(range(20)), engine=engine, env=env)
     assert res.retval == 0
     assert pa.read(1)[0][:12] == struct.pack("<Q", 0x55AA) + bytes(range(4))
+
+
+def test_ringbuf_dynptr(engine: str) -> None:
+    env = RunEnv(deterministic=True)
+    rb = create(MapDef(MapType.RINGBUF, 0, 0, 4096), env.memory)
+    assert isinstance(rb, RingBufMap)
+    handle = env.add_map(rb)
+    # dynptr at r10-16; scratch local memory at r10-32; results packed into r0
+    prog = f"""
+        r1 = {handle} ll
+        r2 = 16
+        r3 = 0
+        r4 = r10
+        r4 += -16
+        call {HelperId.RINGBUF_RESERVE_DYNPTR}
+        r9 = r0
+        r1 = 0x1122334455667788 ll
+        *(u64 *)(r10 - 24) = r1
+        r1 = r10
+        r1 += -16
+        r2 = 4
+        r3 = r10
+        r3 += -24
+        r4 = 8
+        r5 = 0
+        call {HelperId.DYNPTR_WRITE}
+        r8 = r0
+        r1 = r10
+        r1 += -16
+        r2 = 12
+        r3 = r10
+        r3 += -24
+        r4 = 8
+        r5 = 0
+        call {HelperId.DYNPTR_WRITE}
+        r8 <<= 8
+        r0 &= 0xff
+        r8 |= r0
+        r1 = r10
+        r1 += -16
+        r2 = 0
+        r3 = 4
+        call {HelperId.DYNPTR_DATA}
+        if r0 == 0 goto nodata
+        r1 = 0xaabbccdd
+        *(u32 *)(r0 + 0) = r1
+    nodata:
+        r1 = r10
+        r1 += -16
+        r2 = 0
+        call {HelperId.RINGBUF_SUBMIT_DYNPTR}
+        r1 = *(u64 *)(r10 - 16)
+        if r1 != 0 goto bad
+        r0 = r8
+        r9 <<= 16
+        r0 |= r9
+        exit
+    bad:
+        r0 = -1
+        exit
+    """
+    res = run(prog, env, engine)
+    assert res.retval == (0 << 16) | (0 << 8) | ((-errno.E2BIG) & 0xFF)
+    assert rb.consume() == [struct.pack("<IQ", 0xAABBCCDD, 0x1122334455667788) + bytes(4)]
+    fails = prog.replace("r3 = 0\n        r4 = r10", "r3 = 1\n        r4 = r10", 1)
+    res = run(fails, env, engine)  # bad flags: a null dynptr, -EINVAL; writes fail, submit is a no-op
+    r8 = (-errno.EINVAL << 8) | ((-errno.EINVAL) & 0xFF)  # both writes -EINVAL
+    assert res.retval == (r8 | (-errno.EINVAL << 16)) & M64
+    assert rb.consume() == []
+
+
+def test_local_dynptr_read(engine: str) -> None:
+    env = RunEnv(deterministic=True)
+    prog = f"""
+        r1 = 0x0807060504030201 ll
+        *(u64 *)(r10 - 32) = r1
+        r1 = r10
+        r1 += -32
+        r2 = 8
+        r3 = 0
+        r4 = r10
+        r4 += -16
+        call {HelperId.DYNPTR_FROM_MEM}
+        r1 = r10
+        r1 += -40
+        r2 = 4
+        r3 = r10
+        r3 += -16
+        r4 = OFF
+        r5 = 0
+        call {HelperId.DYNPTR_READ}
+        r6 = r0
+        r0 = *(u32 *)(r10 - 40)
+        r6 <<= 32
+        r0 |= r6
+        exit
+    """
+    assert run(prog.replace("OFF", "2"), env, engine).retval == 0x06050403
+    assert run(prog.replace("OFF", "5"), env, engine).retval >> 32 == (-errno.E2BIG) & M32

@@ -618,9 +618,9 @@ def runtime_helpers() -> HelperRegistry:
 
     The helpers need a :class:`RunEnv` for the engine's memory (see :func:`run_env`).
     """
-    from ebpf.vm import _helpers_core, _helpers_flow, _helpers_net, _helpers_trace
+    from ebpf.vm import _helpers_core, _helpers_dynptr, _helpers_flow, _helpers_net, _helpers_trace
 
     reg = HelperRegistry()
-    for module in (_helpers_core, _helpers_net, _helpers_trace, _helpers_flow):
+    for module in (_helpers_core, _helpers_net, _helpers_trace, _helpers_flow, _helpers_dynptr):
         module.register(reg)
     return reg
