@@ -30,7 +30,9 @@ __all__ = ["SUBCOMMANDS", "btf", "dump", "load_btf"]
 _ELF_MAGIC = b"\x7fELF"
 
 # name -> "module:attribute" of `ebpf btf` subcommands defined in other modules.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "list": "ebpf.cli.kobjects:btf_list",  # the kernel's BTF objects; `dump` needs no kernel
+}
 
 
 class _BTFGroup(click.Group):
@@ -146,9 +148,3 @@ def dump(
         text = dump_raw(spec)
     sys.stdout.write(text)
     sys.stdout.flush()
-
-
-# ``btf list`` reads the kernel's BTF objects (cli/kobjects.py); ``dump`` above needs no kernel.
-from ebpf.cli.kobjects import btf_list
-
-btf.add_command(btf_list)
