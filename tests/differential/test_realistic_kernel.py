@@ -720,13 +720,6 @@ def test_skb_short_network_header_refused(  # EINVAL, both
     compare_maps(ours, theirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="runtime test_run runs a program on a ctx_in shorter than the context it reads and "
-    "faults mid-run (VMError, no errno, side effects may be done); the kernel refuses the run "
-    "up front with EINVAL (ctx_size_in < the verifier's max_ctx_offset)",
-)
 @pytest.mark.parametrize(
     ("prog", "ctx"),
     [("emit", emit_args(3, 0, 0, b"short")[:20]), ("on_sys_enter", struct.pack("<Q", 9))],
@@ -937,13 +930,6 @@ def test_conntrack_many_flows(both: Loader) -> None:
 REQ = struct.Struct("<IIQQ16s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="dynptr helpers (bpf_ringbuf_reserve_dynptr 198, dynptr_write/read/data, "
-    "dynptr_from_mem, ringbuf submit/discard_dynptr) are not in the runtime: "
-    "VMError 'call to unknown helper 198'; the kernel runs the program",
-)
 def test_ringbuf_dynptr(both: Loader) -> None:
     ours, theirs = both("modern", _only="dynptr_rb")
     for n, step in [(2, 7), (3, 1), (4, 9)]:
@@ -964,13 +950,6 @@ def test_open_coded_iterator(both: Loader) -> None:
         run_both(ours, theirs, "iter_sum", ctx=REQ.pack(n, step, 0, 0, b""))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bpf_skb_ecn_set_ce (97), bpf_csum_level (135) and bpf_check_mtu (163) are not in the "
-    "runtime: VMError 'call to unknown helper 97'; the kernel answers 0/1, -EACCES and 0 with "
-    "mtu_len 65536 (lo)",
-)
 def test_tc_ecn_csum_level_mtu(both: Loader) -> None:
     ours, theirs = both("modern", _only="tc_misc")
     for packet in (
@@ -1087,13 +1066,6 @@ REFUSED = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the runtime runs SYSCALL / RAW_TRACEPOINT programs on a ctx_in the kernel refuses with "
-    "EINVAL: none at all (the program then faults: VMError on address 0), one longer than "
-    "U16_MAX (SYSCALL; runs), one whose size is not a multiple of 8 (raw_tp; runs)",
-)
 @pytest.mark.parametrize(
     ("prog", "data", "ctx", "repeat"), [c[:4] for c in REFUSED], ids=[c[4] for c in REFUSED]
 )
@@ -1150,4 +1122,107 @@ def test_xdp_redirect_maps(both: Loader) -> None:
             verdicts[sel, key] = run_both(ours, theirs, "forward", packet)[1]
     assert verdicts[0, 1] == verdicts[1, 7] == verdicts[2, 0] == verdicts[5, 0] == 4  # XDP_REDIRECT
     assert verdicts[0, 0] == verdicts[3, 0] == 2 and verdicts[1, 0] == 1  # fallbacks
+    compare_maps(ours, theirs)
+
+
+# ---------------------------------------------------------------- __sk_buff ctx_in, field by field
+
+SKB_FIELDS = {  # the __sk_buff fields a test run may or may not set: (offset, size)
+    "len": (0, 4),
+    "pkt_type": (4, 4),
+    "mark": (8, 4),
+    "queue_mapping": (12, 4),
+    "protocol": (16, 4),
+    "vlan_present": (20, 4),
+    "priority": (32, 4),
+    "ingress_ifindex": (36, 4),
+    "ifindex": (40, 4),
+    "tc_index": (44, 4),
+    "cb0": (48, 4),
+    "cb4": (64, 4),
+    "hash": (68, 4),
+    "tc_classid": (72, 4),
+    "data": (76, 4),
+    "napi_id": (84, 4),
+    "tstamp": (152, 8),
+    "wire_len": (160, 4),
+    "gso_segs": (164, 4),
+    "gso_size": (176, 4),
+    "tstamp_type": (180, 1),
+    "hwtstamp": (184, 8),
+}
+
+
+@pytest.mark.parametrize(
+    ("obj", "prog"), [("tc_fw", "tc_stamp"), ("tc_fw", "tc_fw"), ("sock_proto", "sock_proto")]
+)
+def test_skb_ctx_fields(both: Loader, obj: str, prog: str) -> None:
+    """Each __sk_buff field set on its own: allowed ones flow into the run and ctx_out, the
+    others make the kernel refuse the run (EINVAL)."""
+    ours, theirs = both(obj)
+    packet = tcp4("10.2.3.4", "10.9.9.9", 3333, 8080)
+    for off, size in SKB_FIELDS.values():
+        for value in (1, 2, 0x10000):
+            if value >= 1 << (8 * size) or (off == 40 and value > 1):
+                continue  # ifindex of a missing device: see the xfail below
+            ctx = bytearray(SKB_SIZE)
+            ctx[off : off + size] = value.to_bytes(size, "little")
+            run_both(ours, theirs, prog, packet, ctx=bytes(ctx))
+    for size in (192, 193, 200):
+        run_both(ours, theirs, prog, packet, ctx=bytes(size))
+    compare_maps(ours, theirs)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="__sk_buff.ifindex naming no device: the kernel refuses the run with ENODEV, the runtime runs it",
+)
+@pytest.mark.parametrize("ifindex", [100, 65536])
+def test_skb_ctx_ifindex_checked(both: Loader, ifindex: int) -> None:
+    ours, theirs = both("tc_fw")
+    ctx = bytearray(SKB_SIZE)
+    ctx[40:44] = struct.pack("<I", ifindex)
+    assert run_both(ours, theirs, "tc_stamp", tcp4("10.0.0.1", "10.0.0.2", 1, 2), ctx=bytes(ctx)) == (
+        "error",
+        19,
+    )
+
+
+@pytest.mark.parametrize(("obj", "prog"), [("tc_fw", "tc_stamp"), ("sock_proto", "sock_proto")])
+def test_skb_empty_ctx_in(both: Loader, obj: str, prog: str) -> None:
+    ours, theirs = both(obj)
+    packet = tcp4("10.0.0.1", "10.0.0.2", 1, 2)
+    kernel = theirs.programs[prog].test_run(packet, ctx_in=b"")
+    mine = ours.programs[prog].test_run(packet, ctx_in=b"")
+    assert (mine.retval, mine.data_out, mine.ctx_out or b"") == (
+        kernel.retval,
+        kernel.data_out,
+        kernel.ctx_out or b"",
+    )
+
+
+SHORT_CTX = [
+    ("sock_proto", "sock_proto", 4),
+    ("sock_proto", "sock_proto", 100),
+    ("sock_proto", "sock_proto", 191),
+    ("tc_fw", "tc_fw", 184),
+    ("xdp_tunnel", "meta", 8),
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="kernel.Program.test_run with a ctx_in shorter than the context (4..191 bytes of a "
+    "192-byte __sk_buff, 8 of a 24-byte xdp_md): the kernel answers ENOSPC for the short ctx_out buffer and the kernel "
+    "layer retries with a bigger one, so the program runs twice (maps, .bss counters, ring "
+    "buffers updated twice); the runtime runs it once",
+)
+@pytest.mark.parametrize(("obj", "prog", "size"), SHORT_CTX, ids=[f"{p}-{n}" for _, p, n in SHORT_CTX])
+def test_short_ctx_runs_once(both: Loader, obj: str, prog: str, size: int) -> None:
+    ours, theirs = both(obj, **(tunnel_knobs() if obj == "xdp_tunnel" else {}))
+    packet = tcp4("10.2.3.4", VIP4, 3333, 8080)
+    ctx = (xdp_md(0, len(packet)) if obj == "xdp_tunnel" else bytes(SKB_SIZE))[:size]
+    run_both(ours, theirs, prog, packet, ctx=ctx)
     compare_maps(ours, theirs)
