@@ -432,3 +432,23 @@ def test_real_task_values_match_the_kernel(engine: str) -> None:
             kernel = kernel_test_run(prog, ProgramType.SCHED_CLS, bytes(64))
             ours = user_test_run(prog, ProgramType.SCHED_CLS, bytes(64), engine=engine, env=RunEnv())
             assert ours.retval == kernel.retval, (helper.name, shift)
+
+
+@pytest.mark.kernel
+def test_real_clocks_track_the_kernel(engine: str) -> None:
+    from ebpf.spec import ProgramType
+
+    from ._helper_util import kernel_test_run, user_test_run
+
+    env = RunEnv()
+    for helper, tolerance in (
+        (HelperId.JIFFIES64, 3),  # jiffies (4 ms each at HZ=250)
+        (HelperId.KTIME_GET_NS, 50_000_000),
+        (HelperId.KTIME_GET_BOOT_NS, 50_000_000),
+        (HelperId.KTIME_GET_COARSE_NS, 50_000_000),
+        (HelperId.KTIME_GET_TAI_NS, 50_000_000),
+    ):
+        prog = f"call {helper}\nexit"
+        kernel = kernel_test_run(prog, ProgramType.SCHED_CLS, bytes(64)).retval
+        ours = user_test_run(prog, ProgramType.SCHED_CLS, bytes(64), engine=engine, env=env).retval
+        assert 0 <= (ours - kernel) % (1 << 32) <= tolerance, helper.name  # ours runs after the kernel's

@@ -23,6 +23,7 @@ itself for its :class:`~ebpf.vm.memory.Memory` and :func:`run_env` finds it from
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import os
@@ -123,12 +124,31 @@ def initial_jiffies(hz: int) -> int:
     return (-300 * hz) & 0xFFFFFFFF
 
 
+@functools.cache
+def _jiffies_offset(hz: int) -> int:
+    """How far the kernel's jiffies are from ``INITIAL_JIFFIES + CLOCK_MONOTONIC * HZ``.
+
+    Read once from ``/proc/timer_list`` (root only); 0 when it cannot be read.
+    """
+    try:
+        with open("/proc/timer_list") as f:
+            for line in f:
+                if line.startswith("jiffies: "):
+                    jiffies = int(line.split()[1])
+                    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+                    return jiffies - (initial_jiffies(hz) + now * hz // 1_000_000_000)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 @dataclass
 class SystemClock:
     """The host's clocks (the real values the kernel helpers would return on this machine).
 
     ``hz`` is ``CONFIG_HZ`` (read from /proc/config.gz when not given); jiffies are
-    ``INITIAL_JIFFIES + CLOCK_MONOTONIC * HZ``, which tracks the kernel's counter.
+    ``INITIAL_JIFFIES + CLOCK_MONOTONIC * HZ`` corrected by the kernel counter's offset (read
+    once from ``/proc/timer_list`` when readable), which tracks the kernel's ``jiffies_64``.
     """
 
     hz: int = field(default_factory=_config_hz)
@@ -150,7 +170,8 @@ class SystemClock:
         return time.clock_gettime_ns(getattr(time, "CLOCK_TAI", time.CLOCK_REALTIME))
 
     def jiffies64(self) -> int:
-        return initial_jiffies(self.hz) + self.monotonic_ns() * self.hz // 1_000_000_000
+        offset = _jiffies_offset(self.hz)
+        return initial_jiffies(self.hz) + self.monotonic_ns() * self.hz // 1_000_000_000 + offset
 
 
 @dataclass
