@@ -442,11 +442,11 @@ def test_real_clocks_track_the_kernel(engine: str) -> None:
 
     env = RunEnv()
     for helper, tolerance in (
-        (HelperId.JIFFIES64, 3),  # jiffies (4 ms each at HZ=250)
-        (HelperId.KTIME_GET_NS, 50_000_000),
-        (HelperId.KTIME_GET_BOOT_NS, 50_000_000),
-        (HelperId.KTIME_GET_COARSE_NS, 50_000_000),
-        (HelperId.KTIME_GET_TAI_NS, 50_000_000),
+        (HelperId.JIFFIES64, 25),  # jiffies (4 ms each at HZ=250; load on a busy machine)
+        (HelperId.KTIME_GET_NS, 500_000_000),
+        (HelperId.KTIME_GET_BOOT_NS, 500_000_000),
+        (HelperId.KTIME_GET_COARSE_NS, 500_000_000),
+        (HelperId.KTIME_GET_TAI_NS, 500_000_000),
     ):
         prog = f"call {helper}\nexit"
         kernel = kernel_test_run(prog, ProgramType.SCHED_CLS, bytes(64)).retval
