@@ -191,7 +191,7 @@ def parse(
     gc.disable()
     try:
         result = None
-        if parts is not None and base is None:
+        if parts is not None and base is None and type_len >= _BATCH_MIN_BYTES:
             raw = data[type_start : type_start + type_len]
             result = _batch_parse(words, raw, order, strings, parts, type_start)
         if result is None:
@@ -551,6 +551,10 @@ for _top in range(256):
         _FIXED[_top] = {1: 1, 3: 3, 14: 1, 17: 1}.get(_kind, 0)
         _PER_VLEN[_top] = {4: 3, 5: 3, 6: 2, 13: 2, 15: 3, 19: 3}.get(_kind, 0)
 _STEP = [(3 + f, p) if f is not None else (0, -1) for f, p in zip(_FIXED, _PER_VLEN, strict=True)]
+
+
+_BATCH_MIN_BYTES = 64 * 1024
+"""Below this type-section size (an object's BTF) the sequential walk is faster than importing numpy."""
 
 
 def _batch_parse(
