@@ -1220,3 +1220,56 @@ def test_short_ctx_runs_once(both: Loader, obj: str, prog: str, size: int) -> No
     ctx = (xdp_md(0, len(packet)) if obj == "xdp_tunnel" else bytes(SKB_SIZE))[:size]
     run_both(ours, theirs, prog, packet, ctx=ctx)
     compare_maps(ours, theirs)
+
+
+# ---------------------------------------------------------------- user-space side of the API
+
+
+def test_variables_after_load(both: Loader) -> None:
+    """Writable globals change the next run; .rodata ones are frozen (EPERM) on both sides."""
+    ours, theirs = both("globals")
+    for name, value in [
+        ("generation", 5),
+        ("packets", 9),
+        ("hist_writes", 3),
+        ("last_head", b"abcd"),
+        ("verdict_default", 1),
+        ("table_scale", 2),
+        ("limits", bytes(8)),
+    ]:
+        results = []
+        for side in (ours, theirs):
+            try:
+                side.variables[name].set(value)
+                results.append("ok")
+            except BPFError as err:
+                results.append(f"errno {getattr(err, 'errno', None)}")
+        assert results[0] == results[1], name
+        assert ours.variables[name].get() == theirs.variables[name].get(), name
+    run_both(ours, theirs, "apply", frame(b"\x01", 100))
+    compare_maps(ours, theirs)
+
+
+def test_lpm_iteration_order(both: Loader) -> None:
+    """LPM trie keys come out in the kernel's order (more specific first) and get_next_key of
+    a missing key starts over like the kernel's."""
+    ours, theirs = both("tc_fw")
+    prefixes = [
+        "10.0.0.0/8",
+        "10.1.0.0/16",
+        "192.168.1.7/32",
+        "0.0.0.0/0",
+        "10.1.2.0/24",
+        "172.16.0.0/12",
+        "10.128.0.0/9",
+    ]
+    fill_both(ours, theirs, "rules", [(cidr(c), rule(0, 1)) for c in prefixes])
+    assert list(ours.maps["rules"]) == list(theirs.maps["rules"])
+    for probe in ("10.1.0.0/16", "10.1.0.0/17", "11.0.0.0/8", "0.0.0.0/0"):
+        answers = []
+        for side in (ours, theirs):
+            try:
+                answers.append(bytes(side.maps["rules"].get_next_key(cidr(probe))))
+            except BPFError as err:  # the last key: ENOENT
+                answers.append(getattr(err, "errno", None))
+        assert answers[0] == answers[1], probe
