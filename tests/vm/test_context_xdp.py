@@ -9,7 +9,7 @@ import pytest
 
 from ebpf.errors import NotSupportedError, TestRunError
 from ebpf.spec import ProgramType
-from ebpf.vm.context import XDP_MAX_LINEAR, XdpInput, XdpMapped
+from ebpf.vm.context import LOOPBACK, XDP_MAX_LINEAR, XdpInput, XdpMapped, host_devices
 from ebpf.vm.helpers import RunEnv
 
 from ._helper_util import ENGINE_NAMES, M32, kernel_test_run, user_test_run
@@ -251,11 +251,31 @@ def test_test_run_input_checks() -> None:
     with pytest.raises(NotSupportedError):
         XdpInput.from_test_run(bytes(XDP_MAX_LINEAR + 1))
     assert XdpInput.from_test_run(PKT, md(data_end=64) + bytes(8)).ingress_ifindex == 1
+    lo = {1: LOOPBACK}
+    with pytest.raises(TestRunError) as err:
+        XdpInput.from_test_run(PKT, md(ifindex=2), devices=lo)
+    assert err.value.errno == errno.ENODEV
+    with pytest.raises(TestRunError) as err:
+        XdpInput.from_test_run(PKT, md(ifindex=1, queue=1), devices=lo)
+    assert err.value.errno == errno.EINVAL
+    assert XdpInput.from_test_run(PKT, md(ifindex=1), devices=lo).ingress_ifindex == 1
+    assert XdpInput.from_test_run(PKT, md(ifindex=7, queue=3)).rx_queue_index == 3  # unchecked
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize(
-    "ctx", [md(data=2), md(meta=4), md(data_end=65), md(egress=1), md(queue=1), md() + b"\x01", md(data=220)]
+    "ctx",
+    [
+        md(data=2),
+        md(meta=4),
+        md(data_end=65),
+        md(egress=1),
+        md(queue=1),
+        md() + b"\x01",
+        md(data=220),
+        md(ifindex=1, queue=5),
+        md(ifindex=999_999),
+    ],
 )
 def test_the_kernel_refuses_the_same_inputs(ctx: bytes) -> None:
     from ebpf.errors import SyscallError
@@ -263,7 +283,7 @@ def test_the_kernel_refuses_the_same_inputs(ctx: bytes) -> None:
     with pytest.raises(SyscallError) as kernel_err:
         kernel_test_run("r0 = 2\nexit", XDP, PKT, ctx)
     with pytest.raises(TestRunError) as our_err:
-        XdpInput.from_test_run(PKT, ctx)
+        XdpInput.from_test_run(PKT, ctx, devices=host_devices())
     assert our_err.value.errno == kernel_err.value.errno
 
 

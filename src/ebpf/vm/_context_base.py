@@ -20,11 +20,57 @@ the bytes never change.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
-__all__ = ["ContextRegion", "Input", "MappedInput", "SubBuffer", "mapped_at"]
+__all__ = [
+    "LOOPBACK",
+    "ContextRegion",
+    "Input",
+    "MappedInput",
+    "NetDevice",
+    "SubBuffer",
+    "host_devices",
+    "mapped_at",
+]
+
+
+class NetDevice(NamedTuple):
+    """What helpers and test-run checks need of a network device."""
+
+    mtu: int
+    header_len: int  # dev->hard_header_len
+    rx_queues: int = 1  # real_num_rx_queues
+
+
+LOOPBACK = NetDevice(65536, 14, 1)  # lo, where BPF_PROG_TEST_RUN runs packets
+
+
+def host_devices() -> dict[int, NetDevice]:
+    """ifindex -> :class:`NetDevice` of this host's network devices (from /sys/class/net)."""
+    devices: dict[int, NetDevice] = {}
+    try:
+        names = os.listdir("/sys/class/net")
+    except OSError:
+        return {1: LOOPBACK}
+    for name in names:
+        base = os.path.join("/sys/class/net", name)
+        try:
+            with open(os.path.join(base, "ifindex")) as f:
+                ifindex = int(f.read())
+            with open(os.path.join(base, "mtu")) as f:
+                mtu = int(f.read())
+            with open(os.path.join(base, "type")) as f:
+                arphrd = int(f.read())
+            queues = sum(1 for q in os.listdir(os.path.join(base, "queues")) if q.startswith("rx-"))
+        except (OSError, ValueError):
+            continue
+        header = 14 if arphrd in (1, 772) else 0  # ARPHRD_ETHER, ARPHRD_LOOPBACK
+        devices[ifindex] = NetDevice(mtu, header, max(queues, 1))
+    return devices or {1: LOOPBACK}
 
 
 class SubBuffer(HostBuffer):

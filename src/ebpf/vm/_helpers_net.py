@@ -602,7 +602,7 @@ def check_mtu(e: HelperEnv, ctx: int, ifindex: int, mtu_len: int, len_diff: int,
         dev = devices.get((ifindex & M32) or mapped.input.ingress_ifindex)
         if dev is None:
             return _ret(-errno.ENODEV)
-        mtu, hard_header = dev
+        mtu, hard_header, _queues = dev
         length = (asked + hard_header if asked else mapped.end - mapped.start) + diff
         env.memory.store(mtu_len, 4, mtu)
         return 1 if length > mtu + hard_header else 0
@@ -617,7 +617,7 @@ def check_mtu(e: HelperEnv, ctx: int, ifindex: int, mtu_len: int, len_diff: int,
         if dev is None:
             ret = -errno.ENODEV
         else:
-            mtu, hard_header = dev
+            mtu, hard_header, _queues = dev
             length = (asked + hard_header if asked else mapped.end - mapped.start) + diff
             if length <= mtu + hard_header:
                 ret = 0

@@ -25,10 +25,20 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ebpf.errors import NotSupportedError, TestRunError
-from ebpf.vm._context_base import ContextRegion, Input, MappedInput, SubBuffer, mapped_at
+from ebpf.vm._context_base import (
+    LOOPBACK,
+    ContextRegion,
+    Input,
+    MappedInput,
+    NetDevice,
+    SubBuffer,
+    host_devices,
+    mapped_at,
+)
 from ebpf.vm._context_skb import SK_BUFF_SIZE, SkbInput, SkbMapped
 from ebpf.vm._context_trace import (
     RawTracepointInput,
@@ -41,6 +51,7 @@ from ebpf.vm.memory import HostBuffer, Memory, Region
 
 __all__ = [
     "ETH_HLEN",
+    "LOOPBACK",
     "SK_BUFF_SIZE",
     "XDP_FRAME_SIZE",
     "XDP_MAX_LINEAR",
@@ -49,6 +60,7 @@ __all__ = [
     "ContextRegion",
     "Input",
     "MappedInput",
+    "NetDevice",
     "RawInput",
     "RawTracepointInput",
     "SkbInput",
@@ -59,6 +71,7 @@ __all__ = [
     "TracepointInput",
     "XdpInput",
     "XdpMapped",
+    "host_devices",
     "mapped_at",
     "parse_tracepoint_format",
 ]
@@ -125,8 +138,16 @@ class XdpInput(Input):
             )
 
     @classmethod
-    def from_test_run(cls, data_in: bytes, ctx_in: bytes | None = None) -> XdpInput:
+    def from_test_run(
+        cls, data_in: bytes, ctx_in: bytes | None = None, *, devices: Mapping[int, NetDevice] | None = None
+    ) -> XdpInput:
         """The input ``BPF_PROG_TEST_RUN`` builds for an XDP program (``bpf_prog_test_run_xdp``).
+
+        With ``devices`` (e.g. ``RunEnv.devices`` or :func:`host_devices`), a
+        ``ctx_in.ingress_ifindex`` must name a device (else ``ENODEV``) with more rx queues than
+        ``rx_queue_index`` (else ``EINVAL``), as the kernel checks; without, both are taken as
+        given. Never checked: that the queue is registered for XDP (the kernel's
+        ``xdp_rxq_info_is_reg``), which depends on the driver.
 
         Raises:
             TestRunError: what the kernel refuses: ``data_in`` shorter than an Ethernet header,
@@ -154,6 +175,15 @@ class XdpInput(Input):
                 "xdp_md: egress_ifindex must be 0 and rx_queue_index needs ingress_ifindex",
                 errno=errno.EINVAL,
             )
+        if ifindex and devices is not None:
+            device = devices.get(ifindex)
+            if device is None:
+                raise TestRunError(f"xdp_md.ingress_ifindex {ifindex}: no such device", errno=errno.ENODEV)
+            if queue >= device.rx_queues:
+                raise TestRunError(
+                    f"xdp_md.rx_queue_index {queue}: device {ifindex} has {device.rx_queues} rx queues",
+                    errno=errno.EINVAL,
+                )
         if d_end < len(data):
             raise NotSupportedError("XDP multi-buffer test runs (xdp_md.data_end short of data_in)")
         return cls(data, ingress_ifindex=ifindex or 1, rx_queue_index=queue, meta_len=d, ctx_in=md)

@@ -38,13 +38,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from ebpf.errors import VMError
 from ebpf.spec import ProgramType
-from ebpf.vm._context_base import MappedInput
+from ebpf.vm._context_base import LOOPBACK, MappedInput, NetDevice, host_devices
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 if TYPE_CHECKING:
     from ebpf.maps import Map
 
 __all__ = [
+    "LOOPBACK",
     "MAX_TAIL_CALL_CNT",
     "Callback",
     "Clock",
@@ -53,6 +54,7 @@ __all__ = [
     "HelperEnv",
     "HelperFn",
     "HelperRegistry",
+    "NetDevice",
     "ProgramExit",
     "Redirect",
     "RunEnv",
@@ -309,31 +311,6 @@ def trace_flags_for(program_type: ProgramType) -> str:
     return "b..11" if program_type in _NET_TYPES else "...2."
 
 
-LOOPBACK = (65536, 14)  # loopback's default MTU and hard_header_len (test runs use lo)
-
-
-def host_devices() -> dict[int, tuple[int, int]]:
-    """ifindex -> (MTU, link header length) of this host's network devices (from /sys/class/net)."""
-    devices: dict[int, tuple[int, int]] = {}
-    try:
-        names = os.listdir("/sys/class/net")
-    except OSError:
-        return {1: LOOPBACK}
-    for name in names:
-        try:
-            base = os.path.join("/sys/class/net", name)
-            with open(os.path.join(base, "ifindex")) as f:
-                ifindex = int(f.read())
-            with open(os.path.join(base, "mtu")) as f:
-                mtu = int(f.read())
-            with open(os.path.join(base, "type")) as f:
-                arphrd = int(f.read())
-        except (OSError, ValueError):
-            continue
-        devices[ifindex] = (mtu, 14 if arphrd in (1, 772) else 0)  # ARPHRD_ETHER, ARPHRD_LOOPBACK
-    return devices or {1: LOOPBACK}
-
-
 @dataclass
 class Redirect:
     """What ``bpf_redirect`` / ``bpf_redirect_map`` recorded for the runtime to act on."""
@@ -389,7 +366,8 @@ class RunEnv:
             :data:`MAX_TAIL_CALL_CNT`; the kernel counts per run, not per chain link).
         func_ip: what ``bpf_get_func_ip`` returns (the traced function's address; 0 by default).
         attach_cookie: what ``bpf_get_attach_cookie`` returns (0, as in a test run, by default).
-        devices: ifindex -> (MTU, link header length) for ``bpf_check_mtu``: the host's devices
+        devices: ifindex -> :class:`~ebpf.vm.context.NetDevice` (MTU, link header length, rx
+            queues) for ``bpf_check_mtu`` and XDP ``ctx_in`` checks: the host's devices
             (:func:`host_devices`), or only loopback (ifindex 1, MTU 65536) when deterministic.
     """
 
@@ -412,7 +390,7 @@ class RunEnv:
     tail_calls: int = 0
     func_ip: int = 0
     attach_cookie: int = 0
-    devices: dict[int, tuple[int, int]] | None = None
+    devices: dict[int, NetDevice] | None = None
     _handles: dict[int, Region] = field(default_factory=dict, repr=False)
     _by_map: dict[int, int] = field(default_factory=dict, repr=False)
     _threads: dict[int, TaskInfo] = field(default_factory=dict, repr=False)
