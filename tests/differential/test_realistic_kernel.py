@@ -47,6 +47,7 @@ OBJECTS = [
     "conntrack",
     "modern",
     "xdp_redirect",
+    "tc_nat",
 ]
 ENGINES = ["py", "interp"]
 
@@ -1273,3 +1274,55 @@ def test_lpm_iteration_order(both: Loader) -> None:
             except BPFError as err:  # the last key: ENOENT
                 answers.append(getattr(err, "errno", None))
         assert answers[0] == answers[1], probe
+
+
+# ---------------------------------------------------------------- 14. gateway helpers (tc_nat.o)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bpf_skb_change_proto (31) is not in the runtime (VMError 'call to unknown helper 31'); "
+    "the kernel turns the IPv4 frame into an IPv6 one 20 bytes longer",
+)
+def test_nat64(both: Loader) -> None:
+    ours, theirs = both("tc_nat", _only="nat64")
+    for packet in (
+        tcp4("10.0.0.1", "10.0.0.2", 1, 2),
+        udp4("10.0.0.1", "10.0.0.2", 1, 2),
+        tcp6("fd00::1", "fd00::2", 1, 2),
+    ):
+        run_both(ours, theirs, "nat64", packet, ctx=sk_buff())
+    compare_maps(ours, theirs)
+
+
+def test_redirect(both: Loader) -> None:
+    ours, theirs = both("tc_nat", _only="redirects")
+    for mark in (0, 1, 2):  # bpf_redirect: egress, BPF_F_INGRESS, bad flags
+        run_both(ours, theirs, "redirects", tcp4("10.0.0.1", "10.0.0.2", 1, 2), ctx=sk_buff(mark=mark))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bpf_redirect_neigh (152) and bpf_redirect_peer (155) are not in the runtime "
+    "(VMError 'call to unknown helper'); the kernel answers TC_ACT_REDIRECT (7)",
+)
+@pytest.mark.parametrize("mark", [3, 4], ids=["redirect_neigh", "redirect_peer"])
+def test_redirect_neigh_peer(both: Loader, mark: int) -> None:
+    ours, theirs = both("tc_nat", _only="redirects")
+    run_both(ours, theirs, "redirects", tcp4("10.0.0.1", "10.0.0.2", 1, 2), ctx=sk_buff(mark=mark))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bpf_fib_lookup (69), bpf_sk_lookup_tcp (84) / sk_release, bpf_skb_get_tunnel_key (20), "
+    "bpf_get_cgroup_classid (17) and bpf_get_route_realm (24) are not in the runtime (VMError "
+    "'call to unknown helper 69'); the kernel answers the host's FIB result (5, forwarding "
+    "disabled, here), no socket, -EINVAL, 0 and 0",
+)
+def test_gateway_lookups(both: Loader) -> None:
+    ours, theirs = both("tc_nat", _only="lookups")
+    run_both(ours, theirs, "lookups", tcp4("10.0.0.1", "10.0.0.2", 1, 2), ctx=sk_buff())
+    compare_maps(ours, theirs)
