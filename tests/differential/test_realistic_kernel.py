@@ -48,6 +48,7 @@ OBJECTS = [
     "modern",
     "xdp_redirect",
     "tc_nat",
+    "exec_trace",
 ]
 ENGINES = ["py", "interp"]
 
@@ -1326,3 +1327,37 @@ def test_gateway_lookups(both: Loader) -> None:
     ours, theirs = both("tc_nat", _only="lookups")
     run_both(ours, theirs, "lookups", tcp4("10.0.0.1", "10.0.0.2", 1, 2), ctx=sk_buff())
     compare_maps(ours, theirs)
+
+
+# ---------------------------------------------------------------- the runtime loads every object
+
+NOT_IN_RUNTIME = {
+    "xdp_redirect": "DEVMAP / DEVMAP_HASH / CPUMAP / XSKMAP",
+    "exec_trace": "STACK_TRACE and TASK_STORAGE",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            n,
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=NotSupportedError,
+                reason=f"map types the runtime does not have: {NOT_IN_RUNTIME[n]} (the kernel loads the object)",
+            ),
+        )
+        if n in NOT_IN_RUNTIME
+        else n
+        for n in OBJECTS
+    ],
+)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_runtime_loads(name: str, engine: str, vmlinux: Any) -> None:
+    """Every object loads into the user-space runtime (CO-RE against the running kernel's BTF)
+    with the same programs and maps as in the kernel."""
+    spec = load_collection_spec(DATA / f"{name}.o")
+    with Collection(spec, engine=engine, target_btf=vmlinux, ncpus=possible_cpus()) as ours:
+        assert set(ours.programs) == {n for n, p in spec.programs.items() if p.autoload}
+        assert set(ours.maps) == set(spec.maps)
