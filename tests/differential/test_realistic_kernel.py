@@ -49,6 +49,7 @@ OBJECTS = [
     "xdp_redirect",
     "tc_nat",
     "exec_trace",
+    "pkt_sample",
 ]
 ENGINES = ["py", "interp"]
 
@@ -1361,3 +1362,31 @@ def test_runtime_loads(name: str, engine: str, vmlinux: Any) -> None:
     with Collection(spec, engine=engine, target_btf=vmlinux, ncpus=possible_cpus()) as ours:
         assert set(ours.programs) == {n for n, p in spec.programs.items() if p.autoload}
         assert set(ours.maps) == set(spec.maps)
+
+
+# ---------------------------------------------------------------- 15. perf event samples
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_perf_samples(both: Loader, every: int) -> None:
+    """Samples (header + packet bytes appended by the helper) read back from both sides'
+    perf buffers in order; with no buffer open the helper fails (-ENOENT) alike."""
+    from ebpf.events.perf import PerfBuffer
+
+    ours, theirs = both("pkt_sample", sample_every=every)
+    rng = random.Random(every)
+    packets = [mutate(rng, p) for p in seed_packets()[:20]]
+    for packet in packets[:3]:  # nobody listening yet
+        run_both(ours, theirs, "xdp_sample", packet)
+    compare_maps(ours, theirs)
+    kernel: list[bytes] = []
+    with PerfBuffer(theirs.maps["samples"].fd, lambda cpu, raw: kernel.append(raw)) as pb:
+        ours.maps["samples"].open_buffers()  # type: ignore[attr-defined]
+        for i, packet in enumerate(packets):
+            run_both(ours, theirs, "xdp_sample", packet)
+            run_both(ours, theirs, "tc_sample", packet, ctx=sk_buff(mark=i))
+        pb.consume()
+    mine = [r.data for r in ours.maps["samples"].poll()]  # type: ignore[attr-defined]
+    assert mine == kernel
+    assert len(kernel) == ours.variables["sent"].get_int() > 0
+    compare_maps(ours, theirs)
