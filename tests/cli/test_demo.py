@@ -179,3 +179,22 @@ def test_demo_without_privileges() -> None:
     assert "r0:           0x3 (3) XDP_TX" in proc.stdout
     last = proc.stdout.splitlines()[-1]
     assert last.startswith("kernel check skipped: bpf(): EPERM"), last
+
+
+def test_object_step_runs_the_bundled_firewall_on_both_engines() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from ebpf.cli.main import main
+
+    result = CliRunner().invoke(main, ["demo", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)["object"]
+    assert doc["object"] == "xdp_firewall.bpf.o"
+    assert doc["userspace"]["verdicts"] == ["XDP_DROP", "XDP_PASS", "XDP_DROP", "XDP_PASS"]
+    assert doc["userspace"]["rule_packets"] == [1, 1]
+    if doc["kernel"]["available"]:
+        assert doc["kernel"]["verdicts"] == doc["userspace"]["verdicts"]
+        assert doc["kernel"]["rule_packets"] == [1, 1]
+    assert doc["agree"]

@@ -9,7 +9,10 @@ the same r0 and the same output packet.
 Rule 1: no root needed: without a usable ``bpf()`` the kernel step prints one line with
 the reason (:func:`ebpf.kernel.bpf_unavailable_reason`) and the demo still succeeds.
 
-Rule 2: exit status 1 if the kernel and the interpreter disagree.
+Step 4 (:mod:`ebpf.cli._demo_object`) opens the bundled XDP firewall object and runs the same
+frames through the user-space runtime and, with ``bpf()``, the kernel.
+
+Rule 2: exit status 1 if the kernel and the user-space engines disagree.
 """
 
 from __future__ import annotations
@@ -146,6 +149,9 @@ def demo(as_json: bool) -> None:
     interp_changes = changed_ranges(DEMO_PACKET, interp.data)
 
     reason = kernel_unavailable_reason()
+    from ebpf.cli._demo_object import object_step
+
+    object_doc = object_step(reason)
     kernel_doc: dict[str, Any] = {"available": reason is None, "skipped_reason": reason}
     agree = True
     if reason is None:
@@ -190,15 +196,45 @@ def demo(as_json: bool) -> None:
                     "changed": [list(r) for r in interp_changes],
                 },
                 "kernel": kernel_doc,
-                "agree": agree,
+                "object": object_doc,
+                "agree": agree and object_doc["agree"],
             }
         )
     else:
         _show(
             program.labels, len(program), len(code), llvm_rows, ubpf_rows, interp, interp_changes, kernel_doc
         )
-    if not agree:
+        _show_object(object_doc)
+    if not (agree and object_doc["agree"]):
         raise click.exceptions.Exit(1)
+
+
+def _show_object(doc: dict[str, Any]) -> None:
+    out = Printer()
+    out.line()
+    out.heading(
+        f"4. One object file on both engines: {doc['object']} "
+        f"({len(doc['programs'])} program, {len(doc['maps'])} maps), blocking {', '.join(doc['blocks'])}"
+    )
+    kernel = doc["kernel"]
+    headers = ["frame", "user space (py tier)", "kernel"]
+    rows = []
+    for i, label in enumerate(doc["frames"]):
+        theirs = kernel["verdicts"][i] if kernel["available"] else "-"
+        rows.append([label, doc["userspace"]["verdicts"][i], theirs])
+    out.table(headers, rows)
+    counts = ", ".join(
+        f"{b}: {n}" for b, n in zip(doc["blocks"], doc["userspace"]["rule_packets"], strict=True)
+    )
+    out.line(f"per-rule packet counters afterwards: {counts}")
+    if not kernel["available"]:
+        out.line(f"kernel run skipped: {kernel['skipped_reason']}")
+    elif doc["agree"]:
+        out.line("same verdicts and the same map contents in the kernel", style="bold green")
+    else:
+        out.line(
+            f"kernel and user space DISAGREE (kernel counters {kernel['rule_packets']})", style="bold red"
+        )
 
 
 def _show(
