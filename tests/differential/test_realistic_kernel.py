@@ -50,6 +50,7 @@ OBJECTS = [
     "tc_nat",
     "exec_trace",
     "pkt_sample",
+    "ratelimit",
 ]
 ENGINES = ["py", "interp"]
 
@@ -1389,4 +1390,27 @@ def test_perf_samples(both: Loader, every: int) -> None:
     mine = [r.data for r in ours.maps["samples"].poll()]  # type: ignore[attr-defined]
     assert mine == kernel
     assert len(kernel) == ours.variables["sent"].get_int() > 0
+    compare_maps(ours, theirs)
+
+
+# ---------------------------------------------------------------- 16. atomics and ISA v4 (ratelimit.o)
+
+
+def rl_packet(src: int, now_ns: int, adj: int, adj16: int) -> bytes:
+    return MAC_A + MAC_B + b"\x08\x00" + struct.pack("<IQbh", src, now_ns, adj, adj16) + bytes(20)
+
+
+def test_ratelimit(both: Loader) -> None:
+    ours, theirs = both("ratelimit", rate_per_ms=2, burst=4)
+    rng = random.Random(5)
+    now = 10**12
+    verdicts = []
+    for _ in range(150):
+        now += rng.choice([0, 100_000, 400_000, 1_000_000, 3_000_000, -2_000_000])
+        packet = rl_packet(
+            rng.randrange(6), now % 2**64, rng.randrange(-128, 128), rng.randrange(-32768, 32768)
+        )
+        verdicts.append(run_both(ours, theirs, "ratelimit", packet)[1])
+    assert {1, 2} <= set(verdicts)  # some dropped, some passed
+    run_both(ours, theirs, "ratelimit", rl_packet(1, now, -1, -1), repeat=20)
     compare_maps(ours, theirs)

@@ -23,16 +23,20 @@ CFLAGS="-O2 -g -Wall -D__TARGET_ARCH_x86 -I$work -I/usr/include/$multiarch \
   -fno-ident"
 
 OBJS="xdp_lb tc_fw sock_proto rb_tracer chain_mim globals core_probe xdp_tunnel tc_edit conntrack modern xdp_redirect tc_nat exec_trace pkt_sample"
+V4_OBJS="ratelimit"  # -mcpu=v4: sdiv/smod, movsx, ldsx, bswap
 
 out=$here
 [ $check = 1 ] && out=$work
 for name in $OBJS; do
   $CLANG $CFLAGS -target bpf -c "$name.c" -o "$out/$name.o"
 done
+for name in $V4_OBJS; do
+  $CLANG $CFLAGS -target bpf -mcpu=v4 -c "$name.c" -o "$out/$name.o"
+done
 
 if [ $check = 1 ]; then
   status=0
-  for name in $OBJS; do
+  for name in $OBJS $V4_OBJS; do
     cmp -s "$out/$name.o" "$here/$name.o" || { echo "stale: $name.o"; status=1; }
   done
   [ $status = 0 ] && echo "all objects up to date"
