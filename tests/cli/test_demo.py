@@ -55,7 +55,7 @@ def test_kernel_section_is_consistent_with_bpf_availability(invoke: Invoke) -> N
     result = invoke("demo")
     assert result.exit_code == 0, result.stderr
     reason = kernel_unavailable_reason()
-    kernel_part = result.stdout.split("\n3. ")[1]
+    kernel_part = result.stdout.split("\n3. ")[1].split("\n\n4. ")[0]
     if reason is None:
         assert "kernel check skipped" not in kernel_part
         assert "kernel and interpreter agree" in kernel_part
@@ -69,10 +69,11 @@ def test_kernel_skipped_with_the_reason(invoke: Invoke, monkeypatch: pytest.Monk
     monkeypatch.setattr(ebpf.kernel, "bpf_unavailable_reason", lambda: "bpf(): EPERM — needs CAP_BPF or root")
     result = invoke("demo")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.endswith(
+    assert (
         "3. Check against the kernel (BPF_PROG_TEST_RUN, program type XDP)\n"
-        "kernel check skipped: bpf(): EPERM — needs CAP_BPF or root\n"
-    )
+        "kernel check skipped: bpf(): EPERM — needs CAP_BPF or root\n\n4. "
+    ) in result.stdout
+    assert result.stdout.endswith("kernel run skipped: bpf(): EPERM — needs CAP_BPF or root\n")
     doc = json.loads(invoke("demo", "--json").stdout)
     assert doc["kernel"] == {"available": False, "skipped_reason": "bpf(): EPERM — needs CAP_BPF or root"}
     assert doc["agree"] is True
@@ -157,7 +158,8 @@ def test_disagreement_exits_1(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -
     result = invoke("demo")
     assert result.exit_code == 1
     assert "(DIFFERENT from the interpreter)" in result.stdout
-    assert result.stdout.endswith("kernel and interpreter DISAGREE\n")
+    assert "kernel and interpreter DISAGREE\n" in result.stdout
+    assert "kernel and user space DISAGREE" in result.stdout  # step 4 runs test_run too
 
 
 def test_demo_without_privileges() -> None:
@@ -177,8 +179,10 @@ def test_demo_without_privileges() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "r0:           0x3 (3) XDP_TX" in proc.stdout
+    assert "kernel check skipped: bpf(): EPERM" in proc.stdout
     last = proc.stdout.splitlines()[-1]
-    assert last.startswith("kernel check skipped: bpf(): EPERM"), last
+    assert last.startswith("kernel run skipped: bpf(): EPERM"), last
+    assert "IPv4 from 192.0.2.7    XDP_DROP" in proc.stdout  # the object still runs in user space
 
 
 def test_object_step_runs_the_bundled_firewall_on_both_engines() -> None:
