@@ -1430,3 +1430,18 @@ def test_xdp_lb_lru_full(both: Loader) -> None:
         packet = tcp4(f"172.16.{n // 256}.{n % 256}", VIP4, 1000, 80)
         run_both(ours, theirs, "xdp_lb", packet)
     compare_maps(ours, theirs)
+
+
+def test_hash_full(both: Loader) -> None:
+    """More keys than a preallocated hash holds (proto_bytes: 64): updates fail alike and the
+    same 64 keys stay."""
+    ours, theirs = both("tc_fw")
+    base = bytearray(tcp4("10.0.0.1", "10.0.0.2", 1, 2))
+    for proto in range(256):
+        base[23] = proto
+        for mark in (0, 1):
+            ctx = bytearray(SKB_SIZE)
+            ctx[36:40] = struct.pack("<I", mark)  # ingress_ifindex: the direction in the key
+            run_both(ours, theirs, "tc_stamp", bytes(base), ctx=bytes(ctx))
+    state = compare_maps(ours, theirs)
+    assert len(state["proto_bytes"]) == 64
