@@ -52,6 +52,7 @@ OBJECTS = [
     "pkt_sample",
     "ratelimit",
     "kconfig_probe",
+    "whoami",
 ]
 ENGINES = ["py", "interp"]
 
@@ -1470,3 +1471,17 @@ def test_kconfig(both: Loader) -> None:
     result = run_both(ours, theirs, "kconfig", ctx=bytes(64))
     values = struct.unpack("<8Q", result[3])
     assert values[0] >> 16 == int(os.uname().release.split(".")[0]) and values[3] == 0
+
+
+WHO = struct.Struct("<QQQII16s64sqq")
+
+
+def test_whoami(both: Loader) -> None:
+    """A SYSCALL program run by this process sees this process: the runtime's real-value
+    helpers give what the kernel gives."""
+    ours, theirs = both("whoami")
+    result = run_both(ours, theirs, "whoami", ctx=bytes(WHO.size))
+    pid_tgid, uid_gid, _cgroup, cpu, _numa, _comm, line, length, _cmp = WHO.unpack(result[3])
+    assert pid_tgid >> 32 == os.getpid() and uid_gid & 0xFFFFFFFF == os.getuid() and cpu == 0
+    assert line[:length].startswith(f"pid {os.getpid()} ".encode())
+    compare_maps(ours, theirs)
