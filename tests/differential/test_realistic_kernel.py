@@ -55,6 +55,7 @@ OBJECTS = [
     "ratelimit",
     "kconfig_probe",
     "whoami",
+    "cg_fw",
 ]
 ENGINES = ["py", "interp"]
 
@@ -1534,3 +1535,23 @@ def test_xdp_run_pcap_like_kernel(engine: str, tmp_path: Path) -> None:
     with pcap_out.open("rb") as f:
         assert [bytes(buf) for _, buf in dpkt.pcap.Reader(f)] == outputs
     assert {bytes.fromhex(k): bytes.fromhex(v) for k, v in report["maps"]["conns"]} == conns
+
+
+# ---------------------------------------------------------------- 17. cgroup skb and tc action
+
+
+@pytest.mark.parametrize("prog", ["cg_egress", "cg_ingress", "act_mark"])
+def test_cgroup_skb_and_action(both: Loader, prog: str) -> None:
+    ours, theirs = both("cg_fw")
+    fill_both(ours, theirs, "blocked_dst", [(socket.inet_aton("10.0.0.9"), b"\x01")])
+    rng = random.Random(prog)
+    packets = [
+        tcp4("10.0.0.1", "10.0.0.2", 1, 2),
+        tcp4("10.0.0.1", "10.0.0.9", 1, 2),
+        eth(ip4("1.1.1.1", "2.2.2.2", tcp(1, 2, b"x" * 1200), 6), 0x0800),
+        tcp6("fd00::1", "fd00::2", 1, 2),
+    ] + [mutate(rng, p) for p in seed_packets()[:15]]
+    for packet in packets:
+        run_both(ours, theirs, prog, packet)
+        run_both(ours, theirs, prog, packet, ctx=sk_buff(mark=1, priority=2))
+    compare_maps(ours, theirs)
