@@ -56,6 +56,7 @@ OBJECTS = [
     "kconfig_probe",
     "whoami",
     "cg_fw",
+    "exotic_run",
 ]
 ENGINES = ["py", "interp"]
 
@@ -1555,3 +1556,23 @@ def test_cgroup_skb_and_action(both: Loader, prog: str) -> None:
         run_both(ours, theirs, prog, packet)
         run_both(ours, theirs, prog, packet, ctx=sk_buff(mark=1, priority=2))
     compare_maps(ours, theirs)
+
+
+# ---------------------------------------------------------------- 18. flow dissector
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="FLOW_DISSECTOR test runs: the kernel runs them (data_out is the struct bpf_flow_keys "
+    "the program filled; retval BPF_OK/BPF_DROP), the runtime refuses with NotSupportedError "
+    "saying the kernel has none either (wrong); SK_LOOKUP and NETFILTER are refused the same way",
+)
+def test_flow_dissector(both: Loader) -> None:
+    ours, theirs = both("exotic_run", _only="dissect")
+    for packet in (
+        tcp4("10.0.0.1", "10.0.0.2", 1, 2),
+        udp4("10.0.0.3", "10.0.0.4", 5, 6),
+        icmp4("1.1.1.1", "2.2.2.2"),
+    ):
+        run_both(ours, theirs, "dissect", packet)
