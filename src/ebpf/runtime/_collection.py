@@ -78,6 +78,16 @@ SKB_TEST_RUN_TYPES = frozenset(
     }
 )
 """Program types whose test run builds a socket buffer (``bpf_prog_test_run_skb``)."""
+KERNEL_ONLY_TEST_RUN_TYPES = frozenset(
+    {
+        ProgramType.FLOW_DISSECTOR,
+        ProgramType.SK_LOOKUP,
+        ProgramType.NETFILTER,
+        ProgramType.TRACING,
+        ProgramType.STRUCT_OPS,
+    }
+)
+"""Program types Linux 6.18 can test-run and this runtime cannot (yet)."""
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_TEST_RUN_ON_CPU = 1 << 0
 U16_MAX = 0xFFFF
@@ -341,6 +351,11 @@ class Program:
             if t == ProgramType.RAW_TRACEPOINT:
                 return RawTracepointInput.from_test_run(ctx_in)
             return ContextInput(ctx_in or b"", writable=True)
+        if t in KERNEL_ONLY_TEST_RUN_TYPES:
+            raise NotSupportedError(
+                f"test runs of {t.name} programs in the user-space runtime",
+                detail="the kernel has them; this runtime has no such context yet",
+            )
         raise NotSupportedError(f"test runs of {t.name} programs (the kernel has none either: ENOTSUPP)")
 
 
