@@ -1576,3 +1576,15 @@ def test_flow_dissector(both: Loader) -> None:
         icmp4("1.1.1.1", "2.2.2.2"),
     ):
         run_both(ours, theirs, "dissect", packet)
+
+
+def test_golden_is_what_the_kernel_answers() -> None:
+    """tests/data/realistic/golden.json (replayed by tests/realistic without a kernel) is
+    still the kernel's answer; regenerate with ``python -m realistic.record_golden`` in tests/."""
+    from realistic.record_golden import record
+    from realistic.scenarios import GOLDEN
+
+    recorded = json.loads(GOLDEN.read_text())
+    fresh = record()
+    for name, transcript in fresh["scenarios"].items():
+        assert transcript == recorded["scenarios"][name], name
