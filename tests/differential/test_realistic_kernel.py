@@ -1588,3 +1588,22 @@ def test_golden_is_what_the_kernel_answers() -> None:
     fresh = record()
     for name, transcript in fresh["scenarios"].items():
         assert transcript == recorded["scenarios"][name], name
+
+
+@pytest.mark.skipif(possible_cpus() < 2 or len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_percpu_values_per_cpu(both: Loader) -> None:
+    """Runs on CPU 1 (the kernel: the caller's CPU; the runtime: cpu=1) land in CPU 1's slot of
+    every per-CPU map, value by value, not only in the sums."""
+    ours, theirs = lb_load(both)
+    packets = lb_packets()[:12]
+    os.sched_setaffinity(0, {1})
+    try:
+        for packet in packets:
+            kernel = outcome(lambda: theirs.programs["xdp_lb"].test_run(packet), False)  # noqa: B023
+            mine = outcome(lambda: ours.programs["xdp_lb"].test_run(packet, cpu=1), False)  # noqa: B023
+            assert mine == kernel
+    finally:
+        os.sched_setaffinity(0, {0})
+    for name in ("stats",):
+        for key in list(theirs.maps[name]):
+            assert ours.maps[name].lookup_percpu(key)[:2] == theirs.maps[name].lookup_percpu(key)[:2], key
