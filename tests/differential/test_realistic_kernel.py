@@ -1607,3 +1607,14 @@ def test_percpu_values_per_cpu(both: Loader) -> None:
     for name in ("stats",):
         for key in list(theirs.maps[name]):
             assert ours.maps[name].lookup_percpu(key)[:2] == theirs.maps[name].lookup_percpu(key)[:2], key
+
+
+def test_typed_views(both: Loader) -> None:
+    """The BTF-typed views of both sides decode the same records (structs, arrays, per-CPU lists)."""
+    ours, theirs = lb_load(both)
+    for packet in lb_packets()[:12]:
+        run_both(ours, theirs, "xdp_lb", packet)
+    for name in ("conns", "backends", "stats"):
+        mine = sorted((repr(k), repr(v)) for k, v in ours.maps[name].typed().items())
+        kernel = sorted((repr(k), repr(v)) for k, v in theirs.maps[name].typed().items())
+        assert mine == kernel, name
