@@ -59,6 +59,7 @@ OBJECTS = [
     "exotic_run",
 ]
 ENGINES = ["py", "interp"]
+V3_OBJECTS = ["xdp_lb", "tc_fw", "conntrack"]  # also built with -mcpu=v3 as NAME.v3.o
 
 MAC_A = b"\x02\x00\x00\x00\x00\x0a"
 MAC_B = b"\x02\x00\x00\x00\x00\x0b"
@@ -649,7 +650,7 @@ LAYOUT_DIFFERS = {
         pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=LAYOUT_DIFFERS[n]))
         if n in LAYOUT_DIFFERS
         else n
-        for n in OBJECTS
+        for n in OBJECTS + [f"{v}.v3" for v in V3_OBJECTS]
     ],
 )
 def test_loads_like_bpftool(name: str) -> None:
@@ -698,7 +699,7 @@ def test_objects_are_the_ones_build_sh_makes() -> None:
 
 
 def test_every_object_is_covered() -> None:
-    assert sorted(p.stem for p in DATA.glob("*.o")) == sorted(OBJECTS)
+    assert sorted(p.stem for p in DATA.glob("*.o")) == sorted(OBJECTS + [f"{n}.v3" for n in V3_OBJECTS])
     assert all(spec_of(name).programs for name in OBJECTS)
     kinds = {m.type for name in OBJECTS for m in spec_of(name).maps.values()}
     assert {
@@ -1618,3 +1619,30 @@ def test_typed_views(both: Loader) -> None:
         mine = sorted((repr(k), repr(v)) for k, v in ours.maps[name].typed().items())
         kernel = sorted((repr(k), repr(v)) for k, v in theirs.maps[name].typed().items())
         assert mine == kernel, name
+
+
+# ---------------------------------------------------------------- -mcpu=v3 builds
+
+
+def test_v3_builds(both: Loader) -> None:
+    """The -mcpu=v3 objects (alu32 / jmp32 code) behave like the kernel on the same inputs."""
+    knobs = {"nbackends": 3, "vip4": socket.inet_aton(VIP4), "vip6": socket.inet_pton(socket.AF_INET6, VIP6)}
+    ours, theirs = both("xdp_lb.v3", **knobs)
+    fill_both(
+        ours, theirs, "backends", [(struct.pack("<I", i), backend_value(*b)) for i, b in enumerate(BACKENDS)]
+    )
+    rng = random.Random("v3")
+    for packet in lb_packets() + [mutate(rng, p) for p in seed_packets()]:
+        run_both(ours, theirs, "xdp_lb", packet)
+    compare_maps(ours, theirs)
+    ours, theirs = both("tc_fw.v3")
+    fill_both(ours, theirs, "rules", [(cidr("10.0.0.0/8"), rule(0, 9)), (cidr("10.1.0.0/16"), rule(2, 0))])
+    for packet in tc_packets() + [mutate(rng, p) for p in seed_packets()]:
+        run_both(ours, theirs, "tc_fw", packet)
+        run_both(ours, theirs, "tc_stamp", packet, ctx=sk_buff(mark=1))
+    compare_maps(ours, theirs)
+    ours, theirs = both("conntrack.v3")
+    for i in range(60):
+        run_both(ours, theirs, "track", tcp4(f"10.3.0.{i}", "10.0.0.2", 1000 + i, 80))
+    run_both(ours, theirs, "sweep", b"\x00" * 14)
+    compare_maps(ours, theirs)

@@ -24,6 +24,7 @@ CFLAGS="-O2 -g -Wall -D__TARGET_ARCH_x86 -I$work -I/usr/include/$multiarch \
 
 OBJS="xdp_lb tc_fw sock_proto rb_tracer chain_mim globals core_probe xdp_tunnel tc_edit conntrack modern xdp_redirect tc_nat exec_trace pkt_sample kconfig_probe whoami cg_fw exotic_run"
 V4_OBJS="ratelimit"  # -mcpu=v4: sdiv/smod, movsx, ldsx, bswap
+V3_OBJS="xdp_lb tc_fw conntrack"  # also as NAME.v3.o with -mcpu=v3 (alu32, jmp32), as many projects build
 
 out=$here
 [ $check = 1 ] && out=$work
@@ -33,11 +34,17 @@ done
 for name in $V4_OBJS; do
   $CLANG $CFLAGS -target bpf -mcpu=v4 -c "$name.c" -o "$out/$name.o"
 done
+for name in $V3_OBJS; do
+  $CLANG $CFLAGS -target bpf -mcpu=v3 -c "$name.c" -o "$out/$name.v3.o"
+done
 
 if [ $check = 1 ]; then
   status=0
   for name in $OBJS $V4_OBJS; do
     cmp -s "$out/$name.o" "$here/$name.o" || { echo "stale: $name.o"; status=1; }
+  done
+  for name in $V3_OBJS; do
+    cmp -s "$out/$name.v3.o" "$here/$name.v3.o" || { echo "stale: $name.v3.o"; status=1; }
   done
   [ $status = 0 ] && echo "all objects up to date"
   exit $status
