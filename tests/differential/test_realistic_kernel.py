@@ -665,7 +665,7 @@ def test_loads_like_bpftool(name: str) -> None:
     with KernelCollection.from_file(DATA / f"{name}.o") as coll:
         ours = {p: (coll.programs[p].info().type, normalized_xlated(coll.programs[p])) for p in coll.programs}
     assert set(ours) == set(spec.programs)
-    pin = Path(f"/sys/fs/bpf/realistic_{os.getpid()}_{name}")
+    pin = Path(f"/sys/fs/bpf/realistic_{os.getpid()}_{name.replace('.', '_')}")  # bpffs: no dots
     theirs = {}
     try:
         proc = subprocess.run(
