@@ -281,7 +281,13 @@ class _Reused(Input):
             self.mapped = self.inner.map(memory)
             self.snapshot = [bytes(region.buffer) for region in self.mapped.regions]
             return self.mapped
-        for region, data in zip(self.mapped.regions, self.snapshot, strict=True):
+        mapped = self.mapped
+        if mapped.reset():  # a stateful input (helpers may have moved or resized its packet)
+            for region in mapped.regions:
+                if memory.find(region.start) is not region:
+                    memory.map(region)
+            return mapped
+        for region, data in zip(mapped.regions, self.snapshot, strict=True):
             region.buffer.view[:] = data
             memory.map(region)
-        return self.mapped
+        return mapped
