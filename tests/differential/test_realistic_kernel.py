@@ -12,6 +12,7 @@ CPUs, ring buffers drained and compared record by record, inner maps of maps by 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -1646,3 +1647,36 @@ def test_v3_builds(both: Loader) -> None:
         run_both(ours, theirs, "track", tcp4(f"10.3.0.{i}", "10.0.0.2", 1000 + i, 80))
     run_both(ours, theirs, "sweep", b"\x00" * 14)
     compare_maps(ours, theirs)
+
+
+def test_map_in_map_swaps(both: Loader) -> None:
+    """Inner maps swapped and removed from user space between runs, as config reloads do; an
+    inner map of the wrong shape is refused alike."""
+    ours, theirs = both("chain_mim")
+    fill_both(ours, theirs, "arr_b", [(struct.pack("<I", 1), struct.pack("<Q", 7))])
+    inputs = [frame(bytes([o, k, 1, 2])) for o in range(4) for k in (0, 1, 9)]
+    for step in range(3):
+        for side in (ours, theirs):
+            outer_arr, outer_hash = side.maps["outer_arr"], side.maps["outer_hash"]
+            if step == 0:
+                outer_arr.update_map(struct.pack("<I", 1), side.maps["arr_b"])
+                outer_hash.update_map(struct.pack("<I", 0), side.maps["hash_x"])
+            elif step == 1:
+                outer_arr.delete(struct.pack("<I", 0))
+                outer_hash.delete(struct.pack("<I", 1))
+                outer_hash.update_map(struct.pack("<I", 2), side.maps["hash_y"])
+        for packet in inputs:
+            run_both(ours, theirs, "mim", packet)
+        compare_maps(ours, theirs)
+        assert sorted(ours.maps["outer_hash"]) == sorted(theirs.maps["outer_hash"])
+        for inner in ("arr_a", "arr_b", "hash_x", "hash_y"):
+            mspec = ours.spec.maps[inner]
+            assert map_state(ours.maps[inner], mspec) == map_state(theirs.maps[inner], mspec), (step, inner)
+    errors = []
+    for side in (ours, theirs):
+        try:
+            side.maps["outer_arr"].update_map(struct.pack("<I", 3), side.maps["hash_x"])
+            errors.append(None)
+        except BPFError as err:
+            errors.append(getattr(err, "errno", None))
+    assert errors[0] == errors[1] == errno.EINVAL
