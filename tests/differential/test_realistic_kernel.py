@@ -1680,3 +1680,25 @@ def test_map_in_map_swaps(both: Loader) -> None:
         except BPFError as err:
             errors.append(getattr(err, "errno", None))
     assert errors[0] == errors[1] == errno.EINVAL
+
+
+def test_prog_array_rewired(both: Loader) -> None:
+    """Tail-call slots changed from user space between runs (added, replaced, removed), as
+    dispatchers reconfigure their chains."""
+    ours, theirs = both("chain_mim")
+    packets = [frame(bytes([b])) for b in (1, 2, 3, 4, 5, 0x11)]
+    for step in range(3):
+        for side in (ours, theirs):
+            jump = side.maps["jump"]
+            if step == 1:
+                jump.update_prog(struct.pack("<I", 4), side.programs["stage3"])
+                jump.update_prog(struct.pack("<I", 5), side.programs["stage2"])
+                jump.update_prog(struct.pack("<I", 2), side.programs["stage3"])
+            elif step == 2:
+                jump.delete(struct.pack("<I", 3))
+                jump.delete(struct.pack("<I", 1))
+        for packet in packets:
+            run_both(ours, theirs, "dispatch", packet)
+            run_both(ours, theirs, "stage1", packet)
+        compare_maps(ours, theirs)
+        assert sorted(ours.maps["jump"]) == sorted(theirs.maps["jump"])
