@@ -58,6 +58,7 @@ OBJECTS = [
     "whoami",
     "cg_fw",
     "exotic_run",
+    "probe_read",
 ]
 ENGINES = ["py", "interp"]
 V3_OBJECTS = ["xdp_lb", "tc_fw", "conntrack"]  # also built with -mcpu=v3 as NAME.v3.o
@@ -1702,3 +1703,46 @@ def test_prog_array_rewired(both: Loader) -> None:
             run_both(ours, theirs, "stage1", packet)
         compare_maps(ours, theirs)
         assert sorted(ours.maps["jump"]) == sorted(theirs.maps["jump"])
+
+
+# ---------------------------------------------------------------- 19. probe reads (probe_read.o)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bpf_probe_read_kernel(_str) of an address outside the kernel half (NULL, 0x1000, a "
+    "user-space address, a non-canonical one): the kernel answers -ERANGE (-34), the runtime "
+    "-EFAULT (-14); both zero the buffer",
+)
+@pytest.mark.parametrize("address", [0, 0x1000, 0x7FFF_0000_0000, 0xDEAD_0000_0000_0000], ids=hex)
+def test_probe_read_kernel_bad_address(both: Loader, address: int) -> None:
+    ours, theirs = both("probe_read")
+    run_both(ours, theirs, "read_args", ctx=struct.pack("<3Q", 0, 8, address))
+    compare_maps(ours, theirs)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bpf_probe_read_user(_str) of a pointer into the calling process (a raw_tp test run "
+    "runs in its context): the kernel reads it (the string and the word), the runtime "
+    "answers -EFAULT (it has no access to the host process's memory)",
+)
+def test_probe_read_user_of_caller(both: Loader) -> None:
+    import ctypes
+
+    ours, theirs = both("probe_read")
+    path = ctypes.create_string_buffer(b"/etc/hostname")
+    word = ctypes.c_uint64(0x1122334455667788)
+    args = struct.pack("<3Q", ctypes.addressof(path), ctypes.addressof(word), 0xFFFF_FFFF_FFFF_F000)
+    assert run_both(ours, theirs, "read_args", ctx=args)[1] == 14
+    compare_maps(ours, theirs)
+
+
+def test_probe_read_faults(both: Loader) -> None:
+    """User reads of unmapped or kernel addresses fault alike (-EFAULT, zeroed buffers)."""
+    ours, theirs = both("probe_read")
+    for user in (0, 8, 0xFFFF_8000_0000_0000, 0xFFFF_FFFF_FFFF_F000):
+        run_both(ours, theirs, "read_args", ctx=struct.pack("<3Q", user, user, 0xFFFF_FFFF_FFFF_F000))
+        compare_maps(ours, theirs)

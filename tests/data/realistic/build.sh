@@ -22,7 +22,7 @@ CFLAGS="-O2 -g -Wall -D__TARGET_ARCH_x86 -I$work -I/usr/include/$multiarch \
   -fdebug-prefix-map=$here=. -fdebug-prefix-map=$work=. -fmacro-prefix-map=$here=. \
   -fno-ident"
 
-OBJS="xdp_lb tc_fw sock_proto rb_tracer chain_mim globals core_probe xdp_tunnel tc_edit conntrack modern xdp_redirect tc_nat exec_trace pkt_sample kconfig_probe whoami cg_fw exotic_run"
+OBJS="xdp_lb tc_fw sock_proto rb_tracer chain_mim globals core_probe xdp_tunnel tc_edit conntrack modern xdp_redirect tc_nat exec_trace pkt_sample kconfig_probe whoami cg_fw exotic_run probe_read"
 V4_OBJS="ratelimit"  # -mcpu=v4: sdiv/smod, movsx, ldsx, bswap
 V3_OBJS="xdp_lb tc_fw conntrack"  # also as NAME.v3.o with -mcpu=v3 (alu32, jmp32), as many projects build
 
