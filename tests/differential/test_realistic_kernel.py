@@ -624,7 +624,8 @@ def test_core_probe(both: Loader) -> None:
 
 
 def normalized_xlated(prog: Any) -> tuple[bytes, list[str]]:
-    """The kernel's translated instructions with map ids replaced by map names."""
+    """The kernel's translated instructions with map ids replaced by each map's name and shape
+    (type, sizes, max_entries, flags: BPF_F_MMAPABLE / RDONLY_PROG on global data as libbpf)."""
     from ebpf.kernel.map import Map as KernelMap
 
     code = bytearray(prog.xlated())
@@ -633,7 +634,14 @@ def normalized_xlated(prog: Any) -> tuple[bytes, list[str]]:
         if code[off] == 0x18 and (code[off + 1] >> 4) in (1, 2, 5, 6):  # lddw of a map (fd/idx/value)
             map_id = int.from_bytes(code[off + 4 : off + 8], "little")
             with KernelMap.from_id(map_id) as m:
-                names.append(m.info().name)
+                info = m.info()
+                flags = info.flags
+                if ".rodata.str" in info.name:  # libbpf 1.1 maps string sections BPF_F_MMAPABLE,
+                    flags &= ~0x400  # current libbpf (and ebpf) only datasecs with global variables
+                names.append(
+                    f"{info.name} type={int(info.type)} key={info.key_size} value={info.value_size} "
+                    f"max={info.max_entries} flags={flags:#x} extra={info.map_extra}"
+                )
             code[off + 4 : off + 8] = bytes(4)
     return bytes(code), names
 
