@@ -765,8 +765,9 @@ def test_ctx_shorter_than_program_reads_refused(both: Loader, prog: str, ctx: by
 @pytest.mark.xfail(
     strict=True,
     raises=ValueError,
-    reason="runtime test_run of a RAW_TRACEPOINT program with data_in raises a bare ValueError "
-    "(not an ebpf.errors type, no errno); the kernel answers EINVAL",
+    reason="data_in for a RAW_TRACEPOINT program: kernel.Program.test_run raises a bare ValueError "
+    "before calling bpf() (no ebpf.errors type, no errno); the runtime raises TestRunError(EINVAL), "
+    "the kernel's answer",
 )
 def test_raw_tracepoint_data_in_refused(both: Loader) -> None:
     ours, theirs = both("rb_tracer")
