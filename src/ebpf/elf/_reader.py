@@ -78,6 +78,7 @@ class RawSymbol:
     type: int
     bind: int
     shndx: int
+    visibility: int = 0  # st_other & 3: STV_DEFAULT 0, STV_INTERNAL 1, STV_HIDDEN 2, STV_PROTECTED 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +260,8 @@ def _read_symbols(sections: list[RawSection], byteorder: ByteOrder, source: str)
     strtab = sections[symtab.link].data
     fmt = "<IBBHQQ" if byteorder == "little" else ">IBBHQQ"
     symbols = []
-    for index, (name, info, _other, shndx, value, size) in enumerate(struct.iter_unpack(fmt, symtab.data)):
-        symbols.append(RawSymbol(index, _cstring(strtab, name), value, size, info & 0xF, info >> 4, shndx))
+    for index, (name, info, other, shndx, value, size) in enumerate(struct.iter_unpack(fmt, symtab.data)):
+        symbols.append(
+            RawSymbol(index, _cstring(strtab, name), value, size, info & 0xF, info >> 4, shndx, other & 3)
+        )
     return symbols

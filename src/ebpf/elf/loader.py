@@ -268,6 +268,20 @@ class _Loader:
                 if esec is not None and esec.size:
                     types[i] = btf.Datasec(t.name, esec.size, t.vars)
                     changed = True
+        # Global functions with hidden or internal visibility (``__hidden``, as libbpf's
+        # usdt.bpf.h declares bpf_usdt_arg) are static to the verifier: libbpf marks their
+        # BTF FUNC static when it opens the object, so they are checked in their caller's
+        # context instead of on their own.
+        hidden = {
+            sym.name
+            for sym in self.elf.symbols
+            if sym.type == STT_FUNC and sym.bind in (STB_GLOBAL, STB_WEAK) and sym.visibility in (1, 2)
+        }
+        if hidden:
+            for i, t in enumerate(types):
+                if isinstance(t, btf.Func) and t.name in hidden and t.linkage == btf.FuncLinkage.GLOBAL:
+                    types[i] = btf.Func(t.name, t.type, btf.FuncLinkage.STATIC)
+                    changed = True
         if changed:
             spec = btf.Spec(types, strings=spec.strings, byteorder=spec.byteorder)
         return spec
