@@ -1243,14 +1243,6 @@ SHORT_CTX = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="kernel.Program.test_run with a ctx_in shorter than the context (4..191 bytes of a "
-    "192-byte __sk_buff, 8 of a 24-byte xdp_md): the kernel answers ENOSPC for the short ctx_out buffer and the kernel "
-    "layer retries with a bigger one, so the program runs twice (maps, .bss counters, ring "
-    "buffers updated twice); the runtime runs it once",
-)
 @pytest.mark.parametrize(("obj", "prog", "size"), SHORT_CTX, ids=[f"{p}-{n}" for _, p, n in SHORT_CTX])
 def test_short_ctx_runs_once(both: Loader, obj: str, prog: str, size: int) -> None:
     ours, theirs = both(obj, **(tunnel_knobs() if obj == "xdp_tunnel" else {}))

@@ -71,7 +71,9 @@ MAX_LOG_SIZE = (2**32 - 1) >> 2
 """The largest ``log_size`` the kernel accepts (``UINT_MAX >> 2``, Linux >= 5.2)."""
 
 _MIN_LOG_SIZE = 128  # the kernel rejects smaller log buffers with EINVAL
-_DATA_OUT_PAD = 256  # room for a program to grow the packet (bpf_xdp_adjust_head/tail)
+_DATA_OUT_PAD = 4096  # room for a program to grow the packet (an XDP frame is one 4 KiB page)
+_SKB_OUT_PAD = 65536  # skb programs may grow the packet further (bpf_skb_change_tail, adjust_room)
+_CTX_OUT_MIN = 1024  # larger than every context the kernel copies out (__sk_buff is 192 bytes)
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9_.]*$")
 _INSN_LINE = re.compile(r"^(\d+): ")
 _CTX_ONLY_TYPES = frozenset({ProgramType.RAW_TRACEPOINT, ProgramType.SYSCALL})
@@ -379,10 +381,12 @@ class Program:
             data_in: the packet (for XDP and skb programs at least an Ethernet header).
             ctx_in: the context to start from (``struct xdp_md``, ``__sk_buff``, ...).
             repeat: how often to run; ``duration_ns`` is the average.
-            data_size_out: size of the output packet buffer. By default the input size
-                plus headroom, grown and re-run once if the program's output is larger.
-            ctx_size_out: size of the output context buffer; default ``len(ctx_in)``,
-                and no context output without ``ctx_in``.
+            data_size_out: size of the output packet buffer; by default the input size
+                plus 4 KiB for XDP (a frame is one page), plus 64 KiB for other types. The program runs exactly once: a buffer too small is an
+                ``ENOSPC`` error saying the size needed (after the run).
+            ctx_size_out: size of the output context buffer; by default at least 1 KiB
+                (the kernel's context, whatever ``ctx_in`` held), and no context output
+                without ``ctx_in``.
             flags: :class:`~ebpf.kernel.uapi.TestRunFlags`.
             cpu: run on this CPU (``BPF_F_TEST_RUN_ON_CPU``; the kernel allows it for raw
                 tracepoint programs only), as the user-space runtime's ``cpu=``.
@@ -399,46 +403,47 @@ class Program:
         ctx = bytes(ctx_in) if ctx_in is not None else None
         if self.type in _CTX_ONLY_TYPES:
             return self._test_run_ctx_only(data, ctx, repeat, flags, cpu)
-        auto_data = data_size_out is None
-        auto_ctx = ctx_size_out is None
-        out_size = len(data) + _DATA_OUT_PAD if data_size_out is None else data_size_out
-        ctx_out_size = (len(ctx) if ctx is not None else 0) if ctx_size_out is None else ctx_size_out
-        for _attempt in range(2):
-            data_in_buf = _in_buffer(data)
-            ctx_in_buf = _in_buffer(ctx or b"")
-            data_out_buf = ctypes.create_string_buffer(out_size) if out_size else None
-            ctx_out_buf = ctypes.create_string_buffer(ctx_out_size) if ctx_out_size else None
-            attr = TestRunAttr(
-                prog_fd=self.fd,
-                data_size_in=len(data),
-                data_in=_address(data_in_buf),
-                data_size_out=out_size,
-                data_out=_address(data_out_buf),
-                repeat=repeat,
-                ctx_size_in=len(ctx or b""),
-                ctx_in=_address(ctx_in_buf),
-                ctx_size_out=ctx_out_size,
-                ctx_out=_address(ctx_out_buf),
-                flags=flags | (TestRunFlags.RUN_ON_CPU if cpu is not None else 0),
-                cpu=cpu or 0,
-            )
-            try:
-                bpf(Cmd.PROG_TEST_RUN, attr)
-            except SyscallError as err:
-                grow_data = auto_data and data_out_buf is not None and int(attr.data_size_out) > out_size
-                grow_ctx = auto_ctx and ctx_out_buf is not None and int(attr.ctx_size_out) > ctx_out_size
-                if err.errno == _errno.ENOSPC and (grow_data or grow_ctx) and _attempt == 0:
-                    out_size = max(out_size, int(attr.data_size_out))
-                    ctx_out_size = max(ctx_out_size, int(attr.ctx_size_out))
-                    continue
-                err.add_note(f"while test-running {self!r}")
-                raise
-            data_out = data_out_buf.raw[: int(attr.data_size_out)] if data_out_buf is not None else b""
-            ctx_out = ctx_out_buf.raw[: int(attr.ctx_size_out)] if ctx_out_buf is not None else None
-            return TestRunResult(
-                retval=int(attr.retval), data_out=data_out, ctx_out=ctx_out, duration_ns=int(attr.duration)
-            )
-        raise AssertionError("unreachable: the second test run either returns or raises")
+        # Output buffers are sized so the kernel never has to refuse them: a second run after
+        # ENOSPC would run the program twice (map updates twice), so there is no retry.
+        pad = _DATA_OUT_PAD if self.type == ProgramType.XDP else _SKB_OUT_PAD
+        out_size = len(data) + pad if data_size_out is None else data_size_out
+        if ctx_size_out is None:
+            ctx_out_size = max(len(ctx), _CTX_OUT_MIN) if ctx else 0  # no (or an empty) ctx_in: no ctx_out
+        else:
+            ctx_out_size = ctx_size_out
+        data_in_buf = _in_buffer(data)
+        ctx_in_buf = _in_buffer(ctx or b"")
+        data_out_buf = ctypes.create_string_buffer(out_size) if out_size else None
+        ctx_out_buf = ctypes.create_string_buffer(ctx_out_size) if ctx_out_size else None
+        attr = TestRunAttr(
+            prog_fd=self.fd,
+            data_size_in=len(data),
+            data_in=_address(data_in_buf),
+            data_size_out=out_size,
+            data_out=_address(data_out_buf),
+            repeat=repeat,
+            ctx_size_in=len(ctx or b""),
+            ctx_in=_address(ctx_in_buf),
+            ctx_size_out=ctx_out_size,
+            ctx_out=_address(ctx_out_buf),
+            flags=flags | (TestRunFlags.RUN_ON_CPU if cpu is not None else 0),
+            cpu=cpu or 0,
+        )
+        try:
+            bpf(Cmd.PROG_TEST_RUN, attr)
+        except SyscallError as err:
+            if err.errno == _errno.ENOSPC:
+                err.add_note(
+                    f"the program ran; its output needs data_size_out >= {int(attr.data_size_out)} and "
+                    f"ctx_size_out >= {int(attr.ctx_size_out)} (given {out_size} and {ctx_out_size})"
+                )
+            err.add_note(f"while test-running {self!r}")
+            raise
+        data_out = data_out_buf.raw[: int(attr.data_size_out)] if data_out_buf is not None else b""
+        ctx_out = ctx_out_buf.raw[: int(attr.ctx_size_out)] if ctx_out_buf is not None else None
+        return TestRunResult(
+            retval=int(attr.retval), data_out=data_out, ctx_out=ctx_out, duration_ns=int(attr.duration)
+        )
 
     def _test_run_ctx_only(
         self, data: bytes, ctx: bytes | None, repeat: int, flags: int, cpu: int | None
