@@ -34,9 +34,13 @@ def bpftool(*args: str) -> Any:
     )
 
 
+_made = iter(range(1000))
+
+
 @pytest.fixture
 def objects() -> Any:
-    name = f"kobj{os.getpid() % 100000}"
+    # unique per use: the kernel frees a closed map asynchronously, so its name may linger
+    name = f"kobj{os.getpid() % 100000}_{next(_made)}"
     m = Map.create(MapSpec(name, MapType.HASH, 4, 8, 16))
     m.update(b"\x01\0\0\0", b"\x2a" + bytes(7))
     source = f"""

@@ -95,6 +95,16 @@ def test_samples_arrive_in_order_with_padding(producer: Producer) -> None:
     assert {cpu for cpu, _raw in got} <= set(online_cpus())
 
 
+@pytest.fixture
+def one_cpu() -> Iterator[None]:
+    """Run on one CPU: a perf ring reports its losses with its own next sample."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    yield
+    os.sched_setaffinity(0, before)
+
+
+@pytest.mark.usefixtures("one_cpu")
 def test_full_rings_report_lost_samples(producer: Producer) -> None:
     got: list[bytes] = []
     lost_reports: list[tuple[int, int]] = []
