@@ -21,7 +21,8 @@ listed as ``KFUNC``.
 
 Rule 3: global data sections (``.data``, ``.rodata``, ``.bss`` and their ``.``-suffixed
 variants such as ``.rodata.str1.1``) become one ARRAY map each, named after the section;
-``.kconfig`` externs get a map laid out like libbpf's (by alignment, then name).
+``.kconfig`` externs get a map laid out like libbpf's (alignment descending, then size
+ascending, then name).
 
 Rule 4: each variable of ``.struct_ops`` / ``.struct_ops.link`` becomes a STRUCT_OPS map
 (``BPF_F_LINK`` for the latter) whose ``contents`` hold the variable's bytes and whose
@@ -369,7 +370,7 @@ class _Loader:
             if size <= 0 or align <= 0:
                 raise self.fail(f".kconfig extern {var.name!r} has no size")
             externs.append((var.name, size, align, var.type))
-        externs.sort(key=lambda e: (-e[2], e[0]))
+        externs.sort(key=lambda e: (-e[2], e[1], e[0]))  # libbpf: alignment down, size up, then name
         offsets: dict[str, int] = {}
         off = 0
         for ename, size, align, type_id in externs:

@@ -293,7 +293,21 @@ def strncmp(e: HelperEnv, s1: int, s1_size: int, s2: int, _d: int, _e: int) -> i
     return 0
 
 
+_USER_END = 0x0000_7FFF_FFFF_F000  # x86-64 TASK_SIZE_MAX
+_KERNEL_START = 0xFFFF_8000_0000_0000  # first canonical kernel-half address
+
+
+def _kernel_read_error(src: int) -> int:
+    """What ``copy_from_kernel_nofault`` answers for an address the runtime has not mapped.
+
+    The kernel refuses user-half and non-canonical addresses (``-ERANGE``) before trying the
+    read; an unmapped kernel-half address faults (``-EFAULT``).
+    """
+    return _neg(errno.EFAULT) if src >= _KERNEL_START else _neg(errno.ERANGE)
+
+
 def _probe_read(e: HelperEnv, dst: int, size: int, src: int, _d: int, _e: int) -> int:
+    """``bpf_probe_read_user``: a fault zeroes ``dst`` and returns ``-EFAULT``."""
     env = run_env(e)
     size &= 0xFFFFFFFF
     if size == 0:
@@ -305,8 +319,25 @@ def _probe_read(e: HelperEnv, dst: int, size: int, src: int, _d: int, _e: int) -
     return 0
 
 
-def _probe_read_str(e: HelperEnv, dst: int, size: int, src: int, _d: int, _e: int) -> int:
-    """``strncpy_from_*_nofault``: the length with the NUL, ``size`` when truncated, or ``-EFAULT``."""
+def _probe_read_kernel(e: HelperEnv, dst: int, size: int, src: int, _d: int, _e: int) -> int:
+    """``bpf_probe_read_kernel``/``bpf_probe_read``: memory the runtime maps (program memory stands
+    in for kernel memory); anything else fails as the kernel fails it (``-ERANGE``/``-EFAULT``)."""
+    env = run_env(e)
+    size &= 0xFFFFFFFF
+    if size == 0:
+        return 0
+    if env.memory.find(src, size) is None:
+        env.memory.write_bytes(dst, bytes(size))
+        # starts in mapped memory but runs past it: a fault; else the kernel's address check
+        return _neg(errno.EFAULT) if env.memory.find(src, 1) is not None else _kernel_read_error(src)
+    env.memory.write_bytes(dst, env.memory.read_bytes(src, size))
+    return 0
+
+
+def _probe_read_str(
+    e: HelperEnv, dst: int, size: int, src: int, _d: int, _e: int, *, kernel: bool = False
+) -> int:
+    """``strncpy_from_*_nofault``: the length with the NUL, ``size`` when truncated, or an error."""
     env = run_env(e)
     size &= 0xFFFFFFFF
     if size == 0:
@@ -314,9 +345,13 @@ def _probe_read_str(e: HelperEnv, dst: int, size: int, src: int, _d: int, _e: in
     data = read_string(env.memory, src, size)
     if data is None:
         env.memory.write_bytes(dst, bytes(size))
-        return _neg(errno.EFAULT)
+        return _kernel_read_error(src) if kernel and env.memory.find(src, 1) is None else _neg(errno.EFAULT)
     env.memory.write_bytes(dst, data + b"\0")
     return len(data) + 1
+
+
+def _probe_read_kernel_str(e: HelperEnv, dst: int, size: int, src: int, d: int, f: int) -> int:
+    return _probe_read_str(e, dst, size, src, d, f, kernel=True)
 
 
 def register(reg: HelperRegistry) -> None:
@@ -326,11 +361,11 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.TRACE_VPRINTK, trace_vprintk),
         (HelperId.SNPRINTF, snprintf),
         (HelperId.STRNCMP, strncmp),
-        (HelperId.PROBE_READ, _probe_read),
-        (HelperId.PROBE_READ_KERNEL, _probe_read),
+        (HelperId.PROBE_READ, _probe_read_kernel),
+        (HelperId.PROBE_READ_KERNEL, _probe_read_kernel),
         (HelperId.PROBE_READ_USER, _probe_read),
-        (HelperId.PROBE_READ_STR, _probe_read_str),
-        (HelperId.PROBE_READ_KERNEL_STR, _probe_read_str),
+        (HelperId.PROBE_READ_STR, _probe_read_kernel_str),
+        (HelperId.PROBE_READ_KERNEL_STR, _probe_read_kernel_str),
         (HelperId.PROBE_READ_USER_STR, _probe_read_str),
     ):
         reg.register(hid, f"bpf_{hid.name.lower()}", fn)
