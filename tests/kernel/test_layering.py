@@ -12,7 +12,12 @@ import ebpf.kernel
 import ebpf.kernel.program
 
 SRC = Path(ebpf.kernel.__file__).resolve().parent.parent
-ALLOWED = ("kernel/", "vm/memory.py", "jit/native.py", "attach/_abi.py")  # attach/_abi: link attrs, perf_event_open, mount
+ALLOWED = (
+    "kernel/",
+    "vm/memory.py",
+    "jit/native.py",
+    "attach/_abi.py",
+)  # attach/_abi: link attrs, perf_event_open, mount
 
 
 def _imports_ctypes(path: Path) -> bool:
