@@ -36,6 +36,7 @@ from ebpf.attach.netdev import (
     tc_clsact,
     xdp,
 )
+from ebpf.attach.struct_ops import StructOpsRegistration, struct_ops
 from ebpf.attach.tracing import (
     fentry,
     fexit,
@@ -61,6 +62,7 @@ __all__ = [
     "PerfEventType",
     "PerfType",
     "ProgramLike",
+    "StructOpsRegistration",
     "TCDirection",
     "TCXFlags",
     "USDTLink",
@@ -86,6 +88,7 @@ __all__ = [
     "reuseport",
     "socket_filter",
     "sockmap",
+    "struct_ops",
     "tc",
     "tc_clsact",
     "tp_btf",
