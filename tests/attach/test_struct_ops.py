@@ -33,7 +33,6 @@ def test_congestion_control_registered_while_the_link_lives() -> None:
 
 def test_unregistrable_struct_ops_reports_the_kernels_answer() -> None:
     # bpf_dummy_ops exists for BPF_PROG_TEST_RUN only: the kernel refuses to register it.
-    with Collection(load_collection_spec(OBJECT)) as coll:
-        with pytest.raises(BPFError) as info:
-            attach.struct_ops(coll, "dummy_ops")
+    with Collection(load_collection_spec(OBJECT)) as coll, pytest.raises(BPFError) as info:
+        attach.struct_ops(coll, "dummy_ops")
     assert getattr(info.value, "errno", None) in (errno.ENOTSUP, 524)  # EOPNOTSUPP / ENOTSUPP
