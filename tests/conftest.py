@@ -76,3 +76,30 @@ def require_kernel() -> Callable[[str, str], None]:
             )
 
     return require
+
+
+@pytest.fixture(autouse=True)
+def _no_by_name_pins_left() -> Iterator[None]:
+    """Remove ``LIBBPF_PIN_BY_NAME`` pins a test left at the bpffs root (libbpf's and our default
+    pin root): bpftool loadall and loads without ``pin_root`` of the corpus objects create
+    ``/sys/fs/bpf/<map name>``, and a stale one would be reused by the next load."""
+    import os
+
+    root = "/sys/fs/bpf"
+    try:
+        before = set(os.listdir(root))
+    except OSError:
+        yield
+        return
+    yield
+    try:
+        created = set(os.listdir(root)) - before
+    except OSError:
+        return
+    for name in created:
+        path = os.path.join(root, name)
+        if name in _CORPUS_PINNED_MAPS and os.path.isfile(path):
+            os.unlink(path)
+
+
+_CORPUS_PINNED_MAPS = {"blocklist", "exec_count"}  # maps declared with LIBBPF_PIN_BY_NAME in tests/data
