@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Sequence
+from typing import ClassVar
 
 from ebpf.errors import KeyNotFoundError
 from ebpf.maps._base import (
@@ -33,7 +34,7 @@ from ebpf.maps._errors import InvalidMapArgumentError, KeyExistsError, MapFullEr
 from ebpf.spec import MapType
 from ebpf.vm.memory import Memory, Region
 
-__all__ = ["ArrayMap", "PerCPUArrayMap"]
+__all__ = ["ArrayMap", "FdArrayMap", "PerCPUArrayMap"]
 
 _U32 = struct.Struct("<I")
 INT_MAX = (1 << 31) - 1
@@ -203,3 +204,38 @@ def percpu_values(m: Map, values: Sequence[bytes]) -> list[bytes]:
     if isinstance(values, (bytes, bytearray, memoryview)) or len(values) != m.ncpus:
         raise InvalidMapArgumentError(f"{m.label}: need a list of {m.ncpus} per-CPU values")
     return [m._value(v) for v in values]
+
+
+class FdArrayMap(Map):
+    """The kernel's fd arrays (``fd_array_map_alloc_check``): prog arrays, perf event arrays.
+
+    ``key_size`` and ``value_size`` are 4 (an index and an fd in the syscall), ``max_entries``
+    is not 0, and only the array creation flags without ``BPF_F_RDONLY_PROG`` /
+    ``BPF_F_WRONLY_PROG`` are allowed (``EINVAL`` otherwise). Subclasses name their kind in
+    :attr:`kind` for messages.
+    """
+
+    kind: ClassVar[str] = "fd array"
+
+    def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
+        super().__init__(defn, memory, ncpus=ncpus)
+        if (
+            defn.key_size != 4
+            or defn.value_size != 4
+            or defn.max_entries == 0
+            or defn.flags & ~ARRAY_CREATE_FLAG_MASK
+            or defn.flags & (MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG)
+        ):
+            raise InvalidMapArgumentError(
+                f"{self.label}: {self.kind} needs key_size 4, value_size 4, max_entries > 0; got "
+                f"key_size {defn.key_size}, value_size {defn.value_size}, max_entries "
+                f"{defn.max_entries}, flags {defn.flags:#x}"
+            )
+        check_array_flags(self.label, defn)
+
+    def _index(self, key: bytes) -> int:
+        index: int = _FD_INDEX.unpack(self._key(key))[0]
+        return index
+
+
+_FD_INDEX = struct.Struct("<I")

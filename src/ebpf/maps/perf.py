@@ -36,9 +36,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ebpf.errors import KeyNotFoundError
-from ebpf.maps._base import ENOTSUPP, Map, MapDef, MapFlags, round_up
+from ebpf.maps._base import ENOTSUPP, MapDef, round_up
 from ebpf.maps._errors import InvalidMapArgumentError, MapFullError, MapOperationNotSupportedError
-from ebpf.maps.array import ARRAY_CREATE_FLAG_MASK, array_next_key, check_array_flags
+from ebpf.maps.array import FdArrayMap, array_next_key
 from ebpf.spec import MapType
 from ebpf.vm.memory import Memory
 
@@ -119,31 +119,15 @@ class PerfBuffer:
         return len(self._records)
 
 
-class PerfEventArrayMap(Map):
+class PerfEventArrayMap(FdArrayMap):
     """A perf event array (``BPF_MAP_TYPE_PERF_EVENT_ARRAY``) whose slots hold user-space buffers."""
 
     types = (MapType.PERF_EVENT_ARRAY,)
+    kind = "perf event array"
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
-        if (
-            defn.key_size != 4
-            or defn.value_size != 4
-            or defn.max_entries == 0
-            or defn.flags & ~ARRAY_CREATE_FLAG_MASK
-            or defn.flags & (MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG)
-        ):
-            raise InvalidMapArgumentError(
-                f"{self.label}: perf event array needs key_size 4, value_size 4, max_entries > 0; got "
-                f"key_size {defn.key_size}, value_size {defn.value_size}, max_entries "
-                f"{defn.max_entries}, flags {defn.flags:#x}"
-            )
-        check_array_flags(self.label, defn)
         self._slots: dict[int, PerfBuffer] = {}
-
-    def _index(self, key: bytes) -> int:
-        index: int = _U32.unpack(self._key(key))[0]
-        return index
 
     # --- user side: buffers ---------------------------------------------------------------------
 

@@ -19,9 +19,9 @@ import errno
 import struct
 
 from ebpf.errors import KeyNotFoundError
-from ebpf.maps._base import BPF_ANY, Map, MapDef, MapFlags
+from ebpf.maps._base import BPF_ANY, MapDef
 from ebpf.maps._errors import InvalidMapArgumentError, MapFullError, MapOperationNotSupportedError
-from ebpf.maps.array import ARRAY_CREATE_FLAG_MASK, array_next_key, check_array_flags
+from ebpf.maps.array import FdArrayMap, array_next_key
 from ebpf.spec import MapType
 from ebpf.vm.memory import Memory
 
@@ -30,31 +30,15 @@ __all__ = ["ProgArrayMap"]
 _U32 = struct.Struct("<I")
 
 
-class ProgArrayMap(Map):
+class ProgArrayMap(FdArrayMap):
     """A program array (``BPF_MAP_TYPE_PROG_ARRAY``)."""
 
     types = (MapType.PROG_ARRAY,)
+    kind = "program array"
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
-        if (
-            defn.key_size != 4
-            or defn.value_size != 4
-            or defn.max_entries == 0
-            or defn.flags & ~ARRAY_CREATE_FLAG_MASK
-            or defn.flags & (MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG)
-        ):
-            raise InvalidMapArgumentError(
-                f"{self.label}: program array needs key_size 4, value_size 4, max_entries > 0; got "
-                f"key_size {defn.key_size}, value_size {defn.value_size}, max_entries "
-                f"{defn.max_entries}, flags {defn.flags:#x}"
-            )
-        check_array_flags(self.label, defn)
         self._slots: dict[int, object] = {}
-
-    def _index(self, key: bytes) -> int:
-        index: int = _U32.unpack(self._key(key))[0]
-        return index
 
     def update_prog(self, key: bytes, prog: object, flags: int = BPF_ANY) -> None:
         """Put ``prog`` in slot ``key`` (``BPF_MAP_UPDATE_ELEM`` with the program's fd)."""
