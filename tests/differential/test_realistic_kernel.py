@@ -696,7 +696,11 @@ def test_loads_like_bpftool(name: str) -> None:
 def test_objects_are_the_ones_build_sh_makes() -> None:
     """The committed objects are current (clang-19 and the running kernel's BTF)."""
     proc = subprocess.run(
-        ["sh", str(DATA / "build.sh"), "--check"], capture_output=True, text=True, check=False
+        ["sh", str(DATA / "build.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PYTHON=sys.executable),
     )
     if proc.returncode != 0 and "not found" in proc.stderr:
         pytest.skip(proc.stderr.strip())

@@ -12,22 +12,27 @@ CLANG=${CLANG:-clang-19}
 check=0
 [ "${1:-}" = "--check" ] && check=1
 
-work=$(mktemp -d)
+# clang compiles copies of the sources in a fixed-length temporary directory, never the
+# checkout itself: the order of some .BTF types follows clang's memory layout, which the
+# length of the paths it is given changes (a clone at another path built a different tracer.o).
+work=$(mktemp -d /tmp/ebpf-elf-build.XXXXXXXX)
 trap 'rm -rf "$work"' EXIT
-bpftool btf dump file /sys/kernel/btf/vmlinux format c > "$work/vmlinux.h"
+mkdir "$work/src" "$work/out"
+cp ./*.c ./*.h "$work/src/"
+bpftool btf dump file /sys/kernel/btf/vmlinux format c > "$work/src/vmlinux.h"
 
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-# -fdebug-prefix-map / -fmacro-prefix-map: no absolute paths of this checkout in the objects.
+# -fdebug-prefix-map / -fmacro-prefix-map: no absolute paths in the objects.
 CFLAGS="-O2 -g -Wall -Wno-unused-function -D__TARGET_ARCH_x86 \
-  -I$work -I/usr/include/$multiarch \
-  -fdebug-prefix-map=$here=. -fdebug-prefix-map=$work=. -fmacro-prefix-map=$here=. \
+  -I. -I/usr/include/$multiarch \
+  -fdebug-prefix-map=$work/src=. -fmacro-prefix-map=$work/src=. \
   -fno-ident"
 
 LE="xdp_fw tc_cls socket_filter legacy_maps tailcall map_in_map tracer sections subprogs samesec struct_ops"
 BE="xdp_fw tc_cls map_in_map legacy_maps subprogs"
 
-out=$here
-[ $check = 1 ] && out=$work
+out=$work/out
+cd "$work/src"
 for name in $LE; do
   $CLANG $CFLAGS -target bpfel -c "$name.c" -o "$out/$name.o"
 done
@@ -41,6 +46,7 @@ $CLANG $(echo "$CFLAGS" | sed 's/ -g / /') -target bpfel -c nobtf.c -o "$out/nob
 # libbpf's static linker: two objects into one (sections merged, BTF deduplicated)
 bpftool gen object "$out/linked.o" "$out/xdp_fw.o" "$out/tailcall.o"
 
+cd "$here"
 if [ $check = 1 ]; then
   status=0
   cmp -s "$out/linked.o" "$here/linked.o" || { echo "stale: linked.o"; status=1; }
@@ -54,3 +60,4 @@ if [ $check = 1 ]; then
   [ $status = 0 ] && echo "all objects up to date"
   exit $status
 fi
+cp "$out"/*.o "$here/"

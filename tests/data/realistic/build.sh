@@ -13,21 +13,26 @@ PYTHON=${PYTHON:-python3}
 check=0
 [ "${1:-}" = "--check" ] && check=1
 
-work=$(mktemp -d)
+# clang compiles copies of the sources in a fixed-length temporary directory, never the
+# checkout itself: the order of some .BTF types follows clang's memory layout, which the
+# length of the paths it is given changes (a clone at another path built other objects).
+work=$(mktemp -d /tmp/ebpf-realistic-build.XXXXXXXX)
 trap 'rm -rf "$work"' EXIT
-"$PYTHON" -m ebpf btf dump /sys/kernel/btf/vmlinux --format c > "$work/vmlinux.h"
+mkdir "$work/src" "$work/out"
+cp ./*.c "$work/src/"
+"$PYTHON" -m ebpf btf dump /sys/kernel/btf/vmlinux --format c > "$work/src/vmlinux.h"
 
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-CFLAGS="-O2 -g -Wall -D__TARGET_ARCH_x86 -I$work -I/usr/include/$multiarch \
-  -fdebug-prefix-map=$here=. -fdebug-prefix-map=$work=. -fmacro-prefix-map=$here=. \
+CFLAGS="-O2 -g -Wall -D__TARGET_ARCH_x86 -I. -I/usr/include/$multiarch \
+  -fdebug-prefix-map=$work/src=. -fmacro-prefix-map=$work/src=. \
   -fno-ident"
 
 OBJS="xdp_lb tc_fw sock_proto rb_tracer chain_mim globals core_probe xdp_tunnel tc_edit conntrack modern xdp_redirect tc_nat exec_trace pkt_sample kconfig_probe whoami cg_fw exotic_run probe_read"
 V4_OBJS="ratelimit"  # -mcpu=v4: sdiv/smod, movsx, ldsx, bswap
 V3_OBJS="xdp_lb tc_fw conntrack"  # also as NAME.v3.o with -mcpu=v3 (alu32, jmp32), as many projects build
 
-out=$here
-[ $check = 1 ] && out=$work
+out=$work/out
+cd "$work/src"
 for name in $OBJS; do
   $CLANG $CFLAGS -target bpf -c "$name.c" -o "$out/$name.o"
 done
@@ -38,6 +43,7 @@ for name in $V3_OBJS; do
   $CLANG $CFLAGS -target bpf -mcpu=v3 -c "$name.c" -o "$out/$name.v3.o"
 done
 
+cd "$here"
 if [ $check = 1 ]; then
   status=0
   for name in $OBJS $V4_OBJS; do
@@ -49,3 +55,4 @@ if [ $check = 1 ]; then
   [ $status = 0 ] && echo "all objects up to date"
   exit $status
 fi
+cp "$out"/*.o "$here/"
