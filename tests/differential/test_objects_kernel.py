@@ -384,11 +384,6 @@ EMPTY_THEN_SELF = """
 """
 
 
-@pytest.mark.xfail(
-    strict=False,  # passes once the helper stops counting empty slots; then drop the mark
-    reason="vm/_helpers_flow.tail_call counts an attempt on an empty slot toward the limit; "
-    "the kernel's JIT does not (34 runs here, 33 in the runtime)",
-)
 def test_tail_call_count_skips_empty_slots(
     both: Callable[[str | CollectionSpec], tuple[Collection, Any]],
 ) -> None:

@@ -3,10 +3,13 @@ ring buffers and perf event output.
 
 Core layer: pure, no kernel access.
 
-Rule 1 (``bpf_tail_call``, the kernel interpreter's ``JMP_TAIL_CALL``): an index past the end
-falls through; otherwise the run's tail-call count goes up (also for an empty slot) and, once
-:data:`~ebpf.vm.helpers.MAX_TAIL_CALL_CNT` calls were taken, falls through; a filled slot
-raises :class:`~ebpf.vm.interpreter.TailCall` and the program never resumes. Falling through
+Rule 1 (``bpf_tail_call``, as the x86-64 JIT's ``emit_bpf_tail_call_indirect`` does it): an
+index past the end, a run that already took :data:`~ebpf.vm.helpers.MAX_TAIL_CALL_CNT` tail
+calls, or an empty slot falls through; a filled slot counts one tail call and raises
+:class:`~ebpf.vm.interpreter.TailCall` (the program never resumes). An attempt on an empty slot
+does not count (measured on Linux 6.18 with ``net.core.bpf_jit_enable=1``: a program that tries
+an empty slot and then itself runs 34 times; the kernel's interpreter, ``JMP_TAIL_CALL`` in
+``kernel/bpf/core.c``, counts before its NULL check and would run it 17 times). Falling through
 leaves 0 in r0 (the kernel leaves r0 undefined; the verifier forbids reading it).
 
 Rule 2: callbacks (``bpf_loop``, ``bpf_for_each_map_elem``) run through ``RunEnv.call``;
@@ -54,10 +57,10 @@ def tail_call(e: HelperEnv, ctx: int, map_ptr: int, index: int, _d: int, _e: int
     index &= M32
     if index >= m.max_entries or env.tail_calls >= MAX_TAIL_CALL_CNT:
         return 0
-    env.tail_calls += 1
     target = m.tail_call_target(index)
     if target is None:
-        return 0
+        return 0  # the JIT checks the slot before counting (Rule 1)
+    env.tail_calls += 1
     raise TailCall(target)
 
 
