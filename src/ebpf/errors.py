@@ -38,6 +38,7 @@ __all__ = [
     "BudgetExceededError",
     "DecodeError",
     "ELFError",
+    "KernelTestRunError",
     "KeyNotFoundError",
     "NotSupportedError",
     "ParseError",
@@ -315,6 +316,22 @@ class TestRunError(BPFError):
     def __init__(self, message: str, *, errno: int, result: Any = None) -> None:
         super().__init__(message)
         self.errno = errno
+        self.result = result
+
+
+class KernelTestRunError(SyscallError, TestRunError):  # type: ignore[misc]  # errno: int (OSError's is Optional)
+    """The kernel refused a ``BPF_PROG_TEST_RUN`` (``EINVAL``, ``E2BIG``, ``ENOSPC``, ``ENODEV``).
+
+    Raised by ``kernel.Program.test_run``: a :class:`SyscallError` (``cmd``, ``errno``, ``hint``)
+    that is also the :class:`TestRunError` the user-space runtime raises for the same refusal, so
+    code written for either engine catches one type and compares ``errno``. ``result`` is the
+    truncated output for ``ENOSPC`` (what the kernel copied out), else ``None``.
+    """
+
+    def __init__(
+        self, cmd: str, errno: int, hint: str | None = None, *, message: str | None = None, result: Any = None
+    ) -> None:
+        SyscallError.__init__(self, cmd, errno, hint, message=message)
         self.result = result
 
 

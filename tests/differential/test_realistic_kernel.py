@@ -1105,25 +1105,12 @@ def test_refused_runs(both: Loader, prog: str, data: bytes, ctx: bytes | None, r
     assert run_both(ours, theirs, prog, data, ctx=ctx, repeat=repeat) == ("error", 22)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="repeat > 1 for SYSCALL / RAW_TRACEPOINT (the kernel: EINVAL, test.repeat must be 0): "
-    "kernel.Program.test_run raises a bare ValueError before calling bpf() (no ebpf.errors type, "
-    "no errno) and the runtime runs the program `repeat` times",
-)
 @pytest.mark.parametrize(("prog", "ctx"), [("emit", emit_args(1, 0, 0, b"x")), ("on_sys_enter", bytes(16))])
 def test_repeat_refused_for_syscall_and_raw_tp(both: Loader, prog: str, ctx: bytes) -> None:
     ours, theirs = both("rb_tracer")
     assert run_both(ours, theirs, prog, ctx=ctx, repeat=2) == ("error", 22)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="data_in for a SYSCALL program: kernel.Program.test_run raises a bare ValueError before "
-    "calling bpf(); the runtime raises TestRunError(errno=EINVAL) like the kernel's answer",
-)
 def test_syscall_data_in_refused(both: Loader) -> None:
     ours, theirs = both("rb_tracer")
     assert run_both(ours, theirs, "emit", b"abc", ctx=emit_args(1, 0, 0, b"x")) == ("error", 22)

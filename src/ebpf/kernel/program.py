@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from ebpf.errors import NotSupportedError, SyscallError, VerifierError, VerifierSource
+from ebpf.errors import (
+    KernelTestRunError,
+    NotSupportedError,
+    SyscallError,
+    TestRunError,
+    VerifierError,
+    VerifierSource,
+)
 from ebpf.isa.encoding import encode
 from ebpf.isa.instruction import Instruction
 from ebpf.isa.program import Program as IsaProgram
@@ -391,14 +398,25 @@ class Program:
             cpu: run on this CPU (``BPF_F_TEST_RUN_ON_CPU``; the kernel allows it for raw
                 tracepoint programs only), as the user-space runtime's ``cpu=``.
 
+        RAW_TRACEPOINT and SYSCALL programs take only ``ctx_in`` and run once: ``repeat`` 0 or 1
+        is sent as the kernel's 0; ``data_in`` and a larger ``repeat`` go to the kernel, which
+        refuses them (``EINVAL``: ``bpf_prog_test_run_raw_tp``/``_syscall`` want ``data_in``,
+        ``repeat``, ``data_out`` and ``ctx_out`` all unset); ``data_size_out`` and
+        ``ctx_size_out`` are ignored (a SYSCALL context comes back through ``ctx_in``).
+
         Raises:
-            SyscallError: the kernel cannot test-run this program type (``ENOTSUPP``/
-                ``EINVAL``), the input is too short, or an output buffer was too small.
+            KernelTestRunError: the kernel refused the run's arguments (``EINVAL``, ``E2BIG``,
+                ``ENODEV``; the input is too short, a field of ``ctx_in`` is not allowed...) or
+                an output buffer was too small (``ENOSPC``; ``err.result`` holds what the kernel
+                copied out). Both a ``SyscallError`` and the runtime's ``TestRunError``.
+            TestRunError: ``repeat`` is not a u32 (``EINVAL``, as the runtime answers).
+            SyscallError: any other failure, e.g. the kernel cannot test-run this program type
+                (``ENOTSUPP``).
 
         Requires Linux >= 4.12 (``ctx_in``/``ctx_out``: 5.2).
         """
         if not 0 <= repeat < 2**32:
-            raise ValueError(f"repeat must be a u32, not {repeat}")
+            raise TestRunError(f"repeat must be a u32, not {repeat}", errno=_errno.EINVAL)
         data = bytes(data_in)
         ctx = bytes(ctx_in) if ctx_in is not None else None
         if self.type in _CTX_ONLY_TYPES:
@@ -432,13 +450,26 @@ class Program:
         try:
             bpf(Cmd.PROG_TEST_RUN, attr)
         except SyscallError as err:
+            result = None
             if err.errno == _errno.ENOSPC:
                 err.add_note(
                     f"the program ran; its output needs data_size_out >= {int(attr.data_size_out)} and "
                     f"ctx_size_out >= {int(attr.ctx_size_out)} (given {out_size} and {ctx_out_size})"
                 )
+                # bpf_test_finish copied what fits before failing: the runtime's err.result
+                data_got = min(out_size, int(attr.data_size_out))
+                ctx_got = min(ctx_out_size, int(attr.ctx_size_out))
+                result = TestRunResult(
+                    retval=int(attr.retval),
+                    data_out=data_out_buf.raw[:data_got] if data_out_buf is not None else b"",
+                    ctx_out=ctx_out_buf.raw[:ctx_got] if ctx_out_buf is not None else None,
+                    duration_ns=int(attr.duration),
+                )
             err.add_note(f"while test-running {self!r}")
-            raise
+            typed = _refusal(err, result)
+            if typed is None:
+                raise
+            raise typed from err
         data_out = data_out_buf.raw[: int(attr.data_size_out)] if data_out_buf is not None else b""
         ctx_out = ctx_out_buf.raw[: int(attr.ctx_size_out)] if ctx_out_buf is not None else None
         return TestRunResult(
@@ -449,16 +480,16 @@ class Program:
         self, data: bytes, ctx: bytes | None, repeat: int, flags: int, cpu: int | None
     ) -> TestRunResult:
         """RAW_TRACEPOINT and SYSCALL test runs: a context in, no packet, one run
-        (``bpf_prog_test_run_raw_tp`` / ``_syscall`` refuse data, ``repeat`` and outputs);
+        (``bpf_prog_test_run_raw_tp`` / ``_syscall`` refuse data, ``repeat`` and outputs: the
+        request goes to the kernel as given, so it answers ``EINVAL`` itself);
         a SYSCALL program's context changes come back in ``ctx_out``."""
-        kind = self.type.name if isinstance(self.type, ProgramType) else str(self.type)
-        if data:
-            raise ValueError(f"{kind} programs take no data_in, only ctx_in")
-        if repeat > 1:
-            raise ValueError(f"{kind} programs run once per test run (repeat={repeat})")
         ctx_buf = _in_buffer(ctx or b"")
+        data_buf = _in_buffer(data)
         attr = TestRunAttr(
             prog_fd=self.fd,
+            data_size_in=len(data),
+            data_in=_address(data_buf),
+            repeat=repeat if repeat > 1 else 0,  # "once" is the kernel's 0 here: it refuses 1
             ctx_size_in=len(ctx or b""),
             ctx_in=_address(ctx_buf),
             flags=flags | (TestRunFlags.RUN_ON_CPU if cpu is not None else 0),
@@ -468,7 +499,10 @@ class Program:
             bpf(Cmd.PROG_TEST_RUN, attr)
         except SyscallError as err:
             err.add_note(f"while test-running {self!r}")
-            raise
+            typed = _refusal(err, None)
+            if typed is None:
+                raise
+            raise typed from err
         ctx_out = ctx_buf.raw if (ctx_buf is not None and self.type == ProgramType.SYSCALL) else None
         return TestRunResult(retval=int(attr.retval), data_out=b"", ctx_out=ctx_out, duration_ns=0)
 
@@ -661,6 +695,20 @@ def _load_error(
         errno=code,
         truncated=truncated,
     )
+
+
+_TEST_RUN_REFUSALS = frozenset({_errno.EINVAL, _errno.E2BIG, _errno.ENOSPC, _errno.ENODEV})
+
+
+def _refusal(err: SyscallError, result: TestRunResult | None) -> KernelTestRunError | None:
+    """``err`` as a :class:`KernelTestRunError` when it is a refusal of the test run's
+    arguments (the errnos the runtime's ``TestRunError`` uses), else ``None``."""
+    if err.errno not in _TEST_RUN_REFUSALS:
+        return None
+    typed = KernelTestRunError(err.cmd, err.errno, err.hint, message=err.message, result=result)
+    for note in getattr(err, "__notes__", ()):
+        typed.add_note(note)
+    return typed
 
 
 def _in_buffer(data: bytes) -> ctypes.Array[ctypes.c_char] | None:
