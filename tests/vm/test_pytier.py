@@ -331,7 +331,7 @@ def test_hooked_loads_in_a_loop() -> None:
     [
         ([I(0x85, imm=99)], "call to unknown helper 99"),
         ([I(0xB7, dst=3, imm=98), I(0x8D, dst=3)], "call to unknown helper 98"),
-        ([I(0x85, src=2, imm=7)], "kfunc calls are not supported"),
+        ([I(0x85, src=2, imm=0)], "call to unknown kfunc 0"),
         ([I(0x18, dst=0, src=1, imm=3)], "lddw with pseudo source MAP_FD"),
         ([I(0x20, imm=0)], "ld_abs/ld_ind need the context pointer in r6"),
         ([I(0xB7, dst=0, imm=1)], "fell off the end"),

@@ -45,7 +45,7 @@ from ebpf.errors import (
 from ebpf.isa.encoding import slot_offsets
 from ebpf.isa.instruction import Instruction
 from ebpf.isa.ir import LoadImm64
-from ebpf.isa.opcodes import PseudoSrc
+from ebpf.isa.opcodes import CallKind, PseudoSrc
 from ebpf.isa.program import Program as InsnProgram
 from ebpf.maps import Map, create
 from ebpf.maps._errors import MapError
@@ -57,6 +57,7 @@ from ebpf.vm import ENGINES
 from ebpf.vm.context import Input, MappedInput, RawInput, RawTracepointInput, SkbInput, XdpInput
 from ebpf.vm.helpers import MAX_TAIL_CALL_CNT, HelperRegistry, RunEnv, runtime_helpers
 from ebpf.vm.interpreter import DEFAULT_MAX_INSNS, Interpreter, RunResult, TailCall
+from ebpf.vm.kfuncs import runtime_kfuncs
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ class Program:
         coll = self.collection
         env = coll.env
         env.begin_run(cpu=cpu, context=mapped)
+        mapped.begin_run()
         env.program_type = self.type
         coll._callback_budget = budget
         coll._callback_insns = 0
@@ -342,9 +344,9 @@ class Program:
         """The input ``BPF_PROG_TEST_RUN`` builds for this program type, with the kernel's checks."""
         t = self.type
         if t == ProgramType.XDP:
-            return XdpInput.from_test_run(data_in, ctx_in)
+            return XdpInput.from_test_run(data_in, ctx_in, devices=self.collection.env.devices)
         if t in SKB_TEST_RUN_TYPES:
-            return SkbInput(data_in, program_type=t, ctx_in=ctx_in)
+            return SkbInput.from_test_run(data_in, t, ctx_in, devices=self.collection.env.devices)
         if t in (ProgramType.SYSCALL, ProgramType.RAW_TRACEPOINT):
             if data_in:
                 raise TestRunError(f"{t.name} test runs take no data_in", errno=errno.EINVAL)
@@ -628,6 +630,7 @@ class Collection:
         slots = slot_offsets(program.instructions)
         index = {slot: i for i, slot in enumerate(slots)}
         insns = list(program.instructions)
+        kfuncs = runtime_kfuncs()
         for slot, reloc in sorted(pspec.relocations.items()):
             i = index.get(slot)
             if i is None:
@@ -660,8 +663,9 @@ class Collection:
                 insns[i] = Instruction(
                     insn.opcode, insn.dst, 0, insn.offset, 0
                 )  # libbpf: a missing weak ksym is 0
-            elif reloc.weak and reloc.kind is RelocKind.KFUNC:
-                pass  # stays a kfunc call: calling it faults, as an unresolved weak kfunc would
+            elif reloc.kind is RelocKind.KFUNC and (reloc.weak or kfuncs.by_name(reloc.symbol)):
+                found = kfuncs.by_name(reloc.symbol)  # missing weak: id 0, a call that faults
+                insns[i] = Instruction(insn.opcode, insn.dst, CallKind.KFUNC, 0, found.id if found else 0)
             else:
                 raise NotSupportedError(
                     f"kernel symbol {reloc.symbol!r} ({reloc.kind.value}) in the user-space runtime",

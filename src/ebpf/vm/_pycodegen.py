@@ -34,9 +34,10 @@ for loads. When a check fails the run continues, at the segment start, in the *c
 code: the same instructions with every access going through ``Memory.load``/``store``, so
 the fault (or the hooked load) is the reference one, until the next root.
 
-Rule 4 (helpers): a helper call synchronises the count (so ``ProgramExit`` reports it, and
-``TailCall`` carries it out) and forgets every cached region, because a helper may map or
-unmap memory. Helpers get the run's ``_env``.
+Rule 4 (helpers): a helper or kfunc call synchronises the count (so ``ProgramExit`` reports
+it, and ``TailCall`` carries it out) and forgets every cached region, because a helper may map
+or unmap memory. Helpers and kfuncs get the run's ``_env``; kfuncs are looked up by id in the
+engine's ``kfuncs`` registry, only in programs that call one.
 
 Rule 6 (entries): the function starts at any entry point (:func:`entry_points`: slot 0, the
 targets of local calls and of ``lddw`` of a function, return points), which is how helper
@@ -149,7 +150,7 @@ class _Segment:
 
 
 def _is_term(op: Op | None) -> bool:
-    return isinstance(op, (Branch, Jump, Exit, CallLocal, CallKfunc))
+    return isinstance(op, (Branch, Jump, Exit, CallLocal))
 
 
 def _next(pc: int, op: Op | None) -> int:
@@ -173,7 +174,7 @@ def _cfg(ops: list[Op | None]) -> tuple[dict[int, _Block], set[int]]:
         match op:
             case Branch(target=t) | Jump(target=t):
                 leaders.update((t, pc + 1))
-            case Exit() | CallKfunc():
+            case Exit():
                 leaders.add(pc + 1)
             case CallLocal(target=t):
                 leaders.update((t, pc + 1))
@@ -247,7 +248,7 @@ def _segments(ops: list[Op | None], block: _Block) -> list[_Segment]:
             sym[op.dst] = None
         elif isinstance(op, LegacyLoad):
             sym[0] = None
-        elif isinstance(op, (Call, CallReg)):
+        elif isinstance(op, (Call, CallReg, CallKfunc)):
             sym = [None] * 11  # regions may have changed: the next access starts a segment
         segs[-1].pcs.append(pc)
     return segs
@@ -439,7 +440,7 @@ def _width_after(op: Op, widths: Widths) -> None:
             widths[src] = 8 * size
         case LegacyLoad(size=size):
             widths[0] = 8 * size
-        case Call() | CallReg():
+        case Call() | CallReg() | CallKfunc():
             widths.pop(0, None)
 
 
@@ -686,6 +687,17 @@ class _Codegen:
             if inval:
                 out.append((ind, inval))
             return 0
+        elif isinstance(op, CallKfunc):
+            out.append((ind, f"_pc = {pc}"))
+            self._sync(out, ind, k)
+            out.append((ind, f"_h = _E.kfuncs.get({op.btf_id})"))
+            out.append((ind, "if _h is None:"))
+            out.append((ind + 1, f"raise _VMError('call to unknown kfunc {op.btf_id}')"))
+            out.append((ind, f"r0 = _h.fn(_env, r1, r2, r3, r4, r5) & {M64}"))
+            inval = self._invalidate()
+            if inval:
+                out.append((ind, inval))
+            return 0
         else:
             assert isinstance(op, LegacyLoad), (
                 f"unexpected operation {op!r} at {pc}"
@@ -831,7 +843,7 @@ class _Codegen:
         return total
 
     def _transfer(self, out: Lines, ind: int, pc: int, term: Op, k: int, root: int, leave: str) -> None:
-        """Exit, local call or kfunc call (``leave``: how to reach the dispatch tree)."""
+        """Exit or local call (``leave``: how to reach the dispatch tree)."""
         if isinstance(term, Exit):
             out.append((ind, "if frames:"))
             self._sync(out, ind + 1, k)
@@ -839,7 +851,8 @@ class _Codegen:
             out.append((ind + 1, leave))
             self._sync(out, ind, k)
             out.append((ind, "return r0, budget - rem"))
-        elif isinstance(term, CallLocal):
+        else:
+            assert isinstance(term, CallLocal), f"unexpected terminator {term!r} at {pc}"
             out.append((ind, f"if len(frames) >= {MAX_CALL_FRAMES - 1}:"))
             out.append((ind + 1, f"_pc = {pc}"))
             out.append(
@@ -853,9 +866,6 @@ class _Codegen:
             else:
                 out.append((ind, f"b = {self._entry(term.target) if leave == 'continue' else term.target}"))
                 out.append((ind, leave))
-        else:
-            out.append((ind, f"_pc = {pc}"))
-            out.append((ind, "raise _VMError('kfunc calls are not supported by the user-space runtime')"))
 
     # --- checked code: one piece per segment ------------------------------------------------------
 

@@ -18,10 +18,12 @@ Rule 4: legacy packet loads (``ld_abs``/``ld_ind``) follow the kernel: the conte
 in r6, the value is read in network byte order into r0, and an out-of-bounds offset ends the
 program with r0 = 0.
 
-Rule 5 (the runtime's hooks): helpers get the run's ``env`` (a :class:`~ebpf.vm.helpers.RunEnv`
-from the runtime, or just the memory); ``lddw`` with a map source asks ``resolve_imm64``, and
-``lddw`` of a function gives ``code_base + 8 * slot``; a helper raising :class:`TailCall`
-leaves the engine with the instruction count so far (the runtime continues in the target);
+Rule 5 (the runtime's hooks): helpers and kfuncs get the run's ``env`` (a
+:class:`~ebpf.vm.helpers.RunEnv` from the runtime, or just the memory); a kfunc call's ``imm``
+is an id in :attr:`Interpreter.kfuncs` (:func:`ebpf.vm.kfuncs.runtime_kfuncs` by default);
+``lddw`` with a map source asks ``resolve_imm64``, and ``lddw`` of a function gives
+``code_base + 8 * slot``; a helper raising :class:`TailCall` leaves the engine with the
+instruction count so far (the runtime continues in the target);
 :meth:`Interpreter.call` runs a callback function from its slot with fresh frames.
 """
 
@@ -55,6 +57,7 @@ from ebpf.isa.opcodes import AtomicOp, JmpOp, PseudoSrc
 from ebpf.isa.program import Program
 from ebpf.vm.context import Input, MappedInput, RawInput
 from ebpf.vm.helpers import HelperEnv, HelperRegistry, ProgramExit
+from ebpf.vm.kfuncs import KfuncRegistry, runtime_kfuncs
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 __all__ = [
@@ -305,6 +308,7 @@ class Interpreter:
         self.resolve_imm64 = resolve_imm64 or _no_resolver
         self.memory = memory if memory is not None else Memory()
         self.code_base = code_base
+        self.kfuncs: KfuncRegistry = runtime_kfuncs()
 
     def describe(self, pc: int) -> str:
         """The instruction at slot ``pc`` as LLVM-syntax text (for messages)."""
@@ -517,7 +521,12 @@ class Interpreter:
                     regs[0] = loaded
                     pc += 1
                 elif t is CallKfunc:
-                    raise VMError("kfunc calls are not supported by the user-space runtime")
+                    assert isinstance(op, CallKfunc)
+                    kfunc = self.kfuncs.get(op.btf_id)
+                    if kfunc is None:
+                        raise VMError(f"call to unknown kfunc {op.btf_id}")
+                    regs[0] = kfunc.fn(env, regs[1], regs[2], regs[3], regs[4], regs[5]) & M64
+                    pc += 1
                 else:
                     raise VMError(
                         "fell off the end of the program (the last instruction must be exit or a jump)"

@@ -1,0 +1,229 @@
+"""Kfuncs of the user-space runtime: kernel functions a program calls by name.
+
+Core layer: pure, no kernel access.
+
+Rule 1 (calls): a kfunc call is ``call`` with source ``BPF_PSEUDO_KFUNC_CALL`` (2). In the
+kernel its ``imm`` is the function's BTF id in vmlinux; in the user-space runtime it is the
+kfunc's id in a :class:`KfuncRegistry` (:func:`runtime_kfuncs`), placed there when the runtime
+resolves the program's ``KFUNC`` relocations by name (:meth:`KfuncRegistry.resolve`). Id 0 is
+never a kfunc: an unresolved weak kfunc is a call to id 0, which faults when it runs (the
+kernel refuses such a call at load time unless the verifier proves it dead).
+
+Rule 2 (arguments): like a helper, a kfunc is ``fn(env, r1, r2, r3, r4, r5) -> r0`` with
+unsigned 64-bit arguments; the engines mask r0 to 64 bits. Unlike a helper (whose kernel side
+returns u64), a kfunc is a plain C function: one declared to return ``int`` or ``u32`` leaves
+the upper half of r0 zero, as x86-64 code writing ``eax`` does, so ``-EINVAL`` is
+``0xffffffea`` in r0 (measured on Linux 6.18). Each kfunc carries its C prototype
+(as ``include/linux/bpf.h`` / ``kernel/bpf/helpers.c`` declare it) and its ``KF_*`` flags, the
+facts the kernel's verifier checks; the runtime itself does not verify programs.
+
+Rule 3 (open-coded numeric iterators, ``bpf_for`` / ``bpf_repeat``): ``struct bpf_iter_num`` is
+8 opaque bytes on the program's stack. Here they hold the current value (s32, at offset 0) and
+the exclusive end (s32, at offset 4), which is also the kernel's layout. ``bpf_iter_num_new(it,
+start, end)`` returns -EINVAL when ``start > end`` and -E2BIG when the range is longer than
+``BPF_MAX_LOOPS`` (8M), leaving an empty iterator; ``bpf_iter_num_next`` returns a pointer to
+the current value (the iterator's address) or NULL at the end, after which the iterator is
+empty; ``bpf_iter_num_destroy`` empties it.
+
+Rule 4 (dynptr kfuncs): they work on the dynptr layout of :mod:`ebpf.vm._helpers_dynptr` (local
+memory and ring buffer records): size, null and read-only queries, ``adjust`` (a window into
+the same data, ``-EINVAL`` when ``start > end``, ``-ERANGE`` past the size), ``clone`` and
+``slice`` / ``slice_rdwr`` (a pointer into the data; NULL when out of range or, for
+``slice_rdwr``, read-only).
+
+Rule 5 (RCU): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` do nothing here: the runtime runs
+one program at a time and frees nothing behind its back.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from ebpf.vm.helpers import HelperEnv, HelperFn
+
+__all__ = [
+    "BPF_MAX_LOOPS",
+    "ITER_NUM_SIZE",
+    "Kfunc",
+    "KfuncFlag",
+    "KfuncRegistry",
+    "runtime_kfuncs",
+]
+
+M32 = 0xFFFFFFFF
+BPF_MAX_LOOPS = 8 * 1024 * 1024  # include/linux/bpf.h: the longest bpf_loop / bpf_iter_num range
+ITER_NUM_SIZE = 8  # sizeof(struct bpf_iter_num)
+_ITER = struct.Struct("<ii")  # (current value, end): struct bpf_iter_num_kern
+
+
+class KfuncFlag(enum.IntFlag):
+    """The ``KF_*`` flags of a kfunc (``include/linux/btf.h``): what the verifier checks."""
+
+    ACQUIRE = 1 << 0  # KF_ACQUIRE: returns a reference the program must release
+    RELEASE = 1 << 1  # KF_RELEASE: releases a reference
+    RET_NULL = 1 << 2  # KF_RET_NULL: the returned pointer may be NULL
+    TRUSTED_ARGS = 1 << 4  # KF_TRUSTED_ARGS
+    SLEEPABLE = 1 << 5  # KF_SLEEPABLE
+    DESTRUCTIVE = 1 << 6  # KF_DESTRUCTIVE
+    RCU = 1 << 7  # KF_RCU
+    ITER_NEW = 1 << 8  # KF_ITER_NEW: an iterator's constructor
+    ITER_NEXT = 1 << 9  # KF_ITER_NEXT: an iterator's next method
+    ITER_DESTROY = 1 << 10  # KF_ITER_DESTROY: an iterator's destructor
+    RCU_PROTECTED = 1 << 11  # KF_RCU_PROTECTED
+    FASTCALL = 1 << 12  # KF_FASTCALL
+
+
+NO_FLAGS = KfuncFlag(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Kfunc:
+    """A registered kfunc.
+
+    Attributes:
+        id: what the runtime puts in a call's ``imm`` (never 0).
+        name: the kernel's name (``bpf_iter_num_new``), which programs' relocations name.
+        fn: the implementation, called like a helper (see the module docstring).
+        prototype: the kernel's C declaration.
+        flags: the kernel's ``KF_*`` flags for it.
+    """
+
+    id: int
+    name: str
+    fn: HelperFn
+    prototype: str
+    flags: KfuncFlag = NO_FLAGS
+
+
+class KfuncRegistry(Mapping[int, Kfunc]):
+    """Kfunc id -> :class:`Kfunc`, also searchable by name; ids are given in order from 1."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, Kfunc] = {}
+        self._by_name: dict[str, Kfunc] = {}
+
+    def register(self, name: str, fn: HelperFn, prototype: str, flags: KfuncFlag = NO_FLAGS) -> Kfunc:
+        """Add the kfunc ``name`` (or replace its implementation, keeping its id)."""
+        old = self._by_name.get(name)
+        kid = old.id if old is not None else len(self._by_name) + 1
+        kfunc = Kfunc(kid, name, fn, prototype, flags)
+        self._by_id[kid] = self._by_name[name] = kfunc
+        return kfunc
+
+    def by_name(self, name: str) -> Kfunc | None:
+        """The kfunc called ``name``, or ``None``."""
+        return self._by_name.get(name)
+
+    def id_of(self, name: str) -> int:
+        """The id of the kfunc called ``name``.
+
+        Raises:
+            KeyError: no such kfunc here.
+        """
+        kfunc = self._by_name.get(name)
+        if kfunc is None:
+            raise KeyError(f"no kfunc {name!r} in the user-space runtime")
+        return kfunc.id
+
+    def names(self) -> list[str]:
+        """Every kfunc name, in id order."""
+        return list(self._by_name)
+
+    def __getitem__(self, kid: int) -> Kfunc:
+        return self._by_id[kid]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+def _neg32(code: int) -> int:
+    """``-code`` as a C function returning ``int`` leaves it in r0 (zero-extended)."""
+    return (-code) & M32
+
+
+def _s32(x: int) -> int:
+    x &= M32
+    return x - (1 << 32) if x >> 31 else x
+
+
+# --- bpf_iter_num -----------------------------------------------------------------------------
+
+
+def iter_num_new(env: HelperEnv, it: int, start: int, end: int, _d: int, _e: int) -> int:
+    memory = env.memory
+    start, end = _s32(start), _s32(end)
+    if start > end:
+        memory.write_bytes(it, bytes(ITER_NUM_SIZE))
+        return _neg32(errno.EINVAL)
+    if end - start > BPF_MAX_LOOPS:
+        memory.write_bytes(it, bytes(ITER_NUM_SIZE))
+        return _neg32(errno.E2BIG)
+    # next() is called before the first value is read: start one below it (s32 arithmetic).
+    memory.write_bytes(it, _ITER.pack(_s32(start - 1), end))
+    return 0
+
+
+def iter_num_next(env: HelperEnv, it: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    memory = env.memory
+    cur, end = _ITER.unpack(memory.read_bytes(it, ITER_NUM_SIZE))
+    if _s32(cur + 1) >= end:
+        memory.write_bytes(it, bytes(ITER_NUM_SIZE))
+        return 0
+    memory.write_bytes(it, _ITER.pack(_s32(cur + 1), end))
+    return it
+
+
+def iter_num_destroy(env: HelperEnv, it: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    env.memory.write_bytes(it, bytes(ITER_NUM_SIZE))
+    return 0
+
+
+# --- RCU --------------------------------------------------------------------------------------
+
+
+def rcu_read_lock(env: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    return 0
+
+
+def rcu_read_unlock(env: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    return 0
+
+
+_REGISTRY: KfuncRegistry | None = None
+
+
+def runtime_kfuncs() -> KfuncRegistry:
+    """The kfuncs of the user-space runtime (one shared registry: ids stay the same)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        reg = KfuncRegistry()
+        it = KfuncFlag
+        reg.register(
+            "bpf_iter_num_new",
+            iter_num_new,
+            "int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end)",
+            it.ITER_NEW,
+        )
+        reg.register(
+            "bpf_iter_num_next",
+            iter_num_next,
+            "int *bpf_iter_num_next(struct bpf_iter_num *it)",
+            it.ITER_NEXT | it.RET_NULL,
+        )
+        reg.register(
+            "bpf_iter_num_destroy",
+            iter_num_destroy,
+            "void bpf_iter_num_destroy(struct bpf_iter_num *it)",
+            it.ITER_DESTROY,
+        )
+        reg.register("bpf_rcu_read_lock", rcu_read_lock, "void bpf_rcu_read_lock(void)")
+        reg.register("bpf_rcu_read_unlock", rcu_read_unlock, "void bpf_rcu_read_unlock(void)")
+        _REGISTRY = reg
+    return _REGISTRY
