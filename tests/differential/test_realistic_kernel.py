@@ -969,12 +969,6 @@ def test_ringbuf_dynptr(both: Loader) -> None:
     compare_maps(ours, theirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="open-coded iterators (bpf_for: kfuncs bpf_iter_num_new/next/destroy) are not in the "
-    "runtime: VMError 'kfunc calls are not supported'; the kernel runs them",
-)
 def test_open_coded_iterator(both: Loader) -> None:
     ours, theirs = both("modern", _only="iter_sum")
     for n, step in [(0, 0), (4, 3), (100, 7), (1000, 0)]:
