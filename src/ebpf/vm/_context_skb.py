@@ -21,18 +21,24 @@ header the kernel pushes back) and ``ctx_out`` copies back the fields
 ``convert_skb_to___skb`` copies.
 
 Not modelled: ``skb->sk`` (reads 0), the ``sk_skb``-only socket fields, ``hash`` computation
-(``bpf_get_hash_recalc``), checksum offload state (``ip_summed`` is ``CHECKSUM_NONE``), and the
-existence check of ``ctx_in.ifindex`` (the kernel: ``ENODEV`` for an unknown device).
+(``bpf_get_hash_recalc``), checksum offload state (``ip_summed`` is ``CHECKSUM_NONE``).
+
+Rule 3: ``ctx_in.ifindex`` above 1 names the receiving device; :meth:`SkbInput.from_test_run`
+checks it against the run's devices (``ENODEV``, as the kernel) and takes its addresses for
+``pkt_type``.
 """
 
 from __future__ import annotations
 
 import errno
+import os
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ebpf.errors import TestRunError
 from ebpf.spec import ProgramType
-from ebpf.vm._context_base import ContextRegion, Input, MappedInput, SubBuffer
+from ebpf.vm._context_base import ContextRegion, Input, MappedInput, NetDevice, SubBuffer
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 __all__ = ["SK_BUFF_FIELDS", "SK_BUFF_SIZE", "SkbInput", "SkbMapped"]
@@ -227,6 +233,45 @@ class SkbInput(Input):
                 )
             object.__setattr__(self, "ctx_in", ctx)
 
+    @classmethod
+    def from_test_run(
+        cls,
+        data_in: bytes,
+        program_type: ProgramType = ProgramType.SCHED_CLS,
+        ctx_in: bytes | None = None,
+        *,
+        devices: Mapping[int, NetDevice] | None = None,
+    ) -> SkbInput:
+        """The socket buffer ``BPF_PROG_TEST_RUN`` builds (``bpf_prog_test_run_skb``).
+
+        With ``devices`` (e.g. ``RunEnv.devices``), a ``ctx_in.ifindex`` above 1 must name one
+        of them (else ``ENODEV``; 0 and 1 are loopback); the packet then arrives on that
+        device: ``pkt_type`` is decided against its MAC and broadcast addresses (read from
+        ``/sys/class/net``; all zero for a device this host does not have). Without
+        ``devices`` the ifindex is taken as given, on loopback.
+
+        Raises:
+            TestRunError: what the kernel refuses, in its order: ``data_in`` out of range
+                (``EINVAL``), non-zero bytes past ``struct __sk_buff`` (``E2BIG``), no device
+                ``ifindex`` (``ENODEV``), then the checks of the constructor (``EINVAL``).
+        """
+        data = bytes(data_in)
+        size = len(data)
+        if size < ETH_HLEN or size > PAGE_SIZE - NET_SKB_PAD - SKB_SHARED_INFO_SIZE:
+            return cls(data, program_type, ctx_in)  # raises the size error
+        if ctx_in is None:
+            return cls(data, program_type)
+        ctx = bytes(ctx_in)
+        if any(ctx[SK_BUFF_SIZE:]):
+            raise TestRunError("ctx_in has non-zero bytes past struct __sk_buff", errno=errno.E2BIG)
+        ifindex = _get(ctx[:SK_BUFF_SIZE].ljust(SK_BUFF_SIZE, b"\0"), "ifindex")
+        if ifindex <= 1 or devices is None:
+            return cls(data, program_type, ctx)
+        if ifindex not in devices:
+            raise TestRunError(f"__sk_buff.ifindex {ifindex}: no such device", errno=errno.ENODEV)
+        addr, broadcast = _device_addresses(ifindex)
+        return cls(data, program_type, ctx, dev_addr=addr, dev_broadcast=broadcast)
+
     @property
     def l2(self) -> bool:
         """Whether the program sees the Ethernet header (tc programs)."""
@@ -239,6 +284,21 @@ class SkbInput(Input):
 
     def map(self, memory: Memory) -> SkbMapped:
         return SkbMapped(memory, self)
+
+
+def _device_addresses(ifindex: int) -> tuple[bytes, bytes]:
+    """The MAC and broadcast addresses of this host's device ``ifindex`` (all zero if unknown)."""
+    try:
+        base = os.path.join("/sys/class/net", socket.if_indextoname(ifindex))
+        with open(os.path.join(base, "address")) as f:
+            addr = bytes.fromhex(f.read().strip().replace(":", ""))
+        with open(os.path.join(base, "broadcast")) as f:
+            broadcast = bytes.fromhex(f.read().strip().replace(":", ""))
+    except (OSError, ValueError):
+        return bytes(6), bytes(6)
+    if len(addr) != 6 or len(broadcast) != 6:  # not an Ethernet-like device
+        return bytes(6), bytes(6)
+    return addr, broadcast
 
 
 class SkbMapped(MappedInput):

@@ -651,10 +651,11 @@ def csum_update(e: HelperEnv, ctx: int, _csum: int, _c: int, _d: int, _e: int) -
 
 
 def _xdp_range(xdp: XdpMapped, offset: int, length: int) -> int:
-    """``bpf_xdp_pointer``'s checks: 0, ``-EFAULT`` (over 0xffff) or ``-EINVAL`` (past the end)."""
+    """``bpf_xdp_pointer``'s checks: 0, ``-EFAULT`` (over 0xffff) or ``-EINVAL`` (past the end
+    of the whole packet, fragments included)."""
     if offset > 0xFFFF or length > 0xFFFF:
         return -errno.EFAULT
-    if offset + length > xdp.end - xdp.start:
+    if offset + length > xdp.buff_len():
         return -errno.EINVAL
     return 0
 
@@ -667,8 +668,7 @@ def xdp_load_bytes(e: HelperEnv, ctx: int, offset: int, buf: int, length: int, _
     err = _xdp_range(xdp, offset, length)
     if err:
         return _ret(err)
-    start = xdp.start + offset
-    env.memory.write_bytes(buf, xdp.frame.view[start : start + length].tobytes())
+    env.memory.write_bytes(buf, xdp.read(offset, length))
     return 0
 
 
@@ -680,15 +680,14 @@ def xdp_store_bytes(e: HelperEnv, ctx: int, offset: int, buf: int, length: int, 
     err = _xdp_range(xdp, offset, length)
     if err:
         return _ret(err)
-    start = xdp.start + offset
-    xdp.frame.view[start : start + length] = env.memory.read_bytes(buf, length)
+    xdp.write(offset, env.memory.read_bytes(buf, length))
     return 0
 
 
 def xdp_get_buff_len(e: HelperEnv, ctx: int, _b: int, _c: int, _d: int, _e: int) -> int:
     env = run_env(e)
     xdp = context_of(env, ctx, XdpMapped, "bpf_xdp_get_buff_len")
-    return xdp.end - xdp.start
+    return xdp.buff_len()
 
 
 def register(reg: HelperRegistry) -> None:

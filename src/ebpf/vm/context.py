@@ -28,7 +28,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ebpf.errors import NotSupportedError, TestRunError
+from ebpf.errors import TestRunError
 from ebpf.vm._context_base import (
     LOOPBACK,
     ContextRegion,
@@ -52,6 +52,7 @@ from ebpf.vm.memory import HostBuffer, Memory, Region
 __all__ = [
     "ETH_HLEN",
     "LOOPBACK",
+    "MAX_SKB_FRAGS",
     "SK_BUFF_SIZE",
     "XDP_FRAME_SIZE",
     "XDP_MAX_LINEAR",
@@ -83,6 +84,7 @@ SKB_SHARED_INFO_SIZE = 320  # SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on 
 XDP_FRAME_SIZE = 40  # sizeof(struct xdp_frame) in Linux 6.18: the head of the frame holds it
 XDP_MAX_LINEAR = PAGE_SIZE - XDP_PACKET_HEADROOM - SKB_SHARED_INFO_SIZE  # 3520
 XDP_MD_SIZE = 24  # struct xdp_md: six __u32 fields
+MAX_SKB_FRAGS = 17  # CONFIG_MAX_SKB_FRAGS (default): fragments of a multi-buffer packet
 _XDP_MD = struct.Struct("<6I")
 _META_MAX = 255  # type_max(skb_shared_info.meta_len): xdp_metalen_invalid()
 
@@ -114,9 +116,17 @@ class XdpInput(Input):
             runs test runs on the loopback device's queue 0 unless ``ctx_in`` names another).
         meta_len: bytes of metadata before the packet data (``xdp_md.data`` of ``ctx_in``).
         ctx_in: the ``xdp_md`` the caller gave, echoed in :meth:`XdpMapped.ctx_out`.
+        linear: bytes of ``packet`` (metadata included) in the linear part, the rest goes to
+            page-sized fragments (a multi-buffer packet, ``xdp_md.data_end`` of ``ctx_in``);
+            ``None``: as many as fit. Like the kernel, never more than
+            :data:`XDP_MAX_LINEAR` + ``meta_len`` (the rest goes to fragments).
 
     Use :meth:`from_test_run` to build one from ``BPF_PROG_TEST_RUN`` arguments, with the
     kernel's checks.
+
+    Raises:
+        TestRunError: an invalid metadata length (``EINVAL``), or more than
+            :data:`MAX_SKB_FRAGS` fragments (``ENOMEM``).
     """
 
     packet: bytes
@@ -124,24 +134,49 @@ class XdpInput(Input):
     rx_queue_index: int = 0
     meta_len: int = 0
     ctx_in: bytes | None = None
+    linear: int | None = None
 
     def __post_init__(self) -> None:
-        if len(self.packet) - self.meta_len > XDP_MAX_LINEAR:
-            raise NotSupportedError(
-                f"XDP packets over {XDP_MAX_LINEAR} bytes (multi-buffer frames with fragments)"
-            )
         if not 0 <= self.meta_len <= len(self.packet) or _metalen_invalid(self.meta_len):
             raise TestRunError(f"invalid XDP metadata length {self.meta_len}", errno=errno.EINVAL)
         if self.meta_len > XDP_PACKET_HEADROOM - XDP_FRAME_SIZE:
             raise TestRunError(
                 f"XDP metadata of {self.meta_len} bytes does not fit the headroom", errno=errno.EINVAL
             )
+        linear = len(self.packet) if self.linear is None else self.linear
+        if not self.meta_len <= linear <= len(self.packet):
+            raise TestRunError(
+                f"XDP linear part of {linear} bytes: must hold the {self.meta_len} bytes of metadata "
+                f"and at most the {len(self.packet)}-byte packet",
+                errno=errno.EINVAL,
+            )
+        linear = min(linear, XDP_MAX_LINEAR + self.meta_len)  # the kernel clamps it to the page
+        object.__setattr__(self, "linear", linear)
+        frags = -(-(len(self.packet) - linear) // PAGE_SIZE)
+        if frags > MAX_SKB_FRAGS:
+            raise TestRunError(
+                f"a {len(self.packet)}-byte XDP packet needs {frags} fragments after its "
+                f"{linear}-byte linear part; at most {MAX_SKB_FRAGS}",
+                errno=errno.ENOMEM,
+            )
+
+    @property
+    def frag_size(self) -> int:
+        """``rxq->frag_size``: how far the last fragment may grow; 0 (``bpf_xdp_adjust_tail``
+        cannot grow a multi-buffer packet: ``-EOPNOTSUPP``) on any device but loopback, whose
+        queue 0 a test run sets to a page (other drivers' values are not modelled)."""
+        return PAGE_SIZE if self.ingress_ifindex in (0, 1) else 0
 
     @classmethod
     def from_test_run(
         cls, data_in: bytes, ctx_in: bytes | None = None, *, devices: Mapping[int, NetDevice] | None = None
     ) -> XdpInput:
         """The input ``BPF_PROG_TEST_RUN`` builds for an XDP program (``bpf_prog_test_run_xdp``).
+
+        A ``ctx_in.data_end`` short of ``data_in`` makes a multi-buffer packet: the linear part
+        holds ``data_end`` bytes (at most :data:`XDP_MAX_LINEAR` after the metadata), the rest
+        goes to page-sized fragments, and ``data_out`` is the whole packet after the run. The
+        same happens without ``ctx_in`` to a packet longer than :data:`XDP_MAX_LINEAR`.
 
         With ``devices`` (e.g. ``RunEnv.devices`` or :func:`host_devices`), a
         ``ctx_in.ingress_ifindex`` must name a device (else ``ENODEV``) with more rx queues than
@@ -150,17 +185,20 @@ class XdpInput(Input):
         ``xdp_rxq_info_is_reg``), which depends on the driver.
 
         Raises:
-            TestRunError: what the kernel refuses: ``data_in`` shorter than an Ethernet header,
-                a non-zero ``data_meta``/``egress_ifindex``, ``data`` after ``data_end``, an
-                invalid metadata length, ``rx_queue_index`` without ``ingress_ifindex``
-                (``EINVAL``), non-zero bytes past ``struct xdp_md`` (``E2BIG``).
-            NotSupportedError: a multi-buffer packet (``data_end`` short of ``data_in``, or
-                more than :data:`XDP_MAX_LINEAR` bytes).
+            TestRunError: what the kernel refuses, in its order: non-zero bytes past
+                ``struct xdp_md`` (``E2BIG``); a non-zero ``data_meta``, ``data`` after
+                ``data_end``, ``data_end`` past ``data_in``, an invalid metadata length, fewer
+                than ``ETH_HLEN`` bytes after the metadata (``EINVAL``); a non-zero
+                ``egress_ifindex``, ``rx_queue_index`` without ``ingress_ifindex``
+                (``EINVAL``); the device checks above; more than :data:`MAX_SKB_FRAGS`
+                fragments (``ENOMEM``).
         """
         data = bytes(data_in)
-        if len(data) < ETH_HLEN:
-            raise TestRunError(f"data_in of {len(data)} bytes is shorter than ETH_HLEN", errno=errno.EINVAL)
         if ctx_in is None:
+            if len(data) < ETH_HLEN:
+                raise TestRunError(
+                    f"data_in of {len(data)} bytes is shorter than ETH_HLEN", errno=errno.EINVAL
+                )
             return cls(data)
         md = _ctx_bytes(ctx_in, XDP_MD_SIZE)
         d, d_end, d_meta, ifindex, queue, egress = _XDP_MD.unpack(md)
@@ -170,6 +208,11 @@ class XdpInput(Input):
             )
         if d > XDP_PACKET_HEADROOM - XDP_FRAME_SIZE:
             raise TestRunError(f"XDP metadata of {d} bytes does not fit the headroom", errno=errno.EINVAL)
+        if len(data) - d < ETH_HLEN:
+            raise TestRunError(
+                f"data_in of {len(data)} bytes with {d} bytes of metadata is shorter than ETH_HLEN",
+                errno=errno.EINVAL,
+            )
         if egress or (not ifindex and queue):
             raise TestRunError(
                 "xdp_md: egress_ifindex must be 0 and rx_queue_index needs ingress_ifindex",
@@ -184,9 +227,9 @@ class XdpInput(Input):
                     f"xdp_md.rx_queue_index {queue}: device {ifindex} has {device.rx_queues} rx queues",
                     errno=errno.EINVAL,
                 )
-        if d_end < len(data):
-            raise NotSupportedError("XDP multi-buffer test runs (xdp_md.data_end short of data_in)")
-        return cls(data, ingress_ifindex=ifindex or 1, rx_queue_index=queue, meta_len=d, ctx_in=md)
+        return cls(
+            data, ingress_ifindex=ifindex or 1, rx_queue_index=queue, meta_len=d, ctx_in=md, linear=d_end
+        )
 
     def map(self, memory: Memory) -> XdpMapped:
         return XdpMapped(memory, self)
@@ -204,19 +247,20 @@ class XdpMapped(MappedInput):
     """A mapped XDP frame: the packet state that ``bpf_xdp_adjust_*`` change.
 
     Offsets into the frame buffer: ``meta`` (``data_meta``), ``start`` (``data``), ``end``
-    (``data_end``). ``data()`` is ``[data_meta, data_end)`` (metadata included, like the
-    kernel's ``data_out``); ``ctx_out()`` the ``xdp_md`` with ``data``/``data_end`` relative
-    to ``data_meta``.
+    (``data_end``): the linear part, which the program reads and writes directly.
+    ``frags`` are the fragments of a multi-buffer packet (``skb_shared_info.frags``, each in
+    its own page, the program reaches them only through helpers: :meth:`read`,
+    :meth:`write`, :meth:`adjust_tail`). ``data()`` is ``[data_meta, data_end)`` (metadata
+    included, like the kernel's ``data_out``) followed by the fragments; ``ctx_out()`` the
+    ``xdp_md`` with ``data``/``data_end`` relative to ``data_meta``.
     """
 
     def __init__(self, memory: Memory, inp: XdpInput) -> None:
         self.memory = memory
         self.input = inp
         self.frame = HostBuffer(PAGE_SIZE)
-        self.meta = XDP_PACKET_HEADROOM - inp.meta_len
-        self.start = XDP_PACKET_HEADROOM
-        self.end = self.meta + len(inp.packet)
-        self.frame.view[self.meta : self.end] = inp.packet
+        self.frags: list[bytearray] = []
+        self._load()
         ctx_buf = HostBuffer(XDP_MD_SIZE)
         _XDP_MD.pack_into(ctx_buf.view, 0, 0, 0, 0, inp.ingress_ifindex, inp.rx_queue_index, 0)
         self.ctx_region = ContextRegion("ctx", ctx_buf, False, self._hook, owner=self)
@@ -224,14 +268,21 @@ class XdpMapped(MappedInput):
         packet = self._window()
         super().__init__(self.ctx_region.start, 0, packet, self.ctx_region.start, (packet, self.ctx_region))
 
-    def reset(self) -> bool:
+    def _load(self) -> None:
+        """Lay the input out: linear part in the frame, the rest in page-sized fragments."""
         inp = self.input
-        mapped = self.memory.find(self.ctx_region.start) is self.ctx_region
-        self.frame.view[:] = bytes(PAGE_SIZE)
+        linear = inp.linear if inp.linear is not None else len(inp.packet)
         self.meta = XDP_PACKET_HEADROOM - inp.meta_len
         self.start = XDP_PACKET_HEADROOM
-        self.end = self.meta + len(inp.packet)
-        self.frame.view[self.meta : self.end] = inp.packet
+        self.end = self.meta + linear
+        self.frame.view[self.meta : self.end] = inp.packet[:linear]
+        rest = inp.packet[linear:]
+        self.frags = [bytearray(rest[i : i + PAGE_SIZE]) for i in range(0, len(rest), PAGE_SIZE)]
+
+    def reset(self) -> bool:
+        mapped = self.memory.find(self.ctx_region.start) is self.ctx_region
+        self.frame.view[:] = bytes(PAGE_SIZE)
+        self._load()
         assert self.data_region is not None
         if mapped:
             self._remap()
@@ -267,10 +318,46 @@ class XdpMapped(MappedInput):
             return self.address(self.meta)
         return None
 
+    # --- the whole packet: linear part and fragments ----------------------------------------------
+
+    def buff_len(self) -> int:
+        """``xdp_get_buff_len``: the packet's bytes from ``data``, fragments included."""
+        return self.end - self.start + sum(len(f) for f in self.frags)
+
+    def _pieces(self) -> list[memoryview]:
+        return [self.frame.view[self.start : self.end], *(memoryview(f) for f in self.frags)]
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at packet offset ``offset`` (from ``data``), across fragments.
+
+        The range must be inside :meth:`buff_len` (helpers check it first).
+        """
+        assert 0 <= offset and offset + length <= self.buff_len(), "read outside the packet"
+        out = bytearray()
+        for piece in self._pieces():
+            if offset < len(piece) and length:
+                chunk = piece[offset : offset + length]
+                out += chunk
+                length -= len(chunk)
+            offset = max(0, offset - len(piece))
+        return bytes(out)
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Write ``data`` at packet offset ``offset`` (from ``data``), across fragments."""
+        assert 0 <= offset and offset + len(data) <= self.buff_len(), "write outside the packet"
+        done = 0
+        for piece in self._pieces():
+            if offset < len(piece) and done < len(data):
+                n = min(len(piece) - offset, len(data) - done)
+                piece[offset : offset + n] = data[done : done + n]
+                done += n
+            offset = max(0, offset - len(piece))
+
     # --- the helpers ----------------------------------------------------------------------------
 
     def adjust_head(self, delta: int) -> int:
-        """``bpf_xdp_adjust_head``: move ``data`` (and the metadata with it); 0 or ``-EINVAL``."""
+        """``bpf_xdp_adjust_head``: move ``data`` (and the metadata with it) in the linear part;
+        0 or ``-EINVAL``."""
         metalen = self.start - self.meta
         start = self.start + delta
         if start < XDP_FRAME_SIZE + metalen or start > self.end - ETH_HLEN:
@@ -295,7 +382,10 @@ class XdpMapped(MappedInput):
         return 0
 
     def adjust_tail(self, delta: int) -> int:
-        """``bpf_xdp_adjust_tail``: move ``data_end`` (grown bytes are zeroed); 0 or ``-EINVAL``."""
+        """``bpf_xdp_adjust_tail``: move ``data_end``, or with fragments the end of the last one
+        (grown bytes are zeroed); 0, ``-EINVAL`` or ``-EOPNOTSUPP``."""
+        if self.frags:
+            return self._frags_shrink(-delta) if delta < 0 else self._frags_grow(delta)
         end = self.end + delta
         if end > PAGE_SIZE - SKB_SHARED_INFO_SIZE or end < self.start + ETH_HLEN:
             return -errno.EINVAL
@@ -305,10 +395,42 @@ class XdpMapped(MappedInput):
         self._remap()
         return 0
 
+    def _frags_grow(self, delta: int) -> int:
+        """``bpf_xdp_frags_increase_tail``: into the last fragment's page (offset 0)."""
+        frag_size = self.input.frag_size
+        if not frag_size or frag_size > PAGE_SIZE:
+            return -errno.EOPNOTSUPP
+        last = self.frags[-1]
+        if delta > frag_size - len(last):
+            return -errno.EINVAL
+        last += bytes(delta)
+        return 0
+
+    def _frags_shrink(self, shrink: int) -> int:
+        """``bpf_xdp_frags_shrink_tail``: from the last fragment back; emptied fragments are
+        freed, and once none is left the rest comes off the linear part."""
+        if shrink >= 1 << 31:  # -INT_MIN wraps to INT_MIN: no check fires, nothing shrinks
+            return 0
+        if shrink > self.buff_len() - ETH_HLEN:
+            return -errno.EINVAL
+        while self.frags and shrink > 0:
+            last = self.frags[-1]
+            n = min(shrink, len(last))
+            shrink -= n
+            if n == len(last):
+                self.frags.pop()
+            else:
+                del last[len(last) - n :]
+        if not self.frags and shrink:
+            self.end -= shrink
+            self._remap()
+        return 0
+
     # --- results --------------------------------------------------------------------------------
 
     def data(self) -> bytes:
-        return self.frame.view[self.meta : self.end].tobytes()
+        linear = self.frame.view[self.meta : self.end].tobytes()
+        return linear + b"".join(self.frags) if self.frags else linear
 
     def ctx_out(self) -> bytes:
         md = bytearray(self.input.ctx_in or bytes(XDP_MD_SIZE))

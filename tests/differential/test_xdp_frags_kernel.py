@@ -1,0 +1,258 @@
+"""Multi-buffer XDP test runs: the user-space runtime against Linux's ``BPF_PROG_TEST_RUN``.
+
+Random packet sizes (up to the 17-fragment limit and past it), random splits of the linear
+part (``xdp_md.data_end``) with metadata, and random sequences of the helpers that see
+fragments (``bpf_xdp_get_buff_len``, ``bpf_xdp_load_bytes``, ``bpf_xdp_store_bytes``,
+``bpf_xdp_adjust_tail``) or only the linear part (``bpf_xdp_adjust_head``,
+``bpf_xdp_adjust_meta``, direct ``data``/``data_end`` loads): the same retval, ``data_out``,
+``ctx_out`` (or the same errno) on both sides, for plain and ``xdp.frags`` programs.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ebpf.errors import SyscallError, TestRunError
+from ebpf.isa.asm import assemble
+from ebpf.spec import ProgramType
+from ebpf.testrun import TestRunResult
+from ebpf.vm import ENGINES
+from ebpf.vm._helpers_callback import engine_callback
+from ebpf.vm.context import MAX_SKB_FRAGS, XDP_MAX_LINEAR, XdpInput, host_devices
+from ebpf.vm.helpers import RunEnv, runtime_helpers
+from ebpf.vm.memory import HostBuffer
+
+pytestmark = pytest.mark.kernel
+
+XDP = ProgramType.XDP
+BPF_F_XDP_HAS_FRAGS = 1 << 5
+BUF = 64  # stack bytes the load/store helpers use
+PAGE_SIZE = 4096  # one fragment
+MAX_SIZE = XDP_MAX_LINEAR + MAX_SKB_FRAGS * PAGE_SIZE
+
+
+def md(data: int, data_end: int, ifindex: int = 0, queue: int = 0) -> bytes:
+    return struct.pack("<6I", data, data_end, 0, ifindex, queue, 0)
+
+
+# --- program generation ---------------------------------------------------------------------------
+
+HELPER = {"head": 44, "tail": 65, "meta": 54}
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str  # len | head | tail | meta | load | store | ptrs
+    a: int = 0
+    b: int = 0
+
+    def text(self) -> str:
+        mix = "r9 *= 31\nr9 += r0\n"
+        if self.kind == "len":
+            return "r1 = r6\ncall 188\n" + mix
+        if self.kind in HELPER:
+            return f"r1 = r6\nr2 = {self.a}\ncall {HELPER[self.kind]}\n" + mix
+        if self.kind in ("load", "store"):
+            call = 189 if self.kind == "load" else 190
+            text = f"r1 = r6\nr2 = {self.a}\nr3 = r10\nr3 += -{BUF}\nr4 = {self.b}\ncall {call}\n" + mix
+            if self.kind == "load":  # what was loaded flows into r0
+                last = BUF - 8 * ((self.b - 1) // 8)  # the word holding the last loaded byte
+                text += f"r0 = *(u64 *)(r10 - {BUF})\n" + mix + f"r0 = *(u64 *)(r10 - {last})\n" + mix
+            return text
+        assert self.kind == "ptrs"
+        return "r2 = *(u32 *)(r6 + 0)\nr3 = *(u32 *)(r6 + 4)\nr0 = r3\nr0 -= r2\n" + mix
+
+
+def program(ops: list[Op]) -> str:
+    fill = "".join(f"*(u64 *)(r10 - {BUF - i * 8}) = r1\n" for i in range(BUF // 8))
+    body = "".join(op.text() for op in ops)
+    return f"r6 = r1\nr9 = 0\nr1 = 0x0123456789abcdef ll\n{fill}{body}r0 = r9\nexit\n"
+
+
+def offsets(size: int) -> st.SearchStrategy[int]:
+    """Offsets near the interesting places: the start, page/fragment edges, the end."""
+    edges = [0, 14, XDP_MAX_LINEAR, size] + [XDP_MAX_LINEAR + k * PAGE_SIZE for k in range(1, 4)]
+    return st.one_of(
+        st.integers(0, max(size + 8, 1)),
+        st.builds(lambda e, d: max(0, e + d), st.sampled_from(edges), st.integers(-70, 70)),
+        st.sampled_from([0xFFFF, 0x10000]),
+    )
+
+
+@st.composite
+def ops(draw: st.DrawFn, size: int) -> list[Op]:
+    out = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["len", "head", "tail", "tail", "meta", "load", "load", "store", "ptrs"]))
+        if kind in ("load", "store"):
+            out.append(Op(kind, draw(offsets(size)), draw(st.integers(1, BUF))))
+        elif kind == "tail":
+            delta = draw(
+                st.one_of(
+                    st.integers(-200, 200),
+                    st.integers(-size - 20, -size + 40),
+                    st.sampled_from([-PAGE_SIZE, PAGE_SIZE, 4000, -4096 - 14, 3520]),
+                    st.integers(-PAGE_SIZE - 100, PAGE_SIZE + 100),
+                )
+            )
+            out.append(Op(kind, delta))
+        elif kind == "head":
+            out.append(Op(kind, draw(st.integers(-260, 80))))
+        elif kind == "meta":
+            out.append(Op(kind, draw(st.sampled_from([-8, -4, -3, 0, 4, 8, -32]))))
+        else:
+            out.append(Op(kind))
+    return out
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[bytes, bytes | None, list[Op], int]:
+    size = draw(
+        st.one_of(
+            st.integers(14, 300),
+            st.integers(XDP_MAX_LINEAR - 20, XDP_MAX_LINEAR + 2 * PAGE_SIZE + 20),
+            st.integers(MAX_SIZE - 300, MAX_SIZE + 2),
+        )
+    )
+    data = draw(st.binary(min_size=min(size, 64), max_size=min(size, 64))) * (size // 64 + 1)
+    data = data[:size] if len(data) >= size else data + bytes(size - len(data))
+    ctx: bytes | None = None
+    if draw(st.integers(0, 4)):
+        meta = draw(st.sampled_from([0, 0, 4, 8, 32]))
+        meta = min(meta, max(0, size - 14) // 4 * 4)
+        linear = draw(
+            st.one_of(
+                st.integers(meta, min(size, meta + 64)),
+                st.integers(meta, size),
+                st.just(size),
+                st.integers(min(max(meta, XDP_MAX_LINEAR - 10), size), min(size, XDP_MAX_LINEAR + meta + 10)),
+            )
+        )
+        devices = sorted(host_devices())
+        ifindex = draw(st.sampled_from([0, 0, 1, *devices]))
+        ctx = md(meta, linear, ifindex)
+    flags = draw(st.sampled_from([0, BPF_F_XDP_HAS_FRAGS]))
+    return data, ctx, draw(ops(len(data))), flags
+
+
+# --- running on both sides ------------------------------------------------------------------------
+
+
+def kernel_run(text: str, data: bytes, ctx: bytes | None, flags: int) -> TestRunResult | int:
+    from ebpf.kernel.program import Program
+
+    with Program.load(assemble(text), XDP, prog_flags=flags) as prog:
+        try:
+            return prog.test_run(data, ctx_in=ctx)
+        except SyscallError as err:
+            return err.errno
+
+
+ENGINE_NAMES = ("interp", "py")
+HELPERS = runtime_helpers()
+
+
+def ours_run(text: str, data: bytes, ctx: bytes | None, engine: str) -> TestRunResult | int:
+    """The runtime's test run: the kernel's input checks against this host's devices, one run."""
+    env = RunEnv(deterministic=True, program_type=XDP, devices=host_devices())
+    prog = assemble(text)
+    code = env.memory.map_buffer("code", HostBuffer(8 * len(prog.encode()) // 8 + 8), writable=False)
+    eng = ENGINES[engine](prog, helpers=HELPERS, memory=env.memory, code_base=code.start)
+    env.callback = engine_callback(eng, env)
+    try:
+        inp = XdpInput.from_test_run(data, ctx, devices=env.devices)
+    except TestRunError as err:
+        assert err.errno is not None
+        return err.errno
+    mapped = inp.map(env.memory)
+    env.begin_run(context=mapped)
+    try:
+        r0, _ = eng.execute(mapped, env, eng.max_insns)
+        return TestRunResult(r0 & 0xFFFFFFFF, mapped.data(), mapped.ctx_out() if ctx else None, 0)
+    finally:
+        for region in mapped.regions:
+            env.memory.unmap(region)
+
+
+def outcome(res: TestRunResult | int) -> tuple[object, ...]:
+    if isinstance(res, int):
+        return ("errno", res)
+    ctx_out = res.ctx_out[:24] if res.ctx_out is not None else None  # the kernel's buffer is 1 KiB
+    return (res.retval, len(res.data_out), res.data_out, ctx_out)
+
+
+def check(data: bytes, ctx: bytes | None, op_list: list[Op], flags: int, engine: str = "interp") -> None:
+    text = program(op_list)
+    kernel = outcome(kernel_run(text, data, ctx, flags))
+    ours = outcome(ours_run(text, data, ctx, engine))
+    where = f"{len(data)}-byte packet, ctx {ctx.hex() if ctx else None}, ops {op_list}"
+    assert ours[:2] == kernel[:2], where
+    assert ours == kernel, where
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+@given(case=cases(), engine=st.sampled_from(ENGINE_NAMES))
+def test_random_multibuffer_runs_match_the_kernel(
+    case: tuple[bytes, bytes | None, list[Op], int], engine: str
+) -> None:
+    data, ctx, op_list, flags = case
+    check(data, ctx, op_list, flags, engine)
+
+
+PKT = bytes(range(256)) * 40  # 10240 bytes: linear part + 2 fragments without ctx_in
+
+FIXED: list[tuple[str, bytes, bytes | None, list[Op]]] = [
+    ("no ctx, three pieces", PKT, None, [Op("len"), Op("ptrs")]),
+    ("linear 0", PKT[:60], md(0, 0), [Op("len"), Op("load", 0, 8), Op("tail", -46), Op("len")]),
+    ("linear 13", PKT[:14], md(0, 13), [Op("len"), Op("head", 0), Op("tail", -1)]),
+    ("load across linear/frag", PKT, md(0, 100), [Op("load", 90, 20), Op("store", 95, 10)]),
+    ("load across frag/frag", PKT, None, [Op("load", XDP_MAX_LINEAR + PAGE_SIZE - 5, 16)]),
+    ("store past the end", PKT[:200], md(0, 100), [Op("store", 190, 11), Op("store", 190, 10)]),
+    ("grow last frag to the page", PKT[:3600], None, [Op("tail", PAGE_SIZE - 80), Op("tail", 1)]),
+    ("grow by a page", PKT[:3600], None, [Op("tail", PAGE_SIZE - 79)]),
+    ("shrink into linear", PKT[:200], md(0, 100), [Op("tail", -150), Op("ptrs"), Op("len")]),
+    ("shrink a whole frag", PKT, None, [Op("tail", -(10240 - 3520 - PAGE_SIZE)), Op("len")]),
+    ("shrink too far", PKT[:200], md(8, 100), [Op("tail", -179), Op("tail", -178), Op("len")]),
+    ("shrink INT_MIN", PKT[:200], md(0, 100), [Op("tail", -(1 << 31)), Op("len")]),
+    ("head on linear only", PKT[:200], md(0, 20), [Op("head", 6), Op("head", 7), Op("len")]),
+    ("meta with frags", PKT[:200], md(8, 40), [Op("meta", -8), Op("len"), Op("ptrs")]),
+    ("17 frags", bytes(MAX_SIZE), None, [Op("len"), Op("tail", 1)]),
+    ("18 frags", bytes(MAX_SIZE + 1), None, [Op("len")]),
+    (
+        "18 frags after a short linear part",
+        bytes(100 + MAX_SKB_FRAGS * PAGE_SIZE + 1),
+        md(0, 100),
+        [Op("len")],
+    ),
+    ("data_end clamped", PKT[:5000], md(0, 4000), [Op("ptrs"), Op("len")]),
+    ("data_end clamped with meta", PKT[:5000], md(8, 3529), [Op("ptrs"), Op("len")]),
+    ("short after meta", PKT[:20], md(8, 20), [Op("len")]),
+    ("missing device before ENOMEM", bytes(MAX_SIZE + 1), md(0, 100, 0x7FFF_FFF0), [Op("len")]),
+]
+
+
+@pytest.mark.parametrize("flags", [0, BPF_F_XDP_HAS_FRAGS], ids=["plain", "frags"])
+@pytest.mark.parametrize(("name", "data", "ctx", "op_list"), FIXED, ids=[c[0] for c in FIXED])
+def test_fixed_multibuffer_runs_match_the_kernel(
+    name: str, data: bytes, ctx: bytes | None, op_list: list[Op], flags: int
+) -> None:
+    check(data, ctx, op_list, flags)
+
+
+@pytest.mark.parametrize("delta", [0, 1, -1, -50])
+def test_grow_needs_a_frag_size(delta: int) -> None:
+    """Devices other than loopback have no fragment size on their rx queue: growing a
+    multi-buffer packet is -EOPNOTSUPP there (shrinking works)."""
+    others = sorted(set(host_devices()) - {1})
+    if not others:
+        pytest.skip("no device besides loopback")
+    check(PKT[:200], md(0, 100, others[0]), [Op("tail", delta), Op("len")], BPF_F_XDP_HAS_FRAGS)
