@@ -691,12 +691,6 @@ def _same_as_the_kernel(
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime: XdpInput.from_test_run raises NotSupportedError for multi-buffer test runs "
-    "(xdp_md.data_end short of data_in); the kernel runs them (Linux 6.18: retval, the whole "
-    "data_out, ctx_out.data_end as given)",
-)
 def test_xdp_multi_buffer_as_the_kernel(invoke: Invoke) -> None:
     from ebpf.kernel.collection import Collection as KernelCollection
     from ebpf.spec import PinType
@@ -720,11 +714,6 @@ def test_xdp_multi_buffer_as_the_kernel(invoke: Invoke) -> None:
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime: XdpInput.from_test_run accepts any xdp_md.ingress_ifindex / rx_queue_index; "
-    "the kernel refuses a device that does not exist (ENODEV) and a queue the device lacks (EINVAL)",
-)
 @pytest.mark.parametrize(("ifindex", "queue", "errno_"), [(0x7FFF_FFF0, 0, 19), (1, 1, 22)])
 def test_xdp_ctx_device_checks_as_the_kernel(invoke: Invoke, ifindex: int, queue: int, errno_: int) -> None:
     from ebpf.errors import BPFError

@@ -846,25 +846,12 @@ def test_xdp_meta_and_ctx(both: Loader) -> None:
     compare_maps(ours, theirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="xdp_md.data_end short of data_in (a multi-buffer XDP test run: the rest goes to "
-    "frags): the kernel runs it on the linear part, the runtime raises NotSupportedError",
-)
 def test_xdp_multibuffer_ctx(both: Loader) -> None:
     ours, theirs = both("xdp_tunnel", **tunnel_knobs())
     packet = frame(b"\x01", 14)
     run_both(ours, theirs, "meta", packet, ctx=xdp_md(0, 13))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="xdp_md.ingress_ifindex / rx_queue_index are not checked: the kernel refuses an "
-    "ifindex with no device (ENODEV) and a queue beyond the device's rx queues (lo has 1; "
-    "EINVAL); the runtime runs the program",
-)
 @pytest.mark.parametrize(("ifindex", "rxq", "err"), [(1, 5, 22), (999999, 0, 19)], ids=["lo-rxq5", "no-dev"])
 def test_xdp_ctx_ingress_checked(both: Loader, ifindex: int, rxq: int, err: int) -> None:
     ours, theirs = both("xdp_tunnel", **tunnel_knobs())
@@ -1185,11 +1172,6 @@ def test_skb_ctx_fields(both: Loader, obj: str, prog: str) -> None:
     compare_maps(ours, theirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="__sk_buff.ifindex naming no device: the kernel refuses the run with ENODEV, the runtime runs it",
-)
 @pytest.mark.parametrize("ifindex", [100, 65536])
 def test_skb_ctx_ifindex_checked(both: Loader, ifindex: int) -> None:
     ours, theirs = both("tc_fw")
