@@ -68,6 +68,8 @@ from ebpf.maps.perf import (
 from ebpf.maps.progarray import ProgArrayMap
 from ebpf.maps.queue import QueueMap, StackMap
 from ebpf.maps.ringbuf import RingBufMap, RingBufQuery
+from ebpf.maps.stacktrace import StackTraceMap
+from ebpf.maps.storage import CgrpStorageMap, InodeStorageMap, SkStorageMap, TaskStorageMap
 from ebpf.maps.typed import TypedMap
 from ebpf.spec import MapSpec, MapType
 from ebpf.vm.memory import Memory
@@ -85,8 +87,10 @@ __all__ = [
     "ArrayOfMapsMap",
     "Batch",
     "BloomFilterMap",
+    "CgrpStorageMap",
     "HashMap",
     "HashOfMapsMap",
+    "InodeStorageMap",
     "InvalidMapArgumentError",
     "KeyExistsError",
     "LPMTrieMap",
@@ -107,7 +111,10 @@ __all__ = [
     "QueueMap",
     "RingBufMap",
     "RingBufQuery",
+    "SkStorageMap",
     "StackMap",
+    "StackTraceMap",
+    "TaskStorageMap",
     "TypedMap",
     "UpdateFlags",
     "create",
@@ -128,6 +135,11 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         LRUPerCPUHashMap,
         QueueMap,
         StackMap,
+        StackTraceMap,
+        TaskStorageMap,
+        SkStorageMap,
+        InodeStorageMap,
+        CgrpStorageMap,
         BloomFilterMap,
         LPMTrieMap,
         RingBufMap,

@@ -248,6 +248,10 @@ class TaskInfo:
         task: what ``bpf_get_current_task`` returns. There is no ``task_struct`` in user
             space: 0 unless configured (an address of a region the caller mapped, for example).
         cgroup_id: the task's cgroup v2 id (``bpf_get_current_cgroup_id``).
+        kernel_stack, user_stack: the return addresses ``bpf_get_stackid`` / ``bpf_get_stack``
+            walk (innermost first). User space cannot see a kernel stack, so both are empty
+            unless configured, and the helpers answer as the kernel does for no frames
+            (``-EFAULT`` from ``bpf_get_stackid``, 0 bytes from ``bpf_get_stack``).
     """
 
     pid: int
@@ -257,6 +261,8 @@ class TaskInfo:
     comm: bytes
     task: int = 0
     cgroup_id: int = 1
+    kernel_stack: tuple[int, ...] = ()
+    user_stack: tuple[int, ...] = ()
 
     @classmethod
     def current(cls) -> TaskInfo:
@@ -622,4 +628,7 @@ def runtime_helpers() -> HelperRegistry:
     reg = HelperRegistry()
     for module in (_helpers_core, _helpers_net, _helpers_trace, _helpers_flow, _helpers_dynptr):
         module.register(reg)
+    from ebpf.vm import _helpers_storage
+
+    _helpers_storage.register(reg)
     return reg
