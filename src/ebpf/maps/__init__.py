@@ -54,6 +54,7 @@ from ebpf.maps._errors import (
 from ebpf.maps._lock import check_btf, find_spin_lock
 from ebpf.maps.array import ArrayMap, PerCPUArrayMap
 from ebpf.maps.bloom import BloomFilterMap
+from ebpf.maps.devmap import CpuMap, DevMap, DevMapHash, RedirectMapNotSupportedError, XskMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
 from ebpf.maps.lpm import LPMTrieMap, lpm_key
 from ebpf.maps.mapinmap import ArrayOfMapsMap, HashOfMapsMap
@@ -87,6 +88,9 @@ __all__ = [
     "ArrayOfMapsMap",
     "Batch",
     "BloomFilterMap",
+    "CpuMap",
+    "DevMap",
+    "DevMapHash",
     "CgrpStorageMap",
     "HashMap",
     "HashOfMapsMap",
@@ -109,6 +113,7 @@ __all__ = [
     "PerfRecord",
     "ProgArrayMap",
     "QueueMap",
+    "RedirectMapNotSupportedError",
     "RingBufMap",
     "RingBufQuery",
     "SkStorageMap",
@@ -117,6 +122,7 @@ __all__ = [
     "TaskStorageMap",
     "TypedMap",
     "UpdateFlags",
+    "XskMap",
     "create",
     "def_from_spec",
     "errno_of",
@@ -147,6 +153,10 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         HashOfMapsMap,
         ProgArrayMap,
         PerfEventArrayMap,
+        DevMap,
+        DevMapHash,
+        CpuMap,
+        XskMap,
     )
     for t in cls.types
 }

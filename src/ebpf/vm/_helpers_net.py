@@ -185,23 +185,39 @@ def redirect(e: HelperEnv, ifindex: int, flags: int, _c: int, _d: int, _e: int) 
 
 
 def redirect_map(e: HelperEnv, map_ptr: int, key: int, flags: int, _d: int, _e: int) -> int:
-    """``bpf_redirect_map``: the low 2 bits of ``flags`` are the verdict when the key is missing."""
+    """``bpf_redirect_map``: the low 2 bits of ``flags`` are the verdict when the key is missing.
+
+    As the kernel's ``__bpf_xdp_redirect_map``: flags outside the action bits (plus
+    ``BPF_F_BROADCAST`` / ``BPF_F_EXCLUDE_INGRESS`` for devmaps) give ``XDP_ABORTED``; the key
+    is cut to 32 bits; a broadcast redirects even without an entry and keeps its flags. A test
+    run only records the redirect (``RunEnv.redirect``: the entry's ifindex for devmaps, the
+    key, the map) and returns ``XDP_REDIRECT``, as ``BPF_PROG_TEST_RUN`` without live frames does.
+    """
+    from ebpf.maps.devmap import RedirectMap
+
     env = run_env(e)
     m = env.map_at(map_ptr)
     action_mask = XDP_ABORTED | XDP_DROP | XDP_PASS | XDP_TX
-    flag_mask = BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS if m.type.name.startswith("DEVMAP") else 0
+    broadcast_ok = m.broadcast if isinstance(m, RedirectMap) else m.type.name.startswith("DEVMAP")
+    flag_mask = BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS if broadcast_ok else 0
     if flags & ~(action_mask | flag_mask):
         return XDP_ABORTED
     index = key & M32
-    found = True
-    try:
-        m.lookup(index.to_bytes(4, "little")[: m.key_size].ljust(m.key_size, b"\0"))
-    except (KeyNotFoundError, MapError):
-        found = False
-    if not found and not flags & BPF_F_BROADCAST:
+    target: int | None
+    if isinstance(m, RedirectMap):
+        target = m.redirect_lookup(index)
+    else:  # another map type (the kernel's verifier refuses it): any present key counts
+        target = index
+        try:
+            m.lookup(index.to_bytes(4, "little")[: m.key_size].ljust(m.key_size, b"\0"))
+        except (KeyNotFoundError, MapError):
+            target = None
+    if target is None and not flags & BPF_F_BROADCAST:
         env.redirect = None
         return flags & action_mask
-    env.redirect = Redirect(flags=flags, map=m, key=index)
+    ifindex = target if target is not None and isinstance(m, RedirectMap) and m.broadcast else 0
+    kept = flags if flags & BPF_F_BROADCAST else 0  # the kernel keeps flags for broadcasts only
+    env.redirect = Redirect(ifindex=ifindex, flags=kept, map=m, key=index)
     return XDP_REDIRECT
 
 
