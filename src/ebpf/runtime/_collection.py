@@ -54,6 +54,9 @@ from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_c
 from ebpf.spec import CollectionSpec, MapType, ProgramSpec, ProgramType, RelocKind
 from ebpf.testrun import TestRunResult
 from ebpf.vm import ENGINES
+from ebpf.vm._context_flow import FlowDissectorInput
+from ebpf.vm._context_netfilter import NfInput
+from ebpf.vm._context_sklookup import SkLookupInput
 from ebpf.vm.context import Input, MappedInput, RawInput, RawTracepointInput, SkbInput, XdpInput
 from ebpf.vm.helpers import MAX_TAIL_CALL_CNT, HelperRegistry, RunEnv, runtime_helpers
 from ebpf.vm.interpreter import DEFAULT_MAX_INSNS, Interpreter, RunResult, TailCall
@@ -79,15 +82,8 @@ SKB_TEST_RUN_TYPES = frozenset(
     }
 )
 """Program types whose test run builds a socket buffer (``bpf_prog_test_run_skb``)."""
-KERNEL_ONLY_TEST_RUN_TYPES = frozenset(
-    {
-        ProgramType.FLOW_DISSECTOR,
-        ProgramType.SK_LOOKUP,
-        ProgramType.NETFILTER,
-        ProgramType.TRACING,
-        ProgramType.STRUCT_OPS,
-    }
-)
+KERNEL_ONLY_TEST_RUN_TYPES = frozenset({ProgramType.TRACING, ProgramType.STRUCT_OPS})
+_PROGTYPE_TEST_RUN_TYPES = (ProgramType.FLOW_DISSECTOR, ProgramType.SK_LOOKUP, ProgramType.NETFILTER)
 """Program types Linux 6.18 can test-run and this runtime cannot (yet)."""
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_TEST_RUN_ON_CPU = 1 << 0
@@ -262,7 +258,9 @@ class Program:
 
         Program types: XDP (``data_in`` is the frame, ``ctx_in`` an ``xdp_md``), the socket
         buffer types (:data:`SKB_TEST_RUN_TYPES`; ``ctx_in`` a ``__sk_buff``), SYSCALL
-        (``ctx_in`` is the context) and RAW_TRACEPOINT (``ctx_in`` holds the u64 arguments).
+        (``ctx_in`` is the context), RAW_TRACEPOINT (``ctx_in`` holds the u64 arguments),
+        FLOW_DISSECTOR, SK_LOOKUP and NETFILTER (:mod:`ebpf.vm._context_flow`,
+        :mod:`~ebpf.vm._context_sklookup`, :mod:`~ebpf.vm._context_netfilter`).
         ``ctx_out`` is the context after the last run when ``ctx_in`` was given; an empty
         ``ctx_in`` is no context at all (``ctx_size_in`` 0), as in the kernel.
 
@@ -288,6 +286,13 @@ class Program:
             raise TestRunError(f"unknown test-run flags {flags:#x}", errno=errno.EINVAL)
         if self.type in (ProgramType.SYSCALL, ProgramType.RAW_TRACEPOINT):
             self._check_ctx_run(data_in, ctx_in, repeat, flags)
+        sk_lookup = self.type == ProgramType.SK_LOOKUP
+        if (flags or (sk_lookup and data_size_out)) and self.type in _PROGTYPE_TEST_RUN_TYPES:
+            raise TestRunError(
+                f"{self.type.name} test runs take no flags ({flags:#x})"
+                + (" and no data_out buffer" if sk_lookup else ""),
+                errno=errno.EINVAL,
+            )
         ctx = bytes(ctx_in) if ctx_in else None  # ctx_size_in 0: no context
         inp = self._test_input(bytes(data_in), ctx)
         memory = self.collection.memory
@@ -353,6 +358,12 @@ class Program:
             if t == ProgramType.RAW_TRACEPOINT:
                 return RawTracepointInput.from_test_run(ctx_in)
             return ContextInput(ctx_in or b"", writable=True)
+        if t == ProgramType.FLOW_DISSECTOR:
+            return FlowDissectorInput.from_test_run(data_in, ctx_in)
+        if t == ProgramType.SK_LOOKUP:
+            return SkLookupInput.from_test_run(data_in, ctx_in)
+        if t == ProgramType.NETFILTER:
+            return NfInput.from_test_run(data_in, ctx_in)
         if t in KERNEL_ONLY_TEST_RUN_TYPES:
             raise NotSupportedError(
                 f"test runs of {t.name} programs in the user-space runtime",

@@ -114,6 +114,10 @@ class MappedInput:
         """
         return None
 
+    def begin_run(self) -> None:
+        """Set up the per-run state before each top-level run (each ``repeat`` of a test run),
+        as the kernel does inside its run loop (flow dissector keys); by default nothing."""
+
     def reset(self) -> bool:
         """Restore the state right after mapping, for batch runs that reuse one mapping.
 

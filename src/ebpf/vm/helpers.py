@@ -631,4 +631,7 @@ def runtime_helpers() -> HelperRegistry:
     from ebpf.vm import _helpers_storage
 
     _helpers_storage.register(reg)
+    from ebpf.vm import _helpers_progtypes  # after _helpers_net: extends bpf_skb_load_bytes
+
+    _helpers_progtypes.register(reg)
     return reg
