@@ -1527,13 +1527,6 @@ def test_cgroup_skb_and_action(both: Loader, prog: str) -> None:
 # ---------------------------------------------------------------- 18. flow dissector
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="FLOW_DISSECTOR test runs: the kernel runs them (data_out is the struct bpf_flow_keys "
-    "the program filled; retval BPF_OK/BPF_DROP), the runtime refuses with NotSupportedError "
-    "saying the kernel has none either (wrong); SK_LOOKUP and NETFILTER are refused the same way",
-)
 def test_flow_dissector(both: Loader) -> None:
     ours, theirs = both("exotic_run", _only="dissect")
     for packet in (
