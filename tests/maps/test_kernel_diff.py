@@ -494,7 +494,7 @@ def test_lpm_ipv6_iteration_order() -> None:
 
 @pytest.mark.parametrize("mtype", [MapType.LRU_HASH, MapType.LRU_PERCPU_HASH])
 def test_lru_never_full_and_bounded(mtype: MapType) -> None:
-    """Sizes only: the kernel's LRU is approximate, so which keys survive differs."""
+    """Sizes only: ours has 1 CPU here, the kernel more (exact key sets: test_lru_kernel.py)."""
     defn = MapDef(mtype, 4, 8, 256)
     with both(defn) as (kernel, ours):
         for i in range(1000):
@@ -504,7 +504,7 @@ def test_lru_never_full_and_bounded(mtype: MapType) -> None:
             assert run_ours(ours, op) == ("ok", None)
         kept = kernel_keys(kernel)
         assert 0 < len(kept) <= 256 and u32(999) in kept
-        assert len(ours) == 256 and u32(999) in ours
+        assert 0 < len(ours) <= 256 and u32(999) in ours
 
 
 @pytest.mark.parametrize("mtype", [MapType.PERCPU_ARRAY, MapType.PERCPU_HASH])

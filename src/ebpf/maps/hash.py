@@ -22,12 +22,20 @@ and ``BPF_F_LOCK`` updates write in place). With ``BPF_F_ZERO_SEED`` the kernel'
 too and the orders agree exactly; with a random seed only the key *set* is comparable.
 Batch operations use the bucket index as their cursor, as the kernel does.
 
-LRU contract: exact LRU over *updates* and *program lookups* (:meth:`value_address`, the
-path of ``bpf_map_lookup_elem``). User-space :meth:`lookup` does not touch recency, like
-the kernel's ``BPF_MAP_LOOKUP_ELEM``. A new key in a full map evicts the least recently
-used element. The kernel's LRU is approximate (per-CPU free lists, reference bits,
-batch shrinking), so it may evict a different element, or several, earlier; both keep
-at most ``max_entries`` elements and never fail an update for lack of room.
+LRU contract (``LRU_HASH``, ``LRU_PERCPU_HASH``): the kernel's eviction, exactly (Linux 6.18,
+``kernel/bpf/bpf_lru_list.c``; the model is in ``_lru.py``, checked against the kernel by
+``tests/differential/test_lru_kernel.py``). Every update takes a preallocated node first,
+on the CPU it runs on (:attr:`LRUHashMap.cpu`; a program's update sets it to the run's
+CPU), even when the key exists or the flags then fail it (``LRU_PERCPU_HASH`` skips this
+for ``BPF_EXIST``). With no free node a *batch* is evicted: common LRU (default) up to
+``clamp(max_entries / ncpus / 2, 1, 128)`` least recently used elements at once (a full
+1024-entry map on 2 CPUs drops to 897), per-CPU LRU (``BPF_F_NO_COMMON_LRU``: every CPU
+owns ``max_entries / ncpus`` nodes) up to 4 of that CPU's elements. Recency is a
+reference bit set by program lookups (:meth:`value_address`) and by replacing updates,
+read when nodes rotate between the active and inactive lists; user-space :meth:`lookup`,
+iteration and batches do not set it, as in the kernel. The surviving keys equal the
+kernel's for the same operations on the same CPUs with ``ncpus`` = the kernel's possible
+CPUs (the kernel runs a syscall on the caller's CPU: pin the process to compare).
 """
 
 from __future__ import annotations
@@ -36,7 +44,6 @@ import bisect
 import dataclasses
 import errno
 import struct
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +62,7 @@ from ebpf.maps._base import (
 )
 from ebpf.maps._errors import InvalidMapArgumentError, KeyExistsError, MapFullError
 from ebpf.maps._jhash import htab_hash
+from ebpf.maps._lru import LRU, Node
 from ebpf.maps.array import percpu_values, split_percpu
 from ebpf.spec import MapType
 from ebpf.vm.memory import Memory, Region
@@ -75,6 +83,7 @@ class _Elem:
     key: bytes
     regions: list[Region]  # one per CPU (one for non-per-CPU maps)
     bucket: int = 0
+    node: Node | None = None  # LRU maps: the element's place in the LRU lists
 
 
 class HashMap(Map):
@@ -107,7 +116,7 @@ class HashMap(Map):
                 f"{self.label}: key_size {defn.key_size} + value_size {defn.value_size} is too large",
                 errno=errno.E2BIG,
             )
-        self._elems: OrderedDict[bytes, _Elem] = OrderedDict()  # LRU maps: least recent first
+        self._elems: dict[bytes, _Elem] = {}
         if self.lru and flags & MapFlags.NO_COMMON_LRU:  # per-CPU LRU lists: equal shares per CPU
             rounded = -(-defn.max_entries // ncpus) * ncpus
             if rounded > 0xFFFFFFFF:
@@ -117,6 +126,37 @@ class HashMap(Map):
         self._buckets: dict[int, list[bytes]] = {}  # bucket -> keys, head first
         self._used: list[int] = []  # sorted indices of non-empty buckets
         self._by_start: dict[int, _Elem] = {}  # first value region's address -> element
+        self._cpu = 0
+        self._evicted: list[_Elem] = []  # kept until the new element has its buffers (new addresses)
+        if self.lru:
+            self._lru = LRU(
+                defn.max_entries, ncpus, percpu=bool(flags & MapFlags.NO_COMMON_LRU), evict=self._evict
+            )
+
+    @property
+    def cpu(self) -> int:
+        """LRU maps: the CPU updates run on (whose LRU lists give the new element's node).
+
+        The kernel runs a ``BPF_MAP_UPDATE_ELEM`` syscall on the caller's CPU and a program's
+        ``bpf_map_update_elem`` on the run's CPU (the runtime sets this before the call).
+        """
+        return self._cpu
+
+    @cpu.setter
+    def cpu(self, cpu: int) -> None:
+        self._check_cpu(cpu)
+        self._cpu = cpu
+
+    def _evict(self, node: Node) -> bool:
+        """The LRU takes ``node`` back: remove its element (the kernel's ``htab_lru_map_delete_node``)."""
+        elem: _Elem | None = node.elem
+        if elem is None or self._elems.get(elem.key) is not elem:
+            return False
+        del self._elems[elem.key]
+        self._unlink(elem)
+        self._unmap(elem)
+        self._evicted.append(elem)
+        return True
 
     def _release(self) -> None:
         for elem in self._elems.values():
@@ -220,6 +260,9 @@ class HashMap(Map):
         self._store(key, [self._value(value)], flags, in_place=bool(flags & BPF_F_LOCK))
 
     def _store(self, key: bytes, values: list[bytes], flags: int, *, in_place: bool = False) -> None:
+        if self.lru:
+            self._lru_store(key, values, flags)
+            return
         self._check_update_flags(flags)
         key = self._key(key)
         elem = self._elems.get(key)
@@ -230,11 +273,7 @@ class HashMap(Map):
             raise KeyNotFoundError(key, f"{self.label}: key does not exist (BPF_EXIST)")
         if elem is None:
             if len(self._elems) >= self.max_entries:
-                if not self.lru:
-                    raise MapFullError(f"{self.label}: map is full (max_entries {self.max_entries})")
-                _, victim = self._elems.popitem(last=False)
-                self._unlink(victim)
-                self._unmap(victim)
+                raise MapFullError(f"{self.label}: map is full (max_entries {self.max_entries})")
             suffix = f"[{key.hex()}]"
             regions = [
                 self._new_region(f"{suffix}[cpu{cpu}]" if self.percpu else suffix, self.value_size)
@@ -243,12 +282,59 @@ class HashMap(Map):
             elem = self._elems[key] = _Elem(key, regions, self.bucket_of(key))
             self._by_start[regions[0].start] = elem
             self._link_head(elem)
+        elif not self.percpu and not in_place:  # the kernel links a new element at the head
+            self._unlink(elem)
+            self._link_head(elem)
+        for region, value in zip(elem.regions, values, strict=True):
+            self._write_value(region.view, value)
+
+    def _lru_store(self, key: bytes, values: list[bytes], flags: int) -> None:
+        """An LRU update: ``htab_lru_map_update_elem`` / ``__htab_lru_percpu_map_update_elem``."""
+        self._check_update_flags(flags)
+        key = self._key(key)
+        lru = self._lru
+        node = None
+        if not (self.percpu and flags == BPF_EXIST):  # first a node, maybe evicting (even `key`)
+            node = lru.pop_free(self._cpu)
+            if node is None:
+                raise MapFullError(f"{self.label}: no free LRU node", errno=errno.ENOMEM)
+        elem = self._elems.get(key)
+        mode = flags & ~BPF_F_LOCK
+        if elem is not None and mode == BPF_NOEXIST or elem is None and mode == BPF_EXIST:
+            if node is not None:
+                lru.push_free(node)
+            self._evicted.clear()
+            if elem is not None:
+                raise KeyExistsError(f"{self.label}: key {key.hex()} exists (BPF_NOEXIST)")
+            raise KeyNotFoundError(key, f"{self.label}: key does not exist (BPF_EXIST)")
+        if elem is None:
+            assert node is not None
+            suffix = f"[{key.hex()}]"
+            regions = [
+                self._new_region(f"{suffix}[cpu{cpu}]" if self.percpu else suffix, self.value_size)
+                for cpu in range(len(values))
+            ]
+            self._evicted.clear()
+            elem = self._elems[key] = _Elem(key, regions, self.bucket_of(key), node)
+            node.elem = elem
+            self._by_start[regions[0].start] = elem
+            self._link_head(elem)
         else:
-            if self.lru:
-                self._elems.move_to_end(key)
-            if not self.percpu and not in_place:  # the kernel links a new element at the head
+            old = elem.node
+            assert old is not None
+            if self.percpu:  # written in place, the old element stays referenced
+                old.ref = 1
+                if node is not None:
+                    lru.push_free(node)
+            else:  # the kernel swaps in a new, referenced element at the bucket head
+                assert node is not None
+                node.ref = 1
+                node.elem = elem
+                elem.node = node
+                lru.push_free(old)
                 self._unlink(elem)
                 self._link_head(elem)
+        self._evicted.clear()
         for region, value in zip(elem.regions, values, strict=True):
             self._write_value(region.view, value)
 
@@ -262,6 +348,8 @@ class HashMap(Map):
         del self._elems[elem.key]
         self._unlink(elem)
         self._unmap(elem)
+        if elem.node is not None:
+            self._lru.push_free(elem.node)
 
     def get_next_key(self, key: bytes | None) -> bytes:
         start = 0
@@ -285,8 +373,8 @@ class HashMap(Map):
         elem = self._elems.get(self._key(key))
         if elem is None:
             return None
-        if self.lru:
-            self._elems.move_to_end(elem.key)
+        if elem.node is not None:  # LRU: a program's lookup sets the reference bit
+            elem.node.ref = 1
         return elem.regions[cpu if self.percpu else 0].start
 
     def __iter__(self) -> Iterator[bytes]:

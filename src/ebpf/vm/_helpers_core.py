@@ -89,6 +89,8 @@ def map_update_elem(e: HelperEnv, map_ptr: int, key_ptr: int, value_ptr: int, fl
     m = env.map_at(map_ptr)
     key = env.memory.read_bytes(key_ptr, m.key_size)
     value = env.memory.read_bytes(value_ptr, m.value_size)
+    if getattr(m, "lru", False):
+        m.cpu = env.cpu  # type: ignore[attr-defined]  # LRU maps take the new node from this CPU's lists
     try:
         if isinstance(m, (PerCPUArrayMap, PerCPUHashMap)):
             _percpu_update(env, m, key, value, flags)
