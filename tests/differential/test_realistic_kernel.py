@@ -1404,14 +1404,6 @@ def test_ratelimit(both: Loader) -> None:
     compare_maps(ours, theirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="LRU_HASH eviction when full: the kernel (common LRU, 2 CPUs) shrinks by a batch of "
-    "128 least-recently-used entries when the 1025th flow arrives (1024 -> 897 entries; 916 "
-    "after 1300 flows), the runtime evicts one entry at a time (1024 stay; 108 more than the "
-    "kernel after 1300 flows)",
-)
 def test_xdp_lb_lru_full(both: Loader) -> None:
     ours, theirs = lb_load(both, vip_port=0)
     for n in range(1, 1101):
