@@ -108,7 +108,7 @@ KNOWN_DIFFERENCE = pytest.mark.xfail(
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
-@pytest.mark.parametrize("case", [*CASES, pytest.param(LRU_CASE, marks=KNOWN_DIFFERENCE)])
+@pytest.mark.parametrize("case", [*CASES, LRU_CASE])
 def test_map_helpers_match_the_kernel(
     case: tuple[MapType, int, int, int, list[tuple[object, ...]]], engine: str
 ) -> None:
