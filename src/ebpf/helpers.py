@@ -511,6 +511,12 @@ _TABLE: tuple[tuple[HelperId, str, str, bool, bool], ...] = (
     (_H.SK_LOOKUP_UDP, "socket?", "ctx mem size any any", False, False),
     (_H.SK_RELEASE, "int", "sock_common", False, False),
     (_H.FIB_LOOKUP, "int", "ctx out size any", True, False),
+    (_H.SKC_LOOKUP_TCP, "sock_common?", "ctx mem size any any", False, False),
+    (_H.REDIRECT_NEIGH, "int", "any mem? size0 any", False, False),
+    (_H.REDIRECT_PEER, "int", "any any", False, False),
+    (_H.SKB_GET_TUNNEL_OPT, "int", "ctx out size", False, False),
+    (_H.SKB_SET_TUNNEL_OPT, "int", "ctx mem size", False, False),
+    (_H.GET_ROUTE_REALM, "int", "ctx", False, False),
 )
 
 # Program types per helper: probed against Linux 6.18 (a program that only calls the helper is
@@ -693,6 +699,12 @@ _PROGRAM_TYPES: dict[HelperId, frozenset[ProgramType] | None] = {
     _H.SK_LOOKUP_UDP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
     _H.SK_RELEASE: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
     _H.FIB_LOOKUP: _types("SCHED_ACT", "SCHED_CLS", "XDP"),
+    _H.SKC_LOOKUP_TCP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
+    _H.REDIRECT_NEIGH: _types("SCHED_ACT", "SCHED_CLS"),
+    _H.REDIRECT_PEER: _types("SCHED_ACT", "SCHED_CLS"),
+    _H.SKB_GET_TUNNEL_OPT: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.SKB_SET_TUNNEL_OPT: _types("LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
+    _H.GET_ROUTE_REALM: _types("LWT_IN", "LWT_OUT", "LWT_SEG6LOCAL", "LWT_XMIT", "SCHED_ACT", "SCHED_CLS"),
 }
 
 

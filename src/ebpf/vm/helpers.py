@@ -43,6 +43,7 @@ from ebpf.vm.memory import HostBuffer, Memory, Region
 
 if TYPE_CHECKING:
     from ebpf.maps import Map
+    from ebpf.vm._helpers_skb import Fib
 
 __all__ = [
     "LOOPBACK",
@@ -375,6 +376,8 @@ class RunEnv:
         devices: ifindex -> :class:`~ebpf.vm.context.NetDevice` (MTU, link header length, rx
             queues) for ``bpf_check_mtu`` and XDP ``ctx_in`` checks: the host's devices
             (:func:`host_devices`), or only loopback (ifindex 1, MTU 65536) when deterministic.
+        fib: the routing state ``bpf_fib_lookup`` consults (:class:`ebpf.vm._helpers_skb.Fib`);
+            ``None``: the host's, read at each lookup (only loopback when deterministic).
     """
 
     memory: Memory = field(default_factory=Memory)
@@ -397,6 +400,7 @@ class RunEnv:
     func_ip: int = 0
     attach_cookie: int = 0
     devices: dict[int, NetDevice] | None = None
+    fib: Fib | None = None
     _handles: dict[int, Region] = field(default_factory=dict, repr=False)
     _by_map: dict[int, int] = field(default_factory=dict, repr=False)
     _threads: dict[int, TaskInfo] = field(default_factory=dict, repr=False)
@@ -623,10 +627,17 @@ def runtime_helpers() -> HelperRegistry:
 
     The helpers need a :class:`RunEnv` for the engine's memory (see :func:`run_env`).
     """
-    from ebpf.vm import _helpers_core, _helpers_dynptr, _helpers_flow, _helpers_net, _helpers_trace
+    from ebpf.vm import (
+        _helpers_core,
+        _helpers_dynptr,
+        _helpers_flow,
+        _helpers_net,
+        _helpers_skb,
+        _helpers_trace,
+    )
 
     reg = HelperRegistry()
-    for module in (_helpers_core, _helpers_net, _helpers_trace, _helpers_flow, _helpers_dynptr):
+    for module in (_helpers_core, _helpers_net, _helpers_trace, _helpers_flow, _helpers_dynptr, _helpers_skb):
         module.register(reg)
     from ebpf.vm import _helpers_storage
 
