@@ -1270,12 +1270,6 @@ def test_lpm_iteration_order(both: Loader) -> None:
 # ---------------------------------------------------------------- 14. gateway helpers (tc_nat.o)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bpf_skb_change_proto (31) is not in the runtime (VMError 'call to unknown helper 31'); "
-    "the kernel turns the IPv4 frame into an IPv6 one 20 bytes longer",
-)
 def test_nat64(both: Loader) -> None:
     ours, theirs = both("tc_nat", _only="nat64")
     for packet in (
@@ -1293,26 +1287,12 @@ def test_redirect(both: Loader) -> None:
         run_both(ours, theirs, "redirects", tcp4("10.0.0.1", "10.0.0.2", 1, 2), ctx=sk_buff(mark=mark))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bpf_redirect_neigh (152) and bpf_redirect_peer (155) are not in the runtime "
-    "(VMError 'call to unknown helper'); the kernel answers TC_ACT_REDIRECT (7)",
-)
 @pytest.mark.parametrize("mark", [3, 4], ids=["redirect_neigh", "redirect_peer"])
 def test_redirect_neigh_peer(both: Loader, mark: int) -> None:
     ours, theirs = both("tc_nat", _only="redirects")
     run_both(ours, theirs, "redirects", tcp4("10.0.0.1", "10.0.0.2", 1, 2), ctx=sk_buff(mark=mark))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bpf_fib_lookup (69), bpf_sk_lookup_tcp (84) / sk_release, bpf_skb_get_tunnel_key (20), "
-    "bpf_get_cgroup_classid (17) and bpf_get_route_realm (24) are not in the runtime (VMError "
-    "'call to unknown helper 69'); the kernel answers the host's FIB result (5, forwarding "
-    "disabled, here), no socket, -EINVAL, 0 and 0",
-)
 def test_gateway_lookups(both: Loader) -> None:
     ours, theirs = both("tc_nat", _only="lookups")
     run_both(ours, theirs, "lookups", tcp4("10.0.0.1", "10.0.0.2", 1, 2), ctx=sk_buff())
