@@ -7,6 +7,8 @@ the kernel in ``tests/differential/test_devmap_kernel.py``.
 from __future__ import annotations
 
 import errno
+import os
+import socket
 import struct
 
 import pytest
@@ -28,7 +30,7 @@ from ebpf.maps import (
     create,
     errno_of,
 )
-from ebpf.maps.devmap import CPUMAP_QSIZE_MAX, host_device_exists, nr_cpus_limit
+from ebpf.maps.devmap import AF_XDP, CPUMAP_QSIZE_MAX, host_device_exists, nr_cpus_limit
 from ebpf.spec import MapSpec, MapType, ProgramType
 from ebpf.vm.helpers import RunEnv
 
@@ -238,28 +240,43 @@ def test_cpumap_elements(vs: int) -> None:
 
 
 def test_xskmap_is_empty_and_refuses_sockets() -> None:
-    with make(MapType.XSKMAP, max_entries=3) as m:
-        with pytest.raises(RedirectMapNotSupportedError, match="AF_XDP") as e:
-            m.update(k(0), val(5))
-        assert isinstance(e.value, NotSupportedError) and e.value.errno == errno.EOPNOTSUPP
-        assert err(lambda: m.update(k(3), val(5))) == errno.E2BIG  # index before the socket
-        assert err(lambda: m.update(k(0), val(5), 3)) == errno.EINVAL
-        with pytest.raises(MapOperationNotSupportedError) as e2:
-            m.lookup(k(0))
-        assert e2.value.errno == errno.EOPNOTSUPP
-        assert err(lambda: m.lookup_flags(k(0), 1)) == errno.EINVAL  # flags first
-        m.delete(k(0))
-        assert err(lambda: m.delete(k(3))) == errno.EINVAL
-        assert list(m) == [k(0), k(1), k(2)] and m.items() == [] and k(0) not in m
-        assert isinstance(m, XskMap) and m.redirect_lookup(0) is None and m.value_address(k(0)) is None
+    r, w = os.pipe()
+    try:
+        with make(MapType.XSKMAP, max_entries=3) as m, socket.socket() as tcp:
+            assert err(lambda: m.update(k(0), val(tcp.fileno()))) == errno.EOPNOTSUPP  # not AF_XDP
+            assert err(lambda: m.update(k(0), val(r))) == errno.ENOTSOCK
+            assert err(lambda: m.update(k(0), val(0xFFFFFFFF))) == errno.EBADF  # fd -1
+            assert err(lambda: m.update(k(3), val(tcp.fileno()))) == errno.E2BIG  # index first
+            assert err(lambda: m.update(k(0), val(tcp.fileno()), 3)) == errno.EINVAL
+            try:
+                xsk = socket.socket(AF_XDP, socket.SOCK_RAW, 0)
+            except OSError:  # no AF_XDP here: the rest still runs
+                xsk = None
+            if xsk is not None:
+                with xsk, pytest.raises(RedirectMapNotSupportedError, match="AF_XDP") as e:
+                    m.update(k(0), val(xsk.fileno()))
+                assert isinstance(e.value, NotSupportedError) and e.value.errno == errno.EOPNOTSUPP
+            with pytest.raises(MapOperationNotSupportedError) as e2:
+                m.lookup(k(0))
+            assert e2.value.errno == errno.EOPNOTSUPP
+            assert err(lambda: m.lookup_flags(k(0), 1)) == errno.EINVAL  # flags first
+            m.delete(k(0))
+            assert err(lambda: m.delete(k(3))) == errno.EINVAL
+            assert list(m) == [k(0), k(1), k(2)] and m.items() == [] and k(0) not in m
+            assert isinstance(m, XskMap) and m.redirect_lookup(0) is None
+            assert m.value_address(k(0)) is None
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_maps_from_specs() -> None:
     spec = MapSpec("ports", MapType.DEVMAP, 4, 8, 4, contents=[(k(1), val(1, 0))])
     with create(spec) as m:
         assert m.lookup(k(1)) == val(1, 0)
-    with pytest.raises(RedirectMapNotSupportedError):
-        create(MapSpec("xsks", MapType.XSKMAP, 4, 4, 4, contents=[(k(1), val(3))]))
+    with pytest.raises(MapError) as e:  # fd -1
+        create(MapSpec("xsks", MapType.XSKMAP, 4, 4, 4, contents=[(k(1), val(0xFFFFFFFF))]))
+    assert e.value.errno == errno.EBADF
 
 
 # ---------------------------------------------------------------- programs

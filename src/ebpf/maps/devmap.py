@@ -27,11 +27,12 @@ Rule 2 (updates; ``BPF_F_LOCK`` and flags above ``BPF_EXIST`` are ``EINVAL`` fir
 - ``CPUMAP``: past the end ``E2BIG``, ``BPF_NOEXIST`` ``EEXIST``, ``qsize`` > 16384
   ``EOVERFLOW``, a CPU that is not possible (``ncpus`` of the runtime) ``ENODEV``, ``qsize``
   0 empties the slot.
-- a program fd > 0 in an 8-byte value (devmap / cpumap programs) and every ``XSKMAP`` update
-  need kernel objects user space does not have: :class:`RedirectMapNotSupportedError` (a
-  ``NotSupportedError`` and a ``MapError``) with the errno the kernel gives a fd that is not
-  such an object (``EINVAL``, ``ENOMEM`` for cpumap, ``EOPNOTSUPP`` for a socket that is not
-  AF_XDP), after the checks the kernel makes before looking at the fd.
+- ``XSKMAP``: past the end ``E2BIG``; the value is a socket fd of the caller, looked up as the
+  kernel does: not open ``EBADF``, not a socket ``ENOTSOCK``, not AF_XDP ``EOPNOTSUPP``.
+- a program fd > 0 in an 8-byte value (devmap / cpumap programs) and an AF_XDP socket need
+  kernel objects user space does not have: :class:`RedirectMapNotSupportedError` (a
+  ``NotSupportedError`` and a ``MapError``) whose errno is the kernel's answer for a fd that
+  is not such an object (devmap ``EINVAL``, cpumap ``ENOMEM``, xskmap ``EOPNOTSUPP``).
 
 Rule 3 (other operations): lookups from user space return the value as stored with the
 program id 0; ``XSKMAP`` lookups are ``EOPNOTSUPP``. Deletes of the array types only check the
@@ -49,6 +50,7 @@ import dataclasses
 import errno
 import os
 import socket
+import stat
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -115,6 +117,28 @@ def _vmalloc_fits(size: int) -> bool:
     except (OSError, ValueError):
         return True
     return pages <= 0 or page <= 0 or size // page <= pages
+
+
+AF_XDP = 44
+
+
+def _socket_family(fd: int) -> int | None:
+    """The address family of the caller's socket ``fd``; -1: not a socket; ``None``: not open."""
+    if fd < 0:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(st.st_mode):
+        return -1
+    try:
+        # explicit family/type: Python would otherwise probe the socket (and fail on AF_XDP)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, os.dup(fd)) as s:
+            family: int = s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+    except OSError:
+        return -1
+    return family
 
 
 class RedirectMapNotSupportedError(MapOperationNotSupportedError, NotSupportedError):
@@ -449,8 +473,9 @@ class CpuMap(RedirectMap):
 class XskMap(RedirectMap):
     """An AF_XDP socket map (``BPF_MAP_TYPE_XSKMAP``): always empty in user space.
 
-    User space has no AF_XDP sockets, so updates raise :class:`RedirectMapNotSupportedError`
-    (after the kernel's flag and index checks); deletes and ``get_next_key`` work as on an
+    The runtime cannot redirect to AF_XDP sockets: updates fail as the kernel's do for fds
+    that are not AF_XDP sockets, and raise :class:`RedirectMapNotSupportedError` for one that
+    is (the kernel would take it); deletes and ``get_next_key`` work as on an
     empty map; ``lookup`` is ``EOPNOTSUPP`` as the kernel's syscall answers.
     """
 
@@ -465,10 +490,17 @@ class XskMap(RedirectMap):
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
         self._check_update_flags(flags)
         index = self._index(key)
-        self._value(value)
+        fd: int = _S32.unpack(self._value(value))[0]
         self._check_index(index)
+        family = _socket_family(fd)  # the kernel's sockfd_lookup on the caller's fd
+        if family is None:
+            raise MapError(f"{self.label}: fd {fd} is not open", errno=errno.EBADF)
+        if family < 0:
+            raise MapError(f"{self.label}: fd {fd} is not a socket", errno=errno.ENOTSOCK)
+        if family != AF_XDP:
+            raise MapError(f"{self.label}: fd {fd} is not an AF_XDP socket", errno=errno.EOPNOTSUPP)
         raise RedirectMapNotSupportedError(
-            f"{self.label}: XSKMAP values are AF_XDP socket fds; the user-space runtime has none",
+            f"{self.label}: fd {fd} is an AF_XDP socket; the user-space runtime cannot redirect to one",
             feature="AF_XDP sockets (XSKMAP updates)",
             errno=errno.EOPNOTSUPP,
         )
