@@ -8,6 +8,7 @@ sides with ``BPF_PROG_TEST_RUN`` and compares the return value and the context o
 
 from __future__ import annotations
 
+import random
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from ebpf.isa.encoding import slot_offsets
 from ebpf.isa.opcodes import CallKind
 from ebpf.isa.program import Program
 from ebpf.runtime import Collection
-from ebpf.spec import CollectionSpec, ProgramSpec, ProgramType, Relocation, RelocKind
+from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramSpec, ProgramType, Relocation, RelocKind
 
 pytestmark = pytest.mark.kernel
 
@@ -31,7 +32,7 @@ MAX_LOOPS = 8 * 1024 * 1024
 BPF_F_SLEEPABLE = 1 << 4
 
 
-def kfunc_program(name: str, text: str) -> ProgramSpec:
+def kfunc_program(name: str, text: str, type: ProgramType = ProgramType.SYSCALL) -> ProgramSpec:
     """A syscall ProgramSpec from assembly in which ``kcall NAME`` calls the kfunc ``NAME``."""
     names: list[str] = []
 
@@ -39,7 +40,8 @@ def kfunc_program(name: str, text: str) -> ProgramSpec:
         names.append(m.group(1))
         return "call kfunc(0)"
 
-    prog = assemble(re.sub(r"kcall (\w+)", call, text))
+    text = re.sub(r"kcall (\w+)", call, text)
+    prog = assemble(re.sub(r"@buf\b", "0 ll", text))  # rX = @buf: the address of the map value
     slots = slot_offsets(prog.instructions)
     calls = [
         slots[i]
@@ -48,29 +50,35 @@ def kfunc_program(name: str, text: str) -> ProgramSpec:
     ]
     assert len(calls) == len(names)
     relocations = {slot: Relocation(RelocKind.KFUNC, n) for slot, n in zip(calls, names, strict=True)}
+    for i, insn in enumerate(prog.instructions):
+        if insn.is_wide:
+            relocations[slots[i]] = Relocation(RelocKind.MAP_VALUE, "buf", 0)
+    syscall = type == ProgramType.SYSCALL
     return ProgramSpec(
         name,
-        "syscall",
-        ProgramType.SYSCALL,
+        "syscall" if syscall else "xdp",
+        type,
         Program(prog.instructions, prog.labels),
         license="GPL",
-        flags=BPF_F_SLEEPABLE,  # syscall programs are sleepable
+        flags=BPF_F_SLEEPABLE if syscall else 0,  # syscall programs are sleepable
         relocations=relocations,
     )
 
 
-Loader = Callable[[str, str], tuple[Any, ...]]
+Loader = Callable[..., tuple[Any, ...]]
 
 
 @pytest.fixture
 def both() -> Iterator[Loader]:
-    """load(name, text) -> (py runtime, interp runtime, kernel) collections of one program."""
+    """load(name, text[, type]) -> (py runtime, interp runtime, kernel) collections of one program."""
     from ebpf.kernel.collection import Collection as KernelCollection
 
     with ExitStack() as stack:
 
-        def load(name: str, text: str) -> tuple[Any, ...]:
-            spec = CollectionSpec(programs={name: kfunc_program(name, text)}, license="GPL")
+        def load(name: str, text: str, type: ProgramType = ProgramType.SYSCALL) -> tuple[Any, ...]:
+            spec = CollectionSpec(programs={name: kfunc_program(name, text, type)}, license="GPL")
+            if "@buf" in text:  # 64 bytes of map value: bpf_dynptr_from_mem wants one, not the stack
+                spec.maps["buf"] = MapSpec("buf", MapType.ARRAY, 4, 64, 1)
             sides = [stack.enter_context(Collection(spec, engine=e)) for e in ("py", "interp")]
             sides.append(stack.enter_context(KernelCollection(spec)))
             return tuple(sides)
@@ -78,20 +86,24 @@ def both() -> Iterator[Loader]:
         yield load
 
 
-def outcome(side: Any, name: str, ctx: bytes) -> tuple[Any, ...]:
+def outcome(side: Any, name: str, ctx: bytes | None, data: bytes) -> tuple[Any, ...]:
     try:
-        res = side.programs[name].test_run(b"", ctx_in=ctx)
+        res = side.programs[name].test_run(data, ctx_in=ctx)
     except (BPFError, OSError) as err:
         return ("error", getattr(err, "errno", None), type(err).__name__)
+    if ctx is None:
+        return ("ok", res.retval, bytes(res.data_out))
     return ("ok", res.retval, bytes(res.ctx_out))
 
 
-def run_all(sides: tuple[Any, ...], name: str, ctx: bytes) -> tuple[Any, ...]:
-    """One test run on every side; all must agree. Returns the kernel's outcome."""
-    results = [outcome(side, name, ctx) for side in sides]
+def run_all(sides: tuple[Any, ...], name: str, ctx: bytes | None, data: bytes = b"") -> tuple[Any, ...]:
+    """One test run on every side; all must agree. Returns the kernel's outcome: ("ok", r0,
+    ctx_out, or data_out when no ctx goes in) or ("error", errno, type)."""
+    results = [outcome(side, name, ctx, data) for side in sides]
     kernel = results[-1]
-    assert results[0] == kernel, f"py: ctx {ctx.hex()}"
-    assert results[1] == kernel, f"interp: ctx {ctx.hex()}"
+    where = f"ctx {ctx.hex() if ctx else None} data {data.hex()}"
+    assert results[0] == kernel, f"py: {where}"
+    assert results[1] == kernel, f"interp: {where}"
     return kernel
 
 
@@ -230,3 +242,271 @@ exit
 def test_rcu_read_lock(both: Loader) -> None:
     sides = both("rcu", RCU)
     assert run_all(sides, "rcu", struct.pack("<QQ", 41, 0)) == ("ok", 7, struct.pack("<QQ", 41, 42))
+
+
+def test_preempt_disable(both: Loader) -> None:
+    text = RCU.replace("rcu_read_lock", "preempt_disable").replace("rcu_read_unlock", "preempt_enable")
+    sides = both("preempt", text)
+    assert run_all(sides, "preempt", struct.pack("<QQ", 1, 0)) == ("ok", 7, struct.pack("<QQ", 1, 2))
+
+
+# ---------------------------------------------------------------- dynptr kfuncs
+
+BPF_FUNC_DYNPTR_FROM_MEM = 197
+
+
+def buf_copy(pairs: list[tuple[int, int]], to_buf: bool) -> str:
+    """Copy 32 bytes between the context (r6 + ctx_off) and the map value (r7 + buf_off)."""
+    lines = []
+    for ctx_off, buf_off in pairs:
+        for k in range(0, 32, 8):
+            ctx, buf = f"*(u64 *)(r6 + {ctx_off + k})", f"*(u64 *)(r7 + {buf_off + k})"
+            src, dst = (ctx, buf) if to_buf else (buf, ctx)
+            lines.append(f"r1 = {src}\n{dst} = r1")
+    return "\n".join(lines)
+
+
+def bounded(reg: str, ctx_off: int, label: str) -> str:
+    """``reg`` = the u32 at ctx_off, at most 32 (the verifier wants a bounded size)."""
+    return f"{reg} = *(u32 *)(r6 + {ctx_off})\nif {reg} <= 32 goto {label}\n{reg} = 32\n{label}:"
+
+
+# ctx: u8 data[32]; u32 size, flags (1: a null dynptr), adjust start, end, slice offset, pad;
+# then u64 results (see the program). A kfunc returning bool defines only the low byte of r0
+# (the kernel left 0xffffff01 for true): the program masks it, as compiled C does.
+DYN = f"""
+r6 = r1
+r7 = @buf
+{buf_copy([(0, 0)], True)}
+r1 = r7
+{bounded("r2", 32, "sized")}
+r3 = *(u32 *)(r6 + 36)
+r4 = r10
+r4 += -16
+call {BPF_FUNC_DYNPTR_FROM_MEM}
+*(u64 *)(r6 + 56) = r0
+r1 = r10
+r1 += -16
+r2 = r10
+r2 += -32
+kcall bpf_dynptr_clone
+*(u64 *)(r6 + 64) = r0
+r1 = r10
+r1 += -16
+r2 = *(u32 *)(r6 + 40)
+r3 = *(u32 *)(r6 + 44)
+kcall bpf_dynptr_adjust
+*(u64 *)(r6 + 72) = r0
+r1 = r10
+r1 += -16
+kcall bpf_dynptr_size
+*(u64 *)(r6 + 80) = r0
+r1 = r10
+r1 += -32
+kcall bpf_dynptr_size
+*(u64 *)(r6 + 88) = r0
+r1 = r10
+r1 += -16
+kcall bpf_dynptr_is_null
+r0 &= 0xff
+*(u64 *)(r6 + 96) = r0
+r1 = r10
+r1 += -16
+kcall bpf_dynptr_is_rdonly
+r0 &= 0xff
+*(u64 *)(r6 + 104) = r0
+r1 = r10
+r1 += -16
+r2 = *(u32 *)(r6 + 48)
+r3 = 0
+r4 = 4
+kcall bpf_dynptr_slice
+r7 = -1
+if r0 == 0 goto s1
+r7 = *(u32 *)(r0 + 0)
+s1:
+*(u64 *)(r6 + 112) = r7
+r7 = @buf
+{buf_copy([(0, 0)], False)}
+r0 = 0
+exit
+"""
+DYN_IN = struct.Struct("<32sIIIIII")
+DYN_CTX = DYN_IN.size + 8 * 9
+
+
+def dyn_cases() -> list[tuple[int, ...]]:
+    rng = random.Random(7)
+    cases = [
+        (32, 0, 0, 32, 0),
+        (32, 0, 4, 12, 2),
+        (32, 1, 0, 0, 0),  # a null dynptr: -EINVAL everywhere, NULL slices
+        (16, 0, 9, 3, 0),  # start > end: -EINVAL
+        (16, 0, 3, 17, 0),  # end > size: -ERANGE
+        (16, 0, 17, 17, 0),
+        (20, 0, 20, 20, 0),
+        (8, 0, 0, 8, 4),
+        (8, 0, 0, 8, 5),  # a 4-byte slice past the end: NULL
+        (0, 0, 0, 0, 0),
+        (33, 0, 0, 0, 0),  # size clamped to 32 by the program
+        (32, 2, 0, 1, 0),  # unknown flags: -EINVAL
+    ]
+    for _ in range(28):
+        size = rng.randrange(0, 33)
+        cases.append(
+            (size, 0, rng.randrange(0, size + 3), rng.randrange(0, size + 3), rng.randrange(0, size + 2))
+        )
+    return cases
+
+
+def test_dynptr_kfuncs(both: Loader) -> None:
+    sides = both("dyn", DYN)
+    seen = set()
+    for size, flags, start, end, off in dyn_cases():
+        ctx = DYN_IN.pack(bytes(range(100, 132)), size, flags, start, end, off, 0) + bytes(8 * 9)
+        assert len(ctx) == DYN_CTX
+        kernel = run_all(sides, "dyn", ctx)
+        assert kernel[0] == "ok"
+        seen.add(struct.unpack_from("<Q", kernel[2], 72)[0])
+    assert seen == {0, 0xFFFFFFEA, 0xFFFFFFDE}  # adjust: 0, -EINVAL, -ERANGE
+
+
+# ctx: u8 a[32], b[32]; u32 size_a, size_b, dst_off, src_off, n, memset off, memset n, flags of b
+# (1: b is null); u64 copy's r0, memset's r0
+DYN_COPY = f"""
+r6 = r1
+r7 = @buf
+{buf_copy([(0, 0), (32, 32)], True)}
+r1 = r7
+{bounded("r2", 64, "a")}
+r3 = 0
+r4 = r10
+r4 += -16
+call {BPF_FUNC_DYNPTR_FROM_MEM}
+r1 = r7
+r1 += 32
+{bounded("r2", 68, "b")}
+r3 = *(u32 *)(r6 + 92)
+r4 = r10
+r4 += -112
+call {BPF_FUNC_DYNPTR_FROM_MEM}
+r1 = r10
+r1 += -112
+r2 = *(u32 *)(r6 + 72)
+r3 = r10
+r3 += -16
+r4 = *(u32 *)(r6 + 76)
+r5 = *(u32 *)(r6 + 80)
+kcall bpf_dynptr_copy
+*(u64 *)(r6 + 96) = r0
+r1 = r10
+r1 += -112
+r2 = *(u32 *)(r6 + 84)
+r3 = *(u32 *)(r6 + 88)
+r4 = 0x15a
+kcall bpf_dynptr_memset
+*(u64 *)(r6 + 104) = r0
+{buf_copy([(0, 0), (32, 32)], False)}
+r0 = 0
+exit
+"""
+COPY_IN = struct.Struct("<32s32sIIIIIIII")
+
+
+def copy_cases() -> list[tuple[int, ...]]:
+    rng = random.Random(11)
+    cases = [
+        (32, 32, 0, 0, 32, 0, 32, 0),
+        (32, 32, 4, 0, 8, 30, 2, 0),
+        (8, 32, 0, 4, 8, 0, 0, 0),  # the source is too short: -E2BIG
+        (32, 8, 4, 0, 8, 8, 1, 0),  # the destination is too short, memset past the end
+        (32, 32, 0, 0, 8, 0, 4, 1),  # the destination is null: -EINVAL; memset of a null: -E2BIG
+        (32, 32, 0, 0, 0, 0, 0, 1),  # null destination, nothing to copy
+        (16, 16, 2, 3, 0, 16, 0, 0),
+    ]
+    for _ in range(30):
+        sa, sb = rng.randrange(0, 33), rng.randrange(0, 33)
+        cases.append(
+            (
+                sa,
+                sb,
+                rng.randrange(0, sb + 2),
+                rng.randrange(0, sa + 2),
+                rng.randrange(0, 12),
+                rng.randrange(0, sb + 2),
+                rng.randrange(0, 12),
+                rng.choice([0, 0, 0, 1]),
+            )
+        )
+    return cases
+
+
+def test_dynptr_copy_memset(both: Loader) -> None:
+    sides = both("dcopy", DYN_COPY)
+    seen = set()
+    for case in copy_cases():
+        ctx = COPY_IN.pack(bytes(range(32)), bytes(range(200, 232)), *case) + bytes(16)
+        kernel = run_all(sides, "dcopy", ctx)
+        assert kernel[0] == "ok"
+        seen.update(struct.unpack_from("<QQ", kernel[2], 96))
+    assert seen == {0, 0xFFFFFFEA, 0xFFFFFFF9}
+
+
+# XDP (the verifier lets only packet programs write through bpf_dynptr_slice_rdwr): a dynptr
+# over packet[0] bytes of the map value; a 2-byte writable slice at packet[1] gets 0xbeef. The
+# packet gets the slice's success at [2] and the map value's first 32 bytes at [16, 48).
+RDWR = f"""
+r6 = r1
+r2 = *(u32 *)(r6 + 0)
+r3 = *(u32 *)(r6 + 4)
+r1 = r2
+r1 += 48
+if r1 > r3 goto out
+r8 = *(u8 *)(r2 + 1)
+r7 = @buf
+r1 = r7
+r4 = *(u8 *)(r2 + 0)
+r2 = r4
+if r2 <= 32 goto sized
+r2 = 32
+sized:
+r3 = 0
+r4 = r10
+r4 += -16
+call {BPF_FUNC_DYNPTR_FROM_MEM}
+r1 = r10
+r1 += -16
+r2 = r8
+r3 = 0
+r4 = 2
+kcall bpf_dynptr_slice_rdwr
+r9 = 0
+if r0 == 0 goto done
+r1 = 0xbeef
+*(u16 *)(r0 + 0) = r1
+r9 = 1
+done:
+r2 = *(u32 *)(r6 + 0)
+r3 = *(u32 *)(r6 + 4)
+r1 = r2
+r1 += 48
+if r1 > r3 goto out
+*(u8 *)(r2 + 2) = r9
+r6 = r2
+r6 += 16
+{buf_copy([(0, 0)], False)}
+out:
+r0 = 2
+exit
+"""
+
+
+def test_dynptr_slice_rdwr(both: Loader) -> None:
+    sides = both("rdwr", RDWR, ProgramType.XDP)
+    seen = set()
+    for size, off in [(32, 0), (32, 30), (32, 31), (4, 2), (4, 3), (0, 0), (40, 31), (2, 0), (8, 6)]:
+        packet = bytes([size, off]) + bytes(62)
+        kernel = run_all(sides, "rdwr", None, packet)
+        assert kernel[0] == "ok"
+        seen.add(kernel[2][2])
+    assert seen == {0, 1}

@@ -238,3 +238,83 @@ def test_missing_weak_kfunc_faults_only_when_called(engine: str) -> None:
         assert prog.test_run(b"", ctx_in=bytes(4)).retval == 0
         with pytest.raises(VMError, match="unknown kfunc 0"):
             prog.test_run(b"", ctx_in=b"\x01\0\0\0")
+
+
+# ---------------------------------------------------------------- dynptr kfuncs (kernel-checked in
+# tests/differential/test_kfuncs_kernel.py; here without a kernel)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_dynptr_kfuncs(engine: str) -> None:
+    from ebpf.vm.helpers import RunEnv
+
+    from ._helper_util import make_engine
+
+    env = RunEnv(deterministic=True)
+    region = env.memory.map_buffer("buf", HostBuffer.from_bytes(bytes(range(10, 42))))
+    text = with_ids(f"""
+    r6 = r1
+    r1 = {region.start} ll
+    r2 = 16
+    r3 = 0
+    r4 = r10
+    r4 += -16
+    call 197
+    r1 = r10
+    r1 += -16
+    r2 = r10
+    r2 += -32
+    kcall bpf_dynptr_clone
+    r1 = r10
+    r1 += -16
+    r2 = 2
+    r3 = 6
+    kcall bpf_dynptr_adjust
+    *(u32 *)(r6 + 0) = r0
+    r1 = r10
+    r1 += -16
+    kcall bpf_dynptr_size
+    *(u32 *)(r6 + 4) = r0
+    r1 = r10
+    r1 += -32
+    kcall bpf_dynptr_size
+    *(u32 *)(r6 + 8) = r0
+    r1 = r10
+    r1 += -16
+    r2 = 0
+    r3 = 0
+    r4 = 4
+    kcall bpf_dynptr_slice
+    r0 = *(u32 *)(r0 + 0)
+    *(u32 *)(r6 + 12) = r0
+    r1 = r10
+    r1 += -16
+    r2 = 1
+    r3 = 0
+    r4 = 4
+    kcall bpf_dynptr_slice_rdwr
+    *(u64 *)(r6 + 16) = r0
+    r1 = r10
+    r1 += -16
+    r2 = 5
+    r3 = 7
+    kcall bpf_dynptr_adjust
+    *(u32 *)(r6 + 24) = r0
+    r1 = r10
+    r1 += -32
+    r2 = 12
+    r3 = 4
+    r4 = 0x55
+    kcall bpf_dynptr_memset
+    *(u32 *)(r6 + 28) = r0
+    r1 = r10
+    r1 += -32
+    kcall bpf_dynptr_is_null
+    r0 = 0
+    exit
+    """)
+    eng = make_engine(text, env, engine)
+    env.begin_run()
+    out = eng.run(bytes(32), env=env).data
+    assert struct.unpack("<IIIIQII", out) == (0, 4, 16, 0x0F0E0D0C, 0, 0xFFFFFFDE, 0)
+    assert bytes(region.view) == bytes(range(10, 22)) + b"\x55" * 4 + bytes(range(26, 42))

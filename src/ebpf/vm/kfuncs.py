@@ -31,8 +31,9 @@ the same data, ``-EINVAL`` when ``start > end``, ``-ERANGE`` past the size), ``c
 ``slice`` / ``slice_rdwr`` (a pointer into the data; NULL when out of range or, for
 ``slice_rdwr``, read-only).
 
-Rule 5 (RCU): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` do nothing here: the runtime runs
-one program at a time and frees nothing behind its back.
+Rule 5 (RCU, preemption): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` and
+``bpf_preempt_disable`` / ``bpf_preempt_enable`` do nothing here: the runtime runs one program
+at a time, is never preempted by another program and frees nothing behind its back.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from ebpf.vm.helpers import HelperEnv, HelperFn
 __all__ = [
     "BPF_MAX_LOOPS",
     "ITER_NUM_SIZE",
+    "NO_FLAGS",
     "Kfunc",
     "KfuncFlag",
     "KfuncRegistry",
@@ -196,6 +198,14 @@ def rcu_read_unlock(env: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int)
     return 0
 
 
+def preempt_disable(env: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    return 0
+
+
+def preempt_enable(env: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    return 0
+
+
 _REGISTRY: KfuncRegistry | None = None
 
 
@@ -203,6 +213,8 @@ def runtime_kfuncs() -> KfuncRegistry:
     """The kfuncs of the user-space runtime (one shared registry: ids stay the same)."""
     global _REGISTRY
     if _REGISTRY is None:
+        from ebpf.vm import _kfuncs_dynptr  # imports the ring buffer map: not at module load
+
         reg = KfuncRegistry()
         it = KfuncFlag
         reg.register(
@@ -225,5 +237,8 @@ def runtime_kfuncs() -> KfuncRegistry:
         )
         reg.register("bpf_rcu_read_lock", rcu_read_lock, "void bpf_rcu_read_lock(void)")
         reg.register("bpf_rcu_read_unlock", rcu_read_unlock, "void bpf_rcu_read_unlock(void)")
+        reg.register("bpf_preempt_disable", preempt_disable, "void bpf_preempt_disable(void)")
+        reg.register("bpf_preempt_enable", preempt_enable, "void bpf_preempt_enable(void)")
+        _kfuncs_dynptr.register(reg)
         _REGISTRY = reg
     return _REGISTRY
