@@ -1100,14 +1100,6 @@ def test_syscall_data_in_refused(both: Loader) -> None:
 # ---------------------------------------------------------------- 13. redirect maps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotSupportedError,
-    reason="DEVMAP, DEVMAP_HASH, CPUMAP and XSKMAP are not user-space map types: runtime.Collection "
-    "refuses the object (NotSupportedError 'user-space map type DEVMAP'); the kernel loads it and "
-    "bpf_redirect_map answers XDP_REDIRECT for a present entry and the flags' fallback action "
-    "for a missing one",
-)
 def test_xdp_redirect_maps(both: Loader) -> None:
     ours, theirs = both("xdp_redirect")
     for side in (ours, theirs):
@@ -1302,7 +1294,6 @@ def test_gateway_lookups(both: Loader) -> None:
 # ---------------------------------------------------------------- the runtime loads every object
 
 NOT_IN_RUNTIME = {
-    "xdp_redirect": "DEVMAP / DEVMAP_HASH / CPUMAP / XSKMAP",
     "exec_trace": "STACK_TRACE and TASK_STORAGE",
 }
 
@@ -1643,13 +1634,6 @@ def test_probe_read_kernel_bad_address(both: Loader, address: int) -> None:
     compare_maps(ours, theirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bpf_probe_read_user(_str) of a pointer into the calling process (a raw_tp test run "
-    "runs in its context): the kernel reads it (the string and the word), the runtime "
-    "answers -EFAULT (it has no access to the host process's memory)",
-)
 def test_probe_read_user_of_caller(both: Loader) -> None:
     import ctypes
 

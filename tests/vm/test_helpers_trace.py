@@ -178,8 +178,9 @@ def test_probe_read_faults_cleanly(engine: str) -> None:
 
     # Kernel reads refuse user-half / non-canonical addresses with -ERANGE (copy_from_kernel_nofault),
     # user reads fault with -EFAULT; reads that start in mapped memory and run past it fault.
-    kernel_helpers = (HelperId.PROBE_READ_KERNEL, HelperId.PROBE_READ)
-    for helper in (*kernel_helpers, HelperId.PROBE_READ_USER):
+    # The legacy helpers read user memory below TASK_SIZE (x86-64 bpf_probe_read_compat).
+    kernel_helpers = (HelperId.PROBE_READ_KERNEL,)
+    for helper in (*kernel_helpers, HelperId.PROBE_READ, HelperId.PROBE_READ_USER):
         unmapped = -errno.ERANGE if helper in kernel_helpers else -errno.EFAULT
         assert run(prog(helper, src.start, 9), env, engine).retval == value(0, b"secret\0zz")
         assert run(prog(helper, src.start + 4, 9), env, engine).retval == value(-errno.EFAULT, bytes(9))
@@ -187,10 +188,11 @@ def test_probe_read_faults_cleanly(engine: str) -> None:
     assert run(prog(HelperId.PROBE_READ_KERNEL, 0xFFFF_8880_0000_0000, 4), env, engine).retval == value(
         -errno.EFAULT, bytes(4)
     )
-    kernel_str = (HelperId.PROBE_READ_KERNEL_STR, HelperId.PROBE_READ_STR)
-    for helper in (*kernel_str, HelperId.PROBE_READ_USER_STR):
+    kernel_str = (HelperId.PROBE_READ_KERNEL_STR,)
+    for helper in (*kernel_str, HelperId.PROBE_READ_STR, HelperId.PROBE_READ_USER_STR):
         unmapped = -errno.ERANGE if helper in kernel_str else -errno.EFAULT
-        assert run(prog(helper, src.start, 16), env, engine).retval == value(7, b"secret\0")
+        copied = b"secret\0" if helper in kernel_str else b"secret\0\0"  # user copies: the NUL's word
+        assert run(prog(helper, src.start, 16), env, engine).retval == value(7, copied)
         assert run(prog(helper, src.start, 4), env, engine).retval == value(4, b"sec\0")
         assert run(prog(helper, src.start + 7, 16), env, engine).retval == value(-errno.EFAULT, bytes(16))
         assert run(prog(helper, 0x10, 8), env, engine).retval == value(unmapped, bytes(8))

@@ -18,6 +18,21 @@ no kernel symbols in user space).
 
 Rule 3 (``bpf_probe_read_*``): reads outside the program-visible memory fail cleanly with
 ``-EFAULT`` and a zeroed destination, never a ``VMError``.
+
+Rule 4 (user reads): ``bpf_probe_read_user(_str)`` read the program's memory when the address
+is in it (up to the end of its region), else the host process's own memory
+(:mod:`ebpf.vm._host_memory`): a raw tracepoint or SYSCALL test run runs in the caller's
+process, whose memory the kernel reads. Deterministic mode (``RunEnv.deterministic``) never
+reads host memory: such reads fault. The legacy ``bpf_probe_read(_str)`` read a user-half
+address (below ``TASK_SIZE``) as user memory and anything else as kernel memory, as x86-64
+does (``bpf_probe_read_compat``, ``CONFIG_ARCH_HAS_NON_OVERLAPPING_ADDRESS_SPACE``).
+
+Rule 5 (``strncpy_from_user_nofault`` on x86-64): a user string is copied a word (8 bytes) at
+a time while a whole word is readable and fits, then byte by byte; the word holding the NUL is
+stored with the bytes after the NUL zeroed (so up to 7 bytes past the NUL become 0), a byte
+copy stores up to the NUL. The result is the length with the NUL, or ``size`` with
+``dst[size - 1] = 0`` when the string does not fit; an unreadable byte before the NUL is
+``-EFAULT`` with ``dst`` zeroed (measured on Linux 6.18).
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ from __future__ import annotations
 import errno
 
 from ebpf.helpers import HelperId
+from ebpf.vm import _host_memory
 from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry, RunEnv, run_env
 from ebpf.vm.memory import Memory
 
@@ -306,16 +322,29 @@ def _kernel_read_error(src: int) -> int:
     return _neg(errno.EFAULT) if src >= _KERNEL_START else _neg(errno.ERANGE)
 
 
+def _user_bytes(env: RunEnv, src: int, size: int) -> bytes:
+    """The readable prefix of user memory ``[src, src + size)`` (Rule 4)."""
+    region = env.memory.find(src, 1)
+    if region is not None:
+        off = src - region.start
+        return region.view[off : off + size].tobytes()
+    if env.deterministic:
+        return b""
+    return _host_memory.read(src, size)
+
+
 def _probe_read(e: HelperEnv, dst: int, size: int, src: int, _d: int, _e: int) -> int:
-    """``bpf_probe_read_user``: a fault zeroes ``dst`` and returns ``-EFAULT``."""
+    """``bpf_probe_read_user``: all ``size`` bytes or a fault (``dst`` zeroed, ``-EFAULT``)."""
     env = run_env(e)
     size &= 0xFFFFFFFF
+    src &= M64
     if size == 0:
         return 0
-    if env.memory.find(src, size) is None:
+    data = _user_bytes(env, src, size)
+    if len(data) < size:
         env.memory.write_bytes(dst, bytes(size))
         return _neg(errno.EFAULT)
-    env.memory.write_bytes(dst, env.memory.read_bytes(src, size))
+    env.memory.write_bytes(dst, data)
     return 0
 
 
@@ -334,24 +363,75 @@ def _probe_read_kernel(e: HelperEnv, dst: int, size: int, src: int, _d: int, _e:
     return 0
 
 
+def strncpy_from_user(avail: bytes, count: int, limit: int) -> tuple[int, bytes]:
+    """``strncpy_from_user_nofault(dst, src, count)`` over the readable prefix ``avail`` of the
+    source, reading at most ``limit`` bytes (``TASK_SIZE_MAX - src``, capped at ``count``):
+    ``(result, bytes stored at dst)``, ``result < 0`` being ``-EFAULT`` (Rule 5)."""
+    out = bytearray()
+    res = 0
+    left = limit
+    while left >= 8 and res + 8 <= len(avail):  # a word that faults: byte at a time from here
+        word = avail[res : res + 8]
+        nul = word.find(b"\0")
+        if nul >= 0:
+            out += word[: nul + 1] + bytes(7 - nul)
+            return res + nul + 1, bytes(out)
+        out += word
+        res += 8
+        left -= 8
+    while left:
+        if res >= len(avail):
+            return -errno.EFAULT, b""
+        out.append(avail[res])
+        if avail[res] == 0:
+            return res + 1, bytes(out)
+        res += 1
+        left -= 1
+    if res < count:
+        return -errno.EFAULT, b""  # stopped at TASK_SIZE_MAX before count bytes
+    out[count - 1] = 0
+    return count, bytes(out)
+
+
 def _probe_read_str(
     e: HelperEnv, dst: int, size: int, src: int, _d: int, _e: int, *, kernel: bool = False
 ) -> int:
     """``strncpy_from_*_nofault``: the length with the NUL, ``size`` when truncated, or an error."""
     env = run_env(e)
     size &= 0xFFFFFFFF
+    src &= M64
     if size == 0:
         return 0
+    if not kernel:
+        limit = min(size, max(0, _USER_END - src)) if env.memory.find(src, 1) is None else size
+        result, stored = strncpy_from_user(_user_bytes(env, src, limit), size, limit)
+        if result < 0:
+            env.memory.write_bytes(dst, bytes(size))
+            return _neg(-result)
+        env.memory.write_bytes(dst, stored)
+        return result
     data = read_string(env.memory, src, size)
     if data is None:
         env.memory.write_bytes(dst, bytes(size))
-        return _kernel_read_error(src) if kernel and env.memory.find(src, 1) is None else _neg(errno.EFAULT)
+        return _kernel_read_error(src) if env.memory.find(src, 1) is None else _neg(errno.EFAULT)
     env.memory.write_bytes(dst, data + b"\0")
     return len(data) + 1
 
 
 def _probe_read_kernel_str(e: HelperEnv, dst: int, size: int, src: int, d: int, f: int) -> int:
     return _probe_read_str(e, dst, size, src, d, f, kernel=True)
+
+
+def _probe_read_compat(e: HelperEnv, dst: int, size: int, src: int, d: int, f: int) -> int:
+    """Legacy ``bpf_probe_read``: user memory below ``TASK_SIZE``, else kernel memory (Rule 4)."""
+    if (src & M64) < _USER_END:
+        return _probe_read(e, dst, size, src, d, f)
+    return _probe_read_kernel(e, dst, size, src, d, f)
+
+
+def _probe_read_compat_str(e: HelperEnv, dst: int, size: int, src: int, d: int, f: int) -> int:
+    """Legacy ``bpf_probe_read_str``: as :func:`_probe_read_compat`, for strings."""
+    return _probe_read_str(e, dst, size, src, d, f, kernel=(src & M64) >= _USER_END)
 
 
 def register(reg: HelperRegistry) -> None:
@@ -361,10 +441,10 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.TRACE_VPRINTK, trace_vprintk),
         (HelperId.SNPRINTF, snprintf),
         (HelperId.STRNCMP, strncmp),
-        (HelperId.PROBE_READ, _probe_read_kernel),
+        (HelperId.PROBE_READ, _probe_read_compat),
         (HelperId.PROBE_READ_KERNEL, _probe_read_kernel),
         (HelperId.PROBE_READ_USER, _probe_read),
-        (HelperId.PROBE_READ_STR, _probe_read_kernel_str),
+        (HelperId.PROBE_READ_STR, _probe_read_compat_str),
         (HelperId.PROBE_READ_KERNEL_STR, _probe_read_kernel_str),
         (HelperId.PROBE_READ_USER_STR, _probe_read_str),
     ):
