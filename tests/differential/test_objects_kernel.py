@@ -47,6 +47,7 @@ NO_CONTENTS = {
     MapType.QUEUE,
     MapType.STACK,
     MapType.BLOOM_FILTER,
+    MapType.XSKMAP,  # sockets only; user-space lookups are EOPNOTSUPP on both sides
 }
 PERCPU = {MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH}
 
@@ -183,7 +184,12 @@ def _sum_lanes(values: list[bytes]) -> bytes:
 def map_state(m: Any, mspec: MapSpec) -> dict[bytes, bytes]:
     state = {}
     for key in list(m):
-        state[bytes(key)] = _sum_lanes(m.lookup_percpu(key)) if mspec.type in PERCPU else bytes(m.lookup(key))
+        try:
+            state[bytes(key)] = (
+                _sum_lanes(m.lookup_percpu(key)) if mspec.type in PERCPU else bytes(m.lookup(key))
+            )
+        except KeyError:  # KeyNotFoundError: an empty slot of a sparse array (DEVMAP, CPUMAP)
+            continue
     return state
 
 
