@@ -1,0 +1,353 @@
+"""Stack and local-storage helpers: the same programs in the kernel and in the user-space runtime.
+
+Raw tracepoint programs run with ``BPF_PROG_TEST_RUN`` in the kernel (the current task is the
+test's thread, the kernel stack is the test-run call path) and with both engines of the
+runtime. The runtime has no kernel stack: it gets the frames the kernel itself recorded
+(read back from the kernel's map or buffer), and must then give the same stack ids, the
+same error codes and the same map contents. Task storage is reached through
+``bpf_get_current_task_btf()``; the runtime's current task is given a stand-in object for
+the test's thread, and user space reads both maps through a pidfd of this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from ebpf import btf
+from ebpf.btf.types import IntEncoding
+from ebpf.helpers import HelperId
+from ebpf.isa.asm import assemble
+from ebpf.maps import Map, MapFlags, create
+from ebpf.maps.stacktrace import (
+    BPF_F_FAST_STACK_CMP,
+    BPF_F_REUSE_STACKID,
+    BPF_F_USER_BUILD_ID,
+)
+from ebpf.maps.storage import Owner, owners
+from ebpf.spec import MapSpec, MapType, ProgramType
+from ebpf.vm import ENGINES
+from ebpf.vm._context_trace import RawTracepointInput
+from ebpf.vm.helpers import RunEnv, TaskInfo, runtime_helpers
+from ebpf.vm.memory import HostBuffer
+
+pytestmark = pytest.mark.kernel
+
+ENGINE_NAMES = ("interp", "py")
+BTF = btf.Spec.build(
+    [btf.Int("int", 4, IntEncoding.SIGNED, bits=32), btf.Int("long", 8, IntEncoding.SIGNED, bits=64)]
+)
+CTX = struct.pack("<QQ", 1, 2)
+
+
+def s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+def kernel_run(text: str) -> int:
+    return kernel_runs(text, [CTX])[0]
+
+
+def kernel_runs(text: str, ctxs: list[bytes]) -> list[int]:
+    with kernel_prog(text) as run:
+        return [run(ctx) for ctx in ctxs]
+
+
+@contextmanager
+def kernel_prog(text: str) -> Iterator[Callable[[bytes], int]]:
+    """Load ``text`` once; test-run it on ``ctx_in`` (one program: one code address in the stack)."""
+    from ebpf.kernel.program import Program
+
+    with Program.load(assemble(text), ProgramType.RAW_TRACEPOINT) as prog:
+        yield lambda ctx: s32(prog.test_run(ctx_in=ctx).retval)
+
+
+def args(*values: int) -> bytes:
+    return struct.pack(f"<{len(values)}Q", *values)
+
+
+class Runtime:
+    """A RunEnv whose current task is this thread, with a stand-in task object and given stacks."""
+
+    def __init__(self, engine: str, kernel_stack: tuple[int, ...] = ()) -> None:
+        self.engine = engine
+        self.env = RunEnv(program_type=ProgramType.RAW_TRACEPOINT)
+        tid = threading.get_native_id()
+        task = owners(self.env.memory).new_object(Owner.task(tid), 64)
+        self.env.task = dataclasses.replace(TaskInfo.current(), task=task, kernel_stack=kernel_stack)
+        self.helpers = runtime_helpers()
+
+    def add(self, m: Map) -> int:
+        return self.env.add_map(m)
+
+    def run(self, text: str, ctx: bytes = CTX) -> int:
+        program = assemble(text)
+        code = self.env.memory.map_buffer("code", HostBuffer(len(program.encode()) + 8), writable=False)
+        eng = ENGINES[self.engine](
+            program, helpers=self.helpers, memory=self.env.memory, code_base=code.start
+        )
+        mapped = RawTracepointInput.from_test_run(ctx).map(self.env.memory)
+        self.env.begin_run(context=mapped)
+        try:
+            r0, _ = eng.execute(mapped, self.env, eng.max_insns)
+        finally:
+            for region in mapped.regions:
+                self.env.memory.unmap(region)
+            self.env.memory.unmap(code)
+        return s32(r0)
+
+
+@contextmanager
+def kernel_map(spec: MapSpec) -> Iterator[object]:
+    from ebpf.kernel.btf import KernelBTF
+    from ebpf.kernel.map import Map as KernelMap
+
+    if spec.btf is None:
+        with KernelMap.create(spec) as m:
+            yield m
+        return
+    with KernelBTF.load(spec.btf) as kbtf, KernelMap.create(spec, btf=kbtf) as m:
+        yield m
+
+
+# --- task storage -----------------------------------------------------------------------------------
+
+TASK_STORAGE = MapSpec("ts", MapType.TASK_STORAGE, 4, 8, 0, MapFlags.NO_PREALLOC, key_type_id=1, value_type_id=2,
+                       btf=BTF)  # fmt: skip
+
+
+def task_get(m: str, flags: int, *, init: int | None = None, null_task: bool = False) -> str:
+    """get storage of the current task (or NULL); increment it; return it (or 0xffff for NULL)."""
+    value = "r3 = 0"
+    if init is not None:
+        value = f"r1 = {init}\n*(u64 *)(r10 - 8) = r1\nr3 = r10\nr3 += -8"
+    task = "r2 = 0" if null_task else f"call {HelperId.GET_CURRENT_TASK_BTF}\nr2 = r0"
+    return f"""
+        {task}
+        {value}
+        r1 = {m} ll
+        r4 = {flags}
+        call {HelperId.TASK_STORAGE_GET}
+        if r0 == 0 goto null
+        r1 = *(u64 *)(r0 + 0)
+        r1 += 1
+        *(u64 *)(r0 + 0) = r1
+        r0 = r1
+        exit
+    null:
+        r0 = 0xffff
+        exit
+    """
+
+
+def task_delete(m: str) -> str:
+    return f"""
+        call {HelperId.GET_CURRENT_TASK_BTF}
+        r2 = r0
+        r1 = {m} ll
+        call {HelperId.TASK_STORAGE_DELETE}
+        exit
+    """
+
+
+TASK_STEPS = [
+    ("get", 0, None, False),  # no storage, no CREATE: NULL
+    ("get", 2, None, False),  # an unknown flag: NULL
+    ("get", 1, None, True),  # NULL task: NULL
+    ("get", 1, None, False),  # created zeroed, incremented: 1
+    ("get", 1, 40, False),  # exists: the init value is ignored
+    ("get", 0, None, False),
+    ("delete",),
+    ("delete",),  # -ENOENT
+    ("get", 1, 40, False),  # created from the init value: 41
+]
+
+
+def _task_program(step: tuple[object, ...], ref: str) -> str:
+    if step[0] == "delete":
+        return task_delete(ref)
+    _, flags, init, null = step
+    assert isinstance(flags, int) and isinstance(null, bool)
+    return task_get(ref, flags, init=init if isinstance(init, int) else None, null_task=null)
+
+
+def _pidfd_key() -> tuple[int, bytes]:
+    fd = os.pidfd_open(os.getpid())
+    return fd, struct.pack("<i", fd)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_task_storage_of_the_current_task(engine: str) -> None:
+    if threading.get_native_id() != os.getpid():
+        pytest.skip("the pidfd names the main thread; this test runs in another one")
+    fd, key = _pidfd_key()
+    try:
+        with kernel_map(TASK_STORAGE) as kmap:
+            want = [kernel_run(_task_program(step, f"map_fd({kmap.fd})")) for step in TASK_STEPS]  # type: ignore[attr-defined]
+            kernel_value = kmap.lookup(key)  # type: ignore[attr-defined]
+        rt = Runtime(engine)
+        with create(TASK_STORAGE, rt.env.memory) as ours:
+            handle = rt.add(ours)
+            got = [rt.run(_task_program(step, str(handle))) for step in TASK_STEPS]
+            assert got == want
+            assert want[:4] == [0xFFFF, 0xFFFF, 0xFFFF, 1] and want[6:] == [0, -errno.ENOENT, 41]
+            assert ours.lookup(key) == kernel_value == struct.pack("<q", 41)
+    finally:
+        os.close(fd)
+
+
+# --- bpf_get_stackid ----------------------------------------------------------------------------------
+
+
+def stackid(m: str) -> str:
+    """bpf_get_stackid(ctx, map, flags) with ``flags`` the first raw tracepoint argument."""
+    return f"""
+        r3 = *(u64 *)(r1 + 0)
+        r2 = {m} ll
+        call {HelperId.GET_STACKID}
+        exit
+    """
+
+
+def _stack_spec(max_entries: int) -> MapSpec:
+    return MapSpec("stacks", MapType.STACK_TRACE, 4, 8 * 127, max_entries)
+
+
+STACKID_FLAGS = [
+    0,
+    0,  # the same stack: the same id
+    1,  # one frame fewer: another stack in the only bucket
+    1 | BPF_F_FAST_STACK_CMP,
+    1 | BPF_F_REUSE_STACKID,  # replaces it if an element is free (else -ENOMEM)
+    0,
+    0 | BPF_F_FAST_STACK_CMP | BPF_F_REUSE_STACKID,
+    255,  # skips every frame
+    1 << 11,  # not a get_stackid flag
+    1 << 40,
+]
+
+
+def _frames(value: bytes) -> tuple[int, ...]:
+    ips = [v for (v,) in struct.iter_unpack("<Q", value)]
+    while ips and ips[-1] == 0:
+        ips.pop()
+    return tuple(ips)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("max_entries", [1, 2])
+def test_get_stackid_as_the_kernel(engine: str, max_entries: int) -> None:
+    """Few buckets: the same stack keeps its id, another is -EEXIST unless REUSE (-ENOMEM with
+    no free element); skipping every frame -EFAULT; bad flags -EINVAL."""
+    with kernel_map(_stack_spec(max_entries)) as kmap, kernel_prog(stackid(f"map_fd({kmap.fd})")) as run:  # type: ignore[attr-defined]
+        first = struct.pack("<I", run(args(0)))
+        frames = _frames(kmap.lookup(first))  # type: ignore[attr-defined]
+        kmap.delete(first)  # type: ignore[attr-defined]
+        want = [run(args(f)) for f in STACKID_FLAGS]
+        kernel_items = sorted(kmap.items())  # type: ignore[attr-defined]
+    assert len(frames) > 2
+    rt = Runtime(engine, kernel_stack=frames)
+    with create(_stack_spec(max_entries), rt.env.memory) as ours:
+        text = stackid(str(rt.add(ours)))
+        got = [rt.run(text, args(f)) for f in STACKID_FLAGS]
+        assert got == want
+        assert -errno.EEXIST in got and -errno.EFAULT in got and -errno.EINVAL in got
+        assert sorted(ours.items()) == kernel_items
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_stack_ids_are_the_kernels(engine: str) -> None:
+    """1024 buckets: the stack id of each skip is the kernel's (jhash2 of the frames)."""
+    with kernel_map(_stack_spec(1024)) as kmap, kernel_prog(stackid(f"map_fd({kmap.fd})")) as run:  # type: ignore[attr-defined]
+        want = [run(args(skip)) for skip in range(4)]
+        frames = _frames(kmap.lookup(struct.pack("<I", want[0])))  # type: ignore[attr-defined]
+        kernel_items = sorted(kmap.items())  # type: ignore[attr-defined]
+        kernel_next = kmap.get_next_key(None)  # type: ignore[attr-defined]
+    rt = Runtime(engine, kernel_stack=frames)
+    with create(_stack_spec(1024), rt.env.memory) as ours:
+        text = stackid(str(rt.add(ours)))
+        got = [rt.run(text, args(skip)) for skip in range(4)]
+        assert got == want and len(set(got)) == 4
+        assert sorted(ours.items()) == kernel_items
+        assert ours.get_next_key(None) == kernel_next
+
+
+# --- bpf_get_stack ------------------------------------------------------------------------------------
+
+BUF = 8 * 40
+
+
+def get_stack(m: str) -> str:
+    """get_stack(ctx, &array[0], size, flags) with size and flags the raw tracepoint arguments."""
+    return f"""
+        r6 = r1
+        r1 = 0
+        *(u32 *)(r10 - 4) = r1
+        r1 = {m} ll
+        r2 = r10
+        r2 += -4
+        call {HelperId.MAP_LOOKUP_ELEM}
+        if r0 == 0 goto out
+        r1 = r6
+        r2 = r0
+        r3 = *(u64 *)(r6 + 0)
+        if r3 > {BUF} goto out
+        r4 = *(u64 *)(r6 + 8)
+        call {HelperId.GET_STACK}
+        exit
+    out:
+        r0 = 0x7777
+        exit
+    """
+
+
+def _array() -> MapSpec:
+    return MapSpec("buf", MapType.ARRAY, 4, BUF, 1)
+
+
+def _stack_cases(depth: int) -> list[tuple[int, int]]:
+    return [
+        (BUF, 0),
+        (BUF, 3),
+        (16, 1),  # truncated to 2 frames
+        (BUF, depth),  # skips every frame there is
+        (BUF, depth + 1),
+        (BUF, 255),
+        (12, 0),  # not a whole number of frames
+        (BUF, BPF_F_USER_BUILD_ID),  # build ids need the user stack
+        (BUF, BPF_F_FAST_STACK_CMP),  # not a get_stack flag
+        (0, 0),
+        (BUF - 8, 2),
+    ]
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_get_stack_as_the_kernel(engine: str) -> None:
+    marker = b"\xaa" * BUF
+    zero = struct.pack("<I", 0)
+    with kernel_map(_array()) as kbuf, kernel_prog(get_stack(f"map_fd({kbuf.fd})")) as run:  # type: ignore[attr-defined]
+        n = run(args(BUF, 0))
+        assert n > 16 and n % 8 == 0
+        frames = _frames(kbuf.lookup(zero))  # type: ignore[attr-defined]
+        assert len(frames) * 8 == n
+        want = []
+        for size, flags in _stack_cases(len(frames)):
+            kbuf.update(zero, marker)  # type: ignore[attr-defined]
+            want.append((run(args(size, flags)), kbuf.lookup(zero)))  # type: ignore[attr-defined]
+    rt = Runtime(engine, kernel_stack=frames)
+    with create(_array(), rt.env.memory) as ours:
+        text = get_stack(str(rt.add(ours)))
+        got = []
+        for size, flags in _stack_cases(len(frames)):
+            ours.update(zero, marker)
+            got.append((rt.run(text, args(size, flags)), ours.lookup(zero)))
+    assert [g[0] for g in got] == [w[0] for w in want]
+    assert got == want
