@@ -166,6 +166,10 @@ ip route add 10.20.0.0/16 via 10.9.0.3
 ip route add blackhole 10.11.0.0/16
 ip route add unreachable 10.12.0.0/16
 ip route add prohibit 10.13.0.0/16
+ip -6 addr add fd09::1/64 dev d0 nodad
+ip -6 route add fd10::/64 via fd09::2 metric 5
+ip -6 route add fd14::/64 dev d0 mtu lock 1300
+ip -6 route add blackhole fd11::/64
 sysctl -qw net.ipv4.conf.all.forwarding=1
 sysctl -qw net.ipv6.conf.all.forwarding=1
 """
@@ -189,12 +193,27 @@ NETNS_CASES: dict[str, tuple[bytes, int, int]] = {
     "loopback": (fib_params(ifindex=1), 64, 0),
     "no_route": (fib_params(ifindex=1, dst="192.0.2.1"), 64, 0),
     "v6_no_route": (fib_params(AF_INET6, 1, "fd00::1", "fd00::2"), 64, 0),
+    "v6_gateway": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5"), 64, 4),
+    "v6_gateway_tot_len": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5", tot_len=1400), 64, 4),
+    "v6_frag_needed": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5", tot_len=1401), 64, 4),
+    "v6_connected": (fib_params(AF_INET6, 1, "fd09::1", "fd09::7"), 64, 4),
+    "v6_route_mtu": (fib_params(AF_INET6, 1, "fd09::1", "fd14::7", tot_len=1301), 64, 4),
+    "v6_local": (fib_params(AF_INET6, 1, "fd09::7", "fd09::1"), 64, 0),
+    "v6_direct": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5"), 64, 5),
+    "v6_output": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5"), 64, 6),
+    "v6_blackhole": (fib_params(AF_INET6, 1, "fd09::1", "fd11::5"), 64, 0),
+    "v6_neighbour": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5"), 64, 0),
 }
+# /proc shows neither IPv6 neighbours nor the kind of an IPv6 reject route: the runtime refuses.
+REFUSED = {"v6_blackhole", "v6_neighbour"}
+# /proc does not show route MTUs (``mtu lock``): the runtime uses the device's.
+KNOWN_GAPS = {"v6_route_mtu": "a locked route MTU is not in /proc/net/ipv6_route (the kernel: 1300)"}
 
 CHILD = """
 import json, sys
 sys.path[:0] = json.loads(sys.argv[1])
 from differential.test_helpers_skb_kernel import NETNS_CASES, fib_prog, packet
+from ebpf.errors import NotSupportedError
 from ebpf.spec import ProgramType
 from ebpf.vm.helpers import RunEnv
 from vm._helper_util import kernel_test_run, user_test_run
@@ -207,7 +226,11 @@ for name, (params, plen, flags) in NETNS_CASES.items():
         k = kernel_test_run(text, t, packet(size))
         sides = [(k.retval, k.data_out.hex())]
         for engine in ("interp", "py"):
-            m = user_test_run(text, t, packet(size), engine=engine, env=RunEnv())
+            try:
+                m = user_test_run(text, t, packet(size), engine=engine, env=RunEnv())
+            except NotSupportedError as err:
+                sides.append(("NotSupportedError", str(err)))
+                continue
             sides.append((m.retval, m.data_out.hex()))
         out[f"{name}{'_xdp' if xdp else ''}"] = sides
 print(json.dumps(out))
@@ -232,9 +255,23 @@ def netns_results() -> dict[str, list[list[object]]]:
     return result
 
 
-@pytest.mark.parametrize("case", [f"{n}{x}" for n in NETNS_CASES for x in ("", "_xdp")])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            f"{n}{x}", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_GAPS[n])
+        )
+        if n in KNOWN_GAPS
+        else f"{n}{x}"
+        for n in NETNS_CASES
+        for x in ("", "_xdp")
+    ],
+)
 def test_fib_lookup_in_a_namespace(netns_results: dict[str, list[list[object]]], case: str) -> None:
     kernel, interp, py = netns_results[case]
+    if case.removesuffix("_xdp") in REFUSED:
+        assert interp[0] == py[0] == "NotSupportedError", (interp, py)
+        return
     assert interp == kernel
     assert py == kernel
 

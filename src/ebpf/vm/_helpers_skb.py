@@ -22,11 +22,13 @@ the route (local, main, default table; ``BPF_FIB_LOOKUP_DIRECT``: the main table
 against the output device instead (``FRAG_NEEDED``) and reports its MTU (a ``__u16``).
 
 What /proc cannot tell is refused with :class:`~ebpf.errors.NotSupportedError` rather than
-guessed: policy rules other than the default ones are assumed absent; IPv6 neighbours, the
-neighbours of NOARP/loopback/point-to-point devices, the source address
-(``BPF_FIB_LOOKUP_SRC`` without a known ``prefsrc``) and routes of tables other than local and
-main raise it when the lookup needs them. Route MTUs and ECMP paths are not visible there
-(the device MTU and the first path are used).
+guessed: IPv6 neighbours, the neighbours of NOARP/loopback/point-to-point devices, the kind of
+an IPv6 reject route (blackhole, unreachable or prohibit), the source address
+(``BPF_FIB_LOOKUP_SRC`` without a known ``prefsrc``) and the devices of routes in tables other
+than main raise it when the lookup needs them. Not visible and not detected: policy rules
+other than the default ones (assumed absent), locked route MTUs and route TOS keys (the device
+MTU is used; measured: an IPv6 ``mtu lock 1300`` route answers 1300 in the kernel), ECMP
+paths (the first is used) and lightweight-tunnel encapsulations.
 
 Rule 2 (socket lookups): the runtime has no sockets, so ``bpf_sk_lookup_tcp``/``_udp`` and
 ``bpf_skc_lookup_tcp`` return NULL (0), which is the kernel's answer whenever no socket of
@@ -159,6 +161,9 @@ class FibRoute:
         table: the routing table (255 local, 254 main, 253 default).
         prefsrc: the preferred source address (``BPF_FIB_LOOKUP_SRC``), if known.
         mtu: a locked route MTU (0: the device's).
+        exact: ``False`` for an IPv6 reject route read from /proc, which does not tell
+            blackhole, unreachable and prohibit apart (a lookup that hits it raises
+            ``NotSupportedError``).
     """
 
     dst: IPNet
@@ -169,6 +174,7 @@ class FibRoute:
     table: int = RT_TABLE_MAIN
     prefsrc: IPAddr | None = None
     mtu: int = 0
+    exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -413,12 +419,13 @@ def _host_routes6(proc: str, by_name: dict[str, int]) -> list[FibRoute]:
             kind, table = RouteType.LOCAL, RT_TABLE_LOCAL
         elif flags & 0x00100000:  # RTF_ANYCAST
             kind, table = RouteType.ANYCAST, RT_TABLE_LOCAL
-        elif flags & 0x200:  # RTF_REJECT
+        elif flags & 0x200:  # RTF_REJECT: blackhole, unreachable or prohibit
             kind = RouteType.UNREACHABLE
         elif net.is_multicast:
             kind = RouteType.MULTICAST if net.prefixlen else RouteType.UNICAST
         gateway = nexthop if flags & 0x2 else None
-        routes.append(FibRoute(net, by_name.get(words[9], 0), gateway, kind, metric, table))
+        exact = not (flags & 0x200 and kind == RouteType.UNREACHABLE)
+        routes.append(FibRoute(net, by_name.get(words[9], 0), gateway, kind, metric, table, exact=exact))
     return routes
 
 
@@ -444,13 +451,22 @@ def _host_arp(proc: str, by_name: dict[str, int]) -> dict[tuple[int, IPAddr], by
 
 
 def _route_in(fib: Fib, table: int, dst: IPAddr, oif: int) -> FibRoute | None:
-    """Longest-prefix match in one table; among equal prefixes the lowest metric, skipping routes
-    whose device is not ``oif`` (when given); type errors are returned before the device check."""
+    """Longest-prefix match in one table; among equal prefixes the lowest metric.
+
+    IPv4 (``fib_table_lookup``) skips routes whose device is not ``oif`` (when given) and backs
+    off to shorter prefixes; type errors come before the device check. IPv6 (``rt6_select``)
+    only prefers routes on ``oif`` within the longest matching prefix.
+    """
     best: FibRoute | None = None
     candidates = sorted(
         (r for r in fib.routes if r.table == table and r.dst.version == dst.version and dst in r.dst),
         key=lambda r: (-r.dst.prefixlen, r.metric),
     )
+    if dst.version == 6:
+        if not candidates:
+            return None
+        longest = [r for r in candidates if r.dst.prefixlen == candidates[0].dst.prefixlen]
+        return min(longest, key=lambda r: (bool(oif) and r.ifindex != oif, r.metric))
     for route in candidates:
         if route.type in _TYPE_RESULT or route.type == RouteType.THROW:
             return route
@@ -530,6 +546,8 @@ def fib_lookup(
     route = _resolve(fib, dst, oif, table)
     if route is None:
         return FibResult.NOT_FWDED
+    if not route.exact:
+        raise _unknown(f"the kind of reject route {route.dst} (blackhole, unreachable or prohibit)")
     if route.type in _TYPE_RESULT:
         return _TYPE_RESULT[route.type]
     if route.type != RouteType.UNICAST:
