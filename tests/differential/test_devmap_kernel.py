@@ -207,6 +207,26 @@ def test_devmap_hash_order_as_the_kernel() -> None:
         pair.close()
 
 
+@pytest.mark.parametrize("t", REDIRECT_TYPES, ids=lambda t: t.name)
+def test_no_batch_operations(t: MapType) -> None:
+    """No batch operations and no lookup_and_delete: ENOTSUPP (524) on both sides."""
+    pair = Pair(t, 4, 2)
+    try:
+        zero = k(0)
+        for ours, kernel in [
+            (lambda: pair.ours.lookup_batch(2), lambda: pair.kernel.lookup_batch(2)),
+            (lambda: pair.ours.lookup_and_delete(zero), lambda: pair.kernel.lookup_and_delete(zero)),
+            (
+                lambda: pair.ours.update_batch([(zero, k(1))]),
+                lambda: pair.kernel.update_batch([(zero, k(1))]),
+            ),
+            (lambda: pair.ours.delete_batch([zero]), lambda: pair.kernel.delete_batch([zero])),
+        ]:
+            assert outcome(ours) == outcome(kernel) == ("err", 524)
+    finally:
+        pair.close()
+
+
 def test_xskmap_socket_kinds(sock: socket.socket) -> None:
     """XSKMAP updates look the fd up as the kernel does; an AF_XDP socket is the one difference."""
     name = errno.errorcode.__getitem__
