@@ -24,6 +24,9 @@ from ebpf.errors import BPFError
 from ebpf.isa.asm import assemble
 from ebpf.maps import HashMap, MapDef, MapFlags, create, errno_of
 from ebpf.spec import MapSpec, MapType, ProgramType
+from ebpf.vm import ENGINES
+from ebpf.vm.context import XdpInput
+from ebpf.vm.helpers import RunEnv, runtime_helpers
 
 pytestmark = pytest.mark.kernel
 
@@ -50,27 +53,44 @@ def restore_affinity() -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def lookup_program(fd: int) -> str:
-    """XDP: look up the u32 key at the packet's start; XDP_PASS if found, else XDP_DROP."""
+def map_program(map_ref: str) -> str:
+    """XDP over a 24-byte packet: u32 key at 0, u64 value at 8, op at 16 (0: lookup, 1: update),
+    update flags at 17. A lookup returns XDP_PASS if found, else XDP_DROP; an update returns
+    the helper's result."""
     return f"""
-        r2 = *(u32 *)(r1 + 0)
+        r6 = *(u32 *)(r1 + 0)
         r3 = *(u32 *)(r1 + 4)
-        r4 = r2
-        r4 += 4
+        r4 = r6
+        r4 += 24
         if r4 > r3 goto miss
-        r5 = *(u32 *)(r2 + 0)
+        r5 = *(u32 *)(r6 + 0)
         *(u32 *)(r10 - 4) = r5
-        r1 = map_fd({fd}) ll
+        r5 = *(u64 *)(r6 + 8)
+        *(u64 *)(r10 - 16) = r5
+        r7 = *(u8 *)(r6 + 16)
+        r8 = *(u8 *)(r6 + 17)
+        r1 = {map_ref} ll
         r2 = r10
         r2 += -4
+        if r7 == 1 goto update
         call 1
         if r0 == 0 goto miss
         r0 = {XDP_PASS}
+        exit
+    update:
+        r3 = r10
+        r3 += -16
+        r4 = r8
+        call 2
         exit
     miss:
         r0 = {XDP_DROP}
         exit
     """
+
+
+def packet(key: int, value: int, op: int, flags: int) -> bytes:
+    return struct.pack("<IIQBB6x", key, 0, value, op, flags)
 
 
 def outcome(fn: Any, *args: Any) -> tuple[str, object]:
@@ -81,7 +101,9 @@ def outcome(fn: Any, *args: Any) -> tuple[str, object]:
 
 
 class Pair:
-    """One LRU map in the kernel and in user space, driven by the same operations."""
+    """One LRU map in the kernel and in user space, driven by the same operations: user-space
+    ones through ``bpf()`` / the map's methods, program ones through an XDP test run / the
+    interpreter with the runtime's helpers (``bpf_map_lookup_elem`` sets the reference bit)."""
 
     def __init__(self, stack: ExitStack, mtype: MapType, max_entries: int, flags: int) -> None:
         from ebpf.kernel.map import Map as KernelMap
@@ -90,11 +112,16 @@ class Pair:
         spec = MapSpec(f"lru{os.getpid() % 10000}", mtype, 4, 8, max_entries, flags)
         self.kernel = stack.enter_context(KernelMap.create(spec))
         self.prog = stack.enter_context(
-            Program.load(assemble(lookup_program(self.kernel.fd)), ProgramType.XDP)
+            Program.load(assemble(map_program(f"map_fd({self.kernel.fd})")), ProgramType.XDP)
         )
-        ours = create(MapDef(mtype, 4, 8, max_entries, flags), ncpus=possible_cpus())
+        self.env = RunEnv(ncpus=possible_cpus(), deterministic=True)
+        ours = create(MapDef(mtype, 4, 8, max_entries, flags), self.env.memory, ncpus=possible_cpus())
         assert isinstance(ours, HashMap)
         self.ours = stack.enter_context(ours)
+        handle = self.env.add_map(ours)
+        self.engine = ENGINES["interp"](
+            assemble(map_program(str(handle))), helpers=runtime_helpers(), memory=self.env.memory
+        )
         self.cpu = -1
 
     def on(self, cpu: int) -> None:
@@ -102,11 +129,27 @@ class Pair:
             os.sched_setaffinity(0, {cpu})
             self.ours.cpu = self.cpu = cpu
 
+    def run_program(self, data: bytes) -> int:
+        kernel = self.prog.test_run(data).retval & 0xFFFFFFFF
+        mapped = XdpInput.from_test_run(data).map(self.env.memory)
+        self.env.begin_run(cpu=self.cpu, context=mapped)
+        try:
+            r0, _ = self.engine.execute(mapped, self.env, self.engine.max_insns)
+        finally:
+            for region in mapped.regions:
+                self.env.memory.unmap(region)
+        assert r0 & 0xFFFFFFFF == kernel, f"program run {data.hex()}: ours {r0:#x}, kernel {kernel:#x}"
+        return kernel
+
     def update(self, key: int, value: int, flags: int) -> tuple[str, object]:
         k, v = struct.pack("<I", key), struct.pack("<Q", value)
         mine = outcome(self.ours.update, k, v, flags)
         assert outcome(self.kernel.update, k, v, flags) == mine, f"update {key} flags {flags}"
         return mine
+
+    def prog_update(self, key: int, value: int, flags: int) -> int:
+        """A program's update (per-CPU maps: this CPU's value only)."""
+        return self.run_program(packet(key, value, 1, flags))
 
     def delete(self, key: int) -> None:
         k = struct.pack("<I", key)
@@ -115,22 +158,21 @@ class Pair:
     def lookup(self, key: int) -> None:
         """A user-space lookup (no reference bit)."""
         k = struct.pack("<I", key)
-        kernel = outcome(self.kernel.lookup, k)
-        mine = outcome(self.ours.lookup, k)
-        assert kernel[0] == mine[0], f"lookup {key}"
+        assert outcome(self.kernel.lookup, k) == outcome(self.ours.lookup, k), f"lookup {key}"
 
     def prog_lookup(self, key: int) -> None:
         """A program's lookup (sets the reference bit)."""
-        k = struct.pack("<I", key)
-        kernel = self.prog.test_run(k.ljust(16, b"\0")).retval
-        mine = XDP_DROP if self.ours.value_address(k) is None else XDP_PASS
-        assert kernel == mine, f"program lookup {key}"
+        self.run_program(packet(key, 0, 0, 0))
 
     def check_keys(self) -> set[bytes]:
         kernel = set(self.kernel.keys())
         mine = set(self.ours.keys())
         assert mine == kernel, f"only in ours {len(mine - kernel)}, only in the kernel {len(kernel - mine)}"
         return kernel
+
+    def check_values(self) -> None:
+        for key in self.check_keys():
+            assert self.ours.lookup(key) == self.kernel.lookup(key), key.hex()
 
 
 def run_random(pair: Pair, seed: int, n_ops: int, keyspace: int, cpus: list[int]) -> set[bytes]:
@@ -140,8 +182,10 @@ def run_random(pair: Pair, seed: int, n_ops: int, keyspace: int, cpus: list[int]
         pair.on(rng.choice(cpus))
         r = rng.random()
         key = rng.randrange(keyspace)
-        if r < 0.5:
+        if r < 0.35:
             pair.update(key, i, 0)
+        elif r < 0.5:
+            pair.prog_update(key, i, rng.choice((0, 0, 1, 2)))
         elif r < 0.6:
             pair.update(key, i, 1)  # BPF_NOEXIST
         elif r < 0.68:
@@ -154,6 +198,7 @@ def run_random(pair: Pair, seed: int, n_ops: int, keyspace: int, cpus: list[int]
             pair.lookup(key)
         if i % checkpoint == 0:
             pair.check_keys()
+    pair.check_values()
     return pair.check_keys()
 
 
@@ -220,6 +265,19 @@ def test_referenced_keys_survive() -> None:
         keys = pair.check_keys()
         assert all(struct.pack("<I", i) in keys for i in range(0, 64, 2))
         assert not any(struct.pack("<I", i) in keys for i in range(1, 64, 2))
+
+
+def test_percpu_program_update_that_evicts_its_own_key() -> None:
+    """A program's update of a full LRU_PERCPU_HASH whose node comes from evicting the key
+    itself: a new element, other CPUs' values zero (not the old values)."""
+    with ExitStack() as stack, restore_affinity():
+        pair = Pair(stack, MapType.LRU_PERCPU_HASH, 2, 0)
+        pair.on(online_cpus()[0])
+        pair.update(1, 0x11, 0)
+        pair.update(2, 0x22, 0)
+        assert pair.prog_update(1, 0x33, 0) == 0  # the refill shrinks 1, the oldest
+        pair.check_values()
+        assert pair.kernel.lookup_percpu(struct.pack("<I", 1))[1:] == [bytes(8)] * (possible_cpus() - 1)
 
 
 def test_two_entries_update_of_existing_key_evicts() -> None:

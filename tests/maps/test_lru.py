@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ebpf.errors import KeyNotFoundError
-from ebpf.maps import BPF_EXIST, BPF_NOEXIST, HashMap, MapDef, MapFlags, create, errno_of
+from ebpf.maps import BPF_EXIST, BPF_NOEXIST, HashMap, LRUPerCPUHashMap, MapDef, MapFlags, create, errno_of
 from ebpf.maps._errors import InvalidMapArgumentError, KeyExistsError
 from ebpf.maps._lru import LOCAL_FREE_TARGET, PERCPU_FREE_TARGET
 from ebpf.spec import MapType
@@ -232,3 +232,18 @@ def test_invariants(ops: list[tuple[str, int, int]], max_entries: int, flags: in
                 assert k(key) in m
             assert len(m) <= m.max_entries and nodes(m) == m.max_entries
             assert len(list(m)) == len(m)
+
+
+def test_update_cpu_writes_one_cpu() -> None:
+    """A program's update of an LRU_PERCPU_HASH: that CPU's value; a new element is zero elsewhere."""
+    m = lru(4, mtype=MapType.LRU_PERCPU_HASH)
+    assert isinstance(m, LRUPerCPUHashMap)
+    with m:
+        m.update(k(1), b"a" * 8)
+        m.update_cpu(k(1), b"b" * 8, 1)
+        assert m.lookup_percpu(k(1)) == [b"a" * 8, b"b" * 8] and m.cpu == 1
+        m.update_cpu(k(2), b"c" * 8, 0)
+        assert m.lookup_percpu(k(2)) == [b"c" * 8, bytes(8)]
+        with pytest.raises(KeyExistsError):
+            m.update_cpu(k(2), b"d" * 8, 0, BPF_NOEXIST)
+        assert nodes(m) == 4

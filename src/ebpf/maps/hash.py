@@ -288,8 +288,12 @@ class HashMap(Map):
         for region, value in zip(elem.regions, values, strict=True):
             self._write_value(region.view, value)
 
-    def _lru_store(self, key: bytes, values: list[bytes], flags: int) -> None:
-        """An LRU update: ``htab_lru_map_update_elem`` / ``__htab_lru_percpu_map_update_elem``."""
+    def _lru_store(self, key: bytes, values: list[bytes], flags: int, only_cpu: int | None = None) -> None:
+        """An LRU update: ``htab_lru_map_update_elem`` / ``__htab_lru_percpu_map_update_elem``.
+
+        ``only_cpu``: a program's update of a per-CPU map (``values`` is that CPU's value):
+        an existing element changes on that CPU only, a new one is zero on the others.
+        """
         self._check_update_flags(flags)
         key = self._key(key)
         lru = self._lru
@@ -310,6 +314,9 @@ class HashMap(Map):
         if elem is None:
             assert node is not None
             suffix = f"[{key.hex()}]"
+            if only_cpu is not None:
+                zero = bytes(self.value_size)
+                values = [values[0] if cpu == only_cpu else zero for cpu in range(self.ncpus)]
             regions = [
                 self._new_region(f"{suffix}[cpu{cpu}]" if self.percpu else suffix, self.value_size)
                 for cpu in range(len(values))
@@ -335,6 +342,9 @@ class HashMap(Map):
                 self._unlink(elem)
                 self._link_head(elem)
         self._evicted.clear()
+        if only_cpu is not None and len(values) == 1:
+            self._write_value(elem.regions[only_cpu].view, values[0])
+            return
         for region, value in zip(elem.regions, values, strict=True):
             self._write_value(region.view, value)
 
@@ -418,3 +428,10 @@ class LRUPerCPUHashMap(PerCPUHashMap):
 
     types = (MapType.LRU_PERCPU_HASH,)
     lru = True
+
+    def update_cpu(self, key: bytes, value: bytes, cpu: int, flags: int = 0) -> None:
+        """A program's ``bpf_map_update_elem`` on ``cpu``: that CPU's value only (others of a
+        new element are zero), with the node taken from ``cpu``'s lists. Unlike reading the
+        other CPUs' values first, this is right when the update evicts ``key`` itself."""
+        self.cpu = cpu
+        self._lru_store(key, [self._value(value)], flags, only_cpu=cpu)

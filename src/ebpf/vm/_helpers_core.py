@@ -23,7 +23,7 @@ from ebpf.helpers import HelperId
 from ebpf.maps import Map, errno_of
 from ebpf.maps.array import PerCPUArrayMap
 from ebpf.maps.bloom import BloomFilterMap
-from ebpf.maps.hash import PerCPUHashMap
+from ebpf.maps.hash import LRUPerCPUHashMap, PerCPUHashMap
 from ebpf.maps.mapinmap import ArrayOfMapsMap, HashOfMapsMap
 from ebpf.maps.queue import QueueMap
 from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry, RunEnv, run_env
@@ -76,6 +76,9 @@ def _percpu_update(
     env: RunEnv, m: PerCPUArrayMap | PerCPUHashMap, key: bytes, value: bytes, flags: int
 ) -> None:
     """A program's update of a per-CPU map: only the current CPU's value (new elements: others zero)."""
+    if isinstance(m, LRUPerCPUHashMap):  # the update may evict the key itself: the map decides
+        m.update_cpu(key, value, env.cpu, flags)
+        return
     try:
         values = m.lookup_percpu(key)
     except KeyNotFoundError:
