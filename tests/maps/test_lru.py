@@ -247,3 +247,37 @@ def test_update_cpu_writes_one_cpu() -> None:
         with pytest.raises(KeyExistsError):
             m.update_cpu(k(2), b"d" * 8, 0, BPF_NOEXIST)
         assert nodes(m) == 4
+
+
+def test_for_each_sets_no_reference_bit() -> None:
+    """bpf_for_each_map_elem's callback gets the value pointers without marking the elements
+    used (the kernel's bpf_for_each_hash_elem); a program's lookup marks them."""
+    from ebpf.helpers import HelperId
+    from ebpf.isa.asm import assemble
+    from ebpf.vm import ENGINES
+    from ebpf.vm._helpers_callback import engine_callback
+    from ebpf.vm.helpers import RunEnv, runtime_helpers
+    from ebpf.vm.memory import HostBuffer
+
+    def kept_after_walk(walk: str) -> set[bytes]:
+        env = RunEnv(deterministic=True, ncpus=2)
+        m = create(MapDef(MapType.LRU_HASH, 4, 8, 8), env.memory, ncpus=2)  # target_free 2
+        handle = env.add_map(m)
+        for i in range(8):
+            m.update(k(i), bytes(8))
+        first = f"r1 = {handle} ll\nr2 = r10\nr2 += -4\nr3 = 0\n*(u32 *)(r10 - 4) = r3\ncall {HelperId.MAP_LOOKUP_ELEM}"
+        each = f"r1 = {handle} ll\nr2 = func(6) ll\nr3 = 0\nr4 = 0\ncall {HelperId.FOR_EACH_MAP_ELEM}"
+        text = f"{first if walk == 'lookup' else each}\nr0 = 0\nexit\nr0 = 0\nexit"
+        program = assemble(text)
+        code = env.memory.map_buffer("code", HostBuffer(len(program.encode()) + 8), writable=False)
+        engine = ENGINES["interp"](
+            program, helpers=runtime_helpers(), memory=env.memory, code_base=code.start
+        )
+        env.callback = engine_callback(engine, env)
+        env.begin_run()
+        engine.run(b"", env=env)
+        m.update(k(100), bytes(8))  # shrinks the 2 oldest unreferenced keys
+        return set(m.keys())
+
+    assert k(0) in kept_after_walk("lookup")
+    assert k(0) not in kept_after_walk("for_each")

@@ -387,6 +387,13 @@ class HashMap(Map):
             elem.node.ref = 1
         return elem.regions[cpu if self.percpu else 0].start
 
+    def peek_address(self, key: bytes, cpu: int = 0) -> int | None:
+        """:meth:`value_address` without touching LRU recency: the value pointer
+        ``bpf_for_each_map_elem`` hands its callback (the kernel sets no reference bit there)."""
+        self._check_cpu(cpu)
+        elem = self._elems.get(self._key(key))
+        return None if elem is None else elem.regions[cpu if self.percpu else 0].start
+
     def __iter__(self) -> Iterator[bytes]:
         return iter([key for b in self._used for key in self._buckets[b]])
 

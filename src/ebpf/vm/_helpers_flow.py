@@ -80,7 +80,8 @@ def loop(e: HelperEnv, nr_loops: int, callback: int, callback_ctx: int, flags: i
 
 def _key_region_call(env: RunEnv, m: Map, map_ptr: int, callback: int, key: bytes, ctx: int) -> int | None:
     cpu = env.cpu if getattr(m, "percpu", False) else 0
-    value = m.value_address(key, cpu)
+    peek = getattr(m, "peek_address", None)  # hash maps: iterating sets no LRU reference bit
+    value = m.value_address(key, cpu) if peek is None else peek(key, cpu)
     if value is None:
         return None  # deleted by an earlier callback
     region = env.memory.map_buffer("for_each_key", HostBuffer.from_bytes(key), writable=False)
