@@ -198,7 +198,9 @@ def test_iter_on_another_region(engine: str) -> None:
 # ---------------------------------------------------------------- relocation by name in the runtime
 
 
-def spec_of(text: str, names: list[tuple[str, bool]]) -> CollectionSpec:
+def spec_of(
+    text: str, names: list[tuple[str, bool]], type: ProgramType = ProgramType.SYSCALL
+) -> CollectionSpec:
     prog = assemble(text)
     slots = slot_offsets(prog.instructions)
     calls = [slots[i] for i, insn in enumerate(prog.instructions) if insn.src == CallKind.KFUNC]
@@ -206,9 +208,7 @@ def spec_of(text: str, names: list[tuple[str, bool]]) -> CollectionSpec:
         slot: Relocation(RelocKind.KFUNC, name, weak=weak)
         for slot, (name, weak) in zip(calls, names, strict=True)
     }
-    pspec = ProgramSpec(
-        "p", "syscall", ProgramType.SYSCALL, Program(prog.instructions, prog.labels), relocations=relocs
-    )
+    pspec = ProgramSpec("p", "syscall", type, Program(prog.instructions, prog.labels), relocations=relocs)
     return CollectionSpec(programs={"p": pspec}, license="GPL")
 
 
@@ -318,3 +318,36 @@ def test_dynptr_kfuncs(engine: str) -> None:
     out = eng.run(bytes(32), env=env).data
     assert struct.unpack("<IIIIQII", out) == (0, 4, 16, 0x0F0E0D0C, 0, 0xFFFFFFDE, 0)
     assert bytes(region.view) == bytes(range(10, 22)) + b"\x55" * 4 + bytes(range(26, 42))
+
+
+PACKET = """
+r2 = 0
+r3 = r10
+r3 += -16
+call kfunc(-1)
+r1 = r10
+r1 += -16
+call kfunc(-1)
+r6 = r0
+r1 = r10
+r1 += -16
+call kfunc(-1)
+r0 <<= 16
+r0 |= r6
+exit
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize(
+    ("type", "source", "expected"),
+    [
+        (ProgramType.SCHED_CLS, "bpf_dynptr_from_skb", 60),
+        (ProgramType.SOCKET_FILTER, "bpf_dynptr_from_skb", (1 << 16) | 46),  # read-only, from L3
+        (ProgramType.XDP, "bpf_dynptr_from_xdp", 60),
+    ],
+)
+def test_packet_dynptr(engine: str, type: ProgramType, source: str, expected: int) -> None:
+    names = [(source, False), ("bpf_dynptr_size", False), ("bpf_dynptr_is_rdonly", False)]
+    with Collection(spec_of(PACKET, names, type), engine=engine) as coll:
+        assert coll.programs["p"].test_run(bytes(12) + b"\x08\x00" + bytes(46)).retval == expected

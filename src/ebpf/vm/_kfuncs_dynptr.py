@@ -17,16 +17,26 @@ would (``-EINVAL`` for a null or read-only side, ``-E2BIG`` out of range). Retur
 ``bool`` ones are 0 or 1 (the kernel defines only the low byte of r0: it left 0xffffff01 for
 true on Linux 6.18, and compiled programs look at the low byte only).
 
-Rule 3: only local and ring buffer dynptrs exist here: their data is one contiguous block, so a
-slice is a pointer into it and the slices' ``buffer__opt`` argument is never needed.
+Rule 3 (packets): ``bpf_dynptr_from_skb`` / ``bpf_dynptr_from_xdp`` make a dynptr over the
+packet from ``data`` to ``data_end`` as the program's context gives them (type 3 / 4; the
+kernel's size is ``skb->len`` / the XDP buffer's length, which these are for the linear
+packets of the runtime's test runs); flags other than 0 are ``-EINVAL`` and a null dynptr.
+An skb dynptr is read-only in program types that cannot write packets directly (the verifier
+turns the call into ``bpf_dynptr_from_skb_rdonly``: socket filters, cgroup skb ...). The
+dynptr holds the packet's address: a helper that moves or resizes the packet afterwards leaves
+it pointing at the old packet (a fault when used, where the kernel would follow the skb).
+
+Rule 4: every dynptr here is one contiguous block (local memory, ring buffer records, linear
+packets), so a slice is a pointer into it and the slices' ``buffer__opt`` is never needed.
 """
 
 from __future__ import annotations
 
 import errno
 
-from ebpf.vm._helpers_dynptr import _KERN, DYNPTR_RDONLY_BIT, DYNPTR_SIZE_MASK
-from ebpf.vm.helpers import M64, HelperEnv, HelperFn
+from ebpf.spec import ProgramType
+from ebpf.vm._helpers_dynptr import _KERN, DYNPTR_RDONLY_BIT, DYNPTR_SIZE_MASK, DYNPTR_TYPE_SHIFT
+from ebpf.vm.helpers import M64, HelperEnv, HelperFn, run_env
 from ebpf.vm.kfuncs import NO_FLAGS, KfuncFlag, KfuncRegistry
 
 __all__ = ["register"]
@@ -160,6 +170,48 @@ def dynptr_memset(env: HelperEnv, ptr: int, offset: int, size: int, value: int, 
     return 0
 
 
+# --- packet dynptrs ------------------------------------------------------------------------------
+
+TYPE_SKB, TYPE_XDP = 3, 4  # enum bpf_dynptr_type
+SKB_DATA, SKB_DATA_END = 76, 80  # offsetof(struct __sk_buff, data / data_end)
+XDP_DATA, XDP_DATA_END = 0, 4  # offsetof(struct xdp_md, data / data_end)
+
+# Program types whose skb dynptrs are writable: the verifier gives the others
+# bpf_dynptr_from_skb_rdonly (may_access_direct_pkt_data(BPF_WRITE) in kernel/bpf/verifier.c).
+_SKB_WRITABLE = frozenset(
+    {
+        ProgramType.SCHED_CLS,
+        ProgramType.SCHED_ACT,
+        ProgramType.LWT_XMIT,
+        ProgramType.SK_SKB,
+        ProgramType.SK_MSG,
+    }
+)
+
+
+def _from_packet(
+    env: HelperEnv, ctx: int, flags: int, ptr: int, offsets: tuple[int, int], kind: int, rdonly: bool
+) -> int:
+    if flags:
+        env.memory.write_bytes(ptr, _NULL)
+        return _neg32(errno.EINVAL)
+    # the packet's start and end as the program reads them from its context
+    data = env.memory.load((ctx + offsets[0]) & M64, 4)
+    end = env.memory.load((ctx + offsets[1]) & M64, 4)
+    word = ((end - data) & DYNPTR_SIZE_MASK) | (kind << DYNPTR_TYPE_SHIFT)
+    env.memory.write_bytes(ptr, _KERN.pack(data, word | (DYNPTR_RDONLY_BIT if rdonly else 0), 0))
+    return 0
+
+
+def dynptr_from_skb(env: HelperEnv, skb: int, flags: int, ptr: int, _d: int, _e: int) -> int:
+    rdonly = run_env(env).program_type not in _SKB_WRITABLE
+    return _from_packet(env, skb, flags, ptr, (SKB_DATA, SKB_DATA_END), TYPE_SKB, rdonly)
+
+
+def dynptr_from_xdp(env: HelperEnv, xdp: int, flags: int, ptr: int, _d: int, _e: int) -> int:
+    return _from_packet(env, xdp, flags, ptr, (XDP_DATA, XDP_DATA_END), TYPE_XDP, False)
+
+
 _KFUNCS: tuple[tuple[str, HelperFn, str, KfuncFlag], ...] = (
     (
         "bpf_dynptr_slice",
@@ -172,6 +224,18 @@ _KFUNCS: tuple[tuple[str, HelperFn, str, KfuncFlag], ...] = (
         dynptr_slice_rdwr,
         "void *bpf_dynptr_slice_rdwr(const struct bpf_dynptr *p, u32 offset, void *buffer__opt, u32 buffer__szk)",
         KfuncFlag.RET_NULL,
+    ),
+    (
+        "bpf_dynptr_from_skb",
+        dynptr_from_skb,
+        "int bpf_dynptr_from_skb(struct __sk_buff *s, u64 flags, struct bpf_dynptr *ptr__uninit)",
+        NO_FLAGS,
+    ),
+    (
+        "bpf_dynptr_from_xdp",
+        dynptr_from_xdp,
+        "int bpf_dynptr_from_xdp(struct xdp_md *x, u64 flags, struct bpf_dynptr *ptr__uninit)",
+        NO_FLAGS,
     ),
     (
         "bpf_dynptr_adjust",
