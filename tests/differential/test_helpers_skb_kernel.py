@@ -203,9 +203,18 @@ NETNS_CASES: dict[str, tuple[bytes, int, int]] = {
     "v6_output": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5"), 64, 6),
     "v6_blackhole": (fib_params(AF_INET6, 1, "fd09::1", "fd11::5"), 64, 0),
     "v6_neighbour": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5"), 64, 0),
+    "table100_blackhole": (fib_params(ifindex=1, dst="10.31.0.1", tbid=100), 64, 9),
+    "table100_unicast": (fib_params(ifindex=1, src="10.9.0.1", dst="10.30.0.1", tbid=100), 64, 9),
 }
-# /proc shows neither IPv6 neighbours nor the kind of an IPv6 reject route: the runtime refuses.
-REFUSED = {"v6_blackhole", "v6_neighbour"}
+# A second namespace has a policy rule and table 100: its local and main tables are separate.
+RULES_SETUP = """
+ip rule add from 10.99.0.0/16 lookup 100 pref 100
+ip route add 10.30.0.0/16 via 10.9.0.2 table 100
+ip route add blackhole 10.31.0.0/16 table 100
+"""
+# /proc shows neither IPv6 neighbours, nor the kind of an IPv6 reject route, nor the devices of
+# routes outside the main table: the runtime refuses those lookups.
+REFUSED = {"v6_blackhole", "v6_neighbour", "rules:table100_unicast"}
 # /proc does not show route MTUs (``mtu lock``): the runtime uses the device's.
 KNOWN_GAPS = {"v6_route_mtu": "a locked route MTU is not in /proc/net/ipv6_route (the kernel: 1300)"}
 
@@ -237,12 +246,13 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def netns_results() -> dict[str, list[list[object]]]:
+@pytest.fixture(scope="module", params=["merged", "rules"])
+def netns_results(request: pytest.FixtureRequest) -> dict[str, list[list[object]]]:
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.skip("needs root, unshare and ip")
     tests = str(Path(__file__).resolve().parent.parent)
-    script = NETNS_SETUP + 'mount -t sysfs sysfs /sys\nexec "$0" -c "$1" "$2"\n'
+    setup = NETNS_SETUP + (RULES_SETUP if request.param == "rules" else "")
+    script = setup + 'mount -t sysfs sysfs /sys\nexec "$0" -c "$1" "$2"\n'
     proc = subprocess.run(
         ["unshare", "--net", "--mount", "sh", "-ec", script, sys.executable, CHILD, json.dumps([tests])],
         check=False,
@@ -252,6 +262,7 @@ def netns_results() -> dict[str, list[list[object]]]:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result: dict[str, list[list[object]]] = json.loads(proc.stdout.splitlines()[-1])
+    result["setup"] = [[request.param]]
     return result
 
 
@@ -269,7 +280,8 @@ def netns_results() -> dict[str, list[list[object]]]:
 )
 def test_fib_lookup_in_a_namespace(netns_results: dict[str, list[list[object]]], case: str) -> None:
     kernel, interp, py = netns_results[case]
-    if case.removesuffix("_xdp") in REFUSED:
+    base = case.removesuffix("_xdp")
+    if base in REFUSED or f"{netns_results['setup'][0][0]}:{base}" in REFUSED:
         assert interp[0] == py[0] == "NotSupportedError", (interp, py)
         return
     assert interp == kernel
