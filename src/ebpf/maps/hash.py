@@ -33,7 +33,8 @@ for ``BPF_EXIST``). With no free node a *batch* is evicted: common LRU (default)
 owns ``max_entries / ncpus`` nodes) up to 4 of that CPU's elements. Recency is a
 reference bit set by program lookups (:meth:`value_address`) and by replacing updates,
 read when nodes rotate between the active and inactive lists; user-space :meth:`lookup`,
-iteration and batches do not set it, as in the kernel. The surviving keys equal the
+iteration, batches and ``bpf_for_each_map_elem`` (:meth:`peek_address`) do not set it, as
+in the kernel. A program's update of an ``LRU_PERCPU_HASH`` is :meth:`update_cpu`. The surviving keys equal the
 kernel's for the same operations on the same CPUs with ``ncpus`` = the kernel's possible
 CPUs (the kernel runs a syscall on the caller's CPU: pin the process to compare).
 """
