@@ -232,6 +232,28 @@ def test_no_batch_operations(t: MapType) -> None:
         pair.close()
 
 
+@pytest.mark.parametrize("t", REDIRECT_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("outer_type", [MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS], ids=lambda t: t.name)
+def test_inner_maps_as_the_kernel(t: MapType, outer_type: MapType) -> None:
+    """Redirect maps as inner maps: the template check compares the flags as created."""
+    from ebpf.kernel import Map as KernelMap
+
+    template = MapSpec("tpl", t, 4, 4, 2)
+    outer = MapSpec("outer", outer_type, 4, 4, 2, inner=template)
+    for inner_flags in (0, MapFlags.NUMA_NODE):
+        inner = MapSpec("inner", t, 4, 4, 2, flags=inner_flags)
+        with (
+            KernelMap.create(outer) as ko,
+            KernelMap.create(inner) as ki,
+            create(outer, ncpus=NCPUS) as uo,
+            create(inner, ncpus=NCPUS) as ui,
+        ):
+            kernel = outcome(lambda: ko.update_map(k(0), ki))
+            ours = outcome(lambda: uo.update_map(k(0), ui))  # type: ignore[attr-defined]
+            assert ours == kernel, inner_flags
+            assert kernel == (("ok", None) if inner_flags == 0 else ("err", "EINVAL"))
+
+
 def test_xskmap_socket_kinds(sock: socket.socket) -> None:
     """XSKMAP updates look the fd up as the kernel does; an AF_XDP socket is the one difference."""
     name = errno.errorcode.__getitem__

@@ -46,7 +46,6 @@ no socket: both give ``NULL`` here. No batch operations (``ENOTSUPP``), as in th
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import socket
@@ -237,11 +236,16 @@ class _DevMapBase(RedirectMap):
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
-        # The kernel makes the values read-only for programs (a lookup points into the entry).
-        self.defn = dataclasses.replace(defn, flags=defn.flags | MapFlags.RDONLY_PROG)
         self.device_exists: Callable[[int], bool] = host_device_exists
         """Whether a device exists (default: this host's); replace it to simulate devices."""
         self._entries: dict[int, Region] = {}
+
+    @property
+    def flags(self) -> int:
+        """``map_flags`` as the kernel reports them: with ``BPF_F_RDONLY_PROG``, which it adds
+        (a program's lookup points into the entry). ``defn.flags`` stays as created, which is
+        what map-in-map templates compare (both sides have the bit in the kernel)."""
+        return self.defn.flags | MapFlags.RDONLY_PROG
 
     def _new_entry(self, key: int, ifindex: int, fd: int) -> bytes:
         """The stored value of a new entry, after the kernel's ``__dev_map_alloc_node`` checks."""
