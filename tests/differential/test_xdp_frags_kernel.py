@@ -1,4 +1,4 @@
-"""Multi-buffer XDP test runs: the user-space runtime against Linux's ``BPF_PROG_TEST_RUN``.
+"""Multi-buffer XDP test runs and ctx_in device checks: the runtime against ``BPF_PROG_TEST_RUN``.
 
 Random packet sizes (up to the 17-fragment limit and past it), random splits of the linear
 part (``xdp_md.data_end``) with metadata, and random sequences of the helpers that see
@@ -6,10 +6,14 @@ fragments (``bpf_xdp_get_buff_len``, ``bpf_xdp_load_bytes``, ``bpf_xdp_store_byt
 ``bpf_xdp_adjust_tail``) or only the linear part (``bpf_xdp_adjust_head``,
 ``bpf_xdp_adjust_meta``, direct ``data``/``data_end`` loads): the same retval, ``data_out``,
 ``ctx_out`` (or the same errno) on both sides, for plain and ``xdp.frags`` programs.
+
+Then the devices a ``ctx_in`` names: ``xdp_md.ingress_ifindex``/``rx_queue_index`` and
+``__sk_buff.ifindex``, checked against this host's devices as the kernel checks them.
 """
 
 from __future__ import annotations
 
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -23,7 +27,7 @@ from ebpf.spec import ProgramType
 from ebpf.testrun import TestRunResult
 from ebpf.vm import ENGINES
 from ebpf.vm._helpers_callback import engine_callback
-from ebpf.vm.context import MAX_SKB_FRAGS, XDP_MAX_LINEAR, XdpInput, host_devices
+from ebpf.vm.context import MAX_SKB_FRAGS, XDP_MAX_LINEAR, SkbInput, XdpInput, host_devices
 from ebpf.vm.helpers import RunEnv, runtime_helpers
 from ebpf.vm.memory import HostBuffer
 
@@ -256,3 +260,116 @@ def test_grow_needs_a_frag_size(delta: int) -> None:
     if not others:
         pytest.skip("no device besides loopback")
     check(PKT[:200], md(0, 100, others[0]), [Op("tail", delta), Op("len")], BPF_F_XDP_HAS_FRAGS)
+
+
+# --- ctx_in device checks: xdp_md.ingress_ifindex / rx_queue_index, __sk_buff.ifindex -------------
+
+MISSING = 0x7FFF_FFF0  # no such ifindex
+
+
+def device_cases() -> list[tuple[int, int]]:
+    """(ifindex, rx queue) pairs: none, loopback, every device of this host, queues past the
+    last, a missing device."""
+    cases = [(0, 0), (0, 1), (MISSING, 0)]
+    for ifindex, dev in sorted(host_devices().items()):
+        cases += [(ifindex, 0), (ifindex, dev.rx_queues - 1), (ifindex, dev.rx_queues)]
+    return sorted(set(cases))
+
+
+@pytest.mark.parametrize(("ifindex", "queue"), device_cases())
+def test_xdp_ctx_devices_match_the_kernel(ifindex: int, queue: int) -> None:
+    """The device reaches the program (``ingress_ifindex``/``rx_queue_index`` in r0) or the
+    run is refused with the kernel's errno."""
+    text = "r2 = *(u32 *)(r1 + 12)\nr3 = *(u32 *)(r1 + 16)\nr2 <<= 8\nr2 |= r3\nr0 = r2\nexit\n"
+    data = PKT[:64]
+    ctx = md(0, 64, ifindex, queue)
+    assert outcome(ours_run(text, data, ctx, "interp")) == outcome(kernel_run(text, data, ctx, 0))
+
+
+SKB_PROG = """
+r2 = *(u32 *)(r1 + 40)
+r3 = *(u32 *)(r1 + 4)
+r4 = *(u32 *)(r1 + 36)
+r0 = r2
+r0 <<= 8
+r0 |= r3
+r0 <<= 8
+r0 |= r4
+exit
+"""
+
+
+def sk_buff(ifindex: int = 0, ingress: int = 0, tail: bytes = b"", bad_field: bool = False) -> bytes:
+    ctx = bytearray(192)
+    struct.pack_into("<II", ctx, 36, ingress, ifindex)
+    if bad_field:
+        ctx[0] = 1  # __sk_buff.len: not settable (EINVAL)
+    return bytes(ctx) + tail
+
+
+def skb_frame(dest: bytes, ethertype: bytes = b"\x88\xb5", body: bytes = bytes(40)) -> bytes:
+    return dest + bytes.fromhex("021122334455") + ethertype + body
+
+
+def skb_cases() -> list[tuple[str, bytes, bytes]]:
+    cases = [
+        ("lo 0", skb_frame(bytes(6)), sk_buff(0)),
+        ("lo 1", skb_frame(b"\xff" * 6), sk_buff(1)),
+        ("missing", skb_frame(bytes(6)), sk_buff(100)),
+        ("missing 65536", skb_frame(bytes(6)), sk_buff(65536)),
+        ("E2BIG before ENODEV", skb_frame(bytes(6)), sk_buff(100, tail=b"\x01")),
+        ("ENODEV before bad fields", skb_frame(bytes(6)), sk_buff(100, bad_field=True)),
+        ("ENODEV before a short IPv4 header", skb_frame(bytes(6), b"\x08\x00", bytes(5)), sk_buff(100)),
+        ("short data before ENODEV", bytes(13), sk_buff(100)),
+        ("ingress_ifindex unchecked", skb_frame(bytes(6)), sk_buff(0, ingress=100)),
+    ]
+    for ifindex in sorted(set(host_devices()) - {1}):
+        try:
+            name = socket.if_indextoname(ifindex)
+            with open(f"/sys/class/net/{name}/address") as f:
+                mac = bytes.fromhex(f.read().strip().replace(":", ""))
+        except (OSError, ValueError):
+            continue
+        for what, dest in (
+            ("own", mac),
+            ("other", bytes(6)),
+            ("broadcast", b"\xff" * 6),
+            ("multicast", b"\x01" * 6),
+        ):
+            cases.append((f"{name} {what}", skb_frame(dest), sk_buff(ifindex)))
+    return cases
+
+
+SKB_CASES = skb_cases()
+
+
+@pytest.mark.parametrize(
+    "prog_type", [ProgramType.SCHED_CLS, ProgramType.SOCKET_FILTER], ids=["tc", "socket"]
+)
+@pytest.mark.parametrize(("name", "data", "ctx"), SKB_CASES, ids=[c[0] for c in SKB_CASES])
+def test_skb_ctx_ifindex_matches_the_kernel(
+    name: str, data: bytes, ctx: bytes, prog_type: ProgramType
+) -> None:
+    """``__sk_buff.ifindex``: 0/1 are loopback, another device receives the packet (its
+    ifindex reaches the program, ``pkt_type`` is decided against its addresses), a missing
+    one is ``ENODEV`` after the size and ``E2BIG`` checks and before the field checks."""
+    from ebpf.kernel.program import Program
+
+    with Program.load(assemble(SKB_PROG), prog_type) as prog:
+        try:
+            res = prog.test_run(data, ctx_in=ctx)
+            kernel: tuple[object, ...] = (res.retval, res.data_out, (res.ctx_out or b"")[:192])
+        except SyscallError as err:
+            kernel = ("errno", err.errno)
+    env = RunEnv(deterministic=True, program_type=prog_type, devices=host_devices())
+    try:
+        inp = SkbInput.from_test_run(data, prog_type, ctx, devices=env.devices)
+    except TestRunError as err:
+        assert ("errno", err.errno) == kernel
+        return
+    code = env.memory.map_buffer("code", HostBuffer(4096), writable=False)
+    eng = ENGINES["interp"](assemble(SKB_PROG), helpers=HELPERS, memory=env.memory, code_base=code.start)
+    mapped = inp.map(env.memory)
+    env.begin_run(context=mapped)
+    r0, _ = eng.execute(mapped, env, eng.max_insns)
+    assert (r0 & 0xFFFFFFFF, mapped.data(), mapped.ctx_out()) == kernel

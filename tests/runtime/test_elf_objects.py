@@ -12,6 +12,7 @@ from ebpf.elf import load_collection_spec
 from ebpf.errors import NotSupportedError
 from ebpf.runtime import Collection
 from ebpf.spec import CollectionSpec
+from ebpf.vm.context import LOOPBACK
 
 from ._build import default_helpers, test_helpers
 
@@ -37,12 +38,16 @@ def xdp_md(rx_queue_index: int, size: int = 14) -> bytes:
     return struct.pack("<6I", 0, size, 0, 1, rx_queue_index, 0)
 
 
+LO_4_QUEUES = {1: LOOPBACK._replace(rx_queues=4)}  # rx queues 0-3 (the kernel's lo has one: EINVAL past it)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("helpers", ["runtime", "test"])
 def test_xdp_firewall(engine: str, helpers: str) -> None:
     spec = spec_of("xdp_fw.o")
     registry = default_helpers() if helpers == "runtime" else test_helpers()
     with Collection(spec, engine=engine, helpers=registry, ncpus=2) as coll:
+        coll.env.devices = LO_4_QUEUES
         fw = coll.programs["xdp_firewall"]
         coll.maps["blocklist"][struct.pack("<I", 32) + socket.inet_aton("10.0.0.1")] = struct.pack("<I", 1)
         assert fw.test_run(ipv4_packet("10.0.0.1")).retval == XDP_DROP
@@ -80,6 +85,7 @@ def test_rodata_set_before_load() -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_tail_calls_from_values(engine: str) -> None:
     with Collection(spec_of("tailcall.o"), engine=engine, helpers=default_helpers()) as coll:
+        coll.env.devices = LO_4_QUEUES
         entry = coll.programs["tail_entry"]
         assert entry.test_run(b"\x00" * 14, ctx_in=xdp_md(0)).retval == XDP_PASS
         assert entry.test_run(b"\x00" * 14, ctx_in=xdp_md(2)).retval == XDP_DROP
