@@ -118,6 +118,12 @@ def test_build_id_values() -> None:
     ]
     assert value[64:] == bytes(32)
     m.close()
+    one = create(MapDef(ST, 4, 32 * 3, 1, MapFlags.STACK_BUILD_ID))
+    assert isinstance(one, StackTraceMap)
+    assert one.get_stackid(FRAMES, 0) == 0
+    assert one.get_stackid(FRAMES, 0) == -errno.ENOMEM  # the new element is taken before comparing
+    assert one.get_stackid(FRAMES, BPF_F_FAST_STACK_CMP) == 0  # the hash match comes first
+    one.close()
 
 
 def test_user_space_operations() -> None:

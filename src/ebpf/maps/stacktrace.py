@@ -19,7 +19,10 @@ Rule 3 (``bpf_get_stackid``, see :meth:`StackTraceMap.get_stackid`): unknown fla
 ``-EINVAL``; skipping all the frames there are ``-EFAULT`` (an empty stack always is);
 an occupied bucket with the same stack answers its id (with ``BPF_F_FAST_STACK_CMP`` a
 match of the 32-bit hash is enough); an occupied bucket with another stack is ``-EEXIST``
-unless ``BPF_F_REUSE_STACKID`` replaces it.
+unless ``BPF_F_REUSE_STACKID`` replaces it. A new element comes from the free list
+(``-ENOMEM`` when empty, also for a replacement); with ``BPF_F_STACK_BUILD_ID`` it is taken
+*before* the comparison, so a full build-id map answers ``-ENOMEM`` even for a stack it
+holds (only the ``BPF_F_FAST_STACK_CMP`` hash match comes first).
 
 Rule 4 (user space): lookup copies the frames and zeroes the rest of the value; ``update``
 is ``EINVAL``; ``delete`` of an id beyond the buckets is ``E2BIG``, of an empty bucket
@@ -172,12 +175,18 @@ class StackTraceMap(Map):
         hash_matches = bucket is not None and bucket.hash == h
         if hash_matches and flags & BPF_F_FAST_STACK_CMP:
             return sid
-        data = b"".join(build_id_entry(ip) for ip in ips) if self.build_id else raw
+        full = len(self._buckets) >= self.max_entries  # the free list is empty
+        if self.build_id:
+            if full:  # build-id entries are made in a new element before comparing
+                return -errno.ENOMEM
+            data = b"".join(build_id_entry(ip) for ip in ips)
+        else:
+            data = raw
         if hash_matches and bucket is not None and bucket.nr == len(ips) and bucket.data == data:
             return sid
         if bucket is not None and not flags & BPF_F_REUSE_STACKID:
             return -errno.EEXIST
-        if len(self._buckets) >= self.max_entries:  # the free list is empty
+        if full:
             return -errno.ENOMEM
         self._buckets[sid] = _Bucket(h, len(ips), data)
         return sid
