@@ -445,3 +445,67 @@ IPV6_BE, IPV4_BE = 0xDD86, 0x0008
 def test_change_proto(engine: str, proto_in: int, to: int, flags: int, twice: int | None) -> None:
     for size in (60, 200):
         both(change_proto_prog(to, flags, twice), ProgramType.SCHED_CLS, packet(size, proto_in), engine)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("to", [IPV6_BE, IPV4_BE], ids=["4to6", "6to4"])
+def test_change_proto_on_a_gso_skb(engine: str, to: int) -> None:
+    ctx = bytearray(192)
+    struct.pack_into("<I", ctx, 164, 3)  # gso_segs
+    struct.pack_into("<I", ctx, 176, 100)  # gso_size
+    data = packet(300, 0x0800 if to == IPV6_BE else 0x86DD)
+    kernel = kernel_test_run(change_proto_prog(to), ProgramType.SCHED_CLS, data, bytes(ctx))
+    mine = user_test_run(
+        change_proto_prog(to), ProgramType.SCHED_CLS, data, bytes(ctx), engine=engine, env=RunEnv()
+    )
+    assert (mine.retval, mine.data_out, mine.ctx_out) == (kernel.retval, kernel.data_out, kernel.ctx_out)
+
+
+CLASSID_CHILD = """
+import json, sys
+sys.path[:0] = json.loads(sys.argv[1])
+from differential.test_helpers_skb_kernel import H, packet, program
+from ebpf.spec import ProgramType
+from ebpf.vm.helpers import RunEnv
+from vm._helper_util import kernel_test_run, user_test_run
+text = program([(H.GET_CGROUP_CLASSID, ("ctx",))], copy=False)
+sides = [kernel_test_run(text, ProgramType.SCHED_CLS, packet()).retval]
+sides += [user_test_run(text, ProgramType.SCHED_CLS, packet(), engine=e, env=RunEnv()).retval for e in ("interp", "py")]
+sides.append(user_test_run(text, ProgramType.SCHED_CLS, packet(), env=RunEnv(deterministic=True)).retval)
+print(json.dumps(sides))
+"""
+
+
+def test_cgroup_classid_of_a_net_cls_cgroup(tmp_path: Path) -> None:
+    """The task's net_cls.classid (a cgroup v1 hierarchy mounted in a private mount namespace)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare")
+    tests = str(Path(__file__).resolve().parent.parent)
+    name = f"ebpf_skb_{os.getpid()}"
+    script = f"""
+mount -t cgroup -o net_cls none {tmp_path}
+mkdir {tmp_path}/{name}
+echo 0x100005 > {tmp_path}/{name}/net_cls.classid
+echo $$ > {tmp_path}/{name}/cgroup.procs
+set +e
+"$0" -c "$1" "$2"
+rc=$?
+echo $$ > {tmp_path}/cgroup.procs
+rmdir {tmp_path}/{name}
+umount {tmp_path}
+exit $rc
+"""
+    proc = subprocess.run(
+        ["unshare", "--mount", "sh", "-ec", script, sys.executable, CLASSID_CHILD, json.dumps([tests])],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode and "mount" in proc.stderr and "net_cls" not in proc.stdout:
+        pytest.skip(f"cannot mount a net_cls hierarchy: {proc.stderr.strip()[-200:]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kernel, interp, py, deterministic = json.loads(proc.stdout.splitlines()[-1])
+    assert kernel == 0x100005
+    assert interp == py == kernel
+    assert deterministic == 0
