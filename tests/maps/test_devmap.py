@@ -349,3 +349,26 @@ def test_program_lookup_is_read_only(engine: str) -> None:
     assert dev.value_address(k(2)) == address  # updated in place
     dev.delete(k(2))
     assert env.memory.find(address) is None  # deleted: unmapped
+
+
+def test_runtime_collection_devices() -> None:
+    """A runtime's devmaps check devices against the run's table (deterministic: loopback only)."""
+    from pathlib import Path
+
+    from ebpf.elf import load_collection_spec
+    from ebpf.runtime import Collection
+
+    obj = Path(__file__).resolve().parent.parent / "data" / "realistic" / "xdp_redirect.o"
+    spec = load_collection_spec(obj)
+    with Collection(spec, deterministic=True, ncpus=2) as coll:
+        ports, by_id = coll.maps["ports"], coll.maps["ports_by_id"]
+        assert isinstance(ports, DevMap) and isinstance(by_id, DevMapHash)
+        ports.update(k(1), val(1, 0))
+        assert err(lambda: ports.update(k(2), val(2, 0))) == errno.EINVAL  # not in the run's devices
+        assert err(lambda: by_id.update(k(7), val(3))) == errno.EINVAL
+        packet = b"\x02" * 14 + bytes([0, 1]) + bytes(30)
+        res = coll.programs["forward"].test_run(packet)
+        assert (res.retval, res.data_out) == (4, packet)  # XDP_REDIRECT; a test run sends nothing
+        r = coll.env.redirect
+        assert r is not None and r.map is ports and r.key == 1 and r.ifindex == 1
+        assert coll.programs["forward"].test_run(b"\x02" * 14 + bytes([0, 0]) + bytes(30)).retval == 2

@@ -49,6 +49,7 @@ from ebpf.isa.opcodes import CallKind, PseudoSrc
 from ebpf.isa.program import Program as InsnProgram
 from ebpf.maps import Map, create
 from ebpf.maps._errors import MapError
+from ebpf.maps.devmap import DevMap, DevMapHash
 from ebpf.runtime._ctxbound import max_ctx_offset
 from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code, running_kconfig
 from ebpf.spec import CollectionSpec, MapType, ProgramSpec, ProgramType, RelocKind
@@ -574,6 +575,8 @@ class Collection:
                 err.add_note(f"while creating map {name!r} of the collection")
                 raise
             self.maps[name] = m
+            if isinstance(m, DevMap | DevMapHash) and self.env.devices is not None:
+                m.device_exists = self.env.devices.__contains__  # the run's devices, as ctx checks
             address = self.env.add_map(m)
             self._handles.append(address)
             hid = len(self._by_id) + 1
