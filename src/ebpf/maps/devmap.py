@@ -1,6 +1,8 @@
-"""The XDP redirect maps: ``DEVMAP``, ``DEVMAP_HASH``, ``CPUMAP`` and ``XSKMAP``. Pure: no kernel access.
+"""The XDP redirect maps: ``DEVMAP``, ``DEVMAP_HASH``, ``CPUMAP`` and ``XSKMAP``.
 
-Core layer. These maps are the targets of ``bpf_redirect_map``; the runtime's helper asks
+Core layer: no ``bpf()``. Like the kernel, updates consult the host: network devices
+(``if_indextoname``), ``NR_CPUS`` and RAM (``/sys``, ``sysconf``) and the caller's socket fds.
+These maps are the targets of ``bpf_redirect_map``; the runtime's helper asks
 :meth:`RedirectMap.redirect_lookup` (the kernel's per-type ``map_redirect`` lookup) whether an
 entry is there. Behaviour measured against Linux 6.18 (``kernel/bpf/devmap.c``, ``cpumap.c``,
 ``net/xdp/xskmap.c``; the differential tests in ``tests/differential/test_devmap_kernel.py``).
