@@ -36,7 +36,8 @@ from ebpf.maps.storage import Owner, owners
 from ebpf.spec import MapSpec, MapType, ProgramType
 from ebpf.vm import ENGINES
 from ebpf.vm._context_trace import RawTracepointInput
-from ebpf.vm.helpers import RunEnv, TaskInfo, runtime_helpers
+from ebpf.vm._helpers_storage import current_task_object
+from ebpf.vm.helpers import RunEnv, runtime_helpers
 from ebpf.vm.memory import HostBuffer
 
 pytestmark = pytest.mark.kernel
@@ -81,9 +82,9 @@ class Runtime:
     def __init__(self, engine: str, kernel_stack: tuple[int, ...] = ()) -> None:
         self.engine = engine
         self.env = RunEnv(program_type=ProgramType.RAW_TRACEPOINT)
-        tid = threading.get_native_id()
-        task = owners(self.env.memory).new_object(Owner.task(tid), 64)
-        self.env.task = dataclasses.replace(TaskInfo.current(), task=task, kernel_stack=kernel_stack)
+        current_task_object(self.env)
+        assert self.env.task is not None and self.env.task.pid == threading.get_native_id()
+        self.env.task = dataclasses.replace(self.env.task, kernel_stack=kernel_stack)
         self.helpers = runtime_helpers()
 
     def add(self, m: Map) -> int:

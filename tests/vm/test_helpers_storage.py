@@ -23,6 +23,7 @@ from ebpf.maps.stacktrace import (
 )
 from ebpf.maps.storage import LocalStorageMap, Owner, owners
 from ebpf.spec import MapType
+from ebpf.vm._helpers_storage import current_task_object
 from ebpf.vm.helpers import RunEnv, TaskInfo
 
 from ._helper_util import ENGINE_NAMES, run
@@ -143,6 +144,34 @@ def test_current_task_pointer_names_the_current_task(engine: str) -> None:
     """
     assert run(text, env, engine).retval != 0
     assert m.lookup_owner(Owner.task(env.task.pid)) == struct.pack("<q", 5)  # type: ignore[attr-defined]
+    m.close()
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_current_task_object(deterministic: bool) -> None:
+    env = RunEnv(deterministic=deterministic)
+    pid = env.current_task().pid
+    address = current_task_object(env, 128)
+    assert env.task is not None and env.task.task == address and env.task.pid == pid
+    assert owners(env.memory).owner_at(address) == Owner.task(pid)
+    assert env.memory.find(address, 128) is not None
+    m = create(storage_def(MapType.TASK_STORAGE), env.memory)
+    h = env.add_map(m)
+    text = f"""
+        call {HelperId.GET_CURRENT_TASK_BTF}
+        r2 = r0
+        r1 = {h} ll
+        r3 = 0
+        r4 = 1
+        call {HelperId.TASK_STORAGE_GET}
+        if r0 == 0 goto out
+        r1 = 3
+        *(u64 *)(r0 + 0) = r1
+    out:
+        exit
+    """
+    assert run(text, env, "interp").retval != 0
+    assert m.lookup_owner(Owner.task(pid)) == struct.pack("<q", 3)  # type: ignore[attr-defined]
     m.close()
 
 

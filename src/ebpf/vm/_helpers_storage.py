@@ -26,6 +26,7 @@ verifier only lets real objects through).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import struct
 
@@ -49,7 +50,7 @@ from ebpf.maps.storage import (
 )
 from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry, RunEnv, run_env
 
-__all__ = ["register"]
+__all__ = ["current_task_object", "register"]
 
 GET_STACK_FLAGS = BPF_F_SKIP_FIELD_MASK | BPF_F_USER_STACK | BPF_F_USER_BUILD_ID
 
@@ -61,6 +62,24 @@ def _neg(code: int) -> int:
 def _frames(env: RunEnv, flags: int) -> tuple[int, ...]:
     task = env.current_task()
     return task.user_stack if flags & BPF_F_USER_STACK else task.kernel_stack
+
+
+def current_task_object(env: RunEnv, size: int = 64) -> int:
+    """Give the runtime's current task a stand-in object; its address.
+
+    Maps ``size`` zeroed bytes bound to ``Owner.task(pid)`` of :meth:`RunEnv.current_task`
+    and pins that task (with the address as ``TaskInfo.task``) as ``env.task``, so
+    ``bpf_get_current_task(_btf)`` returns a pointer that names it for the storage helpers.
+    Fields a program reads through it are what the caller writes there (``size`` must then
+    cover them, e.g. ``sizeof(struct task_struct)`` from the target BTF).
+
+    Returns:
+        The object's address (also ``env.task.task``).
+    """
+    task = env.current_task()
+    address = owners(env.memory).new_object(Owner.task(task.pid), size)
+    env.task = dataclasses.replace(task, task=address)
+    return address
 
 
 # --- stacks ---------------------------------------------------------------------------------------
