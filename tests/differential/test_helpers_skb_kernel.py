@@ -166,6 +166,7 @@ ip route add 10.20.0.0/16 via 10.9.0.3
 ip route add blackhole 10.11.0.0/16
 ip route add unreachable 10.12.0.0/16
 ip route add prohibit 10.13.0.0/16
+ip route add local 10.40.0.0/16 dev lo table main
 ip -6 addr add fd09::1/64 dev d0 nodad
 ip -6 route add fd10::/64 via fd09::2 metric 5
 ip -6 route add fd14::/64 dev d0 mtu lock 1300
@@ -203,6 +204,9 @@ NETNS_CASES: dict[str, tuple[bytes, int, int]] = {
     "v6_output": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5"), 64, 6),
     "v6_blackhole": (fib_params(AF_INET6, 1, "fd09::1", "fd11::5"), 64, 0),
     "v6_neighbour": (fib_params(AF_INET6, 1, "fd09::1", "fd10::5"), 64, 0),
+    "local_in_main": (fib_params(ifindex=1, dst="10.40.0.1"), 64, 0),
+    "local_in_main_direct": (fib_params(ifindex=1, dst="10.40.0.1"), 64, 1),
+    "src_flag": (fib_params(ifindex=1, src="10.9.0.1", dst="10.10.1.2"), 64, 16),
     "table100_blackhole": (fib_params(ifindex=1, dst="10.31.0.1", tbid=100), 64, 9),
     "table100_unicast": (fib_params(ifindex=1, src="10.9.0.1", dst="10.30.0.1", tbid=100), 64, 9),
 }
@@ -214,7 +218,7 @@ ip route add blackhole 10.31.0.0/16 table 100
 """
 # /proc shows neither IPv6 neighbours, nor the kind of an IPv6 reject route, nor the devices of
 # routes outside the main table: the runtime refuses those lookups.
-REFUSED = {"v6_blackhole", "v6_neighbour", "rules:table100_unicast"}
+REFUSED = {"v6_blackhole", "v6_neighbour", "rules:table100_unicast", "src_flag"}
 # /proc does not show route MTUs (``mtu lock``): the runtime uses the device's.
 KNOWN_GAPS = {"v6_route_mtu": "a locked route MTU is not in /proc/net/ipv6_route (the kernel: 1300)"}
 

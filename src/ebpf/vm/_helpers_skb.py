@@ -349,7 +349,12 @@ def _host_routes4(proc: str, by_name: dict[str, int]) -> tuple[list[FibRoute], s
     merged = trie.get(RT_TABLE_MAIN) == trie.get(RT_TABLE_LOCAL)
     routes: list[FibRoute] = []
     text = _read(os.path.join(proc, "net", "route")) or ""
-    main_types = {net: kind for net, kind in trie.get(RT_TABLE_MAIN, [])}
+    # /proc/net/route shows every main-table route but broadcast and multicast ones, without
+    # their type: fib_trie gives it when the prefix has only one kind of route.
+    main_kinds: dict[IPv4Network, set[RouteType]] = {}
+    for net, kind in trie.get(RT_TABLE_MAIN, []):
+        if kind not in (RouteType.BROADCAST, RouteType.MULTICAST):
+            main_kinds.setdefault(net, set()).add(kind)
     for line in text.splitlines()[1:]:
         words = line.split()
         if len(words) < 8:
@@ -363,11 +368,15 @@ def _host_routes4(proc: str, by_name: dict[str, int]) -> tuple[list[FibRoute], s
             net = IPv4Network(f"{dst}/{mask}", strict=False)
         except ValueError:
             continue
-        kind = RouteType.UNICAST
-        if flags & 0x200:  # RTF_REJECT: unreachable or prohibit
-            kind = main_types.get(net, RouteType.UNREACHABLE)
+        kinds = main_kinds.get(net, set())
+        if len(kinds) == 1:
+            (kind,) = kinds
+        elif flags & 0x200:  # RTF_REJECT: unreachable or prohibit
+            kind = RouteType.UNREACHABLE
         elif words[0] == "*":
-            kind = main_types.get(net, RouteType.BLACKHOLE)
+            kind = RouteType.BLACKHOLE
+        else:
+            kind = RouteType.UNICAST
         routes.append(
             FibRoute(
                 net,
@@ -567,12 +576,9 @@ def fib_lookup(
     params[12:16] = (route.metric & M32).to_bytes(4, "little")
     params[8:12] = out.ifindex.to_bytes(4, "little")
     if flags & BPF_FIB_LOOKUP_SRC:
-        if route.prefsrc is None:
-            if fib.host or not v4:
-                raise _unknown("the source address of the route (BPF_FIB_LOOKUP_SRC)")
-            params[16:20] = bytes(4)
-        else:
-            params[16 : 16 + (4 if v4 else 16)] = route.prefsrc.packed
+        if route.prefsrc is None:  # the kernel picks an address of the device: not modelled
+            raise _unknown("the source address of the route (BPF_FIB_LOOKUP_SRC)")
+        params[16 : 16 + (4 if v4 else 16)] = route.prefsrc.packed
     nexthop = dst
     if route.gateway is not None:
         nexthop = route.gateway
