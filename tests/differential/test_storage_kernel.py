@@ -426,3 +426,52 @@ def test_exec_trace_runs_in_the_runtime() -> None:
         assert stacks.lookup(struct.pack("<I", ids[1]))[:16] == struct.pack(
             "<2Q", 0xFFFFFFFF81000000, 0xFFFFFFFF81000100
         )
+
+
+def get_task_stack(m: str) -> str:
+    """get_task_stack(get_current_task_btf(), &array[0], size, flags), size and flags from ctx."""
+    return f"""
+        r6 = r1
+        r1 = 0
+        *(u32 *)(r10 - 4) = r1
+        r1 = {m} ll
+        r2 = r10
+        r2 += -4
+        call {HelperId.MAP_LOOKUP_ELEM}
+        if r0 == 0 goto out
+        r7 = r0
+        call {HelperId.GET_CURRENT_TASK_BTF}
+        r1 = r0
+        r2 = r7
+        r3 = *(u64 *)(r6 + 0)
+        if r3 > {BUF} goto out
+        r4 = *(u64 *)(r6 + 8)
+        call {HelperId.GET_TASK_STACK}
+        exit
+    out:
+        r0 = 0x7777
+        exit
+    """
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_get_task_stack_as_the_kernel(engine: str) -> None:
+    """bpf_get_task_stack of the current task: the kernel's frames, sizes, skips and errors."""
+    marker = b"\xaa" * BUF
+    zero = struct.pack("<I", 0)
+    with kernel_map(_array()) as kbuf, kernel_prog(get_task_stack(f"map_fd({kbuf.fd})")) as run:  # type: ignore[attr-defined]
+        n = run(args(BUF, 0))
+        frames = _frames(kbuf.lookup(zero))  # type: ignore[attr-defined]
+        assert n == len(frames) * 8 > 16
+        want = []
+        for size, flags in _stack_cases(len(frames)):
+            kbuf.update(zero, marker)  # type: ignore[attr-defined]
+            want.append((run(args(size, flags)), kbuf.lookup(zero)))  # type: ignore[attr-defined]
+    rt = Runtime(engine, kernel_stack=frames)
+    with create(_array(), rt.env.memory) as ours:
+        text = get_task_stack(str(rt.add(ours)))
+        got = []
+        for size, flags in _stack_cases(len(frames)):
+            ours.update(zero, marker)
+            got.append((rt.run(text, args(size, flags)), ours.lookup(zero)))
+    assert got == want

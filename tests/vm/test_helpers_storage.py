@@ -303,3 +303,31 @@ def test_default_stacks_are_empty() -> None:
     h = env.add_map(buf)
     assert run(get_stack_prog(h, 64, 0), env, "interp").retval == 0
     buf.close()
+
+
+def test_get_task_stack_of_another_task_has_no_frames() -> None:
+    env = _env()
+    current_task_object(env)
+    other = owners(env.memory).new_object(Owner.task(1))
+    buf = create(MapDef(MapType.ARRAY, 4, 64, 1), env.memory)
+    h = env.add_map(buf)
+    assert env.task is not None
+    for task, want in ((env.task.task, 24), (other, 0)):
+        text = f"""
+            r1 = 0
+            *(u32 *)(r10 - 4) = r1
+            r1 = {h} ll
+            r2 = r10
+            r2 += -4
+            call {HelperId.MAP_LOOKUP_ELEM}
+            if r0 == 0 goto out
+            r2 = r0
+            r1 = {task} ll
+            r3 = 64
+            r4 = 0
+            call {HelperId.GET_TASK_STACK}
+        out:
+            exit
+        """
+        assert run(text, env, "interp").retval == want
+    buf.close()

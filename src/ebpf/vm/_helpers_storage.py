@@ -2,7 +2,8 @@
 
 Core layer: pure, no kernel access.
 
-Rule 1 (stacks): ``bpf_get_stackid`` and ``bpf_get_stack`` walk the current task's
+Rule 1 (stacks): ``bpf_get_stackid``, ``bpf_get_stack`` and ``bpf_get_task_stack`` (of the
+current task; another task has no frames here) walk the current task's
 :attr:`~ebpf.vm.helpers.TaskInfo.kernel_stack` (or ``user_stack`` with
 ``BPF_F_USER_STACK``): the runtime cannot see a real stack, so these are what the embedder
 configured, empty by default, and an empty stack gets the kernel's answer for no frames
@@ -93,8 +94,8 @@ def get_stackid(e: HelperEnv, _ctx: int, map_ptr: int, flags: int, _d: int, _e: 
     return m.get_stackid(_frames(env, flags), flags) & M64
 
 
-def get_stack(e: HelperEnv, _ctx: int, buf: int, size: int, flags: int, _e: int) -> int:
-    env = run_env(e)
+def _get_stack(env: RunEnv, buf: int, size: int, flags: int, frames: tuple[int, ...]) -> int:
+    """``__bpf_get_stack`` over ``frames`` (see the module docstring, Rule 1)."""
     size &= 0xFFFFFFFF
     flags &= M64
     user = bool(flags & BPF_F_USER_STACK)
@@ -105,7 +106,7 @@ def get_stack(e: HelperEnv, _ctx: int, buf: int, size: int, flags: int, _e: int)
     else:
         skip = flags & BPF_F_SKIP_FIELD_MASK
         count = size // elem
-        collected = _frames(env, flags)[: min(count + skip, PERF_MAX_STACK_DEPTH)]
+        collected = frames[: min(count + skip, PERF_MAX_STACK_DEPTH)]
         if len(collected) >= skip:
             ips = [ip & M64 for ip in collected[skip:][:count]]
             if build_id:
@@ -119,6 +120,22 @@ def get_stack(e: HelperEnv, _ctx: int, buf: int, size: int, flags: int, _e: int)
     if size:
         env.memory.write_bytes(buf, bytes(size))
     return _neg(code)
+
+
+def get_stack(e: HelperEnv, _ctx: int, buf: int, size: int, flags: int, _e: int) -> int:
+    env = run_env(e)
+    return _get_stack(env, buf, size, flags, _frames(env, flags))
+
+
+def get_task_stack(e: HelperEnv, task: int, buf: int, size: int, flags: int, _e: int) -> int:
+    """``bpf_get_task_stack``: the stacks of the current task; no frames for any other task
+    (the runtime knows no other task's stack)."""
+    env = run_env(e)
+    owner = _owner(env, OwnerKind.TASK, task)
+    frames: tuple[int, ...] = ()
+    if owner == Owner.task(env.current_task().pid):
+        frames = _frames(env, flags)
+    return _get_stack(env, buf, size, flags, frames)
 
 
 # --- local storage --------------------------------------------------------------------------------
@@ -206,6 +223,7 @@ def register(reg: HelperRegistry) -> None:
     for hid, fn in (
         (HelperId.GET_STACKID, get_stackid),
         (HelperId.GET_STACK, get_stack),
+        (HelperId.GET_TASK_STACK, get_task_stack),
         (HelperId.TASK_STORAGE_GET, task_storage_get),
         (HelperId.TASK_STORAGE_DELETE, task_storage_delete),
         (HelperId.SK_STORAGE_GET, sk_storage_get),
