@@ -8,15 +8,22 @@ sides with ``BPF_PROG_TEST_RUN`` and compares the return value and the context o
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import struct
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
+import dpkt
 import pytest
 
+from differential.test_objects_kernel import map_state
+from ebpf.elf import load_collection_spec
 from ebpf.errors import BPFError
 from ebpf.isa import assemble
 from ebpf.isa.encoding import slot_offsets
@@ -622,3 +629,105 @@ def test_packet_dynptrs(both: Loader, type: ProgramType, source: str, rdwr: bool
         kernel = run_all(sides, "pkt", None, packet)
         rets.add(kernel[1])
     assert len(rets) >= (1 if flags else 4)
+
+
+# ---------------------------------------------------------------- a libbpf-style object
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "kfuncs"
+
+
+@pytest.fixture(params=["py", "interp"])
+def kfuncs_obj(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
+    """(runtime collection on one engine, kernel collection) of tests/data/kfuncs/kfuncs.o."""
+    from ebpf.kernel.collection import Collection as KernelCollection
+
+    spec = load_collection_spec(DATA / "kfuncs.o")
+    with Collection(spec, engine=request.param) as ours, KernelCollection(spec) as theirs:
+        yield ours, theirs
+
+
+def compare_maps(ours: Any, theirs: Any) -> None:
+    for name, mspec in ours.spec.maps.items():
+        assert map_state(ours.maps[name], mspec) == map_state(theirs.maps[name], mspec), name
+
+
+def run_pair(
+    ours: Any, theirs: Any, prog: str, data: bytes = b"", ctx: bytes | None = None
+) -> tuple[Any, ...]:
+    kernel = outcome(theirs, prog, ctx, data)
+    assert outcome(ours, prog, ctx, data) == kernel, (
+        f"{prog}: data {data.hex()} ctx {ctx.hex() if ctx else None}"
+    )
+    return kernel
+
+
+def ip4_packet(proto: int, ttl: int, payload: bytes = b"0123456789abcdef") -> bytes:
+    l4 = dpkt.udp.UDP(sport=1, dport=2, data=payload) if proto == 17 else payload
+    ip = dpkt.ip.IP(src=b"\x0a\0\0\x01", dst=b"\x0a\0\0\x02", p=proto, ttl=ttl, data=l4)
+    ip.len = len(bytes(ip))
+    return b"\x02\0\0\0\0\x0b\x02\0\0\0\0\x0a\x08\x00" + bytes(ip)
+
+
+def test_object_tc_dynptr(kfuncs_obj: tuple[Any, Any]) -> None:
+    ours, theirs = kfuncs_obj
+    verdicts = set()
+    for packet in (
+        ip4_packet(6, 64),
+        ip4_packet(17, 2),
+        ip4_packet(1, 1),  # TTL 1: shot
+        ip4_packet(17, 0),
+        ip4_packet(47, 255, b"x" * 100),
+        b"\x02\0\0\0\0\x0b\x02\0\0\0\0\x0a\x86\xdd" + bytes(40),  # IPv6: untouched
+        b"\x02\0\0\0\0\x0b\x02\0\0\0\0\x0a\x08\x00" + bytes(10),  # too short for an IPv4 header
+        b"\x02\0\0\0\0\x0b\x02\0\0\0\0\x0a\x08\x06" + bytes(28),  # ARP
+    ):
+        verdicts.add(run_pair(ours, theirs, "tc_dynptr", packet)[1])
+    assert {0, 2} <= verdicts
+    compare_maps(ours, theirs)
+    assert sum(
+        int.from_bytes(v, "little")
+        for v in map_state(theirs.maps["proto_bytes"], ours.spec.maps["proto_bytes"]).values()
+    )
+
+
+def test_object_xdp_dynptr(kfuncs_obj: tuple[Any, Any]) -> None:
+    ours, theirs = kfuncs_obj
+    rng = random.Random(3)
+    for size in (14, 15, 17, 18, 22, 60, 61, 64, 200):
+        assert run_pair(ours, theirs, "xdp_dynptr", rng.randbytes(size))[1] == 2
+    compare_maps(ours, theirs)
+
+
+JOB = struct.Struct("<IIIIqqQ")
+
+
+def test_object_jobs(kfuncs_obj: tuple[Any, Any]) -> None:
+    ours, theirs = kfuncs_obj
+    results = set()
+    for n, fill, copy_from, copy_len in [
+        (0, 0, 0, 32),
+        (5, 56, 8, 16),
+        (1000, 57, 33, 31),  # copy past the end: -E2BIG; memset past the end: -E2BIG
+        (3, 64, 32, 33),
+        (-4 & 0xFFFFFFFF, 100, 0, 0),  # bpf_repeat(-4): -EINVAL, no rounds
+        (20_000, 8, 60, 4),
+    ]:
+        kernel = run_pair(ours, theirs, "jobs", ctx=JOB.pack(n, fill, copy_from, copy_len, 0, 0, 0))
+        assert kernel[0] == "ok"
+        results.add(JOB.unpack(kernel[2])[4:])
+        compare_maps(ours, theirs)
+    assert len(results) >= 5
+
+
+def test_object_is_the_one_build_sh_makes() -> None:
+    """The committed kfuncs.o is current (clang-19 and the running kernel's BTF)."""
+    proc = subprocess.run(
+        ["sh", str(DATA / "build.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PYTHON=sys.executable),
+    )
+    if proc.returncode != 0 and "not found" in proc.stderr:
+        pytest.skip(proc.stderr.strip())
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -270,6 +270,8 @@ def nf_state(hook: int, pf: int = 2, tail: bytes = b"") -> bytes:
 def test_netfilter(pair: Callable[[Path], Pair]) -> None:
     ours, theirs = pair(PROGTYPES)
     frames = [FRAMES[0], FRAMES[7], FRAMES[9], eth(0x86DD, ip6(6, b""))[:53], FRAMES[0][:33]]
+    frames += [FRAMES[0] + bytes(n) for n in (60, 500, 1600, 3000)]  # kmalloc sizes 512 to 4096
+    frames += [b"\xff" * 6 + FRAMES[0][6:], b"\x03" + FRAMES[0][1:]]  # pkt_type
     for frame in frames:
         for data in (frame, frame[14:]):
             both(ours, theirs, "nf_read", data, None)
@@ -277,6 +279,8 @@ def test_netfilter(pair: Callable[[Path], Pair]) -> None:
                 for pf in (2, 10, 3):
                     both(ours, theirs, "nf_read", data, nf_state(hook, pf))
                     maps_equal(ours, theirs)
+                    both(ours, theirs, "nf_skb", data, nf_state(hook, pf))
+                    maps_equal(ours, theirs)  # the skb and device the program read
     maps_equal(ours, theirs)
     ours, theirs = pair(EXOTIC)
     for hook in range(5):

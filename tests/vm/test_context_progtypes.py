@@ -407,3 +407,98 @@ def test_netfilter_unmodelled_structs_fault(engine: str, offset: int) -> None:
     with _asm_collection(text, ProgramType.NETFILTER, engine) as c, pytest.raises(VMError) as info:
         c.programs["p"].test_run(TCP4, ctx_in=nf_state(0))
     assert "does not model" in str(info.value)
+
+
+# ---------------------------------------------------------------- netfilter: sk_buff and net_device from BTF
+
+IP = TCP4[14:]  # 40 bytes
+
+
+@pytest.mark.parametrize(
+    ("data", "ctx", "expected"),
+    [
+        # LOCAL_OUT: the skb starts at the IP header, no device, no MAC header
+        (IP, None, [0x28, 0x8, 0xFFFF0000FFFF, 0x40, 0xC000000068, 0, 0, 0, 0, 0x28000045, 0]),
+        # PRE_ROUTING: eth_type_trans on loopback pulled the Ethernet header
+        (
+            TCP4,
+            nf_state(0),
+            [0x28, 0x8, 0xFFFF004E0040, 0x4E, 0xC000000076, 1, 1 | 65536 << 32, 0, 0, 0x28000045, 1],
+        ),
+        # LOCAL_OUT with pf IPv6: protocol from pf, data is the frame as given
+        (
+            TCP4,
+            nf_state(3, 10),
+            [0x36, 0xDD86, 0xFFFF0000FFFF, 0x40, 0xC000000076, 0, 0, 0, 0, 0x02020202, 1],
+        ),
+        # 1054 bytes: kmalloc-2048, end 1728
+        (
+            TCP4 + bytes(1000),
+            nf_state(1),
+            [0x410, 0x8, 0xFFFF004E0040, 0x4E, 0x6C00000045E, 1, 1 | 65536 << 32],
+        ),
+    ],
+)
+def test_netfilter_skb_as_the_kernel_builds_it(
+    coll: Collection, data: bytes, ctx: bytes | None, expected: list[int]
+) -> None:
+    res = coll.programs["nf_skb"].test_run(data, ctx_in=ctx)
+    assert res.retval == (0 if len(data) > 114 else 1)
+    s = seen(coll)
+    assert s[: len(expected)] == expected  # values Linux 6.18 gave for the same inputs
+    ksize = {54: 512, 40: 512, 1054: 2048}[len(data)]
+    assert s[12] == ksize + 256 | 1 << 32  # truesize, users
+    if ctx is not None:
+        assert s[11] == int.from_bytes(b"lo", "little")  # state->out->name
+
+
+@pytest.mark.parametrize(
+    ("dest", "pkt_type"), [(b"\xff" * 6, 2), (b"\x02" * 6, 3), (b"\x03" * 6, 2), (bytes(6), 0)]
+)
+def test_netfilter_skb_pkt_type(coll: Collection, dest: bytes, pkt_type: int) -> None:
+    coll.programs["nf_skb"].test_run(dest + TCP4[6:], ctx_in=nf_state(0))
+    assert seen(coll)[13] == pkt_type  # the loopback device's address and broadcast are zero
+
+
+def _member_offset(btf: object, struct_name: str, member: str) -> int:
+    from ebpf.btf.types import Struct
+    from ebpf.vm._context_netfilter import _layout
+
+    layout = _layout(btf, struct_name)  # type: ignore[arg-type]
+    assert layout is not None and btf.find(struct_name, Struct)  # type: ignore[attr-defined]
+    return layout[member][0] // 8
+
+
+@pytest.mark.parametrize("engine", ["interp", "py"])
+@pytest.mark.parametrize(
+    ("struct_name", "member", "via_dev", "faults"),
+    [
+        ("sk_buff", "alloc_cpu", False, True),  # the CPU the kernel ran on: not modelled
+        ("sk_buff", "mark", False, False),  # zero in a freshly built skb
+        ("net_device", "flags", True, True),  # only ifindex, mtu and name are modelled
+        ("net_device", "ifindex", True, False),
+    ],
+)
+def test_netfilter_unmodelled_fields(
+    engine: str, struct_name: str, member: str, via_dev: bool, faults: bool
+) -> None:
+    btf = load_collection_spec(OBJ).btf
+    off = _member_offset(btf, struct_name, member)
+    dev = _member_offset(btf, "sk_buff", "dev")
+    text = (
+        "r2 = *(u64 *)(r1 + 8)\n"
+        + (f"r2 = *(u64 *)(r2 + {dev})\n" if via_dev else "")
+        + f"r0 = *(u32 *)(r2 + {off})\nexit"
+    )
+    spec = CollectionSpec(
+        programs={"p": ProgramSpec("p", "x", ProgramType.NETFILTER, assemble(text), license="GPL")},
+        license="GPL",
+    )
+    with Collection(spec, engine=engine, target_btf=btf) as c:
+        if faults:
+            with pytest.raises(VMError, match=member if struct_name == "sk_buff" else "net_device"):
+                c.programs["p"].test_run(TCP4, ctx_in=nf_state(0))
+        else:
+            assert c.programs["p"].test_run(TCP4, ctx_in=nf_state(0)).retval == (
+                1 if member == "ifindex" else 0
+            )

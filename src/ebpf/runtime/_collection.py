@@ -364,7 +364,8 @@ class Program:
         if t == ProgramType.SK_LOOKUP:
             return SkLookupInput.from_test_run(data_in, ctx_in)
         if t == ProgramType.NETFILTER:
-            return NfInput.from_test_run(data_in, ctx_in)
+            btf = self.collection.target_btf or self.spec.btf or self.collection.spec.btf
+            return NfInput.from_test_run(data_in, ctx_in, btf=btf)
         if t in KERNEL_ONLY_TEST_RUN_TYPES:
             raise NotSupportedError(
                 f"test runs of {t.name} programs in the user-space runtime",
@@ -529,6 +530,7 @@ class Collection:
                 detail="its memory is little-endian, like the hosts it runs on",
             )
         self.spec = spec
+        self.target_btf = target_btf
         self.engine_name = engine
         self.ncpus = ncpus
         self.memory = Memory()

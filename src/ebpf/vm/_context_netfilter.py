@@ -21,19 +21,33 @@ else ``EINVAL``; another type: ``EPROTO``), and the skb starts at the IP header.
 ``data_out`` and no ``ctx_out``; the retval is the program's verdict (``NF_DROP`` 0,
 ``NF_ACCEPT`` 1).
 
-Not modelled: the contents of ``struct sk_buff`` and ``struct net_device`` (kernel-internal
-layouts): ``ctx->skb`` and ``state->out`` are non-NULL pointers to regions whose every load
-is a :class:`~ebpf.errors.VMError` naming the missing model, never a made-up value.
+Rule 3 (the socket buffer and the device, laid out from BTF): given the BTF the program's
+CO-RE relocations were resolved against (``NfInput.btf``; it must describe ``struct sk_buff``
+and ``struct net_device``), ``ctx->skb`` points at a ``struct sk_buff`` as the kernel's test
+run builds it: zeroed, then ``head`` (a buffer of the kmalloc size of ``data_in`` + 384 bytes),
+``data`` (``head`` + 64, + 14 once ``eth_type_trans`` pulled the Ethernet header), ``len``,
+``tail``/``end`` (offsets; ``end`` = kmalloc size - 320), ``truesize`` (kmalloc size + 256),
+``users`` 1, ``protocol``, ``mac_header`` / ``network_header`` / ``transport_header`` (``~0``
+when unset), ``pkt_type`` and ``dev`` (loopback: ``ifindex`` 1, ``mtu`` 65536, ``name``
+``"lo"``) for the hooks that go through ``eth_type_trans``. Every other ``sk_buff`` field
+reads 0, as in the kernel's freshly built skb, except ``alloc_cpu`` (a load is a
+:class:`~ebpf.errors.VMError`); a load of any other ``net_device`` field is a ``VMError``
+(not modelled), never made-up values. Without such BTF both structures are opaque: every
+load faults. ``bpf_probe_read_kernel`` reads the bytes as laid out (the faults above are for
+direct loads only).
 """
 
 from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ebpf.errors import TestRunError, VMError
+from ebpf.btf.spec import Spec as BTFSpec
+from ebpf.btf.types import Struct, Union
+from ebpf.errors import BTFError, TestRunError, VMError
 from ebpf.vm._context_base import ContextRegion, Input, MappedInput
+from ebpf.vm._context_skb import eth_pkt_type
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 __all__ = [
@@ -67,6 +81,9 @@ PAGE_SIZE = 4096
 NET_SKB_PAD = 64
 SKB_SHARED_INFO_SIZE = 320
 MAX_DATA = PAGE_SIZE - NET_SKB_PAD - SKB_SHARED_INFO_SIZE  # 3712
+LOOPBACK_IFINDEX = 1
+LOOPBACK_MTU = 65536
+SMP_CACHE_BYTES = 64
 _STATE = struct.Struct("<BB6xQQQQQ")  # hook, pf, in, out, sk, net, okfn
 
 
@@ -78,15 +95,19 @@ class NfInput(Input):
         packet: ``data_in`` (an IP packet for ``LOCAL_OUT``, else an Ethernet frame).
         hook, pf: ``nf_hook_state.hook`` / ``.pf``.
         has_ctx: whether ``ctx_in`` was given (then ``state->out`` is the loopback device).
+        btf: the BTF that lays out ``struct sk_buff`` and ``struct net_device`` (Rule 3).
     """
 
     packet: bytes
     hook: int = NF_INET_LOCAL_OUT
     pf: int = NFPROTO_IPV4
     has_ctx: bool = False
+    btf: BTFSpec | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_test_run(cls, data_in: bytes, ctx_in: bytes | None = None) -> NfInput:
+    def from_test_run(
+        cls, data_in: bytes, ctx_in: bytes | None = None, *, btf: BTFSpec | None = None
+    ) -> NfInput:
         """The input of a netfilter test run, with the kernel's checks in the kernel's order.
 
         Raises:
@@ -119,7 +140,7 @@ class NfInput(Input):
             has_ctx = True
         if hook != NF_INET_LOCAL_OUT:
             _check_frame(packet, pf)
-        return cls(packet, hook, pf, has_ctx)
+        return cls(packet, hook, pf, has_ctx, btf)
 
     @property
     def network_offset(self) -> int:
@@ -151,6 +172,97 @@ def _check_frame(packet: bytes, pf: int) -> None:
         raise TestRunError(f"Ethernet type {proto:#06x} is neither IPv4 nor IPv6", errno=errno.EPROTO)
 
 
+Layout = dict[str, tuple[int, int, int]]  # member -> (bit offset, bitfield bits or 0, bytes)
+_LAYOUTS: list[tuple[BTFSpec, str, Layout | None]] = []
+
+
+def _layout(btf: BTFSpec, name: str) -> Layout | None:
+    """The named members of ``struct name`` (anonymous members flattened), or ``None``."""
+    for known, struct_name, layout in _LAYOUTS:
+        if known is btf and struct_name == name:
+            return layout
+    layout: Layout = {}
+    try:
+        _flatten(btf, btf.find(name, Struct), 0, layout)
+        found: Layout | None = layout
+    except BTFError:
+        found = None
+    _LAYOUTS.insert(0, (btf, name, found))
+    del _LAYOUTS[8:]
+    return found
+
+
+def _flatten(btf: BTFSpec, agg: Struct | Union, base: int, out: Layout) -> None:
+    for member in agg.members:
+        offset = base + member.offset
+        if not member.name:
+            inner = btf.resolve(member.type)
+            if isinstance(inner, Struct | Union):
+                _flatten(btf, inner, offset, out)
+            continue
+        out.setdefault(member.name, (offset, member.bitfield_size, btf.sizeof(member.type)))
+
+
+def _cache_align(size: int) -> int:
+    return (size + SMP_CACHE_BYTES - 1) & ~(SMP_CACHE_BYTES - 1)
+
+
+def _kmalloc_size(size: int) -> int:
+    """The kmalloc bucket of a ``size``-byte allocation (powers of two from 512 here)."""
+    bucket = 512
+    while bucket < size:
+        bucket *= 2
+    return bucket
+
+
+class _Struct:
+    """A kernel structure laid out from BTF in a host buffer, with the fields that fault."""
+
+    def __init__(self, what: str, size: int, layout: Layout, *, strict: bool) -> None:
+        self.what = what
+        self.layout = layout
+        self.buffer = HostBuffer(size)
+        self.strict = strict  # only the fields set here may be read
+        self.readable: list[tuple[int, int]] = []
+        self.faulting: list[tuple[int, int, str]] = []
+
+    def set(self, name: str, value: int | bytes) -> None:
+        bit, bits, size = self.layout[name]
+        view = self.buffer.view
+        if bits:
+            start = bit // 8
+            word = int.from_bytes(view[start : start + 4], "little")
+            shift = bit % 8
+            mask = ((1 << bits) - 1) << shift
+            assert isinstance(value, int)
+            word = (word & ~mask) | ((value << shift) & mask)
+            view[start : start + 4] = word.to_bytes(4, "little")
+            self.readable.append((start, 4))
+            return
+        off = bit // 8
+        data = value if isinstance(value, bytes) else (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+        view[off : off + len(data)] = data
+        self.readable.append((off, size))
+
+    def refuse(self, name: str) -> None:
+        if name in self.layout:
+            bit, _bits, size = self.layout[name]
+            self.faulting.append((bit // 8, size, name))
+
+    def hook(self, offset: int, size: int) -> int | None:
+        for start, length, name in self.faulting:
+            if offset < start + length and start < offset + size:
+                raise VMError(f"load of {self.what}.{name}: the user-space runtime does not model it")
+        if self.strict and not any(
+            start <= offset and offset + size <= start + length for start, length in self.readable
+        ):
+            raise VMError(
+                f"load of {size} bytes at offset {offset} of {self.what}: the user-space runtime "
+                "models only some of its fields"
+            )
+        return None
+
+
 def _unmodelled(what: str) -> Region:
     def refuse(offset: int, size: int) -> int:
         raise VMError(
@@ -162,20 +274,77 @@ def _unmodelled(what: str) -> Region:
 
 
 class NfMapped(MappedInput):
-    """A mapped ``bpf_nf_ctx``: the context, the hook state and the opaque skb and device."""
+    """A mapped ``bpf_nf_ctx``: the context, the hook state, the socket buffer and the device."""
 
     def __init__(self, memory: Memory, inp: NfInput) -> None:
         self.input = inp
-        self.skb_region = memory.map(_unmodelled("struct sk_buff"))
-        self.dev_region = memory.map(_unmodelled("struct net_device"))
-        out = self.dev_region.start if inp.has_ctx else 0
+        regions: list[Region] = []
+        skb_layout = dev_layout = None
+        if inp.btf is not None:
+            skb_layout = _layout(inp.btf, "sk_buff")
+            dev_layout = _layout(inp.btf, "net_device")
+        if skb_layout is None or dev_layout is None:
+            skb = memory.map(_unmodelled("struct sk_buff"))
+            dev = memory.map(_unmodelled("struct net_device"))
+            regions += (skb, dev)
+            skb_address, dev_address = skb.start, dev.start
+        else:
+            assert inp.btf is not None
+            dev_address = self._map_dev(memory, inp.btf, dev_layout, regions)
+            skb_address = self._map_skb(memory, inp.btf, skb_layout, dev_address, regions)
+        out = dev_address if inp.has_ctx else 0
         state = _STATE.pack(inp.hook, inp.pf, 0, out, 0, 0, 0)
-        self.state_region = memory.map_buffer("nf_hook_state", HostBuffer.from_bytes(state), writable=False)
-        ctx = struct.pack("<QQ", self.state_region.start, self.skb_region.start)
+        state_region = memory.map_buffer("nf_hook_state", HostBuffer.from_bytes(state), writable=False)
+        ctx = struct.pack("<QQ", state_region.start, skb_address)
         self.ctx_region = ContextRegion("ctx", HostBuffer.from_bytes(ctx), False, None, owner=self)
         memory.map(self.ctx_region)
-        regions = (self.ctx_region, self.state_region, self.skb_region, self.dev_region)
-        super().__init__(self.ctx_region.start, 0, None, self.ctx_region.start, regions)
+        all_regions = (self.ctx_region, state_region, *regions)
+        super().__init__(self.ctx_region.start, 0, None, self.ctx_region.start, all_regions)
+
+    @staticmethod
+    def _map_dev(memory: Memory, btf: BTFSpec, layout: Layout, regions: list[Region]) -> int:
+        dev = _Struct("struct net_device", btf.sizeof(btf.find("net_device", Struct)), layout, strict=True)
+        dev.set("ifindex", LOOPBACK_IFINDEX)
+        dev.set("mtu", LOOPBACK_MTU)
+        dev.set("name", b"lo".ljust(layout["name"][2], b"\0"))
+        region = memory.map(Region("struct net_device", dev.buffer, False, dev.hook))
+        regions.append(region)
+        return region.start
+
+    def _map_skb(
+        self, memory: Memory, btf: BTFSpec, layout: Layout, dev_address: int, regions: list[Region]
+    ) -> int:
+        inp = self.input
+        size = len(inp.packet)
+        ksize = _kmalloc_size(size + NET_SKB_PAD + SKB_SHARED_INFO_SIZE)
+        head = memory.map_buffer("skb data", HostBuffer(ksize), writable=False)
+        head.view[NET_SKB_PAD : NET_SKB_PAD + size] = inp.packet
+        regions.append(head)
+        sizeof_skb = btf.sizeof(btf.find("sk_buff", Struct))
+        skb = _Struct("struct sk_buff", sizeof_skb, layout, strict=False)
+        pulled = inp.network_offset
+        skb.set("head", head.start)
+        skb.set("data", head.start + NET_SKB_PAD + pulled)
+        skb.set("len", size - pulled)
+        skb.set("tail", NET_SKB_PAD + size)
+        skb.set("end", ksize - SKB_SHARED_INFO_SIZE)
+        skb.set("truesize", ksize + _cache_align(sizeof_skb))
+        skb.set("users", 1)
+        skb.set("transport_header", 0xFFFF)
+        if pulled:  # eth_type_trans on loopback, then skb_reset_network_header
+            skb.set("protocol", inp.packet[12:14])
+            skb.set("mac_header", NET_SKB_PAD)
+            skb.set("network_header", NET_SKB_PAD + ETH_HLEN)
+            skb.set("pkt_type", eth_pkt_type(inp.packet, bytes(6), bytes(6)))
+            skb.set("dev", dev_address)
+        else:
+            proto = ETH_P_IP if inp.pf == NFPROTO_IPV4 else ETH_P_IPV6
+            skb.set("protocol", proto.to_bytes(2, "big"))
+            skb.set("mac_header", 0xFFFF)
+        skb.refuse("alloc_cpu")
+        region = memory.map(Region("struct sk_buff", skb.buffer, False, skb.hook))
+        regions.append(region)
+        return region.start
 
     @property
     def packet(self) -> bytes:

@@ -5,6 +5,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -159,6 +160,36 @@ int nf_read(struct bpf_nf_ctx *ctx)
 	if (state->hook == NF_INET_FORWARD)
 		return NF_DROP;
 	return NF_ACCEPT;
+}
+
+/* The socket buffer the test run builds, read through BTF (CO-RE) pointers. */
+SEC("netfilter")
+int nf_skb(struct bpf_nf_ctx *ctx)
+{
+	const struct nf_hook_state *state = ctx->state;
+	struct sk_buff *skb = ctx->skb;
+	struct net_device *dev = skb->dev;
+	__u8 buf[4] = {};
+
+	runs++;
+	seen[0] = skb->len | (__u64)skb->data_len << 32;
+	seen[1] = skb->protocol | (__u64)skb->mac_len << 16 | (__u64)skb->hdr_len << 32;
+	seen[2] = skb->mac_header | (__u64)skb->network_header << 16 |
+		  (__u64)skb->transport_header << 32;
+	seen[3] = (long)skb->data - (long)skb->head;
+	seen[4] = skb->tail | (__u64)skb->end << 32;
+	seen[5] = (dev != NULL) | (__u64)(skb->sk != NULL) << 1;
+	seen[6] = dev ? dev->ifindex | (__u64)dev->mtu << 32 : 0;
+	seen[7] = skb->mark | (__u64)skb->priority << 32;
+	seen[8] = bpf_probe_read_kernel(buf, sizeof(buf), skb->data);
+	seen[9] = *(__u32 *)buf;
+	seen[10] = state->out ? state->out->ifindex : 0;
+	if (state->out)
+		bpf_probe_read_kernel_str(&seen[11], 16, state->out->name);
+	seen[12] = skb->truesize | (__u64)skb->users.refs.counter << 32;
+	seen[13] = BPF_CORE_READ_BITFIELD(skb, pkt_type) | (__u64)skb->ip_summed << 8;
+	seen[14] = skb->skb_iif | (__u64)skb->hash << 32;
+	return skb->len > 100 ? NF_DROP : NF_ACCEPT;
 }
 
 char LICENSE[] SEC("license") = "GPL";
