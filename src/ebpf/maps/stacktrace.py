@@ -37,6 +37,7 @@ is what the kernel stores for kernel frames and for user frames it cannot resolv
 
 from __future__ import annotations
 
+import bisect
 import errno
 import struct
 from collections.abc import Iterator, Sequence
@@ -134,6 +135,7 @@ class StackTraceMap(Map):
             )
         self.n_buckets = 1 << max(0, defn.max_entries - 1).bit_length()
         self._buckets: dict[int, _Bucket] = {}
+        self._ids: list[int] = []  # occupied ids, sorted
 
     @property
     def build_id(self) -> bool:
@@ -188,6 +190,8 @@ class StackTraceMap(Map):
             return -errno.EEXIST
         if full:
             return -errno.ENOMEM
+        if bucket is None:
+            bisect.insort(self._ids, sid)
         self._buckets[sid] = _Bucket(h, len(ips), data)
         return sid
 
@@ -215,6 +219,7 @@ class StackTraceMap(Map):
             )
         if self._buckets.pop(sid, None) is None:
             raise KeyNotFoundError(key, f"{self.label}: no stack with id {sid}")
+        del self._ids[bisect.bisect_left(self._ids, sid)]
 
     def _lookup_and_delete(self, key: bytes, flags: int) -> bytes:
         value = self.lookup(key)
@@ -227,16 +232,17 @@ class StackTraceMap(Map):
             cur = self._id(key)
             if cur < self.n_buckets and cur in self._buckets:
                 sid = cur + 1
-        later = [i for i in self._buckets if i >= sid]
-        if not later:
+        i = bisect.bisect_left(self._ids, sid)
+        if i == len(self._ids):
             raise KeyNotFoundError(key, f"{self.label}: no stack id after {key!r}")
-        return _U32.pack(min(later))
+        return _U32.pack(self._ids[i])
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter([_U32.pack(i) for i in sorted(self._buckets)])
+        return iter([_U32.pack(i) for i in self._ids])
 
     def __len__(self) -> int:
         return len(self._buckets)
 
     def _release(self) -> None:
         self._buckets.clear()
+        self._ids.clear()

@@ -35,6 +35,9 @@ kernel; ``BPF_F_LOCK`` without a lock in the value is refused first (``EINVAL``)
 order here (its iterator is ``bpf_iter``); :meth:`LocalStorageMap.owners_with_storage`
 lists the owners instead.
 
+``BPF_F_CLONE`` is accepted and kept in the flags; the kernel copies such values to a
+socket cloned from the owner (``accept``), and the runtime creates no sockets.
+
 Rule 4: each value is its own host buffer region (stable address while it exists);
 updates write in place. The kernel's per-owner recursion guard (``-EBUSY``) has no
 counterpart: the runtime runs one program at a time.
