@@ -164,6 +164,16 @@ class Pair:
         """A program's lookup (sets the reference bit)."""
         self.run_program(packet(key, 0, 0, 0))
 
+    def update_batch(self, keys: list[int], value: int) -> None:
+        items = [(struct.pack("<I", key), struct.pack("<Q", value)) for key in keys]
+        assert self.kernel.update_batch(items) == self.ours.update_batch(items) == len(items)
+
+    def delete_batch(self, keys: list[int]) -> None:
+        """Delete the keys present (the same on both sides, checked first)."""
+        present = [k for k in (struct.pack("<I", key) for key in keys) if k in self.ours]
+        assert all(k in set(self.kernel.keys()) for k in present)
+        assert self.kernel.delete_batch(present) == self.ours.delete_batch(present) == len(present)
+
     def check_keys(self) -> set[bytes]:
         kernel = set(self.kernel.keys())
         mine = set(self.ours.keys())
@@ -192,8 +202,12 @@ def run_random(pair: Pair, seed: int, n_ops: int, keyspace: int, cpus: list[int]
             pair.update(key, i, 2)  # BPF_EXIST
         elif r < 0.88:
             pair.prog_lookup(key)
-        elif r < 0.96:
+        elif r < 0.95:
             pair.delete(key)
+        elif r < 0.97:
+            pair.update_batch([rng.randrange(keyspace) for _ in range(rng.randrange(1, 6))], i)
+        elif r < 0.98:
+            pair.delete_batch([rng.randrange(keyspace) for _ in range(rng.randrange(1, 6))])
         else:
             pair.lookup(key)
         if i % checkpoint == 0:
@@ -278,6 +292,33 @@ def test_percpu_program_update_that_evicts_its_own_key() -> None:
         assert pair.prog_update(1, 0x33, 0) == 0  # the refill shrinks 1, the oldest
         pair.check_values()
         assert pair.kernel.lookup_percpu(struct.pack("<I", 1))[1:] == [bytes(8)] * (possible_cpus() - 1)
+
+
+@pytest.mark.parametrize("flags", [0, NO_COMMON], ids=["common", "no_common"])
+def test_drain_by_lookup_and_delete_batch_then_refill(flags: int) -> None:
+    """BPF_MAP_LOOKUP_AND_DELETE_BATCH frees every node (pending ones to their CPU's local
+    list); refilling and overflowing again evicts the same keys."""
+    with ExitStack() as stack, restore_affinity():
+        pair = Pair(stack, MapType.LRU_HASH, 200, flags)
+        pair.on(online_cpus()[0])
+        for i in range(300):
+            pair.update(i, i, 0)
+            if i % 3 == 0:
+                pair.prog_lookup(i // 2)
+        pair.check_values()
+        kernel_items = dict(pair.kernel.lookup_batch(16, delete=True))
+        ours_items: dict[bytes, bytes] = {}
+        cursor = None
+        while True:
+            batch = pair.ours.lookup_and_delete_batch(16, cursor)
+            ours_items.update(batch.items())
+            cursor = batch.out_batch
+            if batch.done:
+                break
+        assert ours_items == kernel_items and len(pair.ours) == 0
+        for i in range(1000, 1450):
+            pair.update(i, i, 0)
+        pair.check_values()
 
 
 def test_two_entries_update_of_existing_key_evicts() -> None:
