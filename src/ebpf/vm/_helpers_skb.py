@@ -48,7 +48,9 @@ Rule 5 (tunnel metadata): a test-run skb has no tunnel ``dst``: ``bpf_skb_get_tu
 answers ``-EINVAL`` and ``bpf_skb_get_tunnel_opt`` ``-ENOENT``, both zeroing the buffer. After
 ``bpf_skb_set_tunnel_key`` (a TX tunnel key, local and remote kept where the kernel keeps
 them) the getters read it back as the kernel does, and ``bpf_skb_set_tunnel_opt`` attaches
-options to it.
+options to it. The metadata lives as long as the mapped skb: the repeats of a test run see it,
+as the kernel's loop over one skb does; batch runs that reset one mapping (``run_many``) see
+it too, a known difference (the kernel builds a new skb per test run).
 
 Rule 6: ``bpf_get_route_realm`` is the ``tclassid`` of the skb's route, 0 without one (a test
 run); ``bpf_get_cgroup_classid`` is the running task's ``net_cls.classid`` (cgroup v1; 0 when
@@ -641,8 +643,8 @@ def fib_lookup_helper(e: HelperEnv, ctx: int, params: int, plen: int, flags: int
 
 
 def sk_lookup(e: HelperEnv, ctx: int, _tuple: int, _size: int, _netns: int, _flags: int) -> int:
-    """``bpf_sk_lookup_tcp`` / ``_udp`` / ``bpf_skc_lookup_tcp``: no socket matches (NULL)."""
-    context_of(run_env(e), ctx, MappedInput, "bpf_sk_lookup")
+    """``bpf_sk_lookup_tcp`` / ``_udp`` / ``bpf_skc_lookup_tcp`` (every program type's variant):
+    no socket matches (NULL)."""
     return 0
 
 
