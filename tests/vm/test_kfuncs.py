@@ -351,3 +351,14 @@ def test_packet_dynptr(engine: str, type: ProgramType, source: str, expected: in
     names = [(source, False), ("bpf_dynptr_size", False), ("bpf_dynptr_is_rdonly", False)]
     with Collection(spec_of(PACKET, names, type), engine=engine) as coll:
         assert coll.programs["p"].test_run(bytes(12) + b"\x08\x00" + bytes(46)).retval == expected
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_packet_dynptr_of_a_multi_buffer_frame_is_not_supported(engine: str) -> None:
+    names = [("bpf_dynptr_from_xdp", False), ("bpf_dynptr_size", False), ("bpf_dynptr_is_rdonly", False)]
+    with Collection(spec_of(PACKET, names, ProgramType.XDP), engine=engine) as coll:
+        prog = coll.programs["p"]
+        assert prog.test_run(bytes(1000)).retval == 1000
+        xdp_md = struct.pack("<IIIIII", 0, 100, 0, 1, 0, 0)  # 100 linear bytes, the rest in fragments
+        with pytest.raises(NotSupportedError, match="multi-buffer"):
+            prog.test_run(bytes(1000), ctx_in=xdp_md)

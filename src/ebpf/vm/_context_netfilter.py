@@ -178,9 +178,9 @@ _LAYOUTS: list[tuple[BTFSpec, str, Layout | None]] = []
 
 def _layout(btf: BTFSpec, name: str) -> Layout | None:
     """The named members of ``struct name`` (anonymous members flattened), or ``None``."""
-    for known, struct_name, layout in _LAYOUTS:
+    for known, struct_name, cached in _LAYOUTS:
         if known is btf and struct_name == name:
-            return layout
+            return cached
     layout: Layout = {}
     try:
         _flatten(btf, btf.find(name, Struct), 0, layout)

@@ -24,7 +24,8 @@ packets of the runtime's test runs); flags other than 0 are ``-EINVAL`` and a nu
 An skb dynptr is read-only in program types that cannot write packets directly (the verifier
 turns the call into ``bpf_dynptr_from_skb_rdonly``: socket filters, cgroup skb ...). The
 dynptr holds the packet's address: a helper that moves or resizes the packet afterwards leaves
-it pointing at the old packet (a fault when used, where the kernel would follow the skb).
+it pointing at the old packet (a fault when used, where the kernel would follow the skb). A
+multi-buffer XDP frame (fragments) raises :class:`~ebpf.errors.NotSupportedError`.
 
 Rule 4: every dynptr here is one contiguous block (local memory, ring buffer records, linear
 packets), so a slice is a pointer into it and the slices' ``buffer__opt`` is never needed.
@@ -34,8 +35,11 @@ from __future__ import annotations
 
 import errno
 
+from ebpf.errors import NotSupportedError
 from ebpf.spec import ProgramType
+from ebpf.vm._context_base import mapped_at
 from ebpf.vm._helpers_dynptr import _KERN, DYNPTR_RDONLY_BIT, DYNPTR_SIZE_MASK, DYNPTR_TYPE_SHIFT
+from ebpf.vm.context import XdpMapped
 from ebpf.vm.helpers import M64, HelperEnv, HelperFn, run_env
 from ebpf.vm.kfuncs import NO_FLAGS, KfuncFlag, KfuncRegistry
 
@@ -209,6 +213,12 @@ def dynptr_from_skb(env: HelperEnv, skb: int, flags: int, ptr: int, _d: int, _e:
 
 
 def dynptr_from_xdp(env: HelperEnv, xdp: int, flags: int, ptr: int, _d: int, _e: int) -> int:
+    mapped = mapped_at(env.memory, xdp)
+    if isinstance(mapped, XdpMapped) and mapped.frags:
+        raise NotSupportedError(
+            "bpf_dynptr_from_xdp on a multi-buffer XDP frame in the user-space runtime",
+            detail="its dynptrs cover one contiguous block; this frame has fragments",
+        )
     return _from_packet(env, xdp, flags, ptr, (XDP_DATA, XDP_DATA_END), TYPE_XDP, False)
 
 
