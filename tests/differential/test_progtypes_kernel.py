@@ -310,3 +310,27 @@ def test_netfilter_inputs(
     ours, theirs = pair(PROGTYPES)
     both(ours, theirs, "nf_read", data, ctx, **kw)
     maps_equal(ours, theirs)
+
+
+# ---------------------------------------------------------------- types without a test run
+
+
+@pytest.mark.parametrize(
+    "ptype",
+    ["KPROBE", "TRACEPOINT", "PERF_EVENT", "CGROUP_SOCK", "SOCK_OPS", "SK_SKB", "SK_MSG", "LWT_SEG6LOCAL"],
+)
+def test_types_without_test_run(ptype: str) -> None:
+    """The kernel answers ENOTSUPP (524) for these types; the runtime raises NotSupportedError."""
+    from ebpf.errors import NotSupportedError
+    from ebpf.isa.asm import assemble
+    from ebpf.kernel.program import Program as KernelProgram
+    from ebpf.spec import CollectionSpec, ProgramSpec, ProgramType
+
+    t = ProgramType[ptype]
+    insns = assemble("r0 = 1\nexit")
+    with KernelProgram.load(insns, t) as prog, pytest.raises(BPFError) as info:
+        prog.test_run(bytes(64))
+    assert info.value.errno == 524  # ENOTSUPP
+    spec = CollectionSpec(programs={"p": ProgramSpec("p", "x", t, insns, license="GPL")}, license="GPL")
+    with Collection(spec) as ours, pytest.raises(NotSupportedError):
+        ours.programs["p"].test_run(bytes(64))

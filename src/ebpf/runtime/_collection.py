@@ -79,10 +79,10 @@ SKB_TEST_RUN_TYPES = frozenset(
         ProgramType.LWT_IN,
         ProgramType.LWT_OUT,
         ProgramType.LWT_XMIT,
-        ProgramType.LWT_SEG6LOCAL,
     }
 )
-"""Program types whose test run builds a socket buffer (``bpf_prog_test_run_skb``)."""
+"""Program types whose test run builds a socket buffer (``bpf_prog_test_run_skb``; Linux 6.18
+has no test run for LWT_SEG6LOCAL: ENOTSUPP, measured)."""
 KERNEL_ONLY_TEST_RUN_TYPES = frozenset({ProgramType.TRACING, ProgramType.STRUCT_OPS})
 _PROGTYPE_TEST_RUN_TYPES = (ProgramType.FLOW_DISSECTOR, ProgramType.SK_LOOKUP, ProgramType.NETFILTER)
 """Program types Linux 6.18 can test-run and this runtime cannot (yet)."""
