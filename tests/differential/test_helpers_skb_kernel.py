@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from ebpf.errors import NotSupportedError
 from ebpf.helpers import HelperId
 from ebpf.spec import ProgramType
 from ebpf.vm.helpers import RunEnv
@@ -308,6 +309,37 @@ def test_socket_lookups_find_nothing(engine: str, xdp: bool) -> None:
     ]
     text = program(steps, xdp=xdp, a=TUPLE4)
     both(text, ProgramType.XDP if xdp else ProgramType.SCHED_CLS, packet(), engine)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize(
+    ("family", "kind", "helper"),
+    [
+        (socket.AF_INET, socket.SOCK_STREAM, H.SK_LOOKUP_TCP),
+        (socket.AF_INET, socket.SOCK_STREAM, H.SKC_LOOKUP_TCP),
+        (socket.AF_INET, socket.SOCK_DGRAM, H.SK_LOOKUP_UDP),
+        (socket.AF_INET6, socket.SOCK_STREAM, H.SK_LOOKUP_TCP),  # dual stack: an IPv4 tuple finds it
+    ],
+    ids=["tcp_listener", "skc_listener", "udp_bound", "tcp6_dual_stack"],
+)
+def test_socket_lookup_of_a_real_socket_is_refused(engine: str, family: int, kind: int, helper: int) -> None:
+    """The kernel finds the test process's own socket; the runtime, which has none to return, says so."""
+    with socket.socket(family, kind) as sock:
+        sock.bind(("::" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            sock.listen()
+        port = sock.getsockname()[1]
+        tuple4 = socket.inet_aton("127.0.0.1") * 2 + struct.pack("!HH", 40000, port)
+        text = program([(helper, ("ctx", "A", 12, 0xFFFFFFFF, 0))], a=tuple4)
+        kernel = kernel_test_run(text, ProgramType.SCHED_CLS, packet())
+        assert kernel.retval == 1  # found
+        with pytest.raises(NotSupportedError, match="has no sockets"):
+            user_test_run(text, ProgramType.SCHED_CLS, packet(), engine=engine, env=RunEnv())
+        # Deterministic mode does not look at the host: NULL.
+        mine = user_test_run(
+            text, ProgramType.SCHED_CLS, packet(), engine=engine, env=RunEnv(deterministic=True)
+        )
+        assert mine.retval == 0
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)

@@ -32,7 +32,12 @@ paths (the first is used) and lightweight-tunnel encapsulations.
 
 Rule 2 (socket lookups): the runtime has no sockets, so ``bpf_sk_lookup_tcp``/``_udp`` and
 ``bpf_skc_lookup_tcp`` return NULL (0), which is the kernel's answer whenever no socket of
-the namespace matches the tuple (and for a bad tuple size, flags or netns id);
+the namespace matches the tuple (and for a tuple size other than 12 or 36, flags, or a netns
+id other than ``BPF_F_CURRENT_NETNS``, whose namespaces are not looked at). Outside
+deterministic mode a lookup in the current namespace first reads ``/proc/net/{tcp,udp}{,6}``:
+when a socket there could match (a listener or unconnected UDP socket on the destination
+address or a wildcard with the destination port, or a connected one with the whole tuple), the
+kernel would return it and the runtime raises ``NotSupportedError`` instead of answering NULL.
 ``bpf_sk_release`` returns 0.
 
 Rule 3 (redirects): ``bpf_redirect_neigh`` (``plen`` 0 or at least 20, flags 0) and
@@ -73,7 +78,7 @@ from ebpf.vm._context_base import MappedInput
 from ebpf.vm._context_skb import SkbMapped
 from ebpf.vm._helpers_net import context_of
 from ebpf.vm.context import XdpMapped
-from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry, Redirect, RunEnv, run_env
+from ebpf.vm.helpers import M64, HelperEnv, HelperFn, HelperRegistry, Redirect, RunEnv, run_env
 
 __all__ = [
     "BPF_F_NEIGH",
@@ -642,10 +647,69 @@ def fib_lookup_helper(e: HelperEnv, ctx: int, params: int, plen: int, flags: int
 # --- socket lookups -----------------------------------------------------------------------------
 
 
-def sk_lookup(e: HelperEnv, ctx: int, _tuple: int, _size: int, _netns: int, _flags: int) -> int:
+TUPLE4_SIZE, TUPLE6_SIZE = 12, 36  # sizeof(bpf_sock_tuple.ipv4 / .ipv6)
+TCP_LISTEN, TCP_CLOSE = 0x0A, 0x07
+
+
+def _proc_addr(text: str) -> tuple[bytes, int]:
+    """``0100007F:1F90`` (each 32-bit word printed in host order) -> (address bytes, port)."""
+    addr, _, port = text.partition(":")
+    raw = bytes.fromhex(addr)
+    return b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)), int(port, 16)
+
+
+def _matching_socket(proto: str, saddr: bytes, daddr: bytes, sport: int, dport: int) -> str | None:
+    """A line of /proc/net/<proto>{,6} whose socket the kernel's lookup could return, if any."""
+    v4 = len(daddr) == 4
+    mapped = bytes(10) + b"\xff\xff"
+    for table in (proto, proto + "6"):
+        text = _read(os.path.join("/proc/net", table)) or ""
+        for line in text.splitlines()[1:]:
+            words = line.split()
+            if len(words) < 4:
+                continue
+            try:
+                (local, lport), (remote, rport) = _proc_addr(words[1]), _proc_addr(words[2])
+                state = int(words[3], 16)
+            except ValueError:
+                continue
+            if lport != dport:
+                continue
+            if len(local) == 16 and v4:  # a dual-stack socket sees IPv4 as ::ffff:a.b.c.d
+                if local not in (bytes(16), mapped + daddr):
+                    continue
+                local, remote = (daddr if any(local) else bytes(4)), remote[12:]
+            elif len(local) != len(daddr):
+                continue
+            if local not in (daddr, bytes(len(daddr))):
+                continue
+            unconnected = state == TCP_LISTEN if proto == "tcp" else state == TCP_CLOSE
+            if unconnected or (remote == saddr and rport == sport):
+                return f"/proc/net/{table}: {line.strip()}"
+    return None
+
+
+def _sk_lookup(proto: str, name: str) -> HelperFn:
     """``bpf_sk_lookup_tcp`` / ``_udp`` / ``bpf_skc_lookup_tcp`` (every program type's variant):
-    no socket matches (NULL)."""
-    return 0
+    no socket (NULL), or ``NotSupportedError`` when the host has one the kernel could return."""
+
+    def lookup(e: HelperEnv, ctx: int, tuple_ptr: int, size: int, netns: int, flags: int) -> int:
+        env = run_env(e)
+        size &= M32
+        if env.deterministic or flags or size not in (TUPLE4_SIZE, TUPLE6_SIZE) or not netns & 0x80000000:
+            return 0
+        data = env.memory.read_bytes(tuple_ptr, size)
+        alen = 4 if size == TUPLE4_SIZE else 16
+        sport, dport = struct.unpack_from("!HH", data, 2 * alen)
+        found = _matching_socket(proto, data[:alen], data[alen : 2 * alen], sport, dport)
+        if found is not None:
+            raise NotSupportedError(
+                f"{name} in the user-space runtime",
+                detail=f"the kernel could return this namespace's socket ({found}); the runtime has no sockets",
+            )
+        return 0
+
+    return lookup
 
 
 def sk_release(e: HelperEnv, _sk: int, _b: int, _c: int, _d: int, _e: int) -> int:
@@ -903,9 +967,9 @@ def register(reg: HelperRegistry) -> None:
     """Add this module's helpers to ``reg``."""
     for hid, fn in (
         (HelperId.FIB_LOOKUP, fib_lookup_helper),
-        (HelperId.SK_LOOKUP_TCP, sk_lookup),
-        (HelperId.SK_LOOKUP_UDP, sk_lookup),
-        (HelperId.SKC_LOOKUP_TCP, sk_lookup),
+        (HelperId.SK_LOOKUP_TCP, _sk_lookup("tcp", "bpf_sk_lookup_tcp")),
+        (HelperId.SK_LOOKUP_UDP, _sk_lookup("udp", "bpf_sk_lookup_udp")),
+        (HelperId.SKC_LOOKUP_TCP, _sk_lookup("tcp", "bpf_skc_lookup_tcp")),
         (HelperId.SK_RELEASE, sk_release),
         (HelperId.REDIRECT_NEIGH, redirect_neigh),
         (HelperId.REDIRECT_PEER, redirect_peer),
