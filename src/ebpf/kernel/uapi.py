@@ -25,6 +25,8 @@ from __future__ import annotations
 import ctypes
 from enum import IntEnum, IntFlag
 
+from ebpf.maps._base import UpdateFlags
+
 __all__ = [
     "BPF_OBJ_NAME_LEN",
     "BPF_PSEUDO_CALL",
@@ -123,13 +125,9 @@ class LogLevel(IntFlag):
     STATS = 4  # BPF_LOG_STATS: verification statistics only
 
 
-class MapElemFlags(IntFlag):
-    """``flags`` of ``BPF_MAP_UPDATE_ELEM`` / ``BPF_MAP_LOOKUP_ELEM``."""
-
-    ANY = 0  # BPF_ANY: create or update
-    NOEXIST = 1  # BPF_NOEXIST: create only
-    EXIST = 2  # BPF_EXIST: update only
-    LOCK = 4  # BPF_F_LOCK: take the value's bpf_spin_lock
+MapElemFlags = UpdateFlags
+"""``flags`` of ``BPF_MAP_UPDATE_ELEM`` / ``BPF_MAP_LOOKUP_ELEM``: :class:`ebpf.maps.UpdateFlags`
+(one definition for the user-space maps and the kernel; ``ANY NOEXIST EXIST LOCK``)."""
 
 
 class TestRunFlags(IntFlag):

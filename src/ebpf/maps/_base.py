@@ -18,7 +18,7 @@ import errno
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntFlag
 from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 from ebpf.errors import KeyNotFoundError
@@ -45,12 +45,17 @@ __all__ = [
 ]
 
 
-class UpdateFlags(IntEnum):
-    """``flags`` of ``BPF_MAP_UPDATE_ELEM`` (``BPF_ANY`` / ``BPF_NOEXIST`` / ``BPF_EXIST``)."""
+class UpdateFlags(IntFlag):
+    """``flags`` of ``BPF_MAP_UPDATE_ELEM`` / ``BPF_MAP_LOOKUP_ELEM`` (``BPF_ANY`` /
+    ``BPF_NOEXIST`` / ``BPF_EXIST``, or-ed with ``BPF_F_LOCK``).
+
+    The one definition: ``ebpf.kernel.uapi.MapElemFlags`` is this class.
+    """
 
     ANY = 0  # BPF_ANY: create or update
     NOEXIST = 1  # BPF_NOEXIST: create only
     EXIST = 2  # BPF_EXIST: update only
+    LOCK = 4  # BPF_F_LOCK: take the value's bpf_spin_lock
 
 
 BPF_ANY = UpdateFlags.ANY
