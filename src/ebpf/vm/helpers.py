@@ -349,7 +349,9 @@ class RunEnv:
             receive that address in r1/r2 and look the map up here.
         cpu: the CPU the program runs on (``bpf_get_smp_processor_id``; per-CPU map values).
         ncpus: number of simulated CPUs.
-        deterministic: fixed clock, seeded random numbers and a fixed task instead of the real ones.
+        deterministic: fixed clock, seeded random numbers and a fixed task instead of the real ones,
+            and no reads of the host process's memory (``bpf_probe_read_user`` outside the
+            program's memory faults; see :mod:`ebpf.vm._helpers_trace` Rule 4).
         seed: the random seed in deterministic mode.
         clock: the time source (:class:`SystemClock`, or :class:`FixedClock` when deterministic).
         rng: the random source of ``bpf_get_prandom_u32`` (seeded from the OS, or from ``seed``).
