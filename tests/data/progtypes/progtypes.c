@@ -115,6 +115,61 @@ int fd_clamp(struct __sk_buff *skb)
 	return p[18];
 }
 
+/* A dissector split over tail calls, as the kernel's reference bpf_flow.c is. */
+SEC("flow_dissector")
+int fd_tail_ip4(struct __sk_buff *skb)
+{
+	struct bpf_flow_keys *keys = skb->flow_keys;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+
+	count(1000 + keys->thoff);
+	if ((void *)(ip + 1) > data_end)
+		return BPF_DROP;
+	keys->ip_proto = ip->protocol;
+	keys->ipv4_src = ip->saddr;
+	keys->thoff += ip->ihl * 4;
+	return ip->ttl == 1 ? BPF_DROP : BPF_OK;
+}
+
+SEC("flow_dissector")
+int fd_tail_ip6(struct __sk_buff *skb)
+{
+	struct bpf_flow_keys *keys = skb->flow_keys;
+
+	count(2000 + keys->nhoff);
+	keys->nhoff = 0xffff; /* clamped to the frame's length */
+	return BPF_OK;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 4);
+	__uint(key_size, sizeof(__u32));
+	__array(values, int(void *));
+} jmp_table SEC(".maps") = {
+	.values = {
+		[0] = (void *)&fd_tail_ip4,
+		[1] = (void *)&fd_tail_ip6,
+	},
+};
+
+SEC("flow_dissector")
+int fd_tail(struct __sk_buff *skb)
+{
+	struct bpf_flow_keys *keys = skb->flow_keys;
+
+	runs++;
+	if (keys->n_proto == bpf_htons(ETH_P_IP))
+		bpf_tail_call(skb, &jmp_table, 0);
+	else if (keys->n_proto == bpf_htons(ETH_P_IPV6))
+		bpf_tail_call(skb, &jmp_table, 1);
+	else
+		bpf_tail_call(skb, &jmp_table, 3); /* an empty slot: falls through */
+	return 99;
+}
+
 SEC("sk_lookup")
 int skl_read(struct bpf_sk_lookup *ctx)
 {
