@@ -371,6 +371,8 @@ _ARGS: dict[str, Arg] = {
     "cstr": Arg(ArgType.PTR_TO_CONST_STR),
     "sock_common": Arg(ArgType.PTR_TO_SOCK_COMMON),
     "btf_id": Arg(ArgType.PTR_TO_BTF_ID),
+    "btf_id?": Arg(ArgType.PTR_TO_BTF_ID, ArgFlag.MAYBE_NULL),
+    "value?": Arg(ArgType.PTR_TO_MAP_VALUE, ArgFlag.MAYBE_NULL),
     "timer": Arg(ArgType.PTR_TO_TIMER),
     "dynptr": Arg(ArgType.PTR_TO_DYNPTR),
     "dynptr_out": Arg(ArgType.PTR_TO_DYNPTR, ArgFlag.UNINIT),
@@ -404,6 +406,20 @@ _TRACING_TYPES = _types(
     "STRUCT_OPS",
     "SYSCALL",
     "TRACEPOINT",
+    "TRACING",
+)
+
+# bpf_sk_storage_get/_delete (bpf_sk_storage_get_cg_sock_proto: CGROUP_SOCK gets only get).
+_SK_STORAGE_TYPES = _types(
+    "CGROUP_SKB",
+    "CGROUP_SOCK_ADDR",
+    "CGROUP_SOCKOPT",
+    "LSM",
+    "SCHED_ACT",
+    "SCHED_CLS",
+    "SK_MSG",
+    "SOCK_OPS",
+    "STRUCT_OPS",
     "TRACING",
 )
 
@@ -447,6 +463,15 @@ _TABLE: tuple[tuple[HelperId, str, str, bool, bool], ...] = (
     (_H.GET_ATTACH_COOKIE, "int", "ctx", False, False),
     (_H.GET_STACKID, "int", "ctx map any", True, False),
     (_H.GET_STACK, "int", "ctx out size0 any", True, False),
+    (_H.GET_TASK_STACK, "int", "btf_id out size0 any", False, False),
+    (_H.TASK_STORAGE_GET, "map_value?", "map btf_id? value? any", False, False),
+    (_H.TASK_STORAGE_DELETE, "int", "map btf_id", False, False),
+    (_H.CGRP_STORAGE_GET, "map_value?", "map btf_id? value? any", False, False),
+    (_H.CGRP_STORAGE_DELETE, "int", "map btf_id", False, False),
+    (_H.INODE_STORAGE_GET, "map_value?", "map btf_id? value? any", False, False),
+    (_H.INODE_STORAGE_DELETE, "int", "map btf_id", False, False),
+    (_H.SK_STORAGE_GET, "map_value?", "map sock_common value? any", False, False),
+    (_H.SK_STORAGE_DELETE, "int", "map sock_common", False, False),
     (_H.SEND_SIGNAL, "int", "any", False, False),
     (_H.SEND_SIGNAL_THREAD, "int", "any", False, False),
     (_H.OVERRIDE_RETURN, "int", "ctx any", True, False),
@@ -580,6 +605,16 @@ _PROGRAM_TYPES: dict[HelperId, frozenset[ProgramType] | None] = {
     _H.GET_ATTACH_COOKIE: _TRACING_TYPES,
     _H.GET_STACKID: _TRACING_TYPES,
     _H.GET_STACK: _TRACING_TYPES,
+    # bpf_base_func_proto in Linux 6.18 (checked for every loadable type)
+    _H.GET_TASK_STACK: None,
+    _H.TASK_STORAGE_GET: None,
+    _H.TASK_STORAGE_DELETE: None,
+    _H.CGRP_STORAGE_GET: None,
+    _H.CGRP_STORAGE_DELETE: None,
+    _H.INODE_STORAGE_GET: _types("LSM"),
+    _H.INODE_STORAGE_DELETE: _types("LSM"),
+    _H.SK_STORAGE_GET: _SK_STORAGE_TYPES | _types("CGROUP_SOCK"),
+    _H.SK_STORAGE_DELETE: _SK_STORAGE_TYPES,
     _H.SEND_SIGNAL: None,
     _H.SEND_SIGNAL_THREAD: None,
     _H.OVERRIDE_RETURN: _types("KPROBE"),  # with CONFIG_BPF_KPROBE_OVERRIDE (off on the probed kernel)

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.kernel
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 MAX_LOOPS = 8 * 1024 * 1024
 BPF_F_SLEEPABLE = 1 << 4
+BUF_MARK = 0x5EED5EED  # the lddw immediate that stands for the address of map "buf"
 SECTIONS = {
     ProgramType.SYSCALL: "syscall",
     ProgramType.XDP: "xdp",
@@ -54,7 +55,7 @@ def kfunc_program(name: str, text: str, type: ProgramType = ProgramType.SYSCALL)
         return "call kfunc(0)"
 
     text = re.sub(r"kcall (\w+)", call, text)
-    prog = assemble(re.sub(r"@buf\b", "0 ll", text))  # rX = @buf: the address of the map value
+    prog = assemble(re.sub(r"@buf\b", f"{BUF_MARK:#x} ll", text))  # rX = @buf: the map value
     slots = slot_offsets(prog.instructions)
     calls = [
         slots[i]
@@ -64,7 +65,7 @@ def kfunc_program(name: str, text: str, type: ProgramType = ProgramType.SYSCALL)
     assert len(calls) == len(names)
     relocations = {slot: Relocation(RelocKind.KFUNC, n) for slot, n in zip(calls, names, strict=True)}
     for i, insn in enumerate(prog.instructions):
-        if insn.is_wide:
+        if insn.is_wide and insn.imm == BUF_MARK:
             relocations[slots[i]] = Relocation(RelocKind.MAP_VALUE, "buf", 0)
     syscall = type == ProgramType.SYSCALL
     return ProgramSpec(
@@ -731,3 +732,79 @@ def test_object_is_the_one_build_sh_makes() -> None:
     if proc.returncode != 0 and "not found" in proc.stderr:
         pytest.skip(proc.stderr.strip())
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- bpf_iter_bits
+
+# ctx: u64 words[16]; u32 nr_words, mode (0: the words, 1: NULL, 2: a user-space address,
+# 3: an unmapped kernel address);
+# u64 new()'s r0, the number of set bits seen, their sum, the last one (-1: none)
+ITER_BITS = """
+r6 = r1
+r2 = r6
+r1 = *(u32 *)(r6 + 132)
+if r1 == 0 goto pointed
+r2 = 0
+if r1 == 1 goto pointed
+r2 = 0x1000
+if r1 == 2 goto pointed
+r2 = 0xffff800000001000 ll
+pointed:
+r1 = r10
+r1 += -16
+r3 = *(u32 *)(r6 + 128)
+kcall bpf_iter_bits_new
+*(u64 *)(r6 + 136) = r0
+r7 = 0
+r8 = 0
+r9 = -1
+loop:
+r1 = r10
+r1 += -16
+kcall bpf_iter_bits_next
+if r0 == 0 goto done
+r1 = *(u32 *)(r0 + 0)
+r7 += 1
+r8 += r1
+r9 = r1
+goto loop
+done:
+r1 = r10
+r1 += -16
+kcall bpf_iter_bits_destroy
+*(u64 *)(r6 + 144) = r7
+*(u64 *)(r6 + 152) = r8
+*(u64 *)(r6 + 160) = r9
+r0 = 0
+exit
+"""
+BITS_IN = struct.Struct("<16QII")
+
+
+def test_iter_bits(both: Loader) -> None:
+    sides = both("bits", ITER_BITS)
+    rng = random.Random(5)
+    words = [0x8000_0000_0000_0001, 0, 0xF0, 1 << 63, *(rng.getrandbits(64) for _ in range(12))]
+    rets = set()
+    for nr_words, mode in [
+        (1, 0),
+        (2, 0),
+        (3, 0),
+        (16, 0),
+        (0, 0),
+        (1, 1),
+        (4, 1),
+        (1, 2),
+        (5, 2),
+        (512, 0),
+        (511, 1),
+    ]:
+        ctx = BITS_IN.pack(*words, nr_words, mode) + bytes(32)
+        kernel = run_all(sides, "bits", ctx)
+        assert kernel[0] == "ok"
+        ret, count, total, last = struct.unpack_from("<QQQq", kernel[2], 136)
+        rets.add(ret)
+        if ret == 0:
+            bits = [i for i in range(64 * nr_words) if words[i // 64] >> (i % 64) & 1]
+            assert (count, total, last) == (len(bits), sum(bits), bits[-1] if bits else -1)
+    assert rets == {0, 0xFFFFFFEA, 0xFFFFFFF9, 0xFFFFFFF2, 0xFFFFFFDE}  # 0, -EINVAL, -E2BIG, -EFAULT, -ERANGE

@@ -87,7 +87,9 @@ def test_program_types_and_license_match_the_kernel(helper: HelperId) -> None:
 def test_argument_order_matches_the_kernel(helper: HelperId) -> None:
     """With only r1 (the context) set, the verifier stops at the first argument that does not fit."""
     proto = PROTOTYPES[helper]
-    prog_type = next(t for t in LOADABLE if proto.allowed_in(t))
+    prog_type = next((t for t in LOADABLE if proto.allowed_in(t)), None)
+    if prog_type is None:  # e.g. bpf_inode_storage_*: LSM only, which cannot load here
+        pytest.skip(f"{proto.name}: no loadable program type may call it")
     log = "\n".join(_load(helper, prog_type, "GPL"))
     args = [a.type for a in proto.args]
     if not args:

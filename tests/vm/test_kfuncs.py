@@ -362,3 +362,49 @@ def test_packet_dynptr_of_a_multi_buffer_frame_is_not_supported(engine: str) -> 
         xdp_md = struct.pack("<IIIIII", 0, 100, 0, 1, 0, 0)  # 100 linear bytes, the rest in fragments
         with pytest.raises(NotSupportedError, match="multi-buffer"):
             prog.test_run(bytes(1000), ctx_in=xdp_md)
+
+
+BITS = """
+r6 = r1
+r1 = r10
+r1 += -16
+r2 = r6
+r3 = *(u32 *)(r6 + 24)
+kcall bpf_iter_bits_new
+r7 = r0
+r8 = 0
+loop:
+r1 = r10
+r1 += -16
+kcall bpf_iter_bits_next
+if r0 == 0 goto done
+r1 = *(u32 *)(r0 + 0)
+r8 <<= 8
+r8 |= r1
+goto loop
+done:
+r1 = r10
+r1 += -16
+kcall bpf_iter_bits_destroy
+*(u64 *)(r6 + 32) = r8
+r0 = r7
+exit
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize(
+    ("words", "nr_words", "ret", "seen"),
+    [
+        ((0b1001, 0, 0), 1, 0, 0x0003),
+        ((1 << 63, 1, 0x10), 3, 0, 0x3F4084),  # bits 63, 64 and 132 (one byte each in r8)
+        ((5, 0, 0), 0, 0xFFFFFFEA, 0),
+        ((5, 0, 0), 600, 0xFFFFFFF9, 0),
+    ],
+)
+def test_iter_bits(engine: str, words: tuple[int, ...], nr_words: int, ret: int, seen: int) -> None:
+    memory = Memory()
+    eng = ENGINES[engine](assemble(with_ids(BITS)), memory=memory)
+    res = eng.run(struct.pack("<3QIIQ", *words, nr_words, 0, 0))
+    assert res.retval == ret and struct.unpack_from("<Q", res.data, 32)[0] == seen
+    assert len(memory) == 0  # the run's regions are gone, the copy of the words too (destroy)

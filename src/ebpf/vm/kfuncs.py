@@ -5,7 +5,7 @@ Core layer: pure, no kernel access.
 Rule 1 (calls): a kfunc call is ``call`` with source ``BPF_PSEUDO_KFUNC_CALL`` (2). In the
 kernel its ``imm`` is the function's BTF id in vmlinux; in the user-space runtime it is the
 kfunc's id in a :class:`KfuncRegistry` (:func:`runtime_kfuncs`), placed there when the runtime
-resolves the program's ``KFUNC`` relocations by name (:meth:`KfuncRegistry.resolve`). Id 0 is
+resolves the program's ``KFUNC`` relocations by name (:meth:`KfuncRegistry.by_name`). Id 0 is
 never a kfunc: an unresolved weak kfunc is a call to id 0, which faults when it runs (the
 kernel refuses such a call at load time unless the verifier proves it dead).
 
@@ -25,13 +25,20 @@ start, end)`` returns -EINVAL when ``start > end`` and -E2BIG when the range is 
 the current value (the iterator's address) or NULL at the end, after which the iterator is
 empty; ``bpf_iter_num_destroy`` empties it.
 
-Rule 4 (dynptr kfuncs): they work on the dynptr layout of :mod:`ebpf.vm._helpers_dynptr` (local
-memory and ring buffer records): size, null and read-only queries, ``adjust`` (a window into
-the same data, ``-EINVAL`` when ``start > end``, ``-ERANGE`` past the size), ``clone`` and
-``slice`` / ``slice_rdwr`` (a pointer into the data; NULL when out of range or, for
-``slice_rdwr``, read-only).
+Rule 4 (bit iterators): ``struct bpf_iter_bits`` is 16 bytes: the u64 mask itself (one word)
+or the address of a read-only copy of the words (mapped by ``new``, unmapped by ``destroy``),
+the number of bits (s32) and the last bit returned (s32, at offset 12: what ``next`` points
+to). ``bpf_iter_bits_new(it, ptr, nr_words)`` copies ``nr_words`` u64s from ``ptr`` as
+``bpf_probe_read_kernel`` would (a bad pointer: ``-EFAULT`` for one word, else ``-ERANGE`` below
+the x86-64 kernel half and ``-EFAULT`` in it, as measured); a NULL pointer or 0 words is
+``-EINVAL``, more than 511 words ``-E2BIG``; each failure leaves an empty iterator.
 
-Rule 5 (RCU, preemption): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` and
+Rule 5 (dynptr kfuncs, in :mod:`ebpf.vm._kfuncs_dynptr`): they work on the dynptr layout of
+:mod:`ebpf.vm._helpers_dynptr` (local memory, ring buffer records, linear packets): size, null
+and read-only queries, ``adjust``, ``clone``, ``slice`` / ``slice_rdwr``, ``copy``,
+``memset`` and the packet constructors ``bpf_dynptr_from_skb`` / ``bpf_dynptr_from_xdp``.
+
+Rule 6 (RCU, preemption): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` and
 ``bpf_preempt_disable`` / ``bpf_preempt_enable`` do nothing here: the runtime runs one program
 at a time, is never preempted by another program and frees nothing behind its back.
 """
@@ -44,10 +51,14 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from ebpf.errors import VMError
 from ebpf.vm.helpers import HelperEnv, HelperFn
+from ebpf.vm.memory import HostBuffer
 
 __all__ = [
+    "BITS_ITER_NR_WORDS_MAX",
     "BPF_MAX_LOOPS",
+    "ITER_BITS_SIZE",
     "ITER_NUM_SIZE",
     "NO_FLAGS",
     "Kfunc",
@@ -187,6 +198,62 @@ def iter_num_destroy(env: HelperEnv, it: int, _b: int, _c: int, _d: int, _e: int
     return 0
 
 
+# --- bpf_iter_bits ----------------------------------------------------------------------------
+
+BITS_ITER_NR_WORDS_MAX = 511  # kernel/bpf/helpers.c: the most u64 words bpf_iter_bits_new copies
+ITER_BITS_SIZE = 16  # sizeof(struct bpf_iter_bits)
+_BITS = struct.Struct("<Qii")  # (the u64 mask itself or the copy's address, nr_bits, bit)
+_BITS_REGION = "iter_bits"
+_KERNEL_START = 0xFFFF_8000_0000_0000  # x86-64, 4-level paging: the first canonical kernel address
+
+
+def iter_bits_new(env: HelperEnv, it: int, ptr: int, nr_words: int, _d: int, _e: int) -> int:
+    memory = env.memory
+    memory.write_bytes(it, _BITS.pack(0, 0, -1))
+    nr_words &= M32
+    if not ptr or not nr_words:
+        return _neg32(errno.EINVAL)
+    if nr_words > BITS_ITER_NR_WORDS_MAX:
+        return _neg32(errno.E2BIG)
+    nr_bytes = nr_words * 8
+    try:  # the kernel copies with bpf_probe_read_kernel: a bad pointer is an error, not a fault
+        bits = memory.read_bytes(ptr, nr_bytes)
+    except VMError:
+        # one word: -EFAULT; more: the copy's own error, -ERANGE for an address no kernel
+        # read may touch (user space or non-canonical on x86-64), else -EFAULT
+        outside = ptr < _KERNEL_START
+        return _neg32(errno.ERANGE if nr_words > 1 and outside else errno.EFAULT)
+    if nr_words == 1:  # one word: kept in the iterator itself
+        memory.write_bytes(it, _BITS.pack(int.from_bytes(bits, "little"), 64, -1))
+    else:  # more: a copy the iterator owns until bpf_iter_bits_destroy
+        region = memory.map_buffer(_BITS_REGION, HostBuffer.from_bytes(bits), writable=False)
+        memory.write_bytes(it, _BITS.pack(region.start, nr_bytes * 8, -1))
+    return 0
+
+
+def iter_bits_next(env: HelperEnv, it: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    memory = env.memory
+    word, nr_bits, bit = _BITS.unpack(memory.read_bytes(it, ITER_BITS_SIZE))
+    if nr_bits <= 0 or bit >= nr_bits:
+        return 0
+    bits = word if nr_bits == 64 else int.from_bytes(memory.read_bytes(word, nr_bits // 8), "little")
+    rest = bits >> (bit + 1)
+    # the next set bit after ``bit`` (find_next_bit), or nr_bits when there is none
+    bit = bit + 1 + ((rest & -rest).bit_length() - 1) if rest else nr_bits
+    memory.write_bytes(it + 12, struct.pack("<i", bit))
+    return it + 12 if bit < nr_bits else 0
+
+
+def iter_bits_destroy(env: HelperEnv, it: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    memory = env.memory
+    word, nr_bits, _ = _BITS.unpack(memory.read_bytes(it, ITER_BITS_SIZE))
+    if nr_bits > 64:
+        region = memory.find(word)
+        if region is not None and region.name == _BITS_REGION and region.start == word:
+            memory.unmap(region)
+    return 0
+
+
 # --- RCU --------------------------------------------------------------------------------------
 
 
@@ -233,6 +300,24 @@ def runtime_kfuncs() -> KfuncRegistry:
             "bpf_iter_num_destroy",
             iter_num_destroy,
             "void bpf_iter_num_destroy(struct bpf_iter_num *it)",
+            it.ITER_DESTROY,
+        )
+        reg.register(
+            "bpf_iter_bits_new",
+            iter_bits_new,
+            "int bpf_iter_bits_new(struct bpf_iter_bits *it, const u64 *unsafe_ptr__ign, u32 nr_words)",
+            it.ITER_NEW,
+        )
+        reg.register(
+            "bpf_iter_bits_next",
+            iter_bits_next,
+            "int *bpf_iter_bits_next(struct bpf_iter_bits *it)",
+            it.ITER_NEXT | it.RET_NULL,
+        )
+        reg.register(
+            "bpf_iter_bits_destroy",
+            iter_bits_destroy,
+            "void bpf_iter_bits_destroy(struct bpf_iter_bits *it)",
             it.ITER_DESTROY,
         )
         reg.register("bpf_rcu_read_lock", rcu_read_lock, "void bpf_rcu_read_lock(void)")
