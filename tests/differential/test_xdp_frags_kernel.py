@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -373,3 +374,34 @@ def test_skb_ctx_ifindex_matches_the_kernel(
     env.begin_run(context=mapped)
     r0, _ = eng.execute(mapped, env, eng.max_insns)
     assert (r0 & 0xFFFFFFFF, mapped.data(), mapped.ctx_out()) == kernel
+
+
+# --- xdp.frags and map-entry XDP programs ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["xdp_devmap", "xdp_cpumap", "xdp_frags_devmap"])
+def test_map_entry_programs_have_no_test_run(name: str) -> None:
+    """XDP programs for devmap/cpumap entries (``xdp/devmap``, ``xdp.frags/devmap``,
+    ``xdp/cpumap``) cannot be test-run (``EINVAL``); plain and ``xdp.frags`` ones can (above)."""
+    from ebpf.elf import load_collection_spec
+    from ebpf.kernel.program import Program
+    from ebpf.runtime import Collection
+
+    spec = load_collection_spec(Path(__file__).parent.parent / "data" / "elf" / "sections.o")
+    pspec = spec.programs[name]
+    with Program.load(
+        pspec.instructions,
+        XDP,
+        expected_attach_type=None if pspec.attach_type is None else int(pspec.attach_type),
+        prog_flags=pspec.flags,
+    ) as prog:
+        try:
+            kernel: tuple[object, ...] = ("ok", prog.test_run(PKT[:64]).retval)
+        except SyscallError as err:
+            kernel = ("errno", err.errno)
+    with Collection(spec, deterministic=True) as coll:
+        try:
+            ours: tuple[object, ...] = ("ok", coll.programs[name].test_run(PKT[:64]).retval)
+        except TestRunError as err:
+            ours = ("errno", err.errno)
+    assert ours == kernel

@@ -52,7 +52,7 @@ from ebpf.maps._errors import MapError
 from ebpf.maps.devmap import DevMap, DevMapHash
 from ebpf.runtime._ctxbound import max_ctx_offset
 from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code, running_kconfig
-from ebpf.spec import CollectionSpec, MapType, ProgramSpec, ProgramType, RelocKind
+from ebpf.spec import AttachType, CollectionSpec, MapType, ProgramSpec, ProgramType, RelocKind
 from ebpf.testrun import TestRunResult
 from ebpf.vm import ENGINES
 from ebpf.vm._context_flow import FlowDissectorInput
@@ -350,6 +350,12 @@ class Program:
         """The input ``BPF_PROG_TEST_RUN`` builds for this program type, with the kernel's checks."""
         t = self.type
         if t == ProgramType.XDP:
+            if self.spec.attach_type in (AttachType.XDP_DEVMAP, AttachType.XDP_CPUMAP):
+                raise TestRunError(
+                    f"{self.name!r} is an XDP program for {self.spec.attach_type.name} entries: "
+                    "no test run (the kernel: EINVAL)",
+                    errno=errno.EINVAL,
+                )
             return XdpInput.from_test_run(data_in, ctx_in, devices=self.collection.env.devices)
         if t in SKB_TEST_RUN_TYPES:
             return SkbInput.from_test_run(data_in, t, ctx_in, devices=self.collection.env.devices)
