@@ -11,6 +11,8 @@ import struct
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ebpf import btf
 from ebpf.btf.types import IntEncoding
@@ -397,3 +399,38 @@ def test_cgroup_fd_when_available() -> None:
             m.update(fdkey(fds["cgroup"]), b"\7" * 8)
             st = os.fstat(fds["cgroup"])
             assert m.lookup_owner(Owner.cgroup(st.st_dev, st.st_ino)) == b"\7" * 8
+
+
+@pytest.mark.kernel
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    map_type=st.sampled_from(STORAGE_TYPES),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["lookup", "update", "delete"]),
+            st.sampled_from(["pidfd", "file", "tcp", "udp", "cgroup", "closed"]),
+            st.binary(min_size=8, max_size=8),
+            st.sampled_from([0, 1, 2, 3, 4]),
+        ),
+        max_size=25,
+    ),
+)
+def test_random_operations_match_the_kernel(
+    map_type: MapType, ops: list[tuple[str, str, bytes, int]]
+) -> None:
+    """Random lookup/update/delete sequences by fd: the same results as bpf() step by step."""
+    kernel = _Kernel(map_type)
+    ours = create(sdef(map_type))
+    assert isinstance(ours, LocalStorageMap)
+    try:
+        with owner_fds() as fds:
+            for op, name, value, flags in ops:
+                if name not in fds:
+                    continue
+                flags = flags if op != "delete" else 0
+                got = _ours(ours, op, fds[name], value, flags)
+                want = kernel.run(op, fds[name], value, flags)
+                assert got == want, (map_type.name, op, name, flags)
+    finally:
+        kernel.close()
+        ours.close()
