@@ -148,12 +148,12 @@ def cases(draw: st.DrawFn) -> tuple[bytes, bytes | None, list[Op], int]:
 # --- running on both sides ------------------------------------------------------------------------
 
 
-def kernel_run(text: str, data: bytes, ctx: bytes | None, flags: int) -> TestRunResult | int:
+def kernel_run(text: str, data: bytes, ctx: bytes | None, flags: int, repeat: int = 1) -> TestRunResult | int:
     from ebpf.kernel.program import Program
 
     with Program.load(assemble(text), XDP, prog_flags=flags) as prog:
         try:
-            return prog.test_run(data, ctx_in=ctx)
+            return prog.test_run(data, ctx_in=ctx, repeat=repeat)
         except SyscallError as err:
             return err.errno
 
@@ -162,8 +162,9 @@ ENGINE_NAMES = ("interp", "py")
 HELPERS = runtime_helpers()
 
 
-def ours_run(text: str, data: bytes, ctx: bytes | None, engine: str) -> TestRunResult | int:
-    """The runtime's test run: the kernel's input checks against this host's devices, one run."""
+def ours_run(text: str, data: bytes, ctx: bytes | None, engine: str, repeat: int = 1) -> TestRunResult | int:
+    """The runtime's test run: the kernel's input checks against this host's devices, then
+    ``repeat`` runs on the same packet (the kernel does not restore it between them)."""
     env = RunEnv(deterministic=True, program_type=XDP, devices=host_devices())
     prog = assemble(text)
     code = env.memory.map_buffer("code", HostBuffer(8 * len(prog.encode()) // 8 + 8), writable=False)
@@ -175,9 +176,11 @@ def ours_run(text: str, data: bytes, ctx: bytes | None, engine: str) -> TestRunR
         assert err.errno is not None
         return err.errno
     mapped = inp.map(env.memory)
-    env.begin_run(context=mapped)
     try:
-        r0, _ = eng.execute(mapped, env, eng.max_insns)
+        r0 = 0
+        for _ in range(repeat):
+            env.begin_run(context=mapped)
+            r0, _ = eng.execute(mapped, env, eng.max_insns)
         return TestRunResult(r0 & 0xFFFFFFFF, mapped.data(), mapped.ctx_out() if ctx else None, 0)
     finally:
         for region in mapped.regions:
@@ -251,6 +254,14 @@ def test_fixed_multibuffer_runs_match_the_kernel(
     name: str, data: bytes, ctx: bytes | None, op_list: list[Op], flags: int
 ) -> None:
     check(data, ctx, op_list, flags)
+
+
+@pytest.mark.parametrize("delta", [1000, -1000])
+def test_repeated_runs_keep_the_packet(delta: int) -> None:
+    """``repeat``: every run sees the packet the previous one left (fragments grown or freed)."""
+    text = program([Op("tail", delta), Op("len")])
+    kernel = outcome(kernel_run(text, PKT, md(0, 100), BPF_F_XDP_HAS_FRAGS, repeat=5))
+    assert outcome(ours_run(text, PKT, md(0, 100), "interp", repeat=5)) == kernel
 
 
 @pytest.mark.parametrize("delta", [0, 1, -1, -50])
