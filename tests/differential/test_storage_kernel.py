@@ -475,3 +475,94 @@ def test_get_task_stack_as_the_kernel(engine: str) -> None:
             ours.update(zero, marker)
             got.append((rt.run(text, args(size, flags)), ours.lookup(zero)))
     assert got == want
+
+
+# --- cgroup storage through task->cgroups->dfl_cgrp -----------------------------------------------
+
+
+def _cgroup2_dir() -> str | None:
+    """This process's cgroup v2 directory (its ``0::`` path under the cgroup2 mount)."""
+    with open("/proc/self/cgroup") as f:
+        path = next((line[3:].strip() for line in f if line.startswith("0::")), None)
+    with open("/proc/self/mountinfo") as f:
+        mount = next((line.split()[4] for line in f if " - cgroup2 " in line), None)
+    if path is None or mount is None:
+        return None
+    return os.path.join(mount, path.lstrip("/"))
+
+
+def cgrp_program(m: str, cgroups: int, dfl_cgrp: int, *, delete: bool = False) -> str:
+    """cgrp_storage_get (CREATE, then increment) or _delete on the current task's v2 cgroup."""
+    head = f"""
+        call {HelperId.GET_CURRENT_TASK_BTF}
+        r1 = *(u64 *)(r0 + {cgroups})
+        r2 = *(u64 *)(r1 + {dfl_cgrp})
+        r1 = {m} ll
+    """
+    if delete:
+        return head + f"call {HelperId.CGRP_STORAGE_DELETE}\nexit"
+    return (
+        head
+        + f"""
+        r3 = 0
+        r4 = 1
+        call {HelperId.CGRP_STORAGE_GET}
+        if r0 == 0 goto null
+        r1 = *(u64 *)(r0 + 0)
+        r1 += 1
+        *(u64 *)(r0 + 0) = r1
+        r0 = r1
+        exit
+    null:
+        r0 = 0xffff
+        exit
+    """
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_cgroup_storage_of_the_current_cgroup(engine: str) -> None:
+    """The kernel and the runtime (given a task whose css_set points at a stand-in for this
+    process's v2 cgroup) count in the same cgroup storage; user space reads it by the cgroup
+    directory's fd in both."""
+    from ebpf.btf.types import Struct
+    from ebpf.kernel.btf import vmlinux_spec
+
+    path = _cgroup2_dir()
+    if path is None or not os.path.isdir(path):
+        pytest.skip("no cgroup v2 directory for this process")
+    vmlinux = vmlinux_spec()
+
+    def field(struct_name: str, name: str) -> tuple[int, int]:
+        s = vmlinux.find(struct_name, Struct)
+        return next(m.offset // 8 for m in s.members if m.name == name), s.size
+
+    cgroups, task_size = field("task_struct", "cgroups")
+    dfl_cgrp, css_set_size = field("css_set", "dfl_cgrp")
+    steps = [False, False, True, True, False]  # get, get, delete, delete, get
+    spec = dataclasses.replace(TASK_STORAGE, name="cs", type=MapType.CGRP_STORAGE)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        key = struct.pack("<i", fd)
+        with kernel_map(spec) as kmap:
+            ref = f"map_fd({kmap.fd})"  # type: ignore[attr-defined]
+            want = [kernel_run(cgrp_program(ref, cgroups, dfl_cgrp, delete=d)) for d in steps]
+            kernel_value = kmap.lookup(key)  # type: ignore[attr-defined]
+        rt = Runtime(engine)
+        memory = rt.env.memory
+        assert rt.env.task is not None
+        table = owners(memory)
+        task = table.new_object(Owner.task(rt.env.task.pid), task_size)
+        rt.env.task = dataclasses.replace(rt.env.task, task=task)
+        css_set = memory.map_buffer("css_set", HostBuffer(css_set_size)).start
+        st = os.fstat(fd)
+        cgroup = table.new_object(Owner.cgroup(st.st_dev, st.st_ino), 64)
+        memory.store(task + cgroups, 8, css_set)
+        memory.store(css_set + dfl_cgrp, 8, cgroup)
+        with create(spec, memory) as ours:
+            ref = str(rt.add(ours))
+            got = [rt.run(cgrp_program(ref, cgroups, dfl_cgrp, delete=d)) for d in steps]
+            assert got == want == [1, 2, 0, -errno.ENOENT, 1]
+            assert ours.lookup(key) == kernel_value == struct.pack("<q", 1)
+    finally:
+        os.close(fd)
