@@ -761,13 +761,6 @@ def test_ctx_shorter_than_program_reads_refused(both: Loader, prog: str, ctx: by
     compare_maps(ours, theirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="data_in for a RAW_TRACEPOINT program: kernel.Program.test_run raises a bare ValueError "
-    "before calling bpf() (no ebpf.errors type, no errno); the runtime raises TestRunError(EINVAL), "
-    "the kernel's answer",
-)
 def test_raw_tracepoint_data_in_refused(both: Loader) -> None:
     ours, theirs = both("rb_tracer")
     assert run_both(ours, theirs, "on_sys_enter", b"\x00" * 14, ctx=struct.pack("<2Q", 1, 2)) == ("error", 22)
