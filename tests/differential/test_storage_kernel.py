@@ -30,6 +30,7 @@ from ebpf.maps.stacktrace import (
     BPF_F_FAST_STACK_CMP,
     BPF_F_REUSE_STACKID,
     BPF_F_USER_BUILD_ID,
+    BPF_F_USER_STACK,
     BPF_STACK_BUILD_ID_IP,
 )
 from ebpf.maps.storage import Owner, owners
@@ -566,3 +567,85 @@ def test_cgroup_storage_of_the_current_cgroup(engine: str) -> None:
             assert ours.lookup(key) == kernel_value == struct.pack("<q", 1)
     finally:
         os.close(fd)
+
+
+# --- user stacks with build ids ------------------------------------------------------------------
+
+RAW = 8 * 16
+IDS = 32 * 16
+
+
+def user_stacks(m: str, stack_map: str | None) -> str:
+    """In one run (one user stack): the raw user frames into array[0][0:RAW], then either the
+    build-id entries into array[0][RAW:] (returns get_stack's result) or a stack id of the
+    user stack in ``stack_map`` (returns it)."""
+    second = (
+        f"r1 = r6\nr2 = {stack_map} ll\nr3 = {BPF_F_USER_STACK}\ncall {HelperId.GET_STACKID}"
+        if stack_map is not None
+        else f"r1 = r6\nr2 = r7\nr2 += {RAW}\nr3 = {IDS}\nr4 = {BPF_F_USER_STACK | BPF_F_USER_BUILD_ID}\n"
+        f"call {HelperId.GET_STACK}"
+    )
+    return f"""
+        r6 = r1
+        r1 = 0
+        *(u32 *)(r10 - 4) = r1
+        r1 = {m} ll
+        r2 = r10
+        r2 += -4
+        call {HelperId.MAP_LOOKUP_ELEM}
+        if r0 == 0 goto out
+        r7 = r0
+        r1 = r6
+        r2 = r7
+        r3 = {RAW}
+        r4 = {BPF_F_USER_STACK}
+        call {HelperId.GET_STACK}
+        {second}
+        exit
+    out:
+        r0 = 0x7777
+        exit
+    """
+
+
+def _user_array() -> MapSpec:
+    return MapSpec("ubuf", MapType.ARRAY, 4, RAW + IDS, 1)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_user_build_ids_as_the_kernel(engine: str) -> None:
+    """bpf_get_stack(BPF_F_USER_STACK | BPF_F_USER_BUILD_ID) of this process: the runtime,
+    given the kernel's raw user frames, resolves the same build ids and file offsets."""
+    zero = struct.pack("<I", 0)
+    with kernel_map(_user_array()) as kbuf, kernel_prog(user_stacks(f"map_fd({kbuf.fd})", None)) as run:  # type: ignore[attr-defined]
+        want_ret = run(CTX)
+        want = kbuf.lookup(zero)  # type: ignore[attr-defined]
+    frames = _frames(want[:RAW])
+    entries = [struct.unpack_from("<i20sQ", want, RAW + 32 * i) for i in range(len(frames))]
+    if not any(status == 1 for status, _, _ in entries):
+        pytest.skip("the kernel resolved no build id for this process's user stack")
+    rt = Runtime(engine)
+    assert rt.env.task is not None
+    rt.env.task = dataclasses.replace(rt.env.task, user_stack=frames)
+    with create(_user_array(), rt.env.memory) as ours:
+        got_ret = rt.run(user_stacks(str(rt.add(ours)), None))
+        assert (got_ret, ours.lookup(zero)) == (want_ret, want)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_user_stack_ids_in_a_build_id_map_as_the_kernel(engine: str) -> None:
+    zero = struct.pack("<I", 0)
+    spec = _stack_spec(8, build_id=True)
+    with kernel_map(_user_array()) as kbuf, kernel_map(spec) as kstacks:
+        text = user_stacks(f"map_fd({kbuf.fd})", f"map_fd({kstacks.fd})")  # type: ignore[attr-defined]
+        with kernel_prog(text) as run:
+            want_id = run(CTX)
+        frames = _frames(kbuf.lookup(zero)[:RAW])  # type: ignore[attr-defined]
+        kernel_items = sorted(kstacks.items())  # type: ignore[attr-defined]
+    rt = Runtime(engine)
+    assert rt.env.task is not None
+    rt.env.task = dataclasses.replace(rt.env.task, user_stack=frames)
+    with create(_user_array(), rt.env.memory) as ours, create(spec, rt.env.memory) as stacks:
+        got_id = rt.run(user_stacks(str(rt.add(ours)), str(rt.add(stacks))))
+        assert got_id == want_id
+        assert sorted(stacks.items()) == kernel_items

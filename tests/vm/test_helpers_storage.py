@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import struct
 
 import pytest
@@ -331,3 +332,46 @@ def test_get_task_stack_of_another_task_has_no_frames() -> None:
         """
         assert run(text, env, "interp").retval == want
     buf.close()
+
+
+def test_process_build_id() -> None:
+    """Addresses of this process resolve to the mapped file's build id and file offset."""
+    import ctypes
+    import ctypes.util
+
+    from ebpf.vm._helpers_storage import process_build_id
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        pytest.skip("no libc to look at")
+    address = ctypes.cast(ctypes.CDLL(name).getpid, ctypes.c_void_p).value
+    assert address is not None
+    found = process_build_id(address)
+    if found is None:
+        pytest.skip("libc has no build-id note here")
+    build_id, offset = found
+    assert 8 <= len(build_id) <= 20 and 0 < offset < address
+    assert process_build_id(ctypes.addressof(ctypes.create_string_buffer(16))) is None  # the heap
+    assert process_build_id(0) is None
+
+
+def test_build_ids_resolved_only_for_this_process() -> None:
+    """Deterministic runs (and tasks that are not this process) keep status IP entries."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        pytest.skip("no libc to look at")
+    address = ctypes.cast(ctypes.CDLL(name).getpid, ctypes.c_void_p).value
+    assert address is not None
+    for deterministic, status in ((True, 2), (False, 1)):
+        env = RunEnv(deterministic=deterministic)
+        env.task = dataclasses.replace(env.current_task(), user_stack=(address,))
+        if not deterministic:
+            assert env.task.tgid == os.getpid()
+        buf = create(MapDef(MapType.ARRAY, 4, 64, 1), env.memory)
+        h = env.add_map(buf)
+        assert run(get_stack_prog(h, 64, BPF_F_USER_STACK | BPF_F_USER_BUILD_ID), env, "interp").retval == 32
+        assert struct.unpack_from("<i", buf.lookup(struct.pack("<I", 0)))[0] == status
+        buf.close()

@@ -30,9 +30,10 @@ is ``EINVAL``; ``delete`` of an id beyond the buckets is ``E2BIG``, of an empty 
 (from the first when ``key`` is missing or not occupied); ``lookup_and_delete`` is lookup
 then delete.
 
-Build ids: the runtime cannot read the build id of the code an address belongs to, so with
-``BPF_F_STACK_BUILD_ID`` every entry is ``BPF_STACK_BUILD_ID_IP`` with the raw address, which
-is what the kernel stores for kernel frames and for user frames it cannot resolve.
+Build ids (``BPF_F_STACK_BUILD_ID``): kernel frames are ``BPF_STACK_BUILD_ID_IP`` entries
+with the raw address, as in the kernel; user frames are ``BPF_STACK_BUILD_ID_VALID`` with the
+build id and file offset when the caller's resolver (:data:`BuildIdResolver`) knows the
+address, else ``BPF_STACK_BUILD_ID_IP`` as the kernel stores frames it cannot resolve.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from __future__ import annotations
 import bisect
 import errno
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ebpf.errors import KeyNotFoundError
@@ -61,6 +62,7 @@ __all__ = [
     "BPF_STACK_BUILD_ID_VALID",
     "BUILD_ID_ENTRY_SIZE",
     "PERF_MAX_STACK_DEPTH",
+    "BuildIdResolver",
     "StackTraceMap",
     "build_id_entry",
 ]
@@ -91,9 +93,18 @@ _ENTRY = struct.Struct("<i20sQ")
 M64 = (1 << 64) - 1
 
 
-def build_id_entry(ip: int) -> bytes:
-    """A ``struct bpf_stack_build_id`` for an address whose build id is unknown (status IP)."""
-    return _ENTRY.pack(BPF_STACK_BUILD_ID_IP, bytes(20), ip & M64)
+BuildIdResolver = Callable[[int], tuple[bytes, int] | None]
+"""``ip -> (build id, file offset)`` of the code mapped at ``ip``, or ``None`` if unknown."""
+
+
+def build_id_entry(ip: int, resolve: BuildIdResolver | None = None) -> bytes:
+    """The ``struct bpf_stack_build_id`` of ``ip``: ``VALID`` with the build id and file offset
+    when ``resolve`` knows the address, else status ``IP`` with the raw address."""
+    found = resolve(ip) if resolve is not None else None
+    if found is None:
+        return _ENTRY.pack(BPF_STACK_BUILD_ID_IP, bytes(20), ip & M64)
+    build_id, offset = found
+    return _ENTRY.pack(BPF_STACK_BUILD_ID_VALID, build_id[:20], offset & M64)
 
 
 @dataclass
@@ -149,12 +160,15 @@ class StackTraceMap(Map):
 
     # --- bpf_get_stackid ----------------------------------------------------------------------
 
-    def get_stackid(self, frames: Sequence[int], flags: int) -> int:
+    def get_stackid(
+        self, frames: Sequence[int], flags: int, *, resolve: BuildIdResolver | None = None
+    ) -> int:
         """``bpf_get_stackid`` on a stack of ``frames`` (innermost first): the id or ``-errno``.
 
         ``frames`` is the whole kernel or user stack (the caller picks by
         ``BPF_F_USER_STACK``); at most ``value_size / entry + skip`` frames (capped at 127)
-        are collected, then ``skip`` are dropped.
+        are collected, then ``skip`` are dropped. ``resolve`` gives the build ids of user
+        frames in a ``BPF_F_STACK_BUILD_ID`` map (the kernel resolves user stacks only).
 
         Returns:
             the stack id (``>= 0``), or ``-EINVAL`` (flags), ``-EFAULT`` (no frame left after
@@ -181,7 +195,8 @@ class StackTraceMap(Map):
         if self.build_id:
             if full:  # build-id entries are made in a new element before comparing
                 return -errno.ENOMEM
-            data = b"".join(build_id_entry(ip) for ip in ips)
+            user = bool(flags & BPF_F_USER_STACK)
+            data = b"".join(build_id_entry(ip, resolve if user else None) for ip in ips)
         else:
             data = raw
         if hash_matches and bucket is not None and bucket.nr == len(ips) and bucket.data == data:

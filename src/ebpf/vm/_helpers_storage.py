@@ -12,8 +12,12 @@ The ``ctx`` argument plays no part (the kernel takes the registers from it).
 ``bpf_get_stack`` follows ``__bpf_get_stack``: unknown flags, ``BPF_F_USER_BUILD_ID``
 without ``BPF_F_USER_STACK`` or a size that is not a whole number of entries is
 ``-EINVAL``; skipping more frames than there are is ``-EFAULT``; on error ``buf`` is zeroed;
-on success the bytes copied are returned and the rest of ``buf`` is zeroed. Build-id
-entries carry ``BPF_STACK_BUILD_ID_IP`` and the address (the runtime cannot read build ids).
+on success the bytes copied are returned and the rest of ``buf`` is zeroed. Build-id entries
+of user frames (``BPF_F_USER_BUILD_ID``, and user stacks in ``BPF_F_STACK_BUILD_ID`` maps) are
+resolved through ``/proc/self/maps`` and the mapped ELF file's ``NT_GNU_BUILD_ID`` when the
+current task is this process and the run is not deterministic (:func:`process_build_id`);
+otherwise, and for addresses no file with a build id maps, they are ``BPF_STACK_BUILD_ID_IP``
+entries with the address, as the kernel writes frames it cannot resolve.
 
 Rule 2 (local storage, ``bpf_{task,sk,inode,cgrp}_storage_{get,delete}``): the owner
 pointer is resolved through the memory's :class:`~ebpf.maps.storage.OwnerTable`; a task
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
+import os
 import struct
 
 from ebpf.errors import KeyNotFoundError, VMError
@@ -39,6 +45,7 @@ from ebpf.maps.stacktrace import (
     BPF_F_USER_STACK,
     BUILD_ID_ENTRY_SIZE,
     PERF_MAX_STACK_DEPTH,
+    BuildIdResolver,
     StackTraceMap,
     build_id_entry,
 )
@@ -51,7 +58,7 @@ from ebpf.maps.storage import (
 )
 from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry, RunEnv, run_env
 
-__all__ = ["current_task_object", "register"]
+__all__ = ["current_task_object", "process_build_id", "register"]
 
 GET_STACK_FLAGS = BPF_F_SKIP_FIELD_MASK | BPF_F_USER_STACK | BPF_F_USER_BUILD_ID
 
@@ -63,6 +70,64 @@ def _neg(code: int) -> int:
 def _frames(env: RunEnv, flags: int) -> tuple[int, ...]:
     task = env.current_task()
     return task.user_stack if flags & BPF_F_USER_STACK else task.kernel_stack
+
+
+# --- build ids of this process's mappings ---------------------------------------------------------
+
+PAGE_SHIFT = 12
+
+
+@functools.lru_cache(maxsize=256)
+def _file_build_id(path: str, dev: str, inode: int) -> bytes | None:
+    """The ``NT_GNU_BUILD_ID`` of the ELF file ``path`` (cached per device and inode)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.segments import NoteSegment
+
+    try:
+        with open(path, "rb") as f:
+            for segment in ELFFile(f).iter_segments():
+                if not isinstance(segment, NoteSegment):
+                    continue
+                for note in segment.iter_notes():
+                    if note.n_type == "NT_GNU_BUILD_ID":
+                        return bytes.fromhex(note.n_desc)
+    except (OSError, ELFError, ValueError):
+        return None
+    return None
+
+
+def process_build_id(ip: int) -> tuple[bytes, int] | None:
+    """``(build id, file offset)`` of the file this process maps at ``ip`` (``/proc/self/maps``).
+
+    The kernel's ``stack_map_get_build_id_offset``: the offset is ``vm_pgoff << PAGE_SHIFT``
+    plus ``ip - vm_start``; an address in an anonymous mapping, in no mapping, or in a
+    file without a build-id note is ``None`` (a ``BPF_STACK_BUILD_ID_IP`` entry).
+    """
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split(maxsplit=5)
+                start, _, end = fields[0].partition("-")
+                if not int(start, 16) <= ip < int(end, 16):
+                    continue
+                if len(fields) < 6 or int(fields[4]) == 0 or not fields[5].startswith("/"):
+                    return None
+                build_id = _file_build_id(fields[5].rstrip("\n"), fields[3], int(fields[4]))
+                if build_id is None:
+                    return None
+                return build_id, int(fields[2], 16) + ip - int(start, 16)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _resolver(env: RunEnv) -> BuildIdResolver | None:
+    """How user addresses get build ids: through this process's mappings when the current task
+    is this process (not deterministic); otherwise not at all (status ``IP``)."""
+    if env.deterministic or env.current_task().tgid != os.getpid():
+        return None
+    return process_build_id
 
 
 def current_task_object(env: RunEnv, size: int = 64) -> int:
@@ -91,7 +156,7 @@ def get_stackid(e: HelperEnv, _ctx: int, map_ptr: int, flags: int, _d: int, _e: 
     m = env.map_at(map_ptr)
     if not isinstance(m, StackTraceMap):
         raise VMError(f"bpf_get_stackid on {m.type.name} map {m.name!r} (needs a STACK_TRACE map)")
-    return m.get_stackid(_frames(env, flags), flags) & M64
+    return m.get_stackid(_frames(env, flags), flags, resolve=_resolver(env)) & M64
 
 
 def _get_stack(env: RunEnv, buf: int, size: int, flags: int, frames: tuple[int, ...]) -> int:
@@ -110,7 +175,8 @@ def _get_stack(env: RunEnv, buf: int, size: int, flags: int, frames: tuple[int, 
         if len(collected) >= skip:
             ips = [ip & M64 for ip in collected[skip:][:count]]
             if build_id:
-                data = b"".join(build_id_entry(ip) for ip in ips)
+                resolve = _resolver(env)
+                data = b"".join(build_id_entry(ip, resolve) for ip in ips)
             else:
                 data = struct.pack(f"<{len(ips)}Q", *ips)
             if size:
