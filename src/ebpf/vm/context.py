@@ -13,6 +13,9 @@ A context decides what the program gets in r1 (and r2) and which regions it maps
   the kernel's room and limits. The kernel rewrites the 32-bit loads of ``data``,
   ``data_end`` and ``data_meta`` into 64-bit pointer loads; here the context region answers
   them with the real host addresses (a load hook), so the same bytecode runs unchanged.
+  A multi-buffer packet (``xdp_md.data_end`` short of ``data_in``, or more than
+  :data:`XDP_MAX_LINEAR` bytes) keeps the rest in page-sized fragments, as the kernel's
+  ``skb_shared_info.frags``: only helpers reach them (``bpf_xdp_load_bytes`` & co.).
 * :class:`SkbInput` (``__sk_buff``), :class:`TracepointInput`, :class:`RawTracepointInput`:
   see :mod:`ebpf.vm._context_skb` and :mod:`ebpf.vm._context_trace`.
 
