@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import functools
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,12 @@ M64 = (1 << 64) - 1
 
 BuildIdResolver = Callable[[int], tuple[bytes, int] | None]
 """``ip -> (build id, file offset)`` of the code mapped at ``ip``, or ``None`` if unknown."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _stack_hash(raw: bytes) -> int:
+    """``jhash2`` of the frames, seed 0 (cached: programs see the same stacks again and again)."""
+    return jhash(raw)
 
 
 def build_id_entry(ip: int, resolve: BuildIdResolver | None = None) -> bytes:
@@ -185,7 +192,7 @@ class StackTraceMap(Map):
             return -errno.EFAULT
         ips = collected[skip:]
         raw = struct.pack(f"<{len(ips)}Q", *ips)
-        h = jhash(raw)
+        h = _stack_hash(raw)
         sid = h & (self.n_buckets - 1)
         bucket = self._buckets.get(sid)
         hash_matches = bucket is not None and bucket.hash == h
