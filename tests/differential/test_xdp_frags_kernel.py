@@ -204,7 +204,7 @@ def check(data: bytes, ctx: bytes | None, op_list: list[Op], flags: int, engine:
 
 
 @settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
