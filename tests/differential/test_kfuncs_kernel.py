@@ -38,6 +38,7 @@ INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 MAX_LOOPS = 8 * 1024 * 1024
 BPF_F_SLEEPABLE = 1 << 4
 BUF_MARK = 0x5EED5EED  # the lddw immediate that stands for the address of map "buf"
+MAP_MARK = 0x5EED0000  # ... and for map "m"
 SECTIONS = {
     ProgramType.SYSCALL: "syscall",
     ProgramType.XDP: "xdp",
@@ -55,7 +56,8 @@ def kfunc_program(name: str, text: str, type: ProgramType = ProgramType.SYSCALL)
         return "call kfunc(0)"
 
     text = re.sub(r"kcall (\w+)", call, text)
-    prog = assemble(re.sub(r"@buf\b", f"{BUF_MARK:#x} ll", text))  # rX = @buf: the map value
+    text = re.sub(r"@buf\b", f"{BUF_MARK:#x} ll", text)  # rX = @buf: the map value of "buf"
+    prog = assemble(re.sub(r"@map\b", f"{MAP_MARK:#x} ll", text))  # rX = @map: map "m"
     slots = slot_offsets(prog.instructions)
     calls = [
         slots[i]
@@ -67,6 +69,8 @@ def kfunc_program(name: str, text: str, type: ProgramType = ProgramType.SYSCALL)
     for i, insn in enumerate(prog.instructions):
         if insn.is_wide and insn.imm == BUF_MARK:
             relocations[slots[i]] = Relocation(RelocKind.MAP_VALUE, "buf", 0)
+        elif insn.is_wide and insn.imm == MAP_MARK:
+            relocations[slots[i]] = Relocation(RelocKind.MAP, "m")
     syscall = type == ProgramType.SYSCALL
     return ProgramSpec(
         name,
@@ -84,13 +88,19 @@ Loader = Callable[..., tuple[Any, ...]]
 
 @pytest.fixture
 def both() -> Iterator[Loader]:
-    """load(name, text[, type]) -> (py runtime, interp runtime, kernel) collections of one program."""
+    """load(name, text[, type, map "m"]) -> (py runtime, interp runtime, kernel) collections."""
     from ebpf.kernel.collection import Collection as KernelCollection
 
     with ExitStack() as stack:
 
-        def load(name: str, text: str, type: ProgramType = ProgramType.SYSCALL) -> tuple[Any, ...]:
+        def load(
+            name: str, text: str, type: ProgramType = ProgramType.SYSCALL, m: MapSpec | None = None
+        ) -> tuple[Any, ...]:
             spec = CollectionSpec(programs={name: kfunc_program(name, text, type)}, license="GPL")
+            if m is not None:
+                spec.maps["m"] = m
+                if m.inner is not None:
+                    spec.maps[m.inner.name] = m.inner
             if "@buf" in text:  # 64 bytes of map value: bpf_dynptr_from_mem wants one, not the stack
                 spec.maps["buf"] = MapSpec("buf", MapType.ARRAY, 4, 64, 1)
             sides = [stack.enter_context(Collection(spec, engine=e)) for e in ("py", "interp")]
@@ -808,3 +818,85 @@ def test_iter_bits(both: Loader) -> None:
             bits = [i for i in range(64 * nr_words) if words[i // 64] >> (i % 64) & 1]
             assert (count, total, last) == (len(bits), sum(bits), bits[-1] if bits else -1)
     assert rets == {0, 0xFFFFFFEA, 0xFFFFFFF9, 0xFFFFFFF2, 0xFFFFFFDE}  # 0, -EINVAL, -E2BIG, -EFAULT, -ERANGE
+
+
+# ---------------------------------------------------------------- bpf_map_sum_elem_count
+
+
+def count_program(lpm: bool) -> str:
+    """XDP: insert keys 0..n-1 (n = packet[0] <= 8) into map m, delete key 0 when n >= 2, and
+    return bpf_map_sum_elem_count(m)."""
+    if lpm:
+        key = "r1 = 32\n*(u32 *)(r10 - 8) = r1\n*(u32 *)(r10 - 4) = {reg}"
+    else:
+        key = "*(u32 *)(r10 - 8) = {reg}"
+    return f"""
+r2 = *(u32 *)(r1 + 0)
+r3 = *(u32 *)(r1 + 4)
+r1 = r2
+r1 += 1
+if r1 > r3 goto out
+r8 = *(u8 *)(r2 + 0)
+if r8 > 8 goto out
+r7 = 0
+loop:
+if r7 >= r8 goto count
+{key.format(reg="r7")}
+*(u64 *)(r10 - 16) = r7
+r1 = @map
+r2 = r10
+r2 += -8
+r3 = r10
+r3 += -16
+r4 = 0
+call 2
+r7 += 1
+goto loop
+count:
+if r8 < 2 goto counted
+r6 = 0
+{key.format(reg="r6")}
+r1 = @map
+r2 = r10
+r2 += -8
+call 3
+counted:
+r1 = @map
+kcall bpf_map_sum_elem_count
+exit
+out:
+r0 = 99
+exit
+"""
+
+
+COUNT_MAPS = [
+    (MapType.HASH, 0),
+    (MapType.HASH, 1),  # BPF_F_NO_PREALLOC
+    (MapType.LRU_HASH, 0),
+    (MapType.PERCPU_HASH, 0),
+    (MapType.LRU_PERCPU_HASH, 0),
+    (MapType.ARRAY, 0),
+    (MapType.PERCPU_ARRAY, 0),
+    (MapType.LPM_TRIE, 1),
+]
+
+
+@pytest.mark.parametrize(("mtype", "flags"), COUNT_MAPS, ids=[f"{t.name}-{f}" for t, f in COUNT_MAPS])
+def test_map_sum_elem_count(both: Loader, mtype: MapType, flags: int) -> None:
+    lpm = mtype == MapType.LPM_TRIE
+    m = MapSpec("m", mtype, 8 if lpm else 4, 8, 16, flags=flags)
+    sides = both("count", count_program(lpm), ProgramType.XDP, m)
+    counts = [run_all(sides, "count", None, bytes([n]) + bytes(63))[1] for n in (0, 1, 5, 8, 3)]
+    counted = mtype in (MapType.HASH, MapType.LRU_HASH, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH)
+    assert counts == ([0, 1, 4, 7, 7] if counted else [0] * 5)
+
+
+def test_map_sum_elem_count_of_maps(both: Loader) -> None:
+    """A hash of maps counts its slots (programs cannot update it: filled at load time)."""
+    inner = MapSpec("inner", MapType.ARRAY, 4, 8, 1)
+    for mtype, expected in ((MapType.HASH_OF_MAPS, 3), (MapType.ARRAY_OF_MAPS, 0)):
+        m = MapSpec("m", mtype, 4, 4, 8, inner=inner, slots={1: "inner", 5: "inner", 6: "inner"})
+        text = "r1 = @map\nkcall bpf_map_sum_elem_count\nexit"
+        sides = both(f"count_{mtype.name.lower()}", text, ProgramType.XDP, m)
+        assert run_all(sides, f"count_{mtype.name.lower()}", None, bytes(64))[1] == expected

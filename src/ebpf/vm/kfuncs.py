@@ -38,7 +38,10 @@ Rule 5 (dynptr kfuncs, in :mod:`ebpf.vm._kfuncs_dynptr`): they work on the dynpt
 and read-only queries, ``adjust``, ``clone``, ``slice`` / ``slice_rdwr``, ``copy``,
 ``memset`` and the packet constructors ``bpf_dynptr_from_skb`` / ``bpf_dynptr_from_xdp``.
 
-Rule 6 (RCU, preemption): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` and
+Rule 6 (maps): ``bpf_map_sum_elem_count(map)`` is the number of elements of a hash-family map
+(hash, LRU, per-CPU, hash of maps), 0 for the other types, whose kernel side keeps no count.
+
+Rule 7 (RCU, preemption): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` and
 ``bpf_preempt_disable`` / ``bpf_preempt_enable`` do nothing here: the runtime runs one program
 at a time, is never preempted by another program and frees nothing behind its back.
 """
@@ -52,7 +55,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ebpf.errors import VMError
-from ebpf.vm.helpers import HelperEnv, HelperFn
+from ebpf.spec import MapType
+from ebpf.vm.helpers import HelperEnv, HelperFn, run_env
 from ebpf.vm.memory import HostBuffer
 
 __all__ = [
@@ -254,6 +258,20 @@ def iter_bits_destroy(env: HelperEnv, it: int, _b: int, _c: int, _d: int, _e: in
     return 0
 
 
+# --- maps -------------------------------------------------------------------------------------
+
+# Map types whose kernel implementation keeps the element counter bpf_map_sum_elem_count sums
+# (the hash table family); for the others it returns 0 (measured on Linux 6.18).
+_COUNTED_MAPS = frozenset(
+    {MapType.HASH, MapType.LRU_HASH, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH, MapType.HASH_OF_MAPS}
+)
+
+
+def map_sum_elem_count(env: HelperEnv, map_ptr: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    m = run_env(env).map_at(map_ptr)
+    return len(m) if m.type in _COUNTED_MAPS else 0
+
+
 # --- RCU --------------------------------------------------------------------------------------
 
 
@@ -319,6 +337,12 @@ def runtime_kfuncs() -> KfuncRegistry:
             iter_bits_destroy,
             "void bpf_iter_bits_destroy(struct bpf_iter_bits *it)",
             it.ITER_DESTROY,
+        )
+        reg.register(
+            "bpf_map_sum_elem_count",
+            map_sum_elem_count,
+            "s64 bpf_map_sum_elem_count(const struct bpf_map *map)",
+            it.TRUSTED_ARGS,
         )
         reg.register("bpf_rcu_read_lock", rcu_read_lock, "void bpf_rcu_read_lock(void)")
         reg.register("bpf_rcu_read_unlock", rcu_read_unlock, "void bpf_rcu_read_unlock(void)")
