@@ -69,6 +69,7 @@ from ebpf.maps.perf import (
 from ebpf.maps.progarray import ProgArrayMap
 from ebpf.maps.queue import QueueMap, StackMap
 from ebpf.maps.ringbuf import RingBufMap, RingBufQuery
+from ebpf.maps.sockmap import SockHashMap, SockMap
 from ebpf.maps.stacktrace import StackTraceMap
 from ebpf.maps.storage import CgrpStorageMap, InodeStorageMap, SkStorageMap, TaskStorageMap
 from ebpf.maps.typed import TypedMap
@@ -157,6 +158,8 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         DevMapHash,
         CpuMap,
         XskMap,
+        SockMap,
+        SockHashMap,
     )
     for t in cls.types
 }

@@ -202,6 +202,43 @@ int skl_read(struct bpf_sk_lookup *ctx)
 	return SK_PASS;
 }
 
+/* Socket maps: empty in user space (no sockets there), so no socket is ever selected. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u64);
+} redir_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u64);
+} redir_hash SEC(".maps");
+
+SEC("sk_lookup")
+int skl_redir(struct bpf_sk_lookup *ctx)
+{
+	__u32 key = ctx->local_port & 3;
+	struct bpf_sock *sk;
+	long rc;
+
+	runs++;
+	if (ctx->protocol == IPPROTO_UDP)
+		sk = bpf_map_lookup_elem(&redir_hash, &key);
+	else
+		sk = bpf_map_lookup_elem(&redir_map, &key);
+	if (!sk) {
+		count(3000 + key);
+		return key == 1 ? SK_DROP : SK_PASS;
+	}
+	rc = bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	seen[16] = rc;
+	return SK_PASS;
+}
+
 SEC("netfilter")
 int nf_read(struct bpf_nf_ctx *ctx)
 {
