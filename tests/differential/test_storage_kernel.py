@@ -34,6 +34,7 @@ from ebpf.maps.stacktrace import (
     BPF_STACK_BUILD_ID_IP,
 )
 from ebpf.maps.storage import Owner, owners
+from ebpf.runtime import ContextInput
 from ebpf.spec import MapSpec, MapType, ProgramType
 from ebpf.vm import ENGINES
 from ebpf.vm._context_trace import RawTracepointInput
@@ -55,21 +56,24 @@ def s32(v: int) -> int:
     return v - (1 << 32) if v >> 31 else v
 
 
-def kernel_run(text: str) -> int:
-    return kernel_runs(text, [CTX])[0]
+def kernel_run(text: str, prog_type: ProgramType = ProgramType.RAW_TRACEPOINT) -> int:
+    with kernel_prog(text, prog_type) as run:
+        return run(CTX)
 
 
-def kernel_runs(text: str, ctxs: list[bytes]) -> list[int]:
-    with kernel_prog(text) as run:
-        return [run(ctx) for ctx in ctxs]
+BPF_F_SLEEPABLE = 1 << 4
 
 
 @contextmanager
-def kernel_prog(text: str) -> Iterator[Callable[[bytes], int]]:
-    """Load ``text`` once; test-run it on ``ctx_in`` (one program: one code address in the stack)."""
+def kernel_prog(
+    text: str, prog_type: ProgramType = ProgramType.RAW_TRACEPOINT
+) -> Iterator[Callable[[bytes], int]]:
+    """Load ``text`` once; test-run it on ``ctx_in`` (one program: one code address in the stack).
+    SYSCALL programs are loaded sleepable, as the kernel requires."""
     from ebpf.kernel.program import Program
 
-    with Program.load(assemble(text), ProgramType.RAW_TRACEPOINT) as prog:
+    flags = BPF_F_SLEEPABLE if prog_type == ProgramType.SYSCALL else 0
+    with Program.load(assemble(text), prog_type, prog_flags=flags) as prog:
         yield lambda ctx: s32(prog.test_run(ctx_in=ctx).retval)
 
 
@@ -91,13 +95,14 @@ class Runtime:
     def add(self, m: Map) -> int:
         return self.env.add_map(m)
 
-    def run(self, text: str, ctx: bytes = CTX) -> int:
+    def run(self, text: str, ctx: bytes = CTX, prog_type: ProgramType = ProgramType.RAW_TRACEPOINT) -> int:
         program = assemble(text)
         code = self.env.memory.map_buffer("code", HostBuffer(len(program.encode()) + 8), writable=False)
         eng = ENGINES[self.engine](
             program, helpers=self.helpers, memory=self.env.memory, code_base=code.start
         )
-        mapped = RawTracepointInput.from_test_run(ctx).map(self.env.memory)
+        inp = ContextInput(ctx) if prog_type == ProgramType.SYSCALL else RawTracepointInput.from_test_run(ctx)
+        mapped = inp.map(self.env.memory)
         self.env.begin_run(context=mapped)
         try:
             r0, _ = eng.execute(mapped, self.env, eng.max_insns)
@@ -188,18 +193,20 @@ def _pidfd_key() -> tuple[int, bytes]:
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
-def test_task_storage_of_the_current_task(engine: str) -> None:
+@pytest.mark.parametrize("prog_type", [ProgramType.RAW_TRACEPOINT, ProgramType.SYSCALL], ids=lambda t: t.name)
+def test_task_storage_of_the_current_task(engine: str, prog_type: ProgramType) -> None:
     if threading.get_native_id() != os.getpid():
         pytest.skip("the pidfd names the main thread; this test runs in another one")
     fd, key = _pidfd_key()
     try:
         with kernel_map(TASK_STORAGE) as kmap:
-            want = [kernel_run(_task_program(step, f"map_fd({kmap.fd})")) for step in TASK_STEPS]  # type: ignore[attr-defined]
+            ref = f"map_fd({kmap.fd})"  # type: ignore[attr-defined]
+            want = [kernel_run(_task_program(step, ref), prog_type) for step in TASK_STEPS]
             kernel_value = kmap.lookup(key)  # type: ignore[attr-defined]
         rt = Runtime(engine)
         with create(TASK_STORAGE, rt.env.memory) as ours:
             handle = rt.add(ours)
-            got = [rt.run(_task_program(step, str(handle))) for step in TASK_STEPS]
+            got = [rt.run(_task_program(step, str(handle)), CTX, prog_type) for step in TASK_STEPS]
             assert got == want
             assert want[:4] == [0xFFFF, 0xFFFF, 0xFFFF, 1] and want[6:] == [0, -errno.ENOENT, 41]
             assert ours.lookup(key) == kernel_value == struct.pack("<q", 41)
