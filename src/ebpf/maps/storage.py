@@ -22,7 +22,11 @@ zeroed stand-in object) and resolves *file descriptors* for user space. The runt
 ``task_struct``/``struct sock``: a pointer it cannot name is a :class:`~ebpf.errors.VMError`
 in the helpers (the kernel's verifier guarantees a valid object), except NULL, which the
 helpers answer as the kernel does (NULL / ``-EINVAL``). :meth:`OwnerTable.release` is the
-owner's death: its storage in every map goes away.
+owner's death: its storage in every map goes away. The current task's pointer
+(``bpf_get_current_task(_btf)``) is ``TaskInfo.task``, 0 unless configured:
+``ebpf.vm._helpers_storage.current_task_object(env)`` maps and binds one. The runtime's
+packet contexts give no socket pointers (``skb->sk`` reads 0), so socket storage from a
+program needs sockets the caller binds.
 
 Rule 3 (user space, the key is a file descriptor of THIS process, as with the kernel's
 ``bpf()``): task storage takes a pidfd (``os.pidfd_open``; its ``/proc/self/fdinfo``
@@ -67,6 +71,7 @@ __all__ = [
     "InodeStorageMap",
     "LocalStorageMap",
     "Owner",
+    "OwnerError",
     "OwnerKind",
     "OwnerTable",
     "SkStorageMap",
