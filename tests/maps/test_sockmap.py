@@ -54,6 +54,13 @@ def test_sockhash_takes_any_key_size() -> None:
 
 
 @pytest.mark.parametrize("t", [SOCKMAP, SOCKHASH])
+@pytest.mark.parametrize("value", [4, 8])
+def test_dict_view_is_empty(t: MapType, value: int) -> None:
+    with make(t, value=value) as m:
+        assert (len(m), m.keys(), m.items(), bytes(4) in m) == (0, [], [], False)
+
+
+@pytest.mark.parametrize("t", [SOCKMAP, SOCKHASH])
 def test_empty_answers(t: MapType) -> None:
     with make(t, value=8) as m:
         with pytest.raises(KeyNotFoundError):

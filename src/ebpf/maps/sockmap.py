@@ -16,6 +16,9 @@ every index of a ``SOCKMAP`` (as an array) and ends at once on a ``SOCKHASH``. A
 ``bpf_map_lookup_elem`` gets NULL (no socket), which sk_lookup, sk_skb and sk_msg programs
 handle as "no socket selected".
 
+The dict sugar shows no elements: ``len`` 0, nothing iterated, ``in`` false, ``items()`` empty
+(``get_next_key`` still walks a ``SOCKMAP``'s indexes, as the kernel's does).
+
 Rule 3: ``BPF_F_RDONLY`` maps refuse updates and deletes, ``BPF_F_WRONLY`` maps lookups and
 ``get_next_key`` (``EPERM``), before any other check.
 """
@@ -26,6 +29,7 @@ import errno
 import os
 import stat
 import struct
+from collections.abc import Iterator
 from typing import ClassVar
 
 from ebpf.errors import KeyNotFoundError, NotSupportedError
@@ -116,6 +120,12 @@ class _SocketMap(Map):
 
     def __len__(self) -> int:
         return 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())  # no elements (get_next_key still walks a SOCKMAP's indexes)
+
+    def __contains__(self, key: object) -> bool:
+        return False
 
 
 class SockMap(_SocketMap):
