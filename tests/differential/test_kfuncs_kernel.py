@@ -24,7 +24,7 @@ import pytest
 
 from differential.test_objects_kernel import map_state
 from ebpf.elf import load_collection_spec
-from ebpf.errors import BPFError
+from ebpf.errors import BPFError, NotSupportedError
 from ebpf.isa import assemble
 from ebpf.isa.encoding import slot_offsets
 from ebpf.isa.opcodes import CallKind
@@ -94,7 +94,11 @@ def both() -> Iterator[Loader]:
     with ExitStack() as stack:
 
         def load(
-            name: str, text: str, type: ProgramType = ProgramType.SYSCALL, m: MapSpec | None = None
+            name: str,
+            text: str,
+            type: ProgramType = ProgramType.SYSCALL,
+            m: MapSpec | None = None,
+            buf_size: int = 64,
         ) -> tuple[Any, ...]:
             spec = CollectionSpec(programs={name: kfunc_program(name, text, type)}, license="GPL")
             if m is not None:
@@ -102,7 +106,7 @@ def both() -> Iterator[Loader]:
                 if m.inner is not None:
                     spec.maps[m.inner.name] = m.inner
             if "@buf" in text:  # 64 bytes of map value: bpf_dynptr_from_mem wants one, not the stack
-                spec.maps["buf"] = MapSpec("buf", MapType.ARRAY, 4, 64, 1)
+                spec.maps["buf"] = MapSpec("buf", MapType.ARRAY, 4, buf_size, 1)
             sides = [stack.enter_context(Collection(spec, engine=e)) for e in ("py", "interp")]
             sides.append(stack.enter_context(KernelCollection(spec)))
             return tuple(sides)
@@ -900,3 +904,99 @@ def test_map_sum_elem_count_of_maps(both: Loader) -> None:
         text = "r1 = @map\nkcall bpf_map_sum_elem_count\nexit"
         sides = both(f"count_{mtype.name.lower()}", text, ProgramType.XDP, m)
         assert run_all(sides, f"count_{mtype.name.lower()}", None, bytes(64))[1] == expected
+
+
+# ---------------------------------------------------------------- string kfuncs (Linux 6.17+)
+
+# ctx: char s1[32], s2[32]; u8 c; pad; u32 count; pad; then one u64 per call (r0 as stored)
+STRINGS = [
+    ("bpf_strcmp", "r2 = r6\nr2 += 32"),
+    ("bpf_strcasecmp", "r2 = r6\nr2 += 32"),
+    ("bpf_strchr", "r2 = *(u8 *)(r6 + 64)"),
+    ("bpf_strchrnul", "r2 = *(u8 *)(r6 + 64)"),
+    ("bpf_strnchr", "r2 = *(u32 *)(r6 + 68)\nr3 = *(u8 *)(r6 + 64)"),
+    ("bpf_strrchr", "r2 = *(u8 *)(r6 + 64)"),
+    ("bpf_strlen", ""),
+    ("bpf_strnlen", "r2 = *(u32 *)(r6 + 68)"),
+    ("bpf_strspn", "r2 = r6\nr2 += 32"),
+    ("bpf_strcspn", "r2 = r6\nr2 += 32"),
+    ("bpf_strstr", "r2 = r6\nr2 += 32"),
+    ("bpf_strnstr", "r2 = r6\nr2 += 32\nr3 = *(u32 *)(r6 + 68)"),
+]
+STR_OUT = 80
+STRING_PROGRAM = (
+    "r6 = r1\n"
+    + "".join(
+        f"r1 = r6\n{args}\nkcall {name}\n*(u64 *)(r6 + {STR_OUT + 8 * i}) = r0\n"
+        for i, (name, args) in enumerate(STRINGS)
+    )
+    + (
+        # bad pointers: a user-space address (-ERANGE) and an unmapped kernel one (-EFAULT)
+        f"r1 = 0x1000\nkcall bpf_strlen\n*(u64 *)(r6 + {STR_OUT + 8 * len(STRINGS)}) = r0\n"
+        f"r1 = 0xffff800000001000 ll\nkcall bpf_strlen\n*(u64 *)(r6 + {STR_OUT + 8 * len(STRINGS) + 8}) = r0\n"
+        f"r1 = r6\nr2 = 0x1000\nkcall bpf_strcmp\n*(u64 *)(r6 + {STR_OUT + 8 * len(STRINGS) + 16}) = r0\n"
+        "r0 = 0\nexit\n"
+    )
+)
+STR_IN = struct.Struct("<32s32sBxxxI8x")
+
+
+def string_cases() -> list[tuple[bytes, bytes, int, int]]:
+    rng = random.Random(9)
+    cases = [
+        (b"hello", b"hello", ord("l"), 3),
+        (b"hello", b"help", ord("z"), 10),
+        (b"Hello World", b"hELLO wORLD", ord("o"), 5),
+        (b"caf\xc9", b"CAF\xe9", 0xE9, 4),  # Latin-1 case folding; a byte above 0x7f
+        (b"\x80abc", b"\x01abc", 0x80, 2),  # signed chars: 0x80 < 0x01
+        (b"", b"", 0, 0),
+        (b"abcabc", b"", ord("c"), 6),
+        (b"aaab", b"ab", ord("a"), 3),
+        (b"banana", b"nan", ord("n"), 4),
+        (b"banana", b"nan", ord("n"), 5),
+        (b"banana", b"ana", ord("a"), 100),
+        (b"xyz", b"xyz!", ord("y"), 2),
+        (b"123abc", b"0123456789", ord("3"), 1),
+        (b"a" * 31, b"a" * 30, ord("a"), 31),
+    ]
+    alphabet = b"abcAB\xe1\xc1\x7f\x80"
+    for _ in range(30):
+        s1 = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+        s2 = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 5)))
+        cases.append((s1, s2, rng.choice(alphabet), rng.randrange(0, 14)))
+    return cases
+
+
+def test_string_kfuncs(both: Loader) -> None:
+    try:
+        sides = both("strings", STRING_PROGRAM)
+    except NotSupportedError as err:  # the kernel's BTF has no string kfuncs (before 6.17)
+        pytest.skip(str(err))
+    seen: set[int] = set()
+    for s1, s2, c, count in string_cases():
+        ctx = STR_IN.pack(s1, s2, c, count) + bytes(8 * (len(STRINGS) + 3))
+        kernel = run_all(sides, "strings", ctx)
+        assert kernel[0] == "ok"
+        seen.update(struct.unpack_from(f"<{len(STRINGS) + 3}Q", kernel[2], STR_OUT))
+    errors = {0xFFFFFFFE, 0xFFFFFFDE, 0xFFFFFFF2}  # -ENOENT, -ERANGE, -EFAULT
+    assert errors <= seen and {0, 1, 0xFFFFFFFF} <= seen
+
+
+def test_string_kfuncs_too_long(both: Loader) -> None:
+    """Strings that do not end within XATTR_SIZE_MAX (65536) bytes: -E2BIG."""
+    text = (
+        "r6 = r1\nr7 = @buf\nr8 = 0\n"
+        "fill:\nr1 = r7\nr1 += r8\nr2 = 0x61\n*(u8 *)(r1 + 0) = r2\nr8 += 1\nif r8 < 70000 goto fill\n"
+        "r1 = r7\nkcall bpf_strlen\n*(u64 *)(r6 + 0) = r0\n"
+        "r1 = r7\nr2 = 0x62\nkcall bpf_strchr\n*(u64 *)(r6 + 8) = r0\n"
+        "r1 = r7\nr2 = r7\nkcall bpf_strcmp\n*(u64 *)(r6 + 16) = r0\n"
+        "r1 = r7\nr2 = 70000\nkcall bpf_strnlen\n*(u64 *)(r6 + 24) = r0\n"
+        "r1 = r7\nr2 = 1000\nkcall bpf_strnlen\n*(u64 *)(r6 + 32) = r0\n"
+        "r0 = 0\nexit"
+    )
+    try:
+        sides = both("long", text, buf_size=70000)
+    except NotSupportedError as err:
+        pytest.skip(str(err))
+    kernel = run_all(sides, "long", bytes(40))
+    assert struct.unpack("<5Q", kernel[2]) == (0xFFFFFFF9, 0xFFFFFFF9, 0xFFFFFFF9, 0xFFFFFFF9, 1000)

@@ -408,3 +408,25 @@ def test_iter_bits(engine: str, words: tuple[int, ...], nr_words: int, ret: int,
     res = eng.run(struct.pack("<3QIIQ", *words, nr_words, 0, 0))
     assert res.retval == ret and struct.unpack_from("<Q", res.data, 32)[0] == seen
     assert len(memory) == 0  # the run's regions are gone, the copy of the words too (destroy)
+
+
+def test_string_kfuncs_direct() -> None:
+    """The string kfuncs on the runtime's memory (kernel-checked in test_kfuncs_kernel.py)."""
+    from ebpf.vm import _kfuncs_string as ks
+
+    class Env:
+        memory = Memory()
+
+    env = Env()
+    a = env.memory.map_buffer("a", HostBuffer.from_bytes(b"banana\0")).start
+    b = env.memory.map_buffer("b", HostBuffer.from_bytes(b"nan\0")).start
+    tail = env.memory.map_buffer("t", HostBuffer.from_bytes(b"abc")).start  # no NUL: runs off the region
+    neg = lambda code: -code & 0xFFFFFFFF
+    assert ks.strstr(env, a, b, 0, 0, 0) == 2
+    assert ks.strnstr(env, a, b, 4, 0, 0) == neg(2)  # -ENOENT: "nan" is not within "bana"
+    assert ks.strrchr(env, a, ord("a"), 0, 0, 0) == 5
+    assert ks.strcmp(env, a, b, 0, 0, 0) == neg(1)
+    assert ks.strspn(env, a, b, 0, 0, 0) == 0 and ks.strcspn(env, a, b, 0, 0, 0) == 1
+    assert ks.strlen(env, tail, 0, 0, 0, 0) == neg(14)  # -EFAULT
+    assert ks.strlen(env, 0x1000, 0, 0, 0, 0) == neg(34)  # -ERANGE
+    assert ks.strlen(env, 0xFFFF_8000_0000_1000, 0, 0, 0, 0) == neg(14)

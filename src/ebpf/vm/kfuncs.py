@@ -41,7 +41,10 @@ and read-only queries, ``adjust``, ``clone``, ``slice`` / ``slice_rdwr``, ``copy
 Rule 6 (maps): ``bpf_map_sum_elem_count(map)`` is the number of elements of a hash-family map
 (hash, LRU, per-CPU, hash of maps), 0 for the other types, whose kernel side keeps no count.
 
-Rule 7 (RCU, preemption): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` and
+Rule 7 (strings, in :mod:`ebpf.vm._kfuncs_string`): ``bpf_strcmp`` and the other string kfuncs
+of Linux 6.17 over the runtime's memory.
+
+Rule 8 (RCU, preemption): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` and
 ``bpf_preempt_disable`` / ``bpf_preempt_enable`` do nothing here: the runtime runs one program
 at a time, is never preempted by another program and frees nothing behind its back.
 """
@@ -298,7 +301,7 @@ def runtime_kfuncs() -> KfuncRegistry:
     """The kfuncs of the user-space runtime (one shared registry: ids stay the same)."""
     global _REGISTRY
     if _REGISTRY is None:
-        from ebpf.vm import _kfuncs_dynptr  # imports the ring buffer map: not at module load
+        from ebpf.vm import _kfuncs_dynptr, _kfuncs_string  # not at module load (import cycles)
 
         reg = KfuncRegistry()
         it = KfuncFlag
@@ -349,5 +352,6 @@ def runtime_kfuncs() -> KfuncRegistry:
         reg.register("bpf_preempt_disable", preempt_disable, "void bpf_preempt_disable(void)")
         reg.register("bpf_preempt_enable", preempt_enable, "void bpf_preempt_enable(void)")
         _kfuncs_dynptr.register(reg)
+        _kfuncs_string.register(reg)
         _REGISTRY = reg
     return _REGISTRY
