@@ -1000,3 +1000,22 @@ def test_string_kfuncs_too_long(both: Loader) -> None:
         pytest.skip(str(err))
     kernel = run_all(sides, "long", bytes(40))
     assert struct.unpack("<5Q", kernel[2]) == (0xFFFFFFF9, 0xFFFFFFF9, 0xFFFFFFF9, 0xFFFFFFF9, 1000)
+
+
+def test_local_irq_save_restore(both: Loader) -> None:
+    text = """
+    r6 = r1
+    r1 = r10
+    r1 += -8
+    kcall bpf_local_irq_save
+    r1 = *(u64 *)(r6 + 0)
+    r1 *= 3
+    *(u64 *)(r6 + 8) = r1
+    r1 = r10
+    r1 += -8
+    kcall bpf_local_irq_restore
+    r0 = 5
+    exit
+    """
+    sides = both("irq", text)
+    assert run_all(sides, "irq", struct.pack("<QQ", 14, 0)) == ("ok", 5, struct.pack("<QQ", 14, 42))

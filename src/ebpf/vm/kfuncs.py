@@ -44,9 +44,11 @@ Rule 6 (maps): ``bpf_map_sum_elem_count(map)`` is the number of elements of a ha
 Rule 7 (strings, in :mod:`ebpf.vm._kfuncs_string`): ``bpf_strcmp`` and the other string kfuncs
 of Linux 6.17 over the runtime's memory.
 
-Rule 8 (RCU, preemption): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock`` and
-``bpf_preempt_disable`` / ``bpf_preempt_enable`` do nothing here: the runtime runs one program
-at a time, is never preempted by another program and frees nothing behind its back.
+Rule 8 (RCU, preemption, interrupts): ``bpf_rcu_read_lock`` / ``bpf_rcu_read_unlock``,
+``bpf_preempt_disable`` / ``bpf_preempt_enable`` and ``bpf_local_irq_save`` /
+``bpf_local_irq_restore`` do nothing here (save writes 8 zero bytes of flags, which the verifier
+never lets a program read): the runtime runs one program at a time, is never preempted or
+interrupted by another program and frees nothing behind its back.
 """
 
 from __future__ import annotations
@@ -286,6 +288,16 @@ def rcu_read_unlock(env: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int)
     return 0
 
 
+def local_irq_save(env: HelperEnv, flags: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    env.memory.write_bytes(flags, bytes(8))  # the saved state: opaque to the program
+    return 0
+
+
+def local_irq_restore(env: HelperEnv, flags: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    env.memory.read_bytes(flags, 8)
+    return 0
+
+
 def preempt_disable(env: HelperEnv, _a: int, _b: int, _c: int, _d: int, _e: int) -> int:
     return 0
 
@@ -350,6 +362,16 @@ def runtime_kfuncs() -> KfuncRegistry:
         reg.register("bpf_rcu_read_lock", rcu_read_lock, "void bpf_rcu_read_lock(void)")
         reg.register("bpf_rcu_read_unlock", rcu_read_unlock, "void bpf_rcu_read_unlock(void)")
         reg.register("bpf_preempt_disable", preempt_disable, "void bpf_preempt_disable(void)")
+        reg.register(
+            "bpf_local_irq_save",
+            local_irq_save,
+            "void bpf_local_irq_save(unsigned long *flags__irq_flag)",
+        )
+        reg.register(
+            "bpf_local_irq_restore",
+            local_irq_restore,
+            "void bpf_local_irq_restore(unsigned long *flags__irq_flag)",
+        )
         reg.register("bpf_preempt_enable", preempt_enable, "void bpf_preempt_enable(void)")
         _kfuncs_dynptr.register(reg)
         _kfuncs_string.register(reg)
