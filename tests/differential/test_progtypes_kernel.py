@@ -369,6 +369,10 @@ def test_netfilter(pair: Callable[[Path], Pair]) -> None:
                     both(ours, theirs, "nf_skb", data, nf_state(hook, pf))
                     maps_equal(ours, theirs)  # the skb and device the program read
     maps_equal(ours, theirs)
+    for frame in [FRAMES[0], FRAMES[7], FRAMES[0][:34], FRAMES[0][:37], eth(0x0800, ip4(17, L4))]:
+        for data, ctx in ((frame[14:], None), (frame, nf_state(0)), (frame, nf_state(1, 10))):
+            both(ours, theirs, "nf_dynptr", data, ctx)  # bpf_dynptr_from_skb(ctx->skb) and slices
+            maps_equal(ours, theirs)
     ours, theirs = pair(EXOTIC)
     for hook in range(5):
         both(ours, theirs, "nf_hook", FRAMES[0], nf_state(hook))

@@ -502,3 +502,25 @@ def test_netfilter_unmodelled_fields(
             assert c.programs["p"].test_run(TCP4, ctx_in=nf_state(0)).retval == (
                 1 if member == "ifindex" else 0
             )
+
+
+@pytest.mark.parametrize(
+    ("data", "ctx", "retval", "size"),
+    [
+        (UDP4_NF := eth(0x0800, ip4("10.0.0.1", "10.0.0.2", 17, ports(1, 2))), nf_state(0), 0, 40),
+        (UDP4_NF[14:], None, 0, 40),
+        (UDP4_NF[:34], nf_state(1), 1, 20),  # 20 bytes: the 24-byte slice fails
+        (TCP4[14:], None, 1, 40),
+    ],
+)
+def test_netfilter_skb_dynptr(
+    coll: Collection, data: bytes, ctx: bytes | None, retval: int, size: int
+) -> None:
+    """bpf_dynptr_from_skb(ctx->skb): a read-only dynptr over skb->data, skb->len bytes (kernel: same)."""
+    res = coll.programs["nf_dynptr"].test_run(data, ctx_in=ctx)
+    s = seen(coll)
+    assert (res.retval, s[17], s[18]) == (retval, 0, size)
+    if size >= 24:
+        ip = data[-40:]
+        assert s[19] == ip[0] | ip[9] << 8 | ip[23] << 16
+        assert s[20] == (-errno.E2BIG) & (1 << 64) - 1  # read of 4 bytes at len - 2

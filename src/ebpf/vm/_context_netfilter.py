@@ -47,7 +47,7 @@ from ebpf.btf.spec import Spec as BTFSpec
 from ebpf.btf.types import Struct, Union
 from ebpf.errors import BTFError, TestRunError, VMError
 from ebpf.vm._context_base import ContextRegion, Input, MappedInput
-from ebpf.vm._context_skb import eth_pkt_type
+from ebpf.vm._context_skb import SK_BUFF_FIELDS, SK_BUFF_SIZE, eth_pkt_type
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 __all__ = [
@@ -81,6 +81,9 @@ PAGE_SIZE = 4096
 NET_SKB_PAD = 64
 SKB_SHARED_INFO_SIZE = 320
 MAX_DATA = PAGE_SIZE - NET_SKB_PAD - SKB_SHARED_INFO_SIZE  # 3712
+SK_BUFF_LEN, SK_BUFF_DATA, SK_BUFF_DATA_END, SK_BUFF_DATA_META = (
+    SK_BUFF_FIELDS[f][0] for f in ("len", "data", "data_end", "data_meta")
+)
 LOOPBACK_IFINDEX = 1
 LOOPBACK_MTU = 65536
 SMP_CACHE_BYTES = 64
@@ -263,14 +266,14 @@ class _Struct:
         return None
 
 
-def _unmodelled(what: str) -> Region:
+def _unmodelled(what: str, owner: MappedInput | None = None) -> Region:
     def refuse(offset: int, size: int) -> int:
         raise VMError(
             f"load of {size} bytes at offset {offset} of {what}: the user-space runtime does not "
             "model this kernel structure"
         )
 
-    return Region(what, HostBuffer(PAGE_SIZE), False, refuse)
+    return ContextRegion(what, HostBuffer(PAGE_SIZE), False, refuse, owner=owner)
 
 
 class NfMapped(MappedInput):
@@ -284,7 +287,7 @@ class NfMapped(MappedInput):
             skb_layout = _layout(inp.btf, "sk_buff")
             dev_layout = _layout(inp.btf, "net_device")
         if skb_layout is None or dev_layout is None:
-            skb = memory.map(_unmodelled("struct sk_buff"))
+            skb = memory.map(_unmodelled("struct sk_buff", self))
             dev = memory.map(_unmodelled("struct net_device"))
             regions += (skb, dev)
             skb_address, dev_address = skb.start, dev.start
@@ -295,6 +298,8 @@ class NfMapped(MappedInput):
         out = dev_address if inp.has_ctx else 0
         state = _STATE.pack(inp.hook, inp.pf, 0, out, 0, 0, 0)
         state_region = memory.map_buffer("nf_hook_state", HostBuffer.from_bytes(state), writable=False)
+        self.skb_address = skb_address
+        self.data_start, self.data_end = self._span(memory, regions)
         ctx = struct.pack("<QQ", state_region.start, skb_address)
         self.ctx_region = ContextRegion("ctx", HostBuffer.from_bytes(ctx), False, None, owner=self)
         memory.map(self.ctx_region)
@@ -342,9 +347,42 @@ class NfMapped(MappedInput):
             skb.set("protocol", proto.to_bytes(2, "big"))
             skb.set("mac_header", 0xFFFF)
         skb.refuse("alloc_cpu")
-        region = memory.map(Region("struct sk_buff", skb.buffer, False, skb.hook))
+        region = memory.map(ContextRegion("struct sk_buff", skb.buffer, False, skb.hook, owner=self))
         regions.append(region)
         return region.start
+
+    def _span(self, memory: Memory, regions: list[Region]) -> tuple[int, int]:
+        """``skb->data`` and the end of the linear data: the skb buffer's when laid out from
+        BTF, else a read-only copy of the packet (for kfuncs)."""
+        inp = self.input
+        for region in regions:
+            if region.name == "skb data":
+                start = region.start + NET_SKB_PAD + inp.network_offset
+                return start, region.start + NET_SKB_PAD + len(inp.packet)
+        data = memory.map_buffer("skb data", HostBuffer.from_bytes(self.packet), writable=False)
+        regions.append(data)
+        return data.start, data.end
+
+    def sk_buff_view(self, memory: Memory) -> Region:
+        """A ``struct __sk_buff`` view of the skb (``len``, ``data``, ``data_end``), mapped in
+        ``memory`` and unmapped with the input: what kfuncs declared with a ``struct __sk_buff *``
+        argument (``bpf_dynptr_from_skb``) read when a netfilter program passes ``ctx->skb``."""
+        for region in self.regions:
+            if region.name == "__sk_buff view":
+                return region
+
+        def hook(offset: int, size: int) -> int | None:
+            if size == 4 and offset == SK_BUFF_LEN:
+                return self.data_end - self.data_start
+            if size == 4 and offset in (SK_BUFF_DATA, SK_BUFF_DATA_META):
+                return self.data_start
+            if size == 4 and offset == SK_BUFF_DATA_END:
+                return self.data_end
+            return None
+
+        view = memory.map(ContextRegion("__sk_buff view", HostBuffer(SK_BUFF_SIZE), False, hook, owner=self))
+        self.regions = (*self.regions, view)
+        return view
 
     @property
     def packet(self) -> bytes:

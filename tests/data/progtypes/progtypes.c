@@ -284,4 +284,33 @@ int nf_skb(struct bpf_nf_ctx *ctx)
 	return skb->len > 100 ? NF_DROP : NF_ACCEPT;
 }
 
+/* bpf_dynptr_from_skb on the netfilter skb (kfuncs), as netfilter programs parse packets. */
+extern int bpf_dynptr_from_skb(struct __sk_buff *s, __u64 flags, struct bpf_dynptr *p) __ksym;
+extern void *bpf_dynptr_slice(const struct bpf_dynptr *p, __u32 offset, void *buffer,
+			      __u32 buffer__szk) __ksym;
+extern __u32 bpf_dynptr_size(const struct bpf_dynptr *p) __ksym;
+
+SEC("netfilter")
+int nf_dynptr(struct bpf_nf_ctx *ctx)
+{
+	struct sk_buff *skb = ctx->skb;
+	__u8 buf[24] = {};
+	struct bpf_dynptr ptr;
+	__u8 *p;
+	long rc;
+
+	runs++;
+	rc = bpf_dynptr_from_skb((struct __sk_buff *)skb, 0, &ptr);
+	seen[17] = rc;
+	if (rc)
+		return NF_ACCEPT;
+	seen[18] = bpf_dynptr_size(&ptr);
+	p = bpf_dynptr_slice(&ptr, 0, buf, sizeof(buf));
+	if (!p)
+		return NF_ACCEPT;
+	seen[19] = p[0] | (__u64)p[9] << 8 | (__u64)p[23] << 16;
+	seen[20] = bpf_dynptr_read(buf, 4, &ptr, skb->len - 2, 0);
+	return p[9] == IPPROTO_UDP ? NF_DROP : NF_ACCEPT;
+}
+
 char LICENSE[] SEC("license") = "GPL";
