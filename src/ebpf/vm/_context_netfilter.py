@@ -35,6 +35,10 @@ reads 0, as in the kernel's freshly built skb, except ``alloc_cpu`` (a load is a
 (not modelled), never made-up values. Without such BTF both structures are opaque: every
 load faults. ``bpf_probe_read_kernel`` reads the bytes as laid out (the faults above are for
 direct loads only).
+
+Not modelled: the kernel turns loads through these BTF pointers into ``BPF_PROBE_MEM`` loads,
+so a load through a NULL one (``state->in->ifindex`` without a check) reads 0 there; here it
+is a :class:`~ebpf.errors.VMError` (the engines do not know which registers hold BTF pointers).
 """
 
 from __future__ import annotations
