@@ -37,6 +37,13 @@ EXOTIC = DATA / "realistic" / "exotic_run.o"
 Pair = tuple[Collection, Any]
 
 
+def short_id(value: object) -> str | None:
+    """Readable test ids for byte-string parameters."""
+    if isinstance(value, bytes):
+        return f"{len(value)}B-{value[:4].hex()}" if value else "empty"
+    return None
+
+
 @pytest.fixture(params=["interp", "py"])
 def pair(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Pair]]:
     from ebpf.kernel.collection import Collection as KernelCollection
@@ -174,6 +181,7 @@ def test_flow_dissector(pair: Callable[[Path], Pair]) -> None:
         (FRAMES[0], None, {"data_size_out": 8}),  # ENOSPC
         (FRAMES[0], bytes(56), {"ctx_size_out": 8}),  # ENOSPC
     ],
+    ids=short_id,
 )
 def test_flow_dissector_inputs(
     pair: Callable[[Path], Pair], data: bytes, ctx: bytes | None, kw: dict[str, int]
@@ -273,6 +281,7 @@ def _map_outcome(op: Callable[[], Any]) -> tuple[Any, ...]:
 @pytest.mark.parametrize(
     ("key_size", "value_size", "flags"),
     [(4, 4, 0), (4, 8, 0), (8, 8, 0), (4, 16, 0), (4, 4, 1), (4, 4, 1 << 3), (4, 4, 1 << 4), (4, 4, 1 << 7)],
+    ids=short_id,
 )
 def test_socket_map_syscalls(mtype: str, key_size: int, value_size: int, flags: int) -> None:
     with ExitStack() as stack:
@@ -338,6 +347,7 @@ def _socket_map_syscalls(stack: ExitStack, mtype: str, key_size: int, value_size
         (b"", sk_lookup(local_port=0x10000, family=99), {}),
         (b"", sk_lookup(), {"ctx_size_out": 16}),  # ENOSPC
     ],
+    ids=short_id,
 )
 def test_sk_lookup_inputs(
     pair: Callable[[Path], Pair], data: bytes, ctx: bytes | None, kw: dict[str, int]
@@ -394,6 +404,7 @@ def test_netfilter(pair: Callable[[Path], Pair]) -> None:
         (FRAMES[0], None, {"flags": 1}),
         (FRAMES[0], None, {"repeat": 4}),
     ],
+    ids=short_id,
 )
 def test_netfilter_inputs(
     pair: Callable[[Path], Pair], data: bytes, ctx: bytes | None, kw: dict[str, int]
@@ -409,6 +420,7 @@ def test_netfilter_inputs(
 @pytest.mark.parametrize(
     "ptype",
     ["KPROBE", "TRACEPOINT", "PERF_EVENT", "CGROUP_SOCK", "SOCK_OPS", "SK_SKB", "SK_MSG", "LWT_SEG6LOCAL"],
+    ids=short_id,
 )
 def test_types_without_test_run(ptype: str) -> None:
     """The kernel answers ENOTSUPP (524) for these types; the runtime raises NotSupportedError."""

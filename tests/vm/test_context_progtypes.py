@@ -28,6 +28,13 @@ EFAULT = -errno.EFAULT & (1 << 64) - 1
 EINVAL = -errno.EINVAL & (1 << 64) - 1
 
 
+def short_id(value: object) -> str | None:
+    """Readable test ids for byte-string parameters."""
+    if isinstance(value, bytes):
+        return f"{len(value)}B-{value[:4].hex()}" if value else "empty"
+    return None
+
+
 def eth(proto: int, payload: bytes) -> bytes:
     return b"\x02" * 6 + b"\x04" * 6 + struct.pack(">H", proto) + payload
 
@@ -177,6 +184,7 @@ def test_flow_dissector_drop_and_repeat(coll: Collection) -> None:
         (30, 20, 2, (32, 32)),  # the keys are reset before each of the 2 runs: 30 + 2
         (0xFFFF, 0xFFFE, 0x80, (14, 59)),  # u16 wrap-around of nhoff + runs
     ],
+    ids=short_id,
 )
 def test_flow_dissector_clamps_offsets(
     coll: Collection, nhoff: int, thoff: int, ret: int, out: tuple[int, int]
@@ -197,6 +205,7 @@ def test_flow_dissector_clamps_offsets(
         (TCP4, bytes(56) + b"\x01", errno.E2BIG),
         (bytes(13), bytes(56) + b"\x01", errno.EINVAL),  # the size check comes first
     ],
+    ids=short_id,
 )
 def test_flow_dissector_bad_inputs(coll: Collection, data: bytes, ctx: bytes | None, err: int) -> None:
     with pytest.raises(TestRunError) as info:
@@ -231,6 +240,7 @@ def _asm_collection(text: str, ptype: ProgramType, engine: str) -> Collection:
         "*(u32 *)(r1 + 8) = r1\nr0 = 0\nexit",  # the context is read-only
         "r2 = *(u32 *)(r1 + 76)\n*(u8 *)(r2 + 0) = 1\nr0 = 0\nexit",  # so is the packet
     ],
+    ids=short_id,
 )
 def test_flow_dissector_context_rules(engine: str, text: str) -> None:
     with _asm_collection(text, ProgramType.FLOW_DISSECTOR, engine) as c, pytest.raises(VMError):
@@ -317,6 +327,7 @@ def test_sk_lookup_family_is_u16_and_counts(coll: Collection) -> None:
         (b"", sk_lookup(family=99), {}, errno.EAFNOSUPPORT),
         (b"", sk_lookup() + b"\0\0\0\1", {}, errno.E2BIG),
     ],
+    ids=short_id,
 )
 def test_sk_lookup_bad_inputs(
     coll: Collection, data: bytes, ctx: bytes | None, kw: dict[str, int], err: int
@@ -340,6 +351,7 @@ def test_sk_lookup_short_ctx() -> None:
         "r0 = *(u32 *)(r1 + 0)\nexit",  # sk is an 8-byte pointer
         "r2 = r10\nr2 += -8\nr3 = 0\ncall 124\nr0 = 1\nexit",  # a non-NULL sk
     ],
+    ids=short_id,
 )
 def test_sk_lookup_context_rules(engine: str, text: str) -> None:
     with _asm_collection(text, ProgramType.SK_LOOKUP, engine) as c, pytest.raises(VMError):
@@ -359,6 +371,7 @@ def test_sk_lookup_context_rules(engine: str, text: str) -> None:
         (UDP6, nf_state(1, 10), 1, 0xA01, 0x12),
         (TCP4, nf_state(9), 1, 0x209, 0x12),  # hook is not checked
     ],
+    ids=short_id,
 )
 def test_netfilter_state(
     coll: Collection, data: bytes, ctx: bytes | None, retval: int, state: int, devs: int
@@ -384,6 +397,7 @@ def test_netfilter_state(
         (UDP6[:50], nf_state(1, 10), errno.EINVAL),  # no whole ipv6hdr
         (ARP, nf_state(0), errno.EPROTO),
     ],
+    ids=short_id,
 )
 def test_netfilter_bad_inputs(coll: Collection, data: bytes, ctx: bytes | None, err: int) -> None:
     with pytest.raises(TestRunError) as info:
@@ -438,6 +452,7 @@ IP = TCP4[14:]  # 40 bytes
             [0x410, 0x8, 0xFFFF004E0040, 0x4E, 0x6C00000045E, 1, 1 | 65536 << 32],
         ),
     ],
+    ids=short_id,
 )
 def test_netfilter_skb_as_the_kernel_builds_it(
     coll: Collection, data: bytes, ctx: bytes | None, expected: list[int]
@@ -453,7 +468,9 @@ def test_netfilter_skb_as_the_kernel_builds_it(
 
 
 @pytest.mark.parametrize(
-    ("dest", "pkt_type"), [(b"\xff" * 6, 2), (b"\x02" * 6, 3), (b"\x03" * 6, 2), (bytes(6), 0)]
+    ("dest", "pkt_type"),
+    [(b"\xff" * 6, 2), (b"\x02" * 6, 3), (b"\x03" * 6, 2), (bytes(6), 0)],
+    ids=short_id,
 )
 def test_netfilter_skb_pkt_type(coll: Collection, dest: bytes, pkt_type: int) -> None:
     coll.programs["nf_skb"].test_run(dest + TCP4[6:], ctx_in=nf_state(0))
@@ -478,6 +495,7 @@ def _member_offset(btf: object, struct_name: str, member: str) -> int:
         ("net_device", "flags", True, True),  # only ifindex, mtu and name are modelled
         ("net_device", "ifindex", True, False),
     ],
+    ids=short_id,
 )
 def test_netfilter_unmodelled_fields(
     engine: str, struct_name: str, member: str, via_dev: bool, faults: bool
@@ -512,6 +530,7 @@ def test_netfilter_unmodelled_fields(
         (UDP4_NF[:34], nf_state(1), 1, 20),  # 20 bytes: the 24-byte slice fails
         (TCP4[14:], None, 1, 40),
     ],
+    ids=short_id,
 )
 def test_netfilter_skb_dynptr(
     coll: Collection, data: bytes, ctx: bytes | None, retval: int, size: int
