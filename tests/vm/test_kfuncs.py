@@ -42,6 +42,9 @@ def test_registry() -> None:
     assert again.id == 1 and reg[1] is again and reg.by_name("a") is again
     assert reg.names() == ["a", "b"] and len(reg) == 2 and list(reg) == [1, 2]
     assert reg.by_name("c") is None and 0 not in reg
+    assert a.maps_memory  # by default a kfunc may map memory: engines drop their region caches
+    reg.register("b", lambda env, *args: 2, "int b(void)", maps_memory=False)
+    assert not reg.register("b", lambda env, *args: 4, "int b(void)").maps_memory  # kept on replace
     with pytest.raises(KeyError, match="no kfunc 'c'"):
         reg.id_of("c")
 
@@ -94,6 +97,7 @@ IO = struct.Struct("<iiIIqQ")
     [
         (0, 5, 0),
         (-3, 3, 0),
+        (-3, 0, 0),
         (7, 7, 0),
         (2**31 - 3, 2**31 - 1, 0),
         (-(2**31), -(2**31) + 2, 0),
@@ -430,3 +434,24 @@ def test_string_kfuncs_direct() -> None:
     assert ks.strlen(env, tail, 0, 0, 0, 0) == neg(14)  # -EFAULT
     assert ks.strlen(env, 0x1000, 0, 0, 0, 0) == neg(34)  # -ERANGE
     assert ks.strlen(env, 0xFFFF_8000_0000_1000, 0, 0, 0, 0) == neg(14)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_iter_num_next_in_read_only_memory_faults(engine: str) -> None:
+    memory = Memory()
+    region = memory.map_buffer("ro", HostBuffer.from_bytes(struct.pack("<ii", 0, 5)), writable=False)
+    eng = ENGINES[engine](
+        assemble(with_ids(f"r1 = {region.start} ll\nkcall bpf_iter_num_next\nexit")), memory=memory
+    )
+    with pytest.raises(VMError, match="write") as info:
+        eng.run(b"")
+    assert info.value.pc == 2
+
+
+def test_only_region_mapping_kfuncs_drop_the_fast_tier_caches() -> None:
+    assert {k.name for k in KFUNCS.values() if k.maps_memory} == {
+        "bpf_iter_bits_new",
+        "bpf_iter_bits_destroy",
+    }
+    source = ENGINES["py"](assemble(with_ids(SUM)), memory=Memory()).source  # type: ignore[attr-defined]
+    assert "if _h.maps_memory:" in source

@@ -36,8 +36,9 @@ the fault (or the hooked load) is the reference one, until the next root.
 
 Rule 4 (helpers): a helper or kfunc call synchronises the count (so ``ProgramExit`` reports
 it, and ``TailCall`` carries it out) and forgets every cached region, because a helper may map
-or unmap memory. Helpers and kfuncs get the run's ``_env``; kfuncs are looked up by id in the
-engine's ``kfuncs`` registry, only in programs that call one.
+or unmap memory (kfuncs only when their ``maps_memory`` says they may). Helpers and kfuncs get
+the run's ``_env``; kfuncs are looked up by id in the engine's ``kfuncs`` registry, only in
+programs that call one.
 
 Rule 6 (entries): the function starts at any entry point (:func:`entry_points`: slot 0, the
 targets of local calls and of ``lddw`` of a function, return points), which is how helper
@@ -696,7 +697,8 @@ class _Codegen:
             out.append((ind, f"r0 = _h.fn(_env, r1, r2, r3, r4, r5) & {M64}"))
             inval = self._invalidate()
             if inval:
-                out.append((ind, inval))
+                out.append((ind, "if _h.maps_memory:"))  # most kfuncs leave the regions alone
+                out.append((ind + 1, inval))
             return 0
         else:
             assert isinstance(op, LegacyLoad), (

@@ -112,6 +112,8 @@ class Kfunc:
         fn: the implementation, called like a helper (see the module docstring).
         prototype: the kernel's C declaration.
         flags: the kernel's ``KF_*`` flags for it.
+        maps_memory: the implementation may map or unmap memory regions (engines that cache
+            regions forget them after calling it); ``False`` only if it never does.
     """
 
     id: int
@@ -119,6 +121,7 @@ class Kfunc:
     fn: HelperFn
     prototype: str
     flags: KfuncFlag = NO_FLAGS
+    maps_memory: bool = True
 
 
 class KfuncRegistry(Mapping[int, Kfunc]):
@@ -128,11 +131,22 @@ class KfuncRegistry(Mapping[int, Kfunc]):
         self._by_id: dict[int, Kfunc] = {}
         self._by_name: dict[str, Kfunc] = {}
 
-    def register(self, name: str, fn: HelperFn, prototype: str, flags: KfuncFlag = NO_FLAGS) -> Kfunc:
-        """Add the kfunc ``name`` (or replace its implementation, keeping its id)."""
+    def register(
+        self,
+        name: str,
+        fn: HelperFn,
+        prototype: str,
+        flags: KfuncFlag = NO_FLAGS,
+        *,
+        maps_memory: bool | None = None,
+    ) -> Kfunc:
+        """Add the kfunc ``name`` (or replace its implementation, keeping its id and, unless
+        given, its ``maps_memory``, which is ``True`` for a new kfunc by default)."""
         old = self._by_name.get(name)
         kid = old.id if old is not None else len(self._by_name) + 1
-        kfunc = Kfunc(kid, name, fn, prototype, flags)
+        if maps_memory is None:
+            maps_memory = old.maps_memory if old is not None else True
+        kfunc = Kfunc(kid, name, fn, prototype, flags, maps_memory)
         self._by_id[kid] = self._by_name[name] = kfunc
         return kfunc
 
@@ -193,13 +207,24 @@ def iter_num_new(env: HelperEnv, it: int, start: int, end: int, _d: int, _e: int
 
 
 def iter_num_next(env: HelperEnv, it: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    # the hot path of every bpf_for loop: one region lookup, then the buffer itself
     memory = env.memory
-    cur, end = _ITER.unpack(memory.read_bytes(it, ITER_NUM_SIZE))
-    if _s32(cur + 1) >= end:
-        memory.write_bytes(it, bytes(ITER_NUM_SIZE))
-        return 0
-    memory.write_bytes(it, _ITER.pack(_s32(cur + 1), end))
-    return it
+    region = memory.find(it, ITER_NUM_SIZE)
+    if region is None or not region.writable or region.load_hook is not None:
+        cur, end = _ITER.unpack(memory.read_bytes(it, ITER_NUM_SIZE))  # the checked path
+        view, offset = None, 0
+    else:
+        view, offset = region.view, it - region.start
+        cur, end = _ITER.unpack_from(view, offset)
+    cur = cur + 1 if cur != 0x7FFFFFFF else -0x80000000  # s32 arithmetic
+    done = cur >= end
+    if done:
+        cur = end = 0  # the iterator is empty from now on
+    if view is None:
+        memory.write_bytes(it, _ITER.pack(cur, end))
+    else:
+        _ITER.pack_into(view, offset, cur, end)
+    return 0 if done else it
 
 
 def iter_num_destroy(env: HelperEnv, it: int, _b: int, _c: int, _d: int, _e: int) -> int:
@@ -322,18 +347,21 @@ def runtime_kfuncs() -> KfuncRegistry:
             iter_num_new,
             "int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end)",
             it.ITER_NEW,
+            maps_memory=False,
         )
         reg.register(
             "bpf_iter_num_next",
             iter_num_next,
             "int *bpf_iter_num_next(struct bpf_iter_num *it)",
             it.ITER_NEXT | it.RET_NULL,
+            maps_memory=False,
         )
         reg.register(
             "bpf_iter_num_destroy",
             iter_num_destroy,
             "void bpf_iter_num_destroy(struct bpf_iter_num *it)",
             it.ITER_DESTROY,
+            maps_memory=False,
         )
         reg.register(
             "bpf_iter_bits_new",
@@ -346,6 +374,7 @@ def runtime_kfuncs() -> KfuncRegistry:
             iter_bits_next,
             "int *bpf_iter_bits_next(struct bpf_iter_bits *it)",
             it.ITER_NEXT | it.RET_NULL,
+            maps_memory=False,
         )
         reg.register(
             "bpf_iter_bits_destroy",
@@ -358,21 +387,28 @@ def runtime_kfuncs() -> KfuncRegistry:
             map_sum_elem_count,
             "s64 bpf_map_sum_elem_count(const struct bpf_map *map)",
             it.TRUSTED_ARGS,
+            maps_memory=False,
         )
-        reg.register("bpf_rcu_read_lock", rcu_read_lock, "void bpf_rcu_read_lock(void)")
-        reg.register("bpf_rcu_read_unlock", rcu_read_unlock, "void bpf_rcu_read_unlock(void)")
-        reg.register("bpf_preempt_disable", preempt_disable, "void bpf_preempt_disable(void)")
+        reg.register("bpf_rcu_read_lock", rcu_read_lock, "void bpf_rcu_read_lock(void)", maps_memory=False)
+        reg.register(
+            "bpf_rcu_read_unlock", rcu_read_unlock, "void bpf_rcu_read_unlock(void)", maps_memory=False
+        )
+        reg.register(
+            "bpf_preempt_disable", preempt_disable, "void bpf_preempt_disable(void)", maps_memory=False
+        )
         reg.register(
             "bpf_local_irq_save",
             local_irq_save,
             "void bpf_local_irq_save(unsigned long *flags__irq_flag)",
+            maps_memory=False,
         )
         reg.register(
             "bpf_local_irq_restore",
             local_irq_restore,
             "void bpf_local_irq_restore(unsigned long *flags__irq_flag)",
+            maps_memory=False,
         )
-        reg.register("bpf_preempt_enable", preempt_enable, "void bpf_preempt_enable(void)")
+        reg.register("bpf_preempt_enable", preempt_enable, "void bpf_preempt_enable(void)", maps_memory=False)
         _kfuncs_dynptr.register(reg)
         _kfuncs_string.register(reg)
         _REGISTRY = reg
