@@ -16,6 +16,7 @@ import os
 import random
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -437,3 +438,20 @@ def test_types_without_test_run(ptype: str) -> None:
     spec = CollectionSpec(programs={"p": ProgramSpec("p", "x", t, insns, license="GPL")}, license="GPL")
     with Collection(spec) as ours, pytest.raises(NotSupportedError):
         ours.programs["p"].test_run(bytes(64))
+
+
+def test_object_is_the_one_build_sh_makes() -> None:
+    """tests/data/progtypes/progtypes.o is what build.sh compiles from progtypes.c today."""
+    import shutil
+    import subprocess
+
+    if shutil.which("clang-19") is None:
+        pytest.skip("clang-19 is not installed")
+    done = subprocess.run(
+        ["sh", str(DATA / "progtypes" / "build.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PYTHON=sys.executable),  # the dumper of vmlinux.h is this package
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
