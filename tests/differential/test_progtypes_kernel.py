@@ -455,3 +455,48 @@ def test_object_is_the_one_build_sh_makes() -> None:
         env=dict(os.environ, PYTHON=sys.executable),  # the dumper of vmlinux.h is this package
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------- trace_pipe flags
+
+TRACE = Path("/sys/kernel/tracing/trace")
+
+
+@pytest.mark.parametrize(
+    ("ptype", "attach", "data", "ctx"),
+    [
+        ("FLOW_DISSECTOR", None, bytes(14), None),
+        ("SK_LOOKUP", "SK_LOOKUP", b"", sk_lookup(local_port=80)),
+        ("NETFILTER", "NETFILTER", bytes(40), None),
+    ],
+    ids=["flow_dissector", "sk_lookup", "netfilter"],
+)
+def test_trace_printk_flags(ptype: str, attach: str | None, data: bytes, ctx: bytes | None) -> None:
+    """bpf_trace_printk's latency flags in a test run (preemption, BH, migration) as the kernel's."""
+    from ebpf.isa.asm import assemble
+    from ebpf.kernel.program import Program as KernelProgram
+    from ebpf.spec import AttachType, CollectionSpec, ProgramSpec, ProgramType
+
+    if not TRACE.exists():
+        pytest.skip("no tracefs at /sys/kernel/tracing")
+    tag = random.getrandbits(31)
+    fmt = int.from_bytes(b"ptq%x\0\0\0", "little")
+    insns = assemble(
+        f"r2 = {fmt} ll\n*(u64 *)(r10 - 8) = r2\nr1 = r10\nr1 += -8\nr2 = 8\nr3 = {tag}\ncall 6\nr0 = 1\nexit"
+    )
+    t = ProgramType[ptype]
+    at = AttachType[attach] if attach else None
+    kw: dict[str, Any] = {"data_size_out": 0} if t == ProgramType.SK_LOOKUP else {}
+    with KernelProgram.load(insns, t, expected_attach_type=at) as prog:
+        prog.test_run(data, ctx_in=ctx, **kw)
+    marker = f"ptq{tag:x}"
+    kernel = [
+        line.split()[2] for line in TRACE.read_text(errors="replace").splitlines() if line.endswith(marker)
+    ]
+    spec = CollectionSpec(
+        programs={"p": ProgramSpec("p", "x", t, insns, attach_type=at, license="GPL")}, license="GPL"
+    )
+    with Collection(spec) as ours:
+        ours.programs["p"].test_run(data, ctx_in=ctx)
+        mine = [line.split()[2] for line in ours.env.trace if line.rstrip().endswith(marker)]
+    assert kernel and mine == kernel[-1:]

@@ -308,13 +308,18 @@ _NET_TYPES = frozenset(
         ProgramType.LWT_IN,
         ProgramType.LWT_OUT,
         ProgramType.LWT_XMIT,
-        ProgramType.FLOW_DISSECTOR,
+        ProgramType.NETFILTER,
     }
 )
+# preemption off, migration not: bpf_flow_dissect and the sk_lookup run array (measured)
+_PREEMPT_OFF_TYPES = frozenset({ProgramType.FLOW_DISSECTOR, ProgramType.SK_LOOKUP})
 
 
 def trace_flags_for(program_type: ProgramType) -> str:
-    """The trace_pipe flags of a test run: ``b..11`` (BH off) for packet programs, ``...2.`` else."""
+    """The trace_pipe flags of a test run: ``b..11`` (BH off) for packet programs, ``...12`` for
+    flow dissectors and sk_lookup, ``...2.`` else."""
+    if program_type in _PREEMPT_OFF_TYPES:
+        return "...12"
     return "b..11" if program_type in _NET_TYPES else "...2."
 
 
