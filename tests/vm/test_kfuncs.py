@@ -42,9 +42,9 @@ def test_registry() -> None:
     assert again.id == 1 and reg[1] is again and reg.by_name("a") is again
     assert reg.names() == ["a", "b"] and len(reg) == 2 and list(reg) == [1, 2]
     assert reg.by_name("c") is None and 0 not in reg
-    assert a.maps_memory  # by default a kfunc may map memory: engines drop their region caches
-    reg.register("b", lambda env, *args: 2, "int b(void)", maps_memory=False)
-    assert not reg.register("b", lambda env, *args: 4, "int b(void)").maps_memory  # kept on replace
+    assert a.unmaps_memory  # by default a kfunc may unmap memory: engines drop their region caches
+    reg.register("b", lambda env, *args: 2, "int b(void)", unmaps_memory=False)
+    assert not reg.register("b", lambda env, *args: 4, "int b(void)").unmaps_memory  # kept on replace
     with pytest.raises(KeyError, match="no kfunc 'c'"):
         reg.id_of("c")
 
@@ -448,10 +448,7 @@ def test_iter_num_next_in_read_only_memory_faults(engine: str) -> None:
     assert info.value.pc == 2
 
 
-def test_only_region_mapping_kfuncs_drop_the_fast_tier_caches() -> None:
-    assert {k.name for k in KFUNCS.values() if k.maps_memory} == {
-        "bpf_iter_bits_new",
-        "bpf_iter_bits_destroy",
-    }
+def test_only_region_unmapping_kfuncs_drop_the_fast_tier_caches() -> None:
+    assert {k.name for k in KFUNCS.values() if k.unmaps_memory} == {"bpf_iter_bits_destroy"}
     source = ENGINES["py"](assemble(with_ids(SUM)), memory=Memory()).source  # type: ignore[attr-defined]
-    assert "if _h.maps_memory:" in source
+    assert "if _h.unmaps_memory:" in source

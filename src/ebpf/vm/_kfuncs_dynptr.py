@@ -288,4 +288,4 @@ _KFUNCS: tuple[tuple[str, HelperFn, str, KfuncFlag], ...] = (
 def register(reg: KfuncRegistry) -> None:
     """Add the dynptr kfuncs to ``reg``."""
     for name, fn, prototype, flags in _KFUNCS:
-        reg.register(name, fn, prototype, flags, maps_memory=False)
+        reg.register(name, fn, prototype, flags, unmaps_memory=False)

@@ -259,4 +259,4 @@ _KFUNCS: tuple[tuple[str, HelperFn, str], ...] = (
 def register(reg: KfuncRegistry, flags: KfuncFlag = NO_FLAGS) -> None:
     """Add the string kfuncs to ``reg``."""
     for name, fn, prototype in _KFUNCS:
-        reg.register(name, fn, prototype, flags, maps_memory=False)
+        reg.register(name, fn, prototype, flags, unmaps_memory=False)

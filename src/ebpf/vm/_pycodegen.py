@@ -36,7 +36,7 @@ the fault (or the hooked load) is the reference one, until the next root.
 
 Rule 4 (helpers): a helper or kfunc call synchronises the count (so ``ProgramExit`` reports
 it, and ``TailCall`` carries it out) and forgets every cached region, because a helper may map
-or unmap memory (kfuncs only when their ``maps_memory`` says they may). Helpers and kfuncs get
+or unmap memory (kfuncs: only when their ``unmaps_memory`` says so). Helpers and kfuncs get
 the run's ``_env``; kfuncs are looked up by id in the engine's ``kfuncs`` registry, only in
 programs that call one.
 
@@ -697,7 +697,7 @@ class _Codegen:
             out.append((ind, f"r0 = _h.fn(_env, r1, r2, r3, r4, r5) & {M64}"))
             inval = self._invalidate()
             if inval:
-                out.append((ind, "if _h.maps_memory:"))  # most kfuncs leave the regions alone
+                out.append((ind, "if _h.unmaps_memory:"))  # most kfuncs leave the regions alone
                 out.append((ind + 1, inval))
             return 0
         else:

@@ -112,8 +112,9 @@ class Kfunc:
         fn: the implementation, called like a helper (see the module docstring).
         prototype: the kernel's C declaration.
         flags: the kernel's ``KF_*`` flags for it.
-        maps_memory: the implementation may map or unmap memory regions (engines that cache
-            regions forget them after calling it); ``False`` only if it never does.
+        unmaps_memory: the implementation may unmap (or replace) memory regions, so engines
+            that cache regions forget them after calling it; ``False`` only if it never does
+            (mapping new regions leaves the cached ones valid).
     """
 
     id: int
@@ -121,7 +122,7 @@ class Kfunc:
     fn: HelperFn
     prototype: str
     flags: KfuncFlag = NO_FLAGS
-    maps_memory: bool = True
+    unmaps_memory: bool = True
 
 
 class KfuncRegistry(Mapping[int, Kfunc]):
@@ -138,15 +139,15 @@ class KfuncRegistry(Mapping[int, Kfunc]):
         prototype: str,
         flags: KfuncFlag = NO_FLAGS,
         *,
-        maps_memory: bool | None = None,
+        unmaps_memory: bool | None = None,
     ) -> Kfunc:
         """Add the kfunc ``name`` (or replace its implementation, keeping its id and, unless
-        given, its ``maps_memory``, which is ``True`` for a new kfunc by default)."""
+        given, its ``unmaps_memory``, which is ``True`` for a new kfunc by default)."""
         old = self._by_name.get(name)
         kid = old.id if old is not None else len(self._by_name) + 1
-        if maps_memory is None:
-            maps_memory = old.maps_memory if old is not None else True
-        kfunc = Kfunc(kid, name, fn, prototype, flags, maps_memory)
+        if unmaps_memory is None:
+            unmaps_memory = old.unmaps_memory if old is not None else True
+        kfunc = Kfunc(kid, name, fn, prototype, flags, unmaps_memory)
         self._by_id[kid] = self._by_name[name] = kfunc
         return kfunc
 
@@ -347,34 +348,35 @@ def runtime_kfuncs() -> KfuncRegistry:
             iter_num_new,
             "int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end)",
             it.ITER_NEW,
-            maps_memory=False,
+            unmaps_memory=False,
         )
         reg.register(
             "bpf_iter_num_next",
             iter_num_next,
             "int *bpf_iter_num_next(struct bpf_iter_num *it)",
             it.ITER_NEXT | it.RET_NULL,
-            maps_memory=False,
+            unmaps_memory=False,
         )
         reg.register(
             "bpf_iter_num_destroy",
             iter_num_destroy,
             "void bpf_iter_num_destroy(struct bpf_iter_num *it)",
             it.ITER_DESTROY,
-            maps_memory=False,
+            unmaps_memory=False,
         )
         reg.register(
             "bpf_iter_bits_new",
             iter_bits_new,
             "int bpf_iter_bits_new(struct bpf_iter_bits *it, const u64 *unsafe_ptr__ign, u32 nr_words)",
             it.ITER_NEW,
+            unmaps_memory=False,  # it maps the copy of the words, never unmaps
         )
         reg.register(
             "bpf_iter_bits_next",
             iter_bits_next,
             "int *bpf_iter_bits_next(struct bpf_iter_bits *it)",
             it.ITER_NEXT | it.RET_NULL,
-            maps_memory=False,
+            unmaps_memory=False,
         )
         reg.register(
             "bpf_iter_bits_destroy",
@@ -387,28 +389,30 @@ def runtime_kfuncs() -> KfuncRegistry:
             map_sum_elem_count,
             "s64 bpf_map_sum_elem_count(const struct bpf_map *map)",
             it.TRUSTED_ARGS,
-            maps_memory=False,
+            unmaps_memory=False,
         )
-        reg.register("bpf_rcu_read_lock", rcu_read_lock, "void bpf_rcu_read_lock(void)", maps_memory=False)
+        reg.register("bpf_rcu_read_lock", rcu_read_lock, "void bpf_rcu_read_lock(void)", unmaps_memory=False)
         reg.register(
-            "bpf_rcu_read_unlock", rcu_read_unlock, "void bpf_rcu_read_unlock(void)", maps_memory=False
+            "bpf_rcu_read_unlock", rcu_read_unlock, "void bpf_rcu_read_unlock(void)", unmaps_memory=False
         )
         reg.register(
-            "bpf_preempt_disable", preempt_disable, "void bpf_preempt_disable(void)", maps_memory=False
+            "bpf_preempt_disable", preempt_disable, "void bpf_preempt_disable(void)", unmaps_memory=False
         )
         reg.register(
             "bpf_local_irq_save",
             local_irq_save,
             "void bpf_local_irq_save(unsigned long *flags__irq_flag)",
-            maps_memory=False,
+            unmaps_memory=False,
         )
         reg.register(
             "bpf_local_irq_restore",
             local_irq_restore,
             "void bpf_local_irq_restore(unsigned long *flags__irq_flag)",
-            maps_memory=False,
+            unmaps_memory=False,
         )
-        reg.register("bpf_preempt_enable", preempt_enable, "void bpf_preempt_enable(void)", maps_memory=False)
+        reg.register(
+            "bpf_preempt_enable", preempt_enable, "void bpf_preempt_enable(void)", unmaps_memory=False
+        )
         _kfuncs_dynptr.register(reg)
         _kfuncs_string.register(reg)
         _REGISTRY = reg
