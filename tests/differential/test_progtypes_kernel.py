@@ -500,3 +500,33 @@ def test_trace_printk_flags(ptype: str, attach: str | None, data: bytes, ctx: by
         ours.programs["p"].test_run(data, ctx_in=ctx)
         mine = [line.split()[2] for line in ours.env.trace if line.rstrip().endswith(marker)]
     assert kernel and mine == kernel[-1:]
+
+
+# ---------------------------------------------------------------- the helper table for these types
+
+
+@pytest.mark.parametrize("ptype", ["FLOW_DISSECTOR", "SK_LOOKUP", "NETFILTER"])
+def test_helper_table_matches_the_kernel(ptype: str) -> None:
+    """ebpf.helpers.PROTOTYPES says which helpers these types may call, as the verifier does
+    (tests/vm/test_helpers_proto.py checks the types that load without an attach type)."""
+    from ebpf.errors import VerifierError
+    from ebpf.helpers import PROTOTYPES
+    from ebpf.isa.asm import assemble
+    from ebpf.kernel.program import Program as KernelProgram
+    from ebpf.spec import AttachType, ProgramType
+
+    t = ProgramType[ptype]
+    attach = None if t == ProgramType.FLOW_DISSECTOR else AttachType[ptype]
+    wrong = []
+    for hid, proto in sorted(PROTOTYPES.items()):
+        try:
+            with KernelProgram.load(
+                assemble(f"r0 = 0\ncall {int(hid)}\nr0 = 0\nexit"), t, expected_attach_type=attach
+            ):
+                log = ""
+        except VerifierError as err:
+            log = "\n".join(err.log or (str(err),))
+        refused = "unknown func" in log or "cannot use helper" in log
+        if refused == proto.allowed_in(t):
+            wrong.append(f"{proto.name}: the kernel {'refuses' if refused else 'allows'} it")
+    assert not wrong
