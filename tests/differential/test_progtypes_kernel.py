@@ -4,10 +4,9 @@ Each input goes through ``BPF_PROG_TEST_RUN`` on both sides (tests/data/progtype
 and the realistic exotic_run.o); retval, data_out, ctx_out or the errno must agree, and so must
 every map afterwards.
 
-Kernel-layer conventions checked here rather than hidden: an sk_lookup test run must not pass
-a ``data_out`` buffer (the kernel layer's default one gives ``EINVAL``), so the kernel is
-called with ``data_size_out=0``; a netfilter test run writes no ``ctx_out`` (the kernel leaves
-the caller's buffer untouched, all zero; the runtime answers ``None``).
+Both engines are called with the same arguments and the kernel layer's defaults: an sk_lookup
+test run gets no ``data_out`` buffer (the kernel refuses one with ``EINVAL``) and a netfilter
+test run answers ``ctx_out`` ``None`` (the kernel writes none), as the runtime does.
 """
 
 from __future__ import annotations
@@ -75,14 +74,8 @@ def outcome(run: Callable[[], Any]) -> tuple[Any, ...]:
 def both(
     ours: Collection, theirs: Any, prog: str, data: bytes, ctx: bytes | None, **kw: Any
 ) -> tuple[Any, ...]:
-    kernel_kw = dict(kw)
-    if ours.programs[prog].type.name == "SK_LOOKUP":
-        kernel_kw.setdefault("data_size_out", 0)
-    kernel = outcome(lambda: theirs.programs[prog].test_run(data, ctx_in=ctx, **kernel_kw))
+    kernel = outcome(lambda: theirs.programs[prog].test_run(data, ctx_in=ctx, **kw))
     mine = outcome(lambda: ours.programs[prog].test_run(data, ctx_in=ctx, **kw))
-    if ours.programs[prog].type.name == "NETFILTER" and kernel[0] == "ok":
-        assert kernel[3] is None or not any(kernel[3]), "the kernel wrote a netfilter ctx_out"
-        kernel = (*kernel[:3], None)
     assert mine == kernel, f"{prog}: data {data.hex()} ctx {ctx.hex() if ctx else None} {kw}"
     return kernel
 
@@ -486,9 +479,8 @@ def test_trace_printk_flags(ptype: str, attach: str | None, data: bytes, ctx: by
     )
     t = ProgramType[ptype]
     at = AttachType[attach] if attach else None
-    kw: dict[str, Any] = {"data_size_out": 0} if t == ProgramType.SK_LOOKUP else {}
     with KernelProgram.load(insns, t, expected_attach_type=at) as prog:
-        prog.test_run(data, ctx_in=ctx, **kw)
+        prog.test_run(data, ctx_in=ctx)
     marker = f"ptq{tag:x}"
     kernel = [
         line.split()[2] for line in TRACE.read_text(errors="replace").splitlines() if line.endswith(marker)

@@ -389,11 +389,12 @@ class Program:
             ctx_in: the context to start from (``struct xdp_md``, ``__sk_buff``, ...).
             repeat: how often to run; ``duration_ns`` is the average.
             data_size_out: size of the output packet buffer; by default the input size
-                plus 4 KiB for XDP (a frame is one page), plus 64 KiB for other types. The program runs exactly once: a buffer too small is an
-                ``ENOSPC`` error saying the size needed (after the run).
+                plus 4 KiB for XDP (a frame is one page), none for SK_LOOKUP (the kernel
+                refuses one), plus 64 KiB for other types. The program runs exactly once:
+                a buffer too small is an ``ENOSPC`` error saying the size needed (after the run).
             ctx_size_out: size of the output context buffer; by default at least 1 KiB
                 (the kernel's context, whatever ``ctx_in`` held), and no context output
-                without ``ctx_in``.
+                without ``ctx_in``. NETFILTER runs have no context output (``None``).
             flags: :class:`~ebpf.kernel.uapi.TestRunFlags`.
             cpu: run on this CPU (``BPF_F_TEST_RUN_ON_CPU``; the kernel allows it for raw
                 tracepoint programs only), as the user-space runtime's ``cpu=``.
@@ -424,7 +425,10 @@ class Program:
         # Output buffers are sized so the kernel never has to refuse them: a second run after
         # ENOSPC would run the program twice (map updates twice), so there is no retry.
         pad = _DATA_OUT_PAD if self.type == ProgramType.XDP else _SKB_OUT_PAD
-        out_size = len(data) + pad if data_size_out is None else data_size_out
+        if data_size_out is None:  # sk_lookup runs refuse any data_out buffer (EINVAL)
+            out_size = 0 if self.type == ProgramType.SK_LOOKUP else len(data) + pad
+        else:
+            out_size = data_size_out
         if ctx_size_out is None:
             ctx_out_size = max(len(ctx), _CTX_OUT_MIN) if ctx else 0  # no (or an empty) ctx_in: no ctx_out
         else:
@@ -472,6 +476,8 @@ class Program:
             raise typed from err
         data_out = data_out_buf.raw[: int(attr.data_size_out)] if data_out_buf is not None else b""
         ctx_out = ctx_out_buf.raw[: int(attr.ctx_size_out)] if ctx_out_buf is not None else None
+        if self.type == ProgramType.NETFILTER:
+            ctx_out = None  # bpf_prog_test_run_nf writes no ctx_out (the buffer stays as given)
         return TestRunResult(
             retval=int(attr.retval), data_out=data_out, ctx_out=ctx_out, duration_ns=int(attr.duration)
         )
