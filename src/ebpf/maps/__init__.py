@@ -54,6 +54,7 @@ from ebpf.maps._errors import (
 from ebpf.maps._lock import check_btf, find_spin_lock
 from ebpf.maps.array import ArrayMap, PerCPUArrayMap
 from ebpf.maps.bloom import BloomFilterMap
+from ebpf.maps.cgroup import CgroupArrayMap, CgroupStorageMap, PerCPUCgroupStorageMap
 from ebpf.maps.devmap import CpuMap, DevMap, DevMapHash, RedirectMapNotSupportedError, XskMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
 from ebpf.maps.lpm import LPMTrieMap, lpm_key
@@ -73,6 +74,7 @@ from ebpf.maps.sockmap import SockHashMap, SockMap
 from ebpf.maps.stacktrace import StackTraceMap
 from ebpf.maps.storage import CgrpStorageMap, InodeStorageMap, SkStorageMap, TaskStorageMap
 from ebpf.maps.typed import TypedMap
+from ebpf.maps.user_ringbuf import UserRingBufMap
 from ebpf.spec import MapSpec, MapType
 from ebpf.vm.memory import Memory
 
@@ -89,6 +91,8 @@ __all__ = [
     "ArrayOfMapsMap",
     "Batch",
     "BloomFilterMap",
+    "CgroupArrayMap",
+    "CgroupStorageMap",
     "CgrpStorageMap",
     "CpuMap",
     "DevMap",
@@ -108,6 +112,7 @@ __all__ = [
     "MapFullError",
     "MapOperationNotSupportedError",
     "PerCPUArrayMap",
+    "PerCPUCgroupStorageMap",
     "PerCPUHashMap",
     "PerfBuffer",
     "PerfEventArrayMap",
@@ -123,6 +128,7 @@ __all__ = [
     "TaskStorageMap",
     "TypedMap",
     "UpdateFlags",
+    "UserRingBufMap",
     "XskMap",
     "create",
     "def_from_spec",
@@ -147,6 +153,9 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         SkStorageMap,
         InodeStorageMap,
         CgrpStorageMap,
+        CgroupStorageMap,
+        PerCPUCgroupStorageMap,
+        CgroupArrayMap,
         BloomFilterMap,
         LPMTrieMap,
         RingBufMap,
@@ -160,6 +169,7 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         XskMap,
         SockMap,
         SockHashMap,
+        UserRingBufMap,
     )
     for t in cls.types
 }
