@@ -54,7 +54,6 @@ from ebpf.maps._errors import (
 from ebpf.maps._lock import check_btf, find_spin_lock
 from ebpf.maps.array import ArrayMap, PerCPUArrayMap
 from ebpf.maps.bloom import BloomFilterMap
-from ebpf.maps.cgroup import CgroupArrayMap, CgroupStorageMap, PerCPUCgroupStorageMap
 from ebpf.maps.devmap import CpuMap, DevMap, DevMapHash, RedirectMapNotSupportedError, XskMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
 from ebpf.maps.lpm import LPMTrieMap, lpm_key
@@ -91,8 +90,6 @@ __all__ = [
     "ArrayOfMapsMap",
     "Batch",
     "BloomFilterMap",
-    "CgroupArrayMap",
-    "CgroupStorageMap",
     "CgrpStorageMap",
     "CpuMap",
     "DevMap",
@@ -112,7 +109,6 @@ __all__ = [
     "MapFullError",
     "MapOperationNotSupportedError",
     "PerCPUArrayMap",
-    "PerCPUCgroupStorageMap",
     "PerCPUHashMap",
     "PerfBuffer",
     "PerfEventArrayMap",
@@ -153,9 +149,6 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         SkStorageMap,
         InodeStorageMap,
         CgrpStorageMap,
-        CgroupStorageMap,
-        PerCPUCgroupStorageMap,
-        CgroupArrayMap,
         BloomFilterMap,
         LPMTrieMap,
         RingBufMap,
