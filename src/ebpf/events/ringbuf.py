@@ -54,6 +54,8 @@ _LEN_MASK = ~(BUSY | DISCARD) & 0xFFFFFFFF
 _U64 = struct.Struct("=Q")  # positions and headers are in host byte order
 _U32 = struct.Struct("=I")
 _RINGBUF_TYPE = 27  # BPF_MAP_TYPE_RINGBUF
+_NOT_DISCARD = 0xFFFFFFFF & ~DISCARD
+_HDR_DTYPE = "=u4"  # the header's ``len`` word, host byte order
 
 Callback = Callable[[bytes], Any]
 
@@ -95,16 +97,34 @@ def _fileno(obj: int | _HasFD) -> int:
     raise TypeError(f"expected a map or a file descriptor, got {type(obj).__name__}")
 
 
+class _Slicer(Protocol):
+    def __getitem__(self, index: slice, /) -> bytes: ...
+
+
+class _ImageSlicer:
+    """Slices of a ring image as ``bytes`` (what an mmap slice gives), not memoryviews."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+
+    def __getitem__(self, index: slice, /) -> bytes:
+        return self._view[index].tobytes()
+
+
 @dataclass
 class _Ring:
     fd: int
     size: int
     mask: int
-    cons: mmap.mmap
-    prod: mmap.mmap
+    cons: mmap.mmap | bytearray | memoryview
+    prod: mmap.mmap | bytes | bytearray | memoryview
     callback: Callback | None
     base: int  # offset of the data area in ``prod``
     words: memoryview  # ``prod`` as native u32 words (headers are read as words[offset >> 2])
+    records: _Slicer  # ``prod`` sliced into ``bytes`` (the mmap itself, or an image's wrapper)
+    scratch: np.ndarray[Any, Any] | None = None  # drain_array(reuse=True)'s buffer (bytes)
 
 
 class RingBuffer:
@@ -161,8 +181,51 @@ class RingBuffer:
         except OSError as err:
             cons.close()
             raise RingBufferError(f"mmap of the data pages of ringbuf fd {fd}: {err.strerror}") from err
-        self._rings.append(_Ring(fd, size, size - 1, cons, prod, callback, page, memoryview(prod).cast("I")))
+        self._rings.append(
+            _Ring(fd, size, size - 1, cons, prod, callback, page, memoryview(prod).cast("I"), prod)
+        )
         self._epoll.register(fd, select.EPOLLIN)
+
+    def add_image(
+        self,
+        consumer: bytearray | memoryview,
+        producer: bytes | bytearray | memoryview,
+        size: int,
+        callback: Callback | None = None,
+    ) -> None:
+        """Add a ring held in ordinary buffers laid out like the mmap (a saved or synthetic image).
+
+        ``consumer`` (writable) starts with the consumer position; ``producer`` is one page
+        (``mmap.PAGESIZE``) starting with the producer position, then the ``size``-byte data
+        area twice (as the kernel maps it). Every reading style works on it; :meth:`poll`
+        never wakes for it (there is no fd), so read it with ``timeout=0``.
+        """
+        self._check_open()
+        page = mmap.PAGESIZE
+        if size < 8 or size & (size - 1) or size % 8:
+            raise RingBufferError(f"ring image data size must be a power of two >= 8, got {size}")
+        cons_view, prod_view = memoryview(consumer), memoryview(producer)
+        if cons_view.readonly or cons_view.nbytes < 8:
+            raise RingBufferError("ring image consumer buffer must be writable and hold 8 bytes")
+        if prod_view.nbytes < page + 2 * size:
+            raise RingBufferError(
+                f"ring image producer buffer holds {prod_view.nbytes} bytes, needs {page + 2 * size}"
+            )
+        prod_view = prod_view.cast("B")
+        words = prod_view[: (prod_view.nbytes // 4) * 4].cast("I")
+        self._rings.append(
+            _Ring(
+                -1,
+                size,
+                size - 1,
+                cons_view.cast("B"),
+                prod_view,
+                callback,
+                page,
+                words,
+                _ImageSlicer(prod_view),
+            )
+        )
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -211,10 +274,11 @@ class RingBuffer:
         struct) is recognised by comparing its headers at once (a strided view of the header
         words), then delivered in a tight loop; anything else goes record by record.
         """
-        prod_map, cons_map, base, mask, words = ring.prod, ring.cons, ring.base, ring.mask, ring.words
+        prod_map, cons_map, base, mask, words = ring.records, ring.cons, ring.base, ring.mask, ring.words
+        prod_buf = ring.prod
         pack_cons = _U64.pack_into
         cons: int = _U64.unpack_from(cons_map, 0)[0]
-        prod: int = _U64.unpack_from(prod_map, 0)[0]
+        prod: int = _U64.unpack_from(prod_buf, 0)[0]
         count = 0
         while cons < prod:
             off = base + (cons & mask)
@@ -237,7 +301,7 @@ class RingBuffer:
                     count += n
                     cons += n * slot
                     pack_cons(cons_map, 0, cons)
-                    prod = _U64.unpack_from(prod_map, 0)[0]
+                    prod = _U64.unpack_from(prod_buf, 0)[0]
                     continue
             # one record: another size, discarded, or the last of a run
             length = hdr & _LEN_MASK
@@ -250,7 +314,7 @@ class RingBuffer:
                     return -count - 1
             pack_cons(cons_map, 0, cons)
             if cons >= prod:
-                prod = _U64.unpack_from(prod_map, 0)[0]
+                prod = _U64.unpack_from(prod_buf, 0)[0]
         pack_cons(cons_map, 0, cons)
         return count
 
@@ -273,64 +337,171 @@ class RingBuffer:
 
     def drain(self, index: int = 0) -> list[bytes]:
         """Every committed record of ring ``index``, consumed, as a list."""
+        self._check_open()
         out: list[bytes] = []
-        self._drain(self._rings[index], out.append)
+        self._drain(self._ring(index), out.append)
         return out
 
-    def drain_array(self, dtype: np.dtype[Any], index: int = 0) -> np.ndarray[Any, Any]:
-        """Consume every committed record of ring ``index`` as a numpy array of ``dtype``.
+    def _ring(self, index: int) -> _Ring:
+        if not 0 <= index < len(self._rings):
+            raise RingBufferError(f"no ring {index}: this reader has {len(self._rings)}")
+        return self._rings[index]
 
-        The fast path for fixed-size records: the committed region is viewed as an array of
-        ``(header, record)`` slots and checked at once (every header must be exactly
-        ``dtype.itemsize`` with neither BUSY nor DISCARD set); records of another size and
-        discarded records are handled one by one, so nothing is skipped or misread.
+    def drain_array(
+        self,
+        dtype: Any,
+        index: int = 0,
+        *,
+        out: np.ndarray[Any, Any] | None = None,
+        reuse: bool = False,
+    ) -> np.ndarray[Any, Any]:
+        """Consume the committed records of ring ``index`` into a numpy array of ``dtype``; returns it.
+
+        Fixed-size records (``dtype.itemsize`` bytes each, the usual one-event-struct ring)
+        are found and copied in bulk: the headers of every slot are checked in one vectorized
+        pass (a strided view of the header words) and the records copied with one strided
+        gather straight from the ring into the result -- a record that wraps past the end of
+        the data area is contiguous in the double mapping, so a batch is always one slice.
+
+        * Discarded records (any size) are skipped and consumed.
+        * A BUSY record (reserved, not yet committed) ends the batch: it and everything after
+          it stay in the ring, in order (rule 1).
+        * A committed record of another size ends the batch and stays in the ring; if it is
+          the first record, :class:`RingBufferError` is raised instead (read it with
+          :meth:`drain` or :meth:`records`). Nothing consumed is ever dropped.
+
+        Where the records go:
+
+        * default: a fresh array, owned by the caller;
+        * ``out=array`` (1-D, C-contiguous, writable, same itemsize): records are written from
+          ``out[0]`` on, at most ``len(out)`` of them (the rest stays in the ring), and the
+          filled part ``out[:n]`` is returned;
+        * ``reuse=True``: a buffer owned by this reader (one per ring, grown geometrically,
+          kept across calls) -- no fresh memory, so no page faults, per drain. The result is a
+          view of it that **the next** ``drain_array(..., reuse=True)`` **on the same ring
+          overwrites**: copy it (``.copy()``) to keep it longer.
+
+        The consumer position is published once, when the batch is done (a plain aligned
+        8-byte store, a release store on x86-64 TSO: every record read happens before it).
         """
         import numpy as np
 
-        ring = self._rings[index]
-        rec_size = dtype.itemsize
-        slot = (rec_size + HDR_SIZE + 7) & ~7
-        slot_dtype = np.dtype(
-            {"names": ["hdr", "rec"], "formats": ["<u4", dtype], "offsets": [0, 8], "itemsize": slot}
-        )
-        cons = _U64.unpack_from(ring.cons, 0)[0]
-        prod = _U64.unpack_from(ring.prod, 0)[0]
-        parts: list[np.ndarray[Any, Any]] = []
-        while cons < prod:
-            n = (prod - cons) // slot
-            if n:
-                view = np.frombuffer(
-                    ring.prod, dtype=slot_dtype, count=n, offset=ring.base + (cons & ring.mask)
+        self._check_open()
+        ring = self._ring(index)
+        dt = np.dtype(dtype)
+        size = dt.itemsize
+        if size == 0 or size > _LEN_MASK:
+            raise RingBufferError(f"drain_array needs a dtype of 1 to {_LEN_MASK} bytes, got {dt} ({size})")
+        if dt.hasobject:
+            raise RingBufferError(f"drain_array cannot fill a dtype holding Python objects ({dt})")
+        if out is not None:
+            if reuse:
+                raise RingBufferError("drain_array takes out= or reuse=True, not both")
+            if not isinstance(out, np.ndarray) or out.ndim != 1 or not out.flags.c_contiguous:
+                raise RingBufferError("drain_array out= must be a 1-D C-contiguous numpy array")
+            if not out.flags.writeable:
+                raise RingBufferError("drain_array out= is read-only")
+            if out.dtype.itemsize != size:
+                raise RingBufferError(
+                    f"drain_array out= has {out.dtype.itemsize}-byte items, the records are {size} bytes"
                 )
-                bad = np.flatnonzero(view["hdr"] != rec_size)
-                good = int(bad[0]) if bad.size else n
-                if good:
-                    # one contiguous copy of the slots (a memcpy), then the record field as a view
-                    parts.append(view[:good].copy()["rec"])
-                    cons += good * slot
-                    _U64.pack_into(ring.cons, 0, cons)
-                    if good == n:
-                        prod = _U64.unpack_from(ring.prod, 0)[0]
+        void = np.dtype((np.void, size))
+        slot = (size + HDR_SIZE + 7) & ~7
+        prod_buf, cons_buf, base, mask = ring.prod, ring.cons, ring.base, ring.mask
+        start = cons = int(_U64.unpack_from(cons_buf, 0)[0])
+        prod = int(_U64.unpack_from(prod_buf, 0)[0])
+
+        # the destination, as raw ``size``-byte items; grown on demand (never for ``out=``)
+        if out is not None:
+            dest = out.view(void)
+        elif reuse:
+            scratch = ring.scratch
+            if scratch is None:
+                dest = np.empty(0, void)
+            else:
+                dest = scratch[: len(scratch) // size * size].view(void)
+        else:
+            dest = np.empty((prod - cons) // slot, void)
+        filled = 0
+        limit = len(dest) if out is not None else -1
+        try:
+            while cons < prod:
+                room = (limit - filled) if limit >= 0 else -1
+                if room == 0:
+                    break
+                whole = (prod - cons) // slot  # complete slots of our size before ``prod``
+                n = whole if room < 0 else min(whole, room)
+                off = base + (cons & mask)
+                k = 0
+                if n:
+                    hdrs: np.ndarray[Any, Any] = np.ndarray((n,), _HDR_DTYPE, prod_buf, off, (slot,))
+                    plain = hdrs == size
+                    keep: np.ndarray[Any, Any] | None = None
+                    if plain.all():
+                        k = m = n
+                    else:  # discarded slots of our size stay in the grid; anything else ends it
+                        hdrs = hdrs.copy()  # one snapshot: a producer may commit meanwhile
+                        plain = hdrs == size
+                        grid = (hdrs & _NOT_DISCARD) == size
+                        k = n if grid.all() else int(grid.argmin())
+                        keep = plain[:k]
+                        m = int(np.count_nonzero(keep))
+                    if m:
+                        if filled + m > len(dest):
+                            dest = self._grow(ring, dest, filled, filled + m, reuse, size)
+                        src: np.ndarray[Any, Any] = np.ndarray((k,), void, prod_buf, off + HDR_SIZE, (slot,))
+                        if keep is None or m == k:
+                            dest[filled : filled + m] = src
+                        else:
+                            np.compress(keep, src, out=dest[filled : filled + m])
+                        filled += m
+                    cons += k * slot
+                    if k == n and n < whole:  # ``out`` is full (or discards left room): go round
                         continue
-            # one record that is not a plain committed record of the expected size
-            off = ring.base + (cons & ring.mask)
-            hdr = _U32.unpack_from(ring.prod, off)[0]
-            if hdr & BUSY:
-                break
-            length = hdr & _LEN_MASK
-            if not hdr & DISCARD:
-                if length != rec_size:
-                    _U64.pack_into(ring.cons, 0, cons)
-                    raise RingBufferError(
-                        f"record of {length} bytes in a ring read as {rec_size}-byte {dtype}"
-                    )
-                parts.append(np.frombuffer(ring.prod, dtype=dtype, count=1, offset=off + HDR_SIZE).copy())
-            cons += (length + HDR_SIZE + 7) & ~7
-            _U64.pack_into(ring.cons, 0, cons)
-            prod = _U64.unpack_from(ring.prod, 0)[0]
-        if not parts:
-            return np.empty(0, dtype=dtype)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+                if k == n and cons >= prod:  # every slot taken: has the producer moved on?
+                    prod = int(_U64.unpack_from(prod_buf, 0)[0])
+                    continue
+                # the record at ``cons`` is busy, discarded with another size, or of another size
+                off = base + (cons & mask)
+                hdr = int(_U32.unpack_from(prod_buf, off)[0])
+                if hdr & BUSY:
+                    break
+                length = hdr & _LEN_MASK
+                if not hdr & DISCARD:
+                    if filled == 0:
+                        raise RingBufferError(
+                            f"record of {length} bytes in a ring read as {size}-byte {dt}"
+                            " (left in the ring: read it with drain() or records())"
+                        )
+                    break
+                cons += (length + HDR_SIZE + 7) & ~7
+                if cons >= prod:
+                    prod = int(_U64.unpack_from(prod_buf, 0)[0])
+        finally:
+            if cons != start:
+                _U64.pack_into(cons_buf, 0, cons)
+        if out is not None:
+            return out[:filled]
+        if reuse:
+            return dest[:filled].view(dt) if filled else np.empty(0, dt)
+        return (dest if filled == len(dest) else dest[:filled]).view(dt)
+
+    @staticmethod
+    def _grow(
+        ring: _Ring, dest: np.ndarray[Any, Any], filled: int, need: int, reuse: bool, size: int
+    ) -> np.ndarray[Any, Any]:
+        """A destination for ``need`` items holding ``dest[:filled]`` (geometric growth)."""
+        import numpy as np
+
+        if reuse:
+            items = max(need, 2 * len(dest))
+            grown = np.empty(items * size, np.uint8)
+            ring.scratch = grown
+            new: np.ndarray[Any, Any] = grown.view(dest.dtype)
+        else:
+            new = np.empty(max(need, 2 * len(dest)), dest.dtype)
+        new[:filled] = dest[:filled]
+        return new
 
     @contextmanager
     def view_array(self, dtype: np.dtype[Any], index: int = 0) -> Iterator[np.ndarray[Any, Any]]:
@@ -375,12 +546,15 @@ class RingBuffer:
             return
         self._closed = True
         for ring in self._rings:
-            ring.cons.close()
-            try:
-                ring.words.release()
-                ring.prod.close()
-            except BufferError:  # a caller still holds a view_array() array: unmapped when it dies
-                pass
+            ring.scratch = None
+            for buf in (ring.cons, ring.words, ring.prod):
+                try:
+                    if isinstance(buf, mmap.mmap):
+                        buf.close()
+                    elif isinstance(buf, memoryview):
+                        buf.release()
+                except BufferError:  # a caller still holds a view_array() array: unmapped when it dies
+                    pass
         self._rings.clear()
         self._epoll.close()
 
