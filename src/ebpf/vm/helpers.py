@@ -646,9 +646,10 @@ def runtime_helpers() -> HelperRegistry:
     reg = HelperRegistry()
     for module in (_helpers_core, _helpers_net, _helpers_trace, _helpers_flow, _helpers_dynptr, _helpers_skb):
         module.register(reg)
-    from ebpf.vm import _helpers_storage
+    from ebpf.vm import _helpers_cgroup, _helpers_storage
 
     _helpers_storage.register(reg)
+    _helpers_cgroup.register(reg)
     from ebpf.vm import _helpers_progtypes  # after _helpers_net: extends bpf_skb_load_bytes
 
     _helpers_progtypes.register(reg)
