@@ -591,15 +591,6 @@ def test_the_kernel_refuses_the_same_ctx(ctx: bytes) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
-def test_adjust_room_encapsulation_is_not_modelled(engine: str) -> None:
-    from ebpf.errors import NotSupportedError
-
-    prog = "r2 = 20\nr3 = 1\nr4 = 2\ncall 50\nexit"  # BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
-    with pytest.raises(NotSupportedError):
-        user_test_run(prog, TC, IPV4, engine=engine)
-
-
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_reset_restores_the_first_mapping(engine: str) -> None:
     from ebpf.vm.helpers import RunEnv
 

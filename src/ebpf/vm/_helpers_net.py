@@ -470,23 +470,142 @@ def skb_vlan_pop(e: HelperEnv, ctx: int, _b: int, _c: int, _d: int, _e: int) -> 
 
 BPF_ADJ_ROOM_NET, BPF_ADJ_ROOM_MAC = 0, 1
 BPF_F_ADJ_ROOM_FIXED_GSO = 1
+BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 = 1 << 1
+BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 = 1 << 2
+BPF_F_ADJ_ROOM_ENCAP_L4_GRE = 1 << 3
+BPF_F_ADJ_ROOM_ENCAP_L4_UDP = 1 << 4
 BPF_F_ADJ_ROOM_NO_CSUM_RESET = 1 << 5
-BPF_F_ADJ_ROOM_MASK = 0x1F | (1 << 6) | (1 << 7) | (1 << 8) | (0xFF << 56)  # encap/decap flags
+BPF_F_ADJ_ROOM_ENCAP_L2_ETH = 1 << 6
+BPF_F_ADJ_ROOM_DECAP_L3_IPV4 = 1 << 7
+BPF_F_ADJ_ROOM_DECAP_L3_IPV6 = 1 << 8
+BPF_ADJ_ROOM_ENCAP_L2_SHIFT = 56  # BPF_F_ADJ_ROOM_ENCAP_L2(len): the inner MAC header's length
+ENCAP_L3_MASK = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L3_IPV6
+DECAP_L3_MASK = BPF_F_ADJ_ROOM_DECAP_L3_IPV4 | BPF_F_ADJ_ROOM_DECAP_L3_IPV6
+BPF_F_ADJ_ROOM_MASK = (
+    BPF_F_ADJ_ROOM_FIXED_GSO
+    | ENCAP_L3_MASK
+    | BPF_F_ADJ_ROOM_ENCAP_L4_GRE
+    | BPF_F_ADJ_ROOM_ENCAP_L4_UDP
+    | BPF_F_ADJ_ROOM_ENCAP_L2_ETH
+    | (0xFF << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
+    | DECAP_L3_MASK
+)
 ETH_P_IP_BE, ETH_P_IPV6_BE = 0x0008, 0xDD86
+EALREADY = errno.EALREADY
+
+
+class _Encap:
+    """``skb->encapsulation`` as ``bpf_skb_adjust_room`` sets it. BPF sees only its effect: a
+    second encapsulation is refused with ``-EALREADY``, even after a decapsulation (Linux 6.18
+    leaves the flag set). The inner header offsets and ``inner_protocol`` the kernel also sets
+    are not modelled: nothing a test run shows reads them. The state belongs to one layout of
+    one input (the objects held here): the next test run, which lays its input out afresh
+    (a new buffer on ``reset``, a new initial context on ``rebind``), starts without it."""
+
+    __slots__ = ("buffer", "ctx0")
+
+    def __init__(self, skb: SkbMapped) -> None:
+        self.buffer: object = skb.buffer
+        self.ctx0: object = getattr(skb, "_ctx0", None)
+
+    def current(self, skb: SkbMapped) -> bool:
+        return self.buffer is skb.buffer and self.ctx0 is getattr(skb, "_ctx0", None)
+
+
+def _encap_state(skb: SkbMapped) -> _Encap | None:
+    state = getattr(skb, "_adjust_room_encap", None)
+    return state if isinstance(state, _Encap) and state.current(skb) else None
+
+
+def _encapsulated(skb: SkbMapped) -> bool:
+    return _encap_state(skb) is not None
+
+
+def _adjust_room_net_grow(skb: SkbMapped, off: int, size: int, flags: int) -> int:
+    """``bpf_skb_net_grow``: insert ``size`` zero bytes at ``off`` (from the MAC header), with the
+    encapsulation bookkeeping of the ``BPF_F_ADJ_ROOM_ENCAP_*`` flags; 0 or a negative errno."""
+    inner_mac_len = (flags >> BPF_ADJ_ROOM_ENCAP_L2_SHIFT) & 0xFF
+    encap = bool(flags & ENCAP_L3_MASK)
+    if skb.field("gso_size"):  # a test run's GSO skb has no gso_type: neither TCP nor UDP_L4
+        return -ENOTSUPP
+    if encap:
+        if flags & ENCAP_L3_MASK == ENCAP_L3_MASK:
+            return -errno.EINVAL
+        if flags & BPF_F_ADJ_ROOM_ENCAP_L4_GRE and flags & BPF_F_ADJ_ROOM_ENCAP_L4_UDP:
+            return -errno.EINVAL
+        if flags & BPF_F_ADJ_ROOM_ENCAP_L2_ETH and inner_mac_len < ETH_HLEN:
+            return -errno.EINVAL
+        if _encapsulated(skb):
+            return -EALREADY
+        if inner_mac_len > size:
+            return -errno.EINVAL
+    mac_len = skb.network - skb.mac
+    net_off = skb.network - skb.start
+    state = _encap_state(skb)
+    head = skb.packet[:off].tobytes()
+    skb.resize(size, 0)  # bpf_skb_generic_push: the first ``off`` bytes move to the new start
+    pkt = skb.packet
+    pkt[:off] = head
+    pkt[off : off + size] = bytes(size)
+    skb.mac = skb.start
+    skb.network = skb.start + net_off
+    if encap:
+        proto = skb.field("protocol")
+        skb._adjust_room_encap = _Encap(skb)  # type: ignore[attr-defined]
+        skb.network = skb.start + mac_len  # the outer L3 header right after the MAC header
+        if proto == ETH_P_IP_BE and flags & BPF_F_ADJ_ROOM_ENCAP_L3_IPV6:
+            skb.set_field("protocol", ETH_P_IPV6_BE)  # bpf_skb_change_protocol: no hash clearing
+        elif proto == ETH_P_IPV6_BE and flags & BPF_F_ADJ_ROOM_ENCAP_L3_IPV4:
+            skb.set_field("protocol", ETH_P_IP_BE)
+    elif state is not None:  # the buffer may have been reallocated
+        state.buffer = skb.buffer
+    return 0
+
+
+def _adjust_room_net_shrink(skb: SkbMapped, off: int, size: int, flags: int) -> int:
+    """``bpf_skb_net_shrink``: remove ``size`` bytes at ``off`` (from the MAC header); a
+    ``BPF_F_ADJ_ROOM_DECAP_L3_*`` flag sets the protocol of the new outer header."""
+    if flags & ~(BPF_F_ADJ_ROOM_FIXED_GSO | DECAP_L3_MASK | BPF_F_ADJ_ROOM_NO_CSUM_RESET):
+        return -errno.EINVAL
+    if skb.field("gso_size"):
+        return -ENOTSUPP
+    if off + size > skb.end - skb.start:
+        return -errno.EFAULT
+    net_off = skb.network - skb.start
+    state = _encap_state(skb)
+    head = skb.packet[:off].tobytes()
+    skb.packet[size : size + off] = head
+    skb.resize(-size, 0)
+    skb.mac = skb.start
+    skb.network = skb.start + net_off
+    if state is not None:  # decapsulation leaves skb->encapsulation set (Linux 6.18)
+        state.buffer = skb.buffer
+    proto = skb.field("protocol")
+    if proto == ETH_P_IP_BE and flags & BPF_F_ADJ_ROOM_DECAP_L3_IPV6:
+        skb.set_field("protocol", ETH_P_IPV6_BE)
+    elif proto == ETH_P_IPV6_BE and flags & BPF_F_ADJ_ROOM_DECAP_L3_IPV4:
+        skb.set_field("protocol", ETH_P_IP_BE)
+    return 0
 
 
 def skb_adjust_room(e: HelperEnv, ctx: int, len_diff: int, mode: int, flags: int, _e: int) -> int:
-    """``bpf_skb_adjust_room`` (tc) without encapsulation flags: insert zeroed room (or remove
-    bytes) after the MAC header (``BPF_ADJ_ROOM_MAC``) or after the IP header (``BPF_ADJ_ROOM_NET``).
+    """``bpf_skb_adjust_room`` (tc): insert zeroed room (or remove bytes) after the MAC header
+    (``BPF_ADJ_ROOM_MAC``) or after the base IP header (``BPF_ADJ_ROOM_NET``).
 
-    Raises:
-        NotSupportedError: encapsulation/decapsulation flags (not modelled).
+    The ``BPF_F_ADJ_ROOM_ENCAP_*`` flags make the room an outer header: the network header
+    then starts right after the MAC header, ``skb->protocol`` follows the outer L3 protocol
+    (``ENCAP_L3_IPV4``/``IPV6``) and the skb is marked encapsulated (a second encapsulation
+    returns ``-EALREADY``). ``BPF_F_ADJ_ROOM_DECAP_L3_*`` (shrinking only) sets the protocol of
+    the header left. Refusals as in Linux 6.18: unknown or conflicting flags ``-EINVAL``, more
+    than 0xfff bytes ``-EFAULT``, a non-IP skb, an unknown mode, too short a packet or a GSO skb
+    (``ctx_in`` ``gso_size``; a test run's GSO skb has no GSO type) ``-ENOTSUPP``.
     """
     env = run_env(e)
     skb = context_of(env, ctx, SkbMapped, "bpf_skb_adjust_room")
     _tc_only(env, "bpf_skb_adjust_room")
     diff = _s32(len_diff)
     size = abs(diff)
+    shrink = diff < 0
     if flags & ~(BPF_F_ADJ_ROOM_MASK | BPF_F_ADJ_ROOM_NO_CSUM_RESET):
         return _ret(-errno.EINVAL)
     if size > 0xFFF:
@@ -495,31 +614,28 @@ def skb_adjust_room(e: HelperEnv, ctx: int, len_diff: int, mode: int, flags: int
     if proto not in (ETH_P_IP_BE, ETH_P_IPV6_BE):
         return _ret(-ENOTSUPP)
     base = 20 if proto == ETH_P_IP_BE else 40  # bpf_skb_net_base_len
+    len_min = base
     mode &= M32
     if mode not in (BPF_ADJ_ROOM_NET, BPF_ADJ_ROOM_MAC):
         return _ret(-ENOTSUPP)
-    if flags & ~(BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET):
-        raise NotSupportedError("bpf_skb_adjust_room with encapsulation flags in the user-space runtime")
     off = (skb.network - skb.mac) + (base if mode == BPF_ADJ_ROOM_NET else 0)
+    decap = flags & DECAP_L3_MASK
+    if decap:
+        if not shrink or decap == DECAP_L3_MASK:
+            return _ret(-errno.EINVAL)
+        len_min = 20 if decap == BPF_F_ADJ_ROOM_DECAP_L3_IPV4 else 40
     length = skb.end - skb.start
     len_cur = length - (skb.network - skb.start)
-    if diff < 0 and (size >= len_cur or len_cur - size < base):
+    if shrink and (size >= len_cur or len_cur - size < len_min):
         return _ret(-ENOTSUPP)
-    if diff > 0 and length + size > BPF_SKB_MAX_LEN:
+    if not shrink and length + size > BPF_SKB_MAX_LEN and not skb.field("gso_size"):
         return _ret(-ENOTSUPP)
-    if diff < 0 and off + size > length:
-        return _ret(-errno.EFAULT)
-    head = skb.packet[:off].tobytes()
-    if diff > 0:
-        skb.resize(size, 0)
-        pkt = skb.packet
-        pkt[:off] = head
-        pkt[off : off + size] = bytes(size)
-    elif diff < 0:
-        skb.packet[size : size + off] = head
-        skb.resize(-size, 0)
-    skb.mac = skb.start
-    skb.network = skb.start + ETH_HLEN
+    if shrink:
+        err = _adjust_room_net_shrink(skb, off, size, flags)
+    else:
+        err = _adjust_room_net_grow(skb, off, size, flags)
+    if err:
+        return _ret(err)
     if not flags & BPF_F_ADJ_ROOM_NO_CSUM_RESET and skb.ip_summed == CHECKSUM_UNNECESSARY:
         skb.ip_summed, skb.csum_level = CHECKSUM_NONE, 0
     return 0
