@@ -410,6 +410,8 @@ class RingBuffer:
         prod_buf, cons_buf, base, mask = ring.prod, ring.cons, ring.base, ring.mask
         start = cons = int(_U64.unpack_from(cons_buf, 0)[0])
         prod = int(_U64.unpack_from(prod_buf, 0)[0])
+        if cons > prod or cons & 7 or prod - cons > ring.size:
+            raise RingBufferError(f"ring {index} is corrupt: consumer position {cons}, producer {prod}")
 
         # the destination, as raw ``size``-byte items; grown on demand (never for ``out=``)
         if out is not None:
