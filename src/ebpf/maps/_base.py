@@ -166,6 +166,9 @@ class Map:
         self.spec: MapSpec | None = None
         """The ``MapSpec`` this map was created from, if any (set by ``maps.create``)."""
         self._lock_offset: int | None = None  # set by maps.create from the value's BTF
+        self.free_hooks: list[Callable[[Map, int | None], None]] = []
+        """Called with ``(map, value address)`` when a value is freed or replaced (the kernel's
+        ``bpf_obj_free_fields``: its timers end), with ``(map, None)`` when the map closes."""
         self._closed = False
 
     # --- attributes -----------------------------------------------------------------------------
@@ -533,6 +536,7 @@ class Map:
         """Unmap every value region (idempotent)."""
         if not self._closed:
             self._closed = True
+            self._free_fields(None)
             self._release()
 
     def _release(self) -> None:
@@ -576,6 +580,11 @@ class Map:
         if not 0 <= flags & ~BPF_F_LOCK <= BPF_EXIST:
             raise InvalidMapArgumentError(f"{self.label}: invalid update flags {flags:#x}")
         self._check_lock_flag(flags)
+
+    def _free_fields(self, start: int | None) -> None:
+        """Tell :attr:`free_hooks` that the value at ``start`` (``None``: every value) was freed."""
+        for hook in list(self.free_hooks):
+            hook(self, start)
 
     def _check_cpu(self, cpu: int) -> None:
         if not 0 <= cpu < self.ncpus:

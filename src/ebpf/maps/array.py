@@ -136,6 +136,8 @@ class ArrayMap(Map):
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
         index = self._prepare_update(key, flags)
         self._write_value(self._slot(index), self._value(value))
+        if self.free_hooks:  # array_map_update_elem: bpf_obj_free_fields on the old fields
+            self._free_fields(self._regions[0].start + index * self.stride)
 
     def delete(self, key: bytes) -> None:
         self._index(key)

@@ -236,6 +236,8 @@ class HashMap(Map):
         return list(self._buckets.get(bucket, ()))
 
     def _unmap(self, elem: _Elem) -> None:
+        if self.free_hooks:
+            self._free_fields(elem.regions[0].start)
         self._by_start.pop(elem.regions[0].start, None)
         for region in elem.regions:
             self.memory.unmap(region)
@@ -286,6 +288,7 @@ class HashMap(Map):
         elif not self.percpu and not in_place:  # the kernel links a new element at the head
             self._unlink(elem)
             self._link_head(elem)
+            self._free_fields(elem.regions[0].start)  # ... and frees the old one's fields
         for region, value in zip(elem.regions, values, strict=True):
             self._write_value(region.view, value)
 
@@ -342,6 +345,7 @@ class HashMap(Map):
                 lru.push_free(old)
                 self._unlink(elem)
                 self._link_head(elem)
+                self._free_fields(elem.regions[0].start)
         self._evicted.clear()
         if only_cpu is not None and len(values) == 1:
             self._write_value(elem.regions[only_cpu].view, values[0])

@@ -24,6 +24,10 @@ Rule 4 (test runs, as ``BPF_PROG_TEST_RUN``): the input is mapped once and the p
 ``repeat`` times on it (changes made by one run are seen by the next, as in the kernel);
 ``duration_ns`` is the average per run; tail calls continue in the target program on the
 same context, with the rest of the instruction budget.
+
+Rule 5 (``bpf_timer``, :mod:`ebpf.vm._helpers_timer`): timer callbacks run when they are due
+at the end of every run and test run, and on :meth:`Collection.run_timers` /
+:meth:`Collection.advance`; each callback has an instruction budget of its own.
 """
 
 from __future__ import annotations
@@ -242,6 +246,7 @@ class Program:
         finally:
             for region in mapped.regions:
                 memory.unmap(region)
+        self.collection.run_timers()  # callbacks the run armed that are due (Rule 5)
         return RunResult(retval, insns, data, time.perf_counter_ns() - start)
 
     def test_run(
@@ -311,6 +316,7 @@ class Program:
         finally:
             for region in mapped.regions:
                 memory.unmap(region)
+        self.collection.run_timers()  # callbacks the run armed that are due (Rule 5)
         result = TestRunResult(retval & M32, data_out, ctx_out, duration)
         data_short = data_size_out is not None and len(data_out) > data_size_out
         ctx_short = ctx_size_out is not None and ctx_out is not None and len(ctx_out) > ctx_size_out
@@ -771,6 +777,43 @@ class Collection:
     def _check_open(self) -> None:
         if self._closed:
             raise BPFError("the collection is closed")
+
+    # --- bpf_timer ----------------------------------------------------------------------------------
+
+    def run_timers(self) -> int:
+        """Run the ``bpf_timer`` callbacks that are due on the runtime's clock; how many ran.
+
+        Runs also happen after every :meth:`Program.run` / :meth:`Program.test_run` (Rule 5);
+        nothing runs while a program runs. See :mod:`ebpf.vm._helpers_timer`.
+        """
+        self._check_open()
+        timers = self.env.timers
+        if timers is None or self._running:
+            return 0
+        return timers.run_due(prepare=self._timer_budget)
+
+    def advance(self, ns: int) -> int:
+        """Let ``ns`` nanoseconds pass and run the ``bpf_timer`` callbacks due by then, in expiry order.
+
+        A deterministic collection's clock moves to each expiry, then to the target (no
+        waiting); a real clock is slept on. Returns how many callbacks ran.
+
+        Raises:
+            ValueError: ``ns`` is negative.
+        """
+        self._check_open()
+        from ebpf.vm._helpers_timer import timers_of
+
+        if self._running:
+            raise BPFError("advance() while a program runs")
+        return timers_of(self.env).advance(ns, prepare=self._timer_budget)
+
+    def _timer_budget(self) -> None:
+        """Each timer callback runs with a budget of its own (a softirq, not part of a run)."""
+        self._callback_budget = max(
+            (p.engine.max_insns for p in self.programs.values()), default=DEFAULT_MAX_INSNS
+        )
+        self._callback_insns = 0
 
     # --- lifetime -----------------------------------------------------------------------------------
 

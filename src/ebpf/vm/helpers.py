@@ -44,6 +44,7 @@ from ebpf.vm.memory import HostBuffer, Memory, Region
 if TYPE_CHECKING:
     from ebpf.maps import Map
     from ebpf.vm._helpers_skb import Fib
+    from ebpf.vm._helpers_timer import Timers
 
 __all__ = [
     "LOOPBACK",
@@ -385,6 +386,8 @@ class RunEnv:
             (:func:`host_devices`), or only loopback (ifindex 1, MTU 65536) when deterministic.
         fib: the routing state ``bpf_fib_lookup`` consults (:class:`ebpf.vm._helpers_skb.Fib`);
             ``None``: the host's, read at each lookup (only loopback when deterministic).
+        timers: the ``bpf_timer`` registry (:class:`ebpf.vm._helpers_timer.Timers`), made by
+            the first timer helper (:func:`ebpf.vm._helpers_timer.timers_of`).
     """
 
     memory: Memory = field(default_factory=Memory)
@@ -408,6 +411,7 @@ class RunEnv:
     attach_cookie: int = 0
     devices: dict[int, NetDevice] | None = None
     fib: Fib | None = None
+    timers: Timers | None = None
     _handles: dict[int, Region] = field(default_factory=dict, repr=False)
     _by_map: dict[int, int] = field(default_factory=dict, repr=False)
     _threads: dict[int, TaskInfo] = field(default_factory=dict, repr=False)
@@ -646,6 +650,9 @@ def runtime_helpers() -> HelperRegistry:
     reg = HelperRegistry()
     for module in (_helpers_core, _helpers_net, _helpers_trace, _helpers_flow, _helpers_dynptr, _helpers_skb):
         module.register(reg)
+    from ebpf.vm import _helpers_timer
+
+    _helpers_timer.register(reg)
     from ebpf.vm import _helpers_cgroup, _helpers_storage
 
     _helpers_storage.register(reg)
