@@ -178,20 +178,71 @@ def ringbuf_query(e: HelperEnv, map_ptr: int, flags: int, _c: int, _d: int, _e: 
 # --- perf events and map extras -------------------------------------------------------------------
 
 
-def perf_event_output(e: HelperEnv, ctx: int, map_ptr: int, flags: int, data: int, size: int) -> int:
-    """``bpf_perf_event_output``; skb and XDP programs may append packet bytes (``BPF_F_CTXLEN_MASK``)."""
-    env = run_env(e)
+def _packet_of(mapped: object) -> bytes | None:
+    """The bytes the skb/xdp variants of ``bpf_perf_event_output`` can append: an skb's from
+    ``skb->data`` (``bpf_skb_copy``), an XDP frame's from ``data`` with its fragments
+    (``bpf_xdp_copy``: linear part, then the frags in order); ``None`` for other contexts."""
+    if isinstance(mapped, SkbMapped):
+        return mapped.packet.tobytes()
+    if isinstance(mapped, XdpMapped):
+        return mapped.read(0, mapped.buff_len())
+    return None
+
+
+def _output(
+    env: RunEnv, helper: str, map_ptr: int, flags: int, data: int, size: int, packet: bytes | None
+) -> int:
     m = env.map_at(map_ptr)
     if not isinstance(m, PerfEventArrayMap):
-        raise VMError(f"bpf_perf_event_output: {m.label} is not a perf event array")
+        raise VMError(f"{helper}: {m.label} is not a perf event array")
     payload = env.memory.read_bytes(data, size & M32)
-    mapped = mapped_at(env.memory, ctx)
-    packet: bytes | None = None
-    if isinstance(mapped, SkbMapped):
-        packet = mapped.packet.tobytes()
-    elif isinstance(mapped, XdpMapped):
-        packet = mapped.frame.view[mapped.start : mapped.end].tobytes()
     return m.output(flags, payload, cpu=env.cpu, ctx=packet) & M64
+
+
+def perf_event_output(e: HelperEnv, ctx: int, map_ptr: int, flags: int, data: int, size: int) -> int:
+    """``bpf_perf_event_output``; skb and XDP programs may append packet bytes
+    (``BPF_F_CTXLEN_MASK``; an XDP frame's fragments too, as Linux >= 5.18 does)."""
+    env = run_env(e)
+    packet = _packet_of(mapped_at(env.memory, ctx))
+    return _output(env, "bpf_perf_event_output", map_ptr, flags, data, size, packet)
+
+
+def _packet_arg(env: RunEnv, address: int, kind: type[SkbMapped | XdpMapped], helper: str) -> bytes:
+    mapped = mapped_at(env.memory, address)
+    if not isinstance(mapped, kind):
+        raise VMError(
+            f"{helper}: {address:#x} is not {'an sk_buff' if kind is SkbMapped else 'an xdp_buff'} "
+            "the user-space runtime knows (it has the skb/XDP contexts of its own runs only)"
+        )
+    packet = _packet_of(mapped)
+    assert packet is not None
+    return packet
+
+
+def skb_output(e: HelperEnv, skb: int, map_ptr: int, flags: int, data: int, size: int) -> int:
+    """``bpf_skb_output`` (tracing programs, on a ``struct sk_buff *``): ``bpf_perf_event_output``
+    of an skb, its bytes appended per ``BPF_F_CTXLEN_MASK``. Here the pointer must be the
+    context of an skb run of this runtime.
+
+    Raises:
+        VMError: the pointer is not such an skb.
+    """
+    env = run_env(e)
+    packet = _packet_arg(env, skb, SkbMapped, "bpf_skb_output")
+    return _output(env, "bpf_skb_output", map_ptr, flags, data, size, packet)
+
+
+def xdp_output(e: HelperEnv, xdp: int, map_ptr: int, flags: int, data: int, size: int) -> int:
+    """``bpf_xdp_output`` (tracing programs, on a ``struct xdp_buff *``): ``bpf_perf_event_output``
+    of an XDP frame, linear part and fragments appended per ``BPF_F_CTXLEN_MASK``. Here the
+    pointer must be the context of an XDP run of this runtime.
+
+    Raises:
+        VMError: the pointer is not such a frame.
+    """
+    env = run_env(e)
+    packet = _packet_arg(env, xdp, XdpMapped, "bpf_xdp_output")
+    return _output(env, "bpf_xdp_output", map_ptr, flags, data, size, packet)
 
 
 def map_lookup_percpu_elem(e: HelperEnv, map_ptr: int, key_ptr: int, cpu: int, _d: int, _e: int) -> int:
@@ -220,6 +271,8 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.RINGBUF_DISCARD, ringbuf_discard),
         (HelperId.RINGBUF_QUERY, ringbuf_query),
         (HelperId.PERF_EVENT_OUTPUT, perf_event_output),
+        (HelperId.SKB_OUTPUT, skb_output),
+        (HelperId.XDP_OUTPUT, xdp_output),
         (HelperId.MAP_LOOKUP_PERCPU_ELEM, map_lookup_percpu_elem),
     ):
         reg.register(hid, f"bpf_{hid.name.lower()}", fn)
