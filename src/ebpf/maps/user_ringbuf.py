@@ -251,6 +251,9 @@ class RingProducer:
         words[(off >> 2) + 1] = 0
         self._prod[0] = prod + total  # publishes the header (release on x86-64)
         start = off + BPF_RINGBUF_HDR_SZ
+        end = off + total
+        if not self.mirrored and end > self.size:  # the second copy must show the ring's bytes
+            self._data[self.size : end] = self._data[: end - self.size]
         sample = UserRingBufSample(self._data[start : start + size], size, prod, off)
         self._pending[off] = sample
         return sample
