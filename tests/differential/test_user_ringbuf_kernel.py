@@ -216,3 +216,20 @@ def test_malformed_producer(sides: tuple[Side, Side], pokes: list[Step], expect:
 def test_xdp_drain(sides: tuple[Side, Side]) -> None:
     res = check(sides, write(u64(3)), write(u64(4, 3)), lambda s: s.run_xdp(), lambda s: s.run_xdp())
     assert res[2:] == [2, 2]  # XDP_PASS
+
+
+def test_object_is_the_one_build_sh_makes() -> None:
+    """tests/data/userrb/userrb.o is what build.sh compiles from userrb.c today."""
+    import shutil
+    import subprocess
+
+    if shutil.which("clang-19") is None:
+        pytest.skip("clang-19 is not installed")
+    done = subprocess.run(
+        ["sh", str(OBJ.parent / "build.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
