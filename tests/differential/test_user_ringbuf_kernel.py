@@ -2,7 +2,7 @@
 
 tests/data/userrb/userrb.o drains a ``BPF_MAP_TYPE_USER_RINGBUF`` (``drain``: a SYSCALL program
 whose context gives the drain flags, the sample on which the callback returns 1 and whether
-the callback drains the same ring again; ``xdp_drain``: the same from XDP) and sums what the
+the callback drains the same ring again or writes into the sample; ``xdp_drain``: the same from XDP) and sums what the
 callback sees into an array. Python writes the records through the same producer class on
 both sides (:class:`ebpf.events.UserRingBuffer`); after every run the return value, the
 array, the consumer and producer positions and the whole data area must agree.
@@ -43,8 +43,8 @@ class Side:
         data = bytes(self.rb._producer._data[:SIZE])
         return tuple(values), self.rb.consumer_pos, self.rb.producer_pos, data
 
-    def run(self, flags: int = 0, stop_at: int = 0, nested: int = 0) -> int:
-        res = self.coll.programs["drain"].test_run(ctx_in=struct.pack("<QII", flags, stop_at, nested))
+    def run(self, flags: int = 0, stop_at: int = 0, mode: int = 0) -> int:
+        res = self.coll.programs["drain"].test_run(ctx_in=struct.pack("<QII", flags, stop_at, mode))
         return int(res.retval)
 
     def run_xdp(self) -> int:
@@ -111,8 +111,8 @@ def discard(i: int) -> Step:
     return lambda s: s.rb.discard(s.samples[i])
 
 
-def run(flags: int = 0, stop_at: int = 0, nested: int = 0) -> Step:
-    return lambda s: s.run(flags, stop_at, nested)
+def run(flags: int = 0, stop_at: int = 0, mode: int = 0) -> Step:
+    return lambda s: s.run(flags, stop_at, mode)
 
 
 def u64(v: int, extra: int = 0) -> bytes:
@@ -179,9 +179,16 @@ def test_full_ring_wrap_and_oversized(sides: tuple[Side, Side]) -> None:
 
 
 def test_nested_drain_is_ebusy(sides: tuple[Side, Side]) -> None:
-    res = check(sides, write(u64(1)), write(u64(2)), run(nested=1))
+    res = check(sides, write(u64(1)), write(u64(2)), run(mode=1))
     assert res[-1] == 2
     assert sides[0].state()[0][7] == -errno.EBUSY & (1 << 64) - 1  # the inner drain's result
+
+
+def test_callback_writes_into_the_sample(sides: tuple[Side, Side]) -> None:
+    """The dynptr is writable (measured: the kernel's verifier allows bpf_dynptr_write on it)."""
+    res = check(sides, write(u64(1)), write(b"abc"), write(u64(3, 5)), run(mode=2))
+    assert res[-1] == 3
+    assert sides[0].state()[0][6] == 1  # the 3-byte sample is too short for 8 bytes: -E2BIG
 
 
 def _poke(prod_delta: int = 0, header: tuple[int, int] | None = None) -> Step:

@@ -15,7 +15,8 @@ struct {
 
 /* 0: sum of the first u64 of each sample, 1: samples seen by the callback,
  * 2: samples shorter than 8 bytes, 3: sum of sample sizes, 4: last drain result,
- * 5: sum of the last byte of each sample (bpf_dynptr_data), 6: writes that failed */
+ * 5: sum of the first byte of each sample (bpf_dynptr_data), 6: writes that failed,
+ * 7: result of the nested drain */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 8);
@@ -26,12 +27,13 @@ struct {
 struct args {
 	u64 flags;    /* drain flags */
 	u32 stop_at;  /* the callback returns 1 on this sample (1-based); 0: never */
-	u32 nested;   /* drain the same ring again from the callback */
+	u32 mode;     /* bit 0: drain the same ring again from the callback;
+	               * bit 1: write the sample's count over its first 8 bytes */
 };
 
 struct cb_ctx {
 	u64 sum, count, short_samples, bytes, last, write_errs;
-	u32 stop_at, nested;
+	u32 stop_at, mode;
 	long nested_ret;
 };
 
@@ -70,8 +72,10 @@ static long each(struct bpf_dynptr *dynptr, void *data)
 		if (p)
 			c->last += *p;
 	}
-	if (c->nested)
+	if (c->mode & 1)
 		c->nested_ret = bpf_user_ringbuf_drain(&urb, inner, 0, 0);
+	if ((c->mode & 2) && bpf_dynptr_write(dynptr, 0, &c->count, sizeof(c->count), 0))
+		c->write_errs++;
 	if (c->stop_at && c->count == c->stop_at)
 		return 1;
 	return 0;
@@ -84,7 +88,7 @@ int drain(struct args *a)
 	long n;
 
 	c.stop_at = a->stop_at;
-	c.nested = a->nested;
+	c.mode = a->mode;
 	n = bpf_user_ringbuf_drain(&urb, each, &c, a->flags);
 	add(0, c.sum);
 	add(1, c.count);
@@ -92,6 +96,7 @@ int drain(struct args *a)
 	add(3, c.bytes);
 	add(4, (u64)n);
 	add(5, c.last);
+	add(6, c.write_errs);
 	add(7, (u64)c.nested_ret);
 	return n;
 }
