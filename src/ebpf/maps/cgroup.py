@@ -182,12 +182,10 @@ class CgroupStorageMap(Map):
         return (cgroup_id, 0 if self.shared else attach_type)
 
     def _new_storage(self, suffix: str) -> CgroupStorage:
-        count = self.ncpus if self.storage_type is CgroupStorageType.PERCPU else 1
+        percpu = self.storage_type is CgroupStorageType.PERCPU
+        count, size = (self.ncpus, round_up(self.value_size)) if percpu else (1, self.value_size)
         return CgroupStorage(
-            [
-                self.memory.map_buffer(f"{self.label}:{suffix}", HostBuffer(self.value_size))
-                for _ in range(count)
-            ]
+            [self.memory.map_buffer(f"{self.label}:{suffix}", HostBuffer(size)) for _ in range(count)]
         )
 
     def _free(self, storage: CgroupStorage) -> None:
@@ -255,7 +253,7 @@ class CgroupStorageMap(Map):
         return self._mask_lock(storage.regions[0].view.tobytes())
 
     def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
-        if flags & ~(BPF_F_LOCK | BPF_EXIST):
+        if flags & ~(BPF_F_LOCK | int(BPF_EXIST)):
             raise InvalidMapArgumentError(f"{self.label}: invalid update flags {flags:#x}")
         self._check_lock_flag(flags)
         storage = self._find(key)
@@ -318,11 +316,12 @@ class PerCPUCgroupStorageMap(CgroupStorageMap):
 
     def lookup_percpu(self, key: bytes) -> list[bytes]:
         """The value of every CPU, CPU 0 first."""
-        return [region.view.tobytes() for region in self._find(key).regions]
+        return [region.view[: self.value_size].tobytes() for region in self._find(key).regions]
 
     def lookup(self, key: bytes) -> bytes:
-        stride = round_up(self.value_size)
-        return b"".join(v.ljust(stride, b"\0") for v in self.lookup_percpu(key))
+        """Every CPU's value with its padding to 8 bytes, which the kernel copies too (it
+        copies ``round_up(value_size, 8)`` bytes per CPU both ways)."""
+        return b"".join(region.view.tobytes() for region in self._find(key).regions)
 
     def update_percpu(self, key: bytes, values: Sequence[bytes], flags: int = BPF_ANY) -> None:
         """Set the value of every CPU (``len(values) == ncpus``; ``BPF_ANY`` or ``BPF_EXIST``)."""
@@ -330,11 +329,19 @@ class PerCPUCgroupStorageMap(CgroupStorageMap):
             raise InvalidMapArgumentError(f"{self.label}: invalid update flags {flags:#x}")
         storage = self._find(key)
         for region, value in zip(storage.regions, percpu_values(self, values), strict=True):
-            region.view[:] = value
+            region.view[: self.value_size] = value
 
     def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+        """``ncpus`` values padded to 8 bytes (the padding is stored too, as in the kernel),
+        or one ``value_size`` value for every CPU."""
         if flags not in (BPF_ANY, BPF_EXIST):
             raise InvalidMapArgumentError(f"{self.label}: invalid update flags {flags:#x}")
+        stride = round_up(self.value_size)
+        if isinstance(value, (bytes, bytearray, memoryview)) and len(value) == stride * self.ncpus:
+            storage = self._find(key)
+            for cpu, region in enumerate(storage.regions):
+                region.view[:] = bytes(value[cpu * stride : (cpu + 1) * stride])
+            return
         self.update_percpu(key, split_percpu(self, value), flags)
 
 

@@ -62,6 +62,7 @@ from ebpf.vm import ENGINES
 from ebpf.vm._context_flow import FlowDissectorInput
 from ebpf.vm._context_netfilter import NfInput
 from ebpf.vm._context_sklookup import SkLookupInput
+from ebpf.vm._helpers_cgroup import end_run
 from ebpf.vm.context import Input, MappedInput, RawInput, RawTracepointInput, SkbInput, XdpInput
 from ebpf.vm.helpers import MAX_TAIL_CALL_CNT, HelperRegistry, RunEnv, runtime_helpers
 from ebpf.vm.interpreter import DEFAULT_MAX_INSNS, Interpreter, RunResult, TailCall
@@ -246,6 +247,7 @@ class Program:
         finally:
             for region in mapped.regions:
                 memory.unmap(region)
+            end_run(self.collection.env)  # the run's cgroup storage is freed
         self.collection.run_timers()  # callbacks the run armed that are due (Rule 5)
         return RunResult(retval, insns, data, time.perf_counter_ns() - start)
 
@@ -316,6 +318,7 @@ class Program:
         finally:
             for region in mapped.regions:
                 memory.unmap(region)
+            end_run(self.collection.env)  # the test run's cgroup storage is freed, as bpf_test_run does
         self.collection.run_timers()  # callbacks the run armed that are due (Rule 5)
         result = TestRunResult(retval & M32, data_out, ctx_out, duration)
         data_short = data_size_out is not None and len(data_out) > data_size_out

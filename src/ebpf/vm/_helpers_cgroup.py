@@ -6,9 +6,9 @@ Rule 1 (``bpf_get_local_storage``): a run's storage is a temporary zeroed storag
 type (shared / per-CPU), as ``BPF_PROG_TEST_RUN`` allocates one (``bpf_cgroup_storage_alloc``
 in ``bpf_test_run``) for the whole call: the runs of one ``repeat`` share it, the next test
 run starts from zero, and no key of the map reaches it (measured on Linux 6.18). The runtime
-ties it to the run's mapped input (``RunEnv.context``, the same object across the repeats of
-a test run, a new one for every test run or ``Program.run``): a new input frees the previous
-storages and allocates fresh ones on first use. A per-CPU storage returns the value of
+allocates it on first use in a run and frees it in :func:`end_run`, which the runtime's
+``Program.test_run`` and ``Program.run`` call at their end; a run with another mapped input
+(``RunEnv.context``) also starts afresh, for engines driven without ``end_run``. A per-CPU storage returns the value of
 ``RunEnv.cpu``. The kernel returns the storage of the *program's* map of that type (the
 verifier lets a program use at most one of each); a second map of the same type in one run
 is a :class:`~ebpf.errors.VMError`. ``flags`` is ignored (the kernel's verifier requires 0).
@@ -33,7 +33,7 @@ from ebpf.helpers import HelperId
 from ebpf.maps.cgroup import CgroupArrayMap, CgroupStorage, CgroupStorageMap, CgroupStorageType, is_descendant
 from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry, RunEnv, run_env
 
-__all__ = ["register", "run_storage"]
+__all__ = ["end_run", "register", "run_storage"]
 
 
 @dataclass(eq=False)
@@ -84,6 +84,15 @@ def run_storage(env: RunEnv, m: CgroupStorageMap) -> CgroupStorage:
     storage = m.new_run_storage()
     runs.storages[m.storage_type] = (m, storage)
     return storage
+
+
+def end_run(env: RunEnv) -> None:
+    """Free the temporary storages of ``env``'s run (``bpf_cgroup_storage_free`` at the end of
+    ``bpf_test_run``); the runtime calls it after every test run and run."""
+    runs = _RUNS.get(env)
+    if runs is not None:
+        runs.free()
+        runs.context = None
 
 
 def get_local_storage(e: HelperEnv, map_ptr: int, _flags: int, _c: int, _d: int, _e: int) -> int:
