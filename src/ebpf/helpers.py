@@ -284,6 +284,7 @@ class ArgFlag(IntFlag):
     MAYBE_NULL = 1  # PTR_MAYBE_NULL: NULL is allowed
     RDONLY = 2  # MEM_RDONLY: the helper only reads the memory
     UNINIT = 4  # MEM_UNINIT | MEM_WRITE: the helper writes it; it need not be initialised
+    FIXED_SIZE = 8  # MEM_FIXED_SIZE: the prototype fixes the size (bpf_strtol's 8-byte result)
 
 
 @dataclass(frozen=True)
@@ -363,6 +364,8 @@ _ARGS: dict[str, Arg] = {
     "size0": Arg(ArgType.CONST_SIZE_OR_ZERO),
     "alloc": Arg(ArgType.CONST_ALLOC_SIZE_OR_ZERO),
     "ctx": Arg(ArgType.PTR_TO_CTX),
+    "ctx?": Arg(ArgType.PTR_TO_CTX, ArgFlag.MAYBE_NULL),
+    "out8": Arg(ArgType.PTR_TO_MEM, ArgFlag.UNINIT | ArgFlag.FIXED_SIZE),
     "any": Arg(ArgType.ANYTHING),
     "lock": Arg(ArgType.PTR_TO_SPIN_LOCK),
     "sample": Arg(ArgType.PTR_TO_RINGBUF_MEM),
@@ -481,6 +484,11 @@ _TABLE: tuple[tuple[HelperId, str, str, bool, bool], ...] = (
     (_H.OVERRIDE_RETURN, "int", "ctx any", True, False),
     (_H.PERF_EVENT_OUTPUT, "int", "ctx map any mem size0", True, False),
     (_H.PERF_EVENT_READ, "int", "map any", True, False),
+    (_H.PERF_EVENT_READ_VALUE, "int", "map any out size", True, False),
+    (_H.STRTOL, "int", "mem size any out8", False, False),
+    (_H.STRTOUL, "int", "mem size any out8", False, False),
+    (_H.GET_CURRENT_ANCESTOR_CGROUP_ID, "int", "any", False, False),
+    (_H.GET_NS_CURRENT_PID_TGID, "int", "any any out size", False, False),  # size 0: refused
     (_H.RINGBUF_OUTPUT, "int", "map mem size0 any", False, False),
     (_H.RINGBUF_RESERVE, "ringbuf_mem?", "map alloc any", False, False),
     (_H.RINGBUF_SUBMIT, "void", "sample any", False, False),
@@ -536,6 +544,9 @@ _TABLE: tuple[tuple[HelperId, str, str, bool, bool], ...] = (
     (_H.SKB_SET_TUNNEL_KEY, "int", "ctx mem size any", False, False),
     (_H.GET_SOCKET_COOKIE, "int", "ctx", False, False),
     (_H.GET_SOCKET_UID, "int", "ctx", False, False),
+    (_H.GET_NETNS_COOKIE, "int", "ctx?", False, False),
+    (_H.SKB_CGROUP_ID, "int", "ctx", False, False),
+    (_H.SKB_ANCESTOR_CGROUP_ID, "int", "ctx any", False, False),
     (_H.SK_LOOKUP_TCP, "socket?", "ctx mem size any any", False, False),
     (_H.SK_LOOKUP_UDP, "socket?", "ctx mem size any any", False, False),
     (_H.SK_RELEASE, "int", "sock_common", False, False),
@@ -665,6 +676,11 @@ _PROGRAM_TYPES: dict[HelperId, frozenset[ProgramType] | None] = {
         "XDP",
     ),
     _H.PERF_EVENT_READ: None,
+    _H.PERF_EVENT_READ_VALUE: None,
+    _H.STRTOL: None,
+    _H.STRTOUL: None,
+    _H.GET_CURRENT_ANCESTOR_CGROUP_ID: None,
+    _H.GET_NS_CURRENT_PID_TGID: None,
     _H.RINGBUF_OUTPUT: None,
     _H.RINGBUF_RESERVE: None,
     _H.RINGBUF_SUBMIT: None,
@@ -744,6 +760,19 @@ _PROGRAM_TYPES: dict[HelperId, frozenset[ProgramType] | None] = {
         "SOCK_OPS",
     ),
     _H.GET_SOCKET_UID: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "SOCKET_FILTER"),
+    _H.GET_NETNS_COOKIE: _types(
+        "CGROUP_SKB",
+        "CGROUP_SOCK",
+        "CGROUP_SOCKOPT",
+        "CGROUP_SOCK_ADDR",
+        "SCHED_ACT",
+        "SCHED_CLS",
+        "SK_MSG",
+        "SOCKET_FILTER",
+        "SOCK_OPS",
+    ),
+    _H.SKB_CGROUP_ID: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS"),
+    _H.SKB_ANCESTOR_CGROUP_ID: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS"),
     _H.SK_LOOKUP_TCP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
     _H.SK_LOOKUP_UDP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
     _H.SK_RELEASE: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_LOOKUP", "SK_SKB", "XDP"),

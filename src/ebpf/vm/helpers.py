@@ -660,6 +660,9 @@ def runtime_helpers() -> HelperRegistry:
     from ebpf.vm import _helpers_progtypes  # after _helpers_net: extends bpf_skb_load_bytes
 
     _helpers_progtypes.register(reg)
+    from ebpf.vm import _helpers_misc
+
+    _helpers_misc.register(reg)
     from ebpf.vm import _helpers_userrb
 
     _helpers_userrb.register(reg)
