@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import shutil
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["RingbufFigures", "main", "measure"]
+__all__ = ["RingbufFigures", "breakdown", "main", "measure"]
 
 RING_SIZE = 16 << 20
 SOURCE = Path(__file__).resolve().parents[3] / "benchmarks" / "ringbuf" / "consumer.c"
@@ -193,11 +195,85 @@ def measure(records: int = 400_000, trials: int = 3, cache: Path | None = None) 
     )
 
 
+def breakdown(records: int = 400_000, repeat: int = 5) -> dict[str, float]:
+    """Where ``drain_array``'s time goes, ns/event, best of ``repeat``, on one backlog of ``records``.
+
+    The phases are run on the ring without consuming it (the same steps ``drain_array`` takes):
+    ``headers_first`` (the vectorized check of every slot's header, once, on records just
+    written by the producer: the first read of the ring's memory), ``headers`` (the same,
+    repeated: cached), ``gather_reused`` (the strided copy
+    of the records into an array written before), ``gather_fresh`` (the same into a new array:
+    allocation and first-touch page faults included, as far as the allocator hands back new
+    memory), ``copy_structured`` (the copy the previous version made: whole ``(header, record)``
+    slots as a structured dtype); then whole calls: ``drain_array_first`` (the reader's first
+    drain, which sizes its buffer) and ``drain_array_reuse`` (a second backlog into that buffer).
+    """
+    import numpy as np
+
+    from ebpf.bench._rb_producer import Producer
+    from ebpf.events import RingBuffer
+
+    dtype = np.dtype([("seq", "<u8"), ("double", "<u8"), ("triple", "<u8"), ("tag", "<u8")])
+    out: dict[str, float] = {}
+
+    def best(name: str, step: Any, repeat: int = repeat) -> None:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter_ns()
+            step()
+            times.append(time.perf_counter_ns() - t0)
+        out[name] = min(times) / records
+
+    p = Producer.create(RING_SIZE)
+    try:
+        p.run(records)
+        page = mmap.PAGESIZE
+        ring = mmap.mmap(p.ring_fd, page + 2 * RING_SIZE, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        try:  # the producer page, then the data area; nothing consumed yet, so data starts at 0
+            _phases(ring, page, records, dtype, best)
+        finally:
+            ring.close()
+        with RingBuffer(p.ring_fd) as rb:
+            t0 = time.perf_counter_ns()
+            rb.drain_array(dtype, reuse=True)
+            t1 = time.perf_counter_ns()
+            out["drain_array_first"] = (t1 - t0) / records
+            p.run(records)
+            t0 = time.perf_counter_ns()
+            rb.drain_array(dtype, reuse=True)
+            t1 = time.perf_counter_ns()
+            out["drain_array_reuse"] = (t1 - t0) / records
+    finally:
+        p.close()
+    return out
+
+
+def _phases(ring: mmap.mmap, page: int, records: int, dtype: Any, best: Any) -> None:
+    import numpy as np
+
+    slot = 40
+    void = np.dtype((np.void, dtype.itemsize))
+    slots = np.dtype(
+        {"names": ["hdr", "rec"], "formats": ["=u4", dtype], "offsets": [0, 8], "itemsize": slot}
+    )
+    hdrs = np.ndarray((records,), "=u4", ring, page, (slot,))
+    recs = np.ndarray((records,), void, ring, page + 8, (slot,))
+    whole = np.ndarray((records,), slots, ring, page, (slot,))
+    best("headers_first", lambda: bool((hdrs == dtype.itemsize).all()), repeat=1)
+    warm = np.empty(records, void)
+    warm[:] = recs
+    best("headers", lambda: bool((hdrs == dtype.itemsize).all()))
+    best("gather_reused", lambda: warm.__setitem__(slice(None), recs))
+    best("gather_fresh", lambda: np.empty(records, void).__setitem__(slice(None), recs))
+    best("copy_structured", lambda: whole.copy()["rec"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ebpf.bench.ringbuf", description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=400_000)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--breakdown", action="store_true", help="time drain_array's phases instead")
     args = parser.parse_args(argv)
     from ebpf.kernel.features import bpf_unavailable_reason
 
@@ -205,6 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f"skipped: {reason}", file=sys.stderr)
         return 1
+    if args.breakdown:
+        phases = breakdown(args.records)
+        if args.json:
+            print(json.dumps(phases))
+            return 0
+        print(f"drain_array phases, {args.records:,} records of 32 bytes (ns/event, best of 5)")
+        for name, ns in phases.items():
+            print(f"  {name:18s}: {ns:7.2f}")
+        return 0
     fig = measure(args.records, args.trials)
     if args.json:
         print(json.dumps({**asdict(fig), "numpy_vs_c": fig.numpy_vs_c, **fig.ratios()}))
