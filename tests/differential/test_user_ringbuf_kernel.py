@@ -240,3 +240,37 @@ def test_object_is_the_one_build_sh_makes() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _random_steps(seed: int, count: int) -> list[Step]:
+    """Writes, reservations committed out of order, drains with random flags, stops and writes."""
+    import random
+
+    rng = random.Random(seed)
+    steps: list[Step] = []
+
+    def commit(k: int, bit: bool) -> Step:
+        def step(s: Side) -> None:
+            open_ = [x for x in s.samples if not x._done]
+            if open_:
+                (s.rb.discard if bit else s.rb.submit)(open_[k % len(open_)])
+
+        return step
+
+    for _ in range(count):
+        op = rng.random()
+        if op < 0.35:
+            n = rng.choice([0, 1, 7, 8, 9, 16, 63, 64, 200, 1000])
+            steps.append(write(bytes(rng.randrange(256) for _ in range(n))))
+        elif op < 0.5:
+            steps.append(reserve(rng.choice([0, 5, 8, 24, 500]), rng.randrange(256)))
+        elif op < 0.7:
+            steps.append(commit(rng.randrange(8), rng.random() < 0.3))
+        else:
+            steps.append(run(rng.choice([0, 0, 1, 2]), rng.choice([0, 0, 1, 2, 5]), rng.choice([0, 0, 2])))
+    return steps
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_sequences(sides: tuple[Side, Side], seed: int) -> None:
+    check(sides, *_random_steps(seed, 150))

@@ -204,3 +204,16 @@ def test_events_producer_over_a_runtime_map() -> None:
         assert rb.consumer_pos == 32
     with pytest.raises(UserRingBufError):
         rb.write(b"closed")
+
+
+def test_at_most_max_samples_per_drain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BPF_MAX_USER_RINGBUF_SAMPLES bounds one drain; discarded records count toward it."""
+    import ebpf.maps.user_ringbuf as urb
+
+    monkeypatch.setattr(urb, "BPF_MAX_USER_RINGBUF_SAMPLES", 4)
+    with make() as m:
+        m.discard(m.reserve(1))
+        for i in range(5):
+            m.write(bytes([i]))
+        assert collect(m) == (3, [b"\0", b"\1", b"\2"])
+        assert collect(m) == (2, [b"\3", b"\4"])
