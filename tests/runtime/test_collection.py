@@ -339,7 +339,7 @@ def test_errors_and_lifetime() -> None:
     bad.programs["count"].relocations[1].symbol = "nope"
     with pytest.raises(RelocationError, match="nope"):
         Collection(bad, helpers=test_helpers())
-    unsupported = CollectionSpec(maps={"ev": MapSpec("ev", MapType.CGROUP_STORAGE, 8, 8, 0)})
+    unsupported = CollectionSpec(maps={"ev": MapSpec("ev", MapType.REUSEPORT_SOCKARRAY, 4, 8, 1)})
     with pytest.raises(NotSupportedError):
         Collection(unsupported)
     with pytest.raises(ValueError, match="engine"):
