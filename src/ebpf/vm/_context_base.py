@@ -128,6 +128,17 @@ class MappedInput:
         """
         return False
 
+    def rebind(self, inp: Input) -> bool:
+        """Lay ``inp`` out in this mapping's host buffers and map it, as ``inp.map(memory)``
+        would, without allocating new ones (a test-run loop reuses one mapping per program).
+
+        The caller must have unmapped every region of :attr:`regions` first. The result is
+        the same as a fresh mapping's in everything the program and the helpers see (bytes,
+        offsets, state), except the host addresses, which repeat. Returns ``False`` (nothing
+        done) when this mapping cannot take ``inp``; by default it never can.
+        """
+        return False
+
 
 @dataclass(eq=False)
 class ContextRegion(Region):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -81,6 +82,9 @@ SK_BUFF_FIELDS: dict[str, tuple[int, int]] = {
     "tstamp_type": (180, 1),
     "hwtstamp": (184, 8),
 }
+_LEN, _PKT_TYPE, _PROTOCOL, _IFINDEX, _WIRE_LEN = (
+    SK_BUFF_FIELDS[name][0] for name in ("len", "pkt_type", "protocol", "ifindex", "wire_len")
+)
 # Fields ctx_in may set (convert___skb_to_skb); everything else must be zero.
 _CTX_IN_ALLOWED = (
     "mark",
@@ -119,6 +123,9 @@ ETH_P_802_2 = 0x0004
 CHECKSUM_NONE, CHECKSUM_UNNECESSARY = 0, 1
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
 L2_TYPES = frozenset({ProgramType.SCHED_CLS, ProgramType.SCHED_ACT})
+_U32 = struct.Struct("<I")
+_ZERO_CTX = bytes(SK_BUFF_SIZE)
+_ZEROS = memoryview(bytes(PAGE_SIZE))  # a packet buffer is never larger (a resized one is not reused)
 SKB_TYPES = frozenset(
     {
         ProgramType.SOCKET_FILTER,
@@ -306,31 +313,53 @@ class SkbMapped(MappedInput):
 
     def __init__(self, memory: Memory, inp: SkbInput) -> None:
         self.memory = memory
+        self._own = HostBuffer(NET_SKB_PAD + len(inp.packet) + SKB_SHARED_INFO_SIZE)
+        self.ctx_region = ContextRegion("ctx", HostBuffer(SK_BUFF_SIZE), True, self._hook, owner=self)
+        start = self.ctx_region.start
+        super().__init__(start, 0, None, start, ())
+        self._bind(inp, self._own)
+
+    def _bind(self, inp: SkbInput, buffer: HostBuffer) -> None:
+        """Lay ``inp`` out in the (zeroed) ``buffer``, fill the context and map both regions."""
         self.input = inp
-        size = len(inp.packet)
-        self.buffer = HostBuffer(NET_SKB_PAD + size + SKB_SHARED_INFO_SIZE)
-        self.buffer.view[NET_SKB_PAD : NET_SKB_PAD + size] = inp.packet
-        self.start = NET_SKB_PAD if inp.l2 else NET_SKB_PAD + ETH_HLEN
+        frame = inp.packet
+        size = len(frame)
+        self.buffer = buffer
+        buffer.view[NET_SKB_PAD : NET_SKB_PAD + size] = frame
+        l2 = inp.program_type in L2_TYPES
+        self.start = NET_SKB_PAD if l2 else NET_SKB_PAD + ETH_HLEN
         self.end = NET_SKB_PAD + size
         self.mac = NET_SKB_PAD  # skb_mac_header
         self.network = NET_SKB_PAD + ETH_HLEN  # skb_network_header
         self.ip_summed = CHECKSUM_NONE
         self.csum_level = 0
-        ctx = bytearray(inp.ctx_in or bytes(SK_BUFF_SIZE))
-        frame = inp.packet
-        _put(ctx, "len", self.end - self.start)
-        _put(ctx, "pkt_type", eth_pkt_type(frame, inp.dev_addr, inp.dev_broadcast))
-        _put(ctx, "protocol", eth_protocol(frame))
-        ifindex = _get(ctx, "ifindex")
-        _put(ctx, "ifindex", max(1, ifindex))
-        if inp.ctx_in is not None and not _get(ctx, "wire_len"):
-            _put(ctx, "wire_len", inp.skb_len)  # without ctx_in, qdisc_skb_cb.pkt_len stays 0
+        ctx = bytearray(inp.ctx_in or _ZERO_CTX)
+        _U32.pack_into(ctx, _LEN, self.end - self.start)
+        _U32.pack_into(ctx, _PKT_TYPE, eth_pkt_type(frame, inp.dev_addr, inp.dev_broadcast))
+        _U32.pack_into(ctx, _PROTOCOL, eth_protocol(frame))
+        if not _U32.unpack_from(ctx, _IFINDEX)[0]:
+            _U32.pack_into(ctx, _IFINDEX, 1)
+        if inp.ctx_in is not None and not _U32.unpack_from(ctx, _WIRE_LEN)[0]:
+            # without ctx_in, qdisc_skb_cb.pkt_len stays 0
+            _U32.pack_into(ctx, _WIRE_LEN, size if l2 else size - ETH_HLEN)
         self._ctx0 = bytes(ctx)
-        ctx_buf = HostBuffer.from_bytes(self._ctx0)
-        self.ctx_region = ContextRegion("ctx", ctx_buf, True, self._hook, owner=self)
-        memory.map(self.ctx_region)
-        packet = self._window()
-        super().__init__(self.ctx_region.start, 0, packet, self.ctx_region.start, (packet, self.ctx_region))
+        self.ctx_region.view[:] = self._ctx0
+        self.memory.map(self.ctx_region)
+        packet = self.data_region = self._window()
+        self.regions = (packet, self.ctx_region)
+
+    def rebind(self, inp: Input) -> bool:
+        if type(inp) is not SkbInput:
+            return False
+        needed = NET_SKB_PAD + len(inp.packet) + SKB_SHARED_INFO_SIZE
+        if needed > self._own.size:
+            self._own = HostBuffer(needed)
+            buffer: HostBuffer = self._own
+        else:  # a window of the buffer's first bytes, zeroed: as a fresh buffer of that size
+            buffer = SubBuffer(self._own, 0, needed) if needed < self._own.size else self._own
+            buffer.view[:] = _ZEROS[:needed]
+        self._bind(inp, buffer)
+        return True
 
     def reset(self) -> bool:
         inp = self.input

@@ -29,7 +29,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ebpf.errors import TestRunError
 from ebpf.vm._context_base import (
@@ -90,6 +90,9 @@ XDP_MD_SIZE = 24  # struct xdp_md: six __u32 fields
 MAX_SKB_FRAGS = 17  # CONFIG_MAX_SKB_FRAGS (default): fragments of a multi-buffer packet
 _XDP_MD = struct.Struct("<6I")
 _META_MAX = 255  # type_max(skb_shared_info.meta_len): xdp_metalen_invalid()
+_ZERO_PAGE = bytes(PAGE_SIZE)
+_PLAIN_XDP = {"ingress_ifindex": 1, "rx_queue_index": 0, "meta_len": 0, "ctx_in": None}
+"""The fields of a test run's XDP input without ``ctx_in`` besides ``packet`` and ``linear``."""
 
 
 @dataclass(frozen=True)
@@ -198,11 +201,18 @@ class XdpInput(Input):
         """
         data = bytes(data_in)
         if ctx_in is None:
-            if len(data) < ETH_HLEN:
-                raise TestRunError(
-                    f"data_in of {len(data)} bytes is shorter than ETH_HLEN", errno=errno.EINVAL
-                )
-            return cls(data)
+            size = len(data)
+            if size < ETH_HLEN:
+                raise TestRunError(f"data_in of {size} bytes is shorter than ETH_HLEN", errno=errno.EINVAL)
+            if size > XDP_MAX_LINEAR or cls is not XdpInput:
+                return cls(data)
+            # The common case, without the checks that cannot fail here (no metadata, linear).
+            plain = object.__new__(XdpInput)
+            fields = plain.__dict__
+            fields.update(_PLAIN_XDP)
+            fields["packet"] = data
+            fields["linear"] = size
+            return plain
         md = _ctx_bytes(ctx_in, XDP_MD_SIZE)
         d, d_end, d_meta, ifindex, queue, egress = _XDP_MD.unpack(md)
         if d_meta or d_end > len(data) or d > d_end or _metalen_invalid(d):
@@ -238,6 +248,9 @@ class XdpInput(Input):
         return XdpMapped(memory, self)
 
 
+assert {f.name for f in fields(XdpInput)} == {*_PLAIN_XDP, "packet", "linear"}, "update _PLAIN_XDP"
+
+
 def _ctx_bytes(ctx_in: bytes, size: int) -> bytes:
     """``bpf_ctx_init``: up to ``size`` bytes (zero-extended); more must be zero (``E2BIG``)."""
     ctx = bytes(ctx_in)
@@ -260,31 +273,48 @@ class XdpMapped(MappedInput):
 
     def __init__(self, memory: Memory, inp: XdpInput) -> None:
         self.memory = memory
-        self.input = inp
         self.frame = HostBuffer(PAGE_SIZE)
         self.frags: list[bytearray] = []
+        self.ctx_region = ContextRegion("ctx", HostBuffer(XDP_MD_SIZE), False, self._hook, owner=self)
+        start = self.ctx_region.start
+        super().__init__(start, 0, None, start, ())
+        self._bind(inp)
+
+    def _bind(self, inp: XdpInput) -> None:
+        """Lay ``inp`` out in the (zeroed) frame, fill ``xdp_md`` and map both regions."""
+        self.input = inp
         self._load()
-        ctx_buf = HostBuffer(XDP_MD_SIZE)
-        _XDP_MD.pack_into(ctx_buf.view, 0, 0, 0, 0, inp.ingress_ifindex, inp.rx_queue_index, 0)
-        self.ctx_region = ContextRegion("ctx", ctx_buf, False, self._hook, owner=self)
-        memory.map(self.ctx_region)
-        packet = self._window()
-        super().__init__(self.ctx_region.start, 0, packet, self.ctx_region.start, (packet, self.ctx_region))
+        _XDP_MD.pack_into(self.ctx_region.view, 0, 0, 0, 0, inp.ingress_ifindex, inp.rx_queue_index, 0)
+        self.memory.map(self.ctx_region)
+        packet = self.data_region = self._window()
+        self.regions = (packet, self.ctx_region)
+
+    def rebind(self, inp: Input) -> bool:
+        if type(inp) is not XdpInput:
+            return False
+        self.frame.view[:] = _ZERO_PAGE  # as a fresh frame: headroom and tailroom zero
+        self._bind(inp)
+        return True
 
     def _load(self) -> None:
         """Lay the input out: linear part in the frame, the rest in page-sized fragments."""
         inp = self.input
-        linear = inp.linear if inp.linear is not None else len(inp.packet)
-        self.meta = XDP_PACKET_HEADROOM - inp.meta_len
+        packet = inp.packet
+        linear = inp.linear if inp.linear is not None else len(packet)
+        self.meta = meta = XDP_PACKET_HEADROOM - inp.meta_len
         self.start = XDP_PACKET_HEADROOM
-        self.end = self.meta + linear
-        self.frame.view[self.meta : self.end] = inp.packet[:linear]
-        rest = inp.packet[linear:]
+        self.end = meta + linear
+        if linear == len(packet):  # no fragments
+            self.frame.view[meta : self.end] = packet
+            self.frags = []
+            return
+        self.frame.view[meta : self.end] = packet[:linear]
+        rest = packet[linear:]
         self.frags = [bytearray(rest[i : i + PAGE_SIZE]) for i in range(0, len(rest), PAGE_SIZE)]
 
     def reset(self) -> bool:
         mapped = self.memory.find(self.ctx_region.start) is self.ctx_region
-        self.frame.view[:] = bytes(PAGE_SIZE)
+        self.frame.view[:] = _ZERO_PAGE
         self._load()
         assert self.data_region is not None
         if mapped:

@@ -30,6 +30,9 @@ from ebpf.errors import VMError
 
 __all__ = ["GUARD", "HostBuffer", "LoadHook", "Memory", "Region"]
 
+_bisect_left = bisect.bisect_left
+_bisect_right = bisect.bisect_right
+
 GUARD = 64  # bytes of unmapped padding on each side of every region
 
 # (offset, size) -> value or None: lets a context region answer loads of virtual fields
@@ -121,11 +124,14 @@ class Memory:
 
     def map(self, region: Region) -> Region:
         """Register a region. Overlapping an existing region is a bug (host buffers never do)."""
-        i = bisect.bisect_left(self._starts, region.start)
-        assert i == len(self._regions) or self._regions[i].start >= region.end, "regions overlap"
-        assert i == 0 or self._regions[i - 1].end <= region.start, "regions overlap"
-        self._starts.insert(i, region.start)
-        self._regions.insert(i, region)
+        start = region.start
+        regions = self._regions
+        i = _bisect_left(self._starts, start)
+        assert (i == len(regions) or regions[i].start >= region.end) and (
+            i == 0 or regions[i - 1].end <= start
+        ), "regions overlap"
+        self._starts.insert(i, start)
+        regions.insert(i, region)
         return region
 
     def map_buffer(
@@ -136,10 +142,11 @@ class Memory:
 
     def unmap(self, region: Region) -> None:
         """Remove a region; later accesses to it fault."""
-        i = bisect.bisect_left(self._starts, region.start)
-        if i < len(self._regions) and self._regions[i] is region:
+        regions = self._regions
+        i = _bisect_left(self._starts, region.start)
+        if i < len(regions) and regions[i] is region:
             del self._starts[i]
-            del self._regions[i]
+            del regions[i]
 
     def __iter__(self) -> Iterator[Region]:
         return iter(list(self._regions))
@@ -149,13 +156,11 @@ class Memory:
 
     def find(self, address: int, size: int = 1) -> Region | None:
         """The region holding all of ``[address, address + size)``, or ``None``."""
-        i = bisect.bisect_right(self._starts, address) - 1
+        i = _bisect_right(self._starts, address) - 1
         if i < 0:
             return None
         region = self._regions[i]
-        if address + size <= region.end:
-            return region
-        return None
+        return region if address + size <= region.end else None
 
     def describe(self, address: int, size: int = 1) -> str:
         """Where an access is, relative to the nearest region, for fault messages."""
