@@ -150,3 +150,19 @@ def test_no_wakeup_drain_leaves_writer_asleep(coll: Any) -> None:
         assert rb.available() == SIZE
         assert drain(coll, flags=2) == 0  # BPF_RB_FORCE_WAKEUP wakes even with nothing drained
         assert rb._epoll.poll(1)
+
+
+def test_bad_descriptors() -> None:
+    import os
+
+    with pytest.raises(UserRingBufError, match="fdinfo"):
+        UserRingBuffer(1 << 20)
+    r, w = os.pipe()
+    try:
+        with pytest.raises(UserRingBufError, match="not a user ring buffer"):
+            UserRingBuffer(r)
+    finally:
+        os.close(r)
+        os.close(w)
+    with pytest.raises(TypeError):
+        UserRingBuffer("urb")  # type: ignore[arg-type]

@@ -34,7 +34,7 @@ import mmap
 import select
 from typing import Protocol, Self
 
-from ebpf.events.ringbuf import map_fdinfo
+from ebpf.events.ringbuf import RingBufferError, map_fdinfo
 from ebpf.maps.user_ringbuf import (
     RingProducer,
     UserRingBufError,
@@ -99,7 +99,7 @@ class UserRingBuffer:
         fd = _fileno(ringbuf)
         try:
             info = map_fdinfo(fd)
-        except Exception as err:  # RingBufferError: another reader's error type
+        except RingBufferError as err:  # the reader's error type: give ours
             raise UserRingBufError(f"fd {fd}: {err}") from err
         if info.get("map_type") != _USER_RINGBUF_TYPE:
             raise UserRingBufError(

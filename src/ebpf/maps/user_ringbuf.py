@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -214,8 +215,6 @@ class RingProducer:
             UserRingBufTooBigError: as :meth:`reserve` (no wait: it can never fit).
             UserRingBufFullError: still no room when the timeout passed (``ETIMEDOUT``).
         """
-        import time
-
         total = self._check_size(size)
         if self._wait is None:
             raise UserRingBufError(f"{self.label}: this producer cannot wait for room")
@@ -279,7 +278,7 @@ class RingProducer:
             end = off + self.record_size(sample.size)
             if not self.mirrored and end > self.size:  # the tail was written in the second copy
                 self._data[: end - self.size] = self._data[self.size : end]
-            sample.data.release()
+            _release_view(sample.data)
             self._words[off >> 2] = sample.size | bit  # the one store that commits
 
     def write(self, data: bytes | bytearray | memoryview, *, timeout: float | None = 0.0) -> None:
@@ -303,12 +302,21 @@ class RingProducer:
         """Drop the views into the ring (before its memory is unmapped)."""
         for sample in self._pending.values():
             sample._done = True
-            sample.data.release()
+            _release_view(sample.data)
         self._pending.clear()
         self._words.release()
         self._data.release()
         self._cons.release()
         self._prod.release()
+
+
+def _release_view(view: memoryview) -> None:
+    """Invalidate a sample's view, unless the caller exported it further (numpy ...): then it
+    stays usable until dropped (and keeps an mmapped ring mapped)."""
+    try:
+        view.release()
+    except BufferError:
+        pass
 
 
 class UserRingBufMap(Map):
