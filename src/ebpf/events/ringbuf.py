@@ -15,8 +15,10 @@ data follows and the next header is at the next multiple of 8.
 Rule 1: records are delivered in producer order and never skipped; a BUSY record stops the
 scan until it is committed (the kernel's guarantee of in-order visibility).
 
-Rule 2: the consumer position is published after every run of at most ``_CHUNK`` records and
-at the end of a drain, so a producer faster than the reader gets space back while the reader works.
+Rule 2: the callback and iterator styles publish the consumer position after every run of at
+most ``_CHUNK`` records and at the end of a drain, so a producer faster than the reader gets
+space back while the reader works; :meth:`RingBuffer.drain_array` copies a whole batch in a
+few vectorized steps and publishes once, at its end.
 Records a producer could not reserve are *not* silently lost here: the producer's
 ``bpf_ringbuf_reserve``/``output`` fails, and it is the program's job to count that (the
 bundled benchmark program does).
