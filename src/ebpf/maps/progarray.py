@@ -11,23 +11,75 @@ the runtime checks the program type, as the kernel's "owner" check does on tail 
 :meth:`update_prog` / :meth:`lookup_prog` work on them; the syscall's ``bytes`` view (fd
 in, program id out) has no meaning without kernel ids, so :meth:`lookup` / :meth:`update`
 are ``EINVAL``. :meth:`tail_call_target` is what ``bpf_tail_call`` consults.
+
+Rule 3 (``__bpf_prog_map_compatible``, ``kernel/bpf/core.c``; measured on Linux 6.18 by
+``tests/maps/test_progarray_compat.py``): the first program put in the array, or loaded with
+a reference to it (the kernel checks every program array a program uses when it loads it),
+becomes the array's *owner*, for the array's whole life (emptying it changes nothing). Every
+later program must have the owner's program type, ``xdp.frags`` flag
+(``BPF_F_XDP_HAS_FRAGS``), ``BPF_F_SLEEPABLE`` flag and expected attach type (``None`` is 0),
+else the update (or the load) is ``EINVAL`` and the slot and owner are unchanged. An update
+refused earlier (flags, an index past the end) does not make an owner. The kernel also
+compares ``jited`` (one engine here: always equal), cgroup storage cookies and, for
+TRACING/LSM/EXT/STRUCT_OPS, the attach function's prototype (not modelled: such programs
+have no tail calls in this runtime). Only objects that describe a program (a
+:class:`~ebpf.spec.ProgramType` ``type``; flags and attach type from their ``spec`` or their
+own ``flags`` / ``attach_type``) are checked; other objects are taken as they are.
 """
 
 from __future__ import annotations
 
 import errno
 import struct
+from dataclasses import dataclass
 
 from ebpf.errors import KeyNotFoundError
 from ebpf.maps._base import BPF_ANY, MapDef
 from ebpf.maps._errors import InvalidMapArgumentError, MapFullError, MapOperationNotSupportedError
 from ebpf.maps.array import FdArrayMap, array_next_key
-from ebpf.spec import MapType
+from ebpf.spec import MapType, ProgramType
 from ebpf.vm.memory import Memory
 
-__all__ = ["ProgArrayMap"]
+__all__ = ["ProgArrayMap", "ProgArrayOwner"]
 
 _U32 = struct.Struct("<I")
+BPF_F_SLEEPABLE = 1 << 4
+BPF_F_XDP_HAS_FRAGS = 1 << 5
+
+
+@dataclass(frozen=True)
+class ProgArrayOwner:
+    """What every program of a program array must share (Rule 3)."""
+
+    type: ProgramType
+    xdp_has_frags: bool = False
+    sleepable: bool = False
+    expected_attach_type: int = 0
+
+    @classmethod
+    def of(cls, prog: object) -> ProgArrayOwner | None:
+        """The owner record ``prog`` would make; ``None`` when it does not describe a program."""
+        prog_type = getattr(prog, "type", None)
+        if not isinstance(prog_type, ProgramType):
+            return None
+        spec = getattr(prog, "spec", None)
+        source = spec if spec is not None else prog
+        flags = getattr(source, "flags", 0) or 0
+        attach = getattr(source, "attach_type", None)
+        return cls(
+            prog_type,
+            bool(flags & BPF_F_XDP_HAS_FRAGS),
+            bool(flags & BPF_F_SLEEPABLE),
+            0 if attach is None else int(attach),
+        )
+
+    def describe(self) -> str:
+        extras = [f"expected attach type {self.expected_attach_type}"]
+        if self.xdp_has_frags:
+            extras.append("xdp.frags")
+        if self.sleepable:
+            extras.append("sleepable")
+        return f"{self.type.name} ({', '.join(extras)})"
 
 
 class ProgArrayMap(FdArrayMap):
@@ -39,6 +91,28 @@ class ProgArrayMap(FdArrayMap):
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
         self._slots: dict[int, object] = {}
+        self.owner: ProgArrayOwner | None = None
+        """The program kind every program of this array must be (Rule 3); ``None`` until the
+        first program is put in or loaded with a reference to the array."""
+
+    def claim(self, prog: object) -> None:
+        """Check that ``prog`` may join this array, making it the owner if there is none yet
+        (``bpf_prog_map_compatible``: what the kernel does when a program is put in the
+        array, and when a program that uses the array is loaded).
+
+        Raises:
+            InvalidMapArgumentError: ``prog`` differs from the owner (``EINVAL``).
+        """
+        record = ProgArrayOwner.of(prog)
+        if record is None:
+            return
+        if self.owner is None:
+            self.owner = record
+        elif record != self.owner:
+            raise InvalidMapArgumentError(
+                f"{self.label}: a {record.describe()} program cannot join a program array of "
+                f"{self.owner.describe()} programs"
+            )
 
     def update_prog(self, key: bytes, prog: object, flags: int = BPF_ANY) -> None:
         """Put ``prog`` in slot ``key`` (``BPF_MAP_UPDATE_ELEM`` with the program's fd)."""
@@ -49,6 +123,7 @@ class ProgArrayMap(FdArrayMap):
             raise MapFullError(f"{self.label}: index {index} >= max_entries {self.max_entries}")
         if prog is None:
             raise InvalidMapArgumentError(f"{self.label}: no program given")
+        self.claim(prog)
         self._slots[index] = prog
 
     def lookup_prog(self, key: bytes) -> object:
@@ -97,3 +172,4 @@ class ProgArrayMap(FdArrayMap):
 
     def _release(self) -> None:
         self._slots.clear()
+        self.owner = None
