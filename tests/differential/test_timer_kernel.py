@@ -71,7 +71,8 @@ class Side:
         self.log.append(("xdp", op, r, self._value(ARR, key)[2]))
 
     def put(self, m: int, key: int) -> None:
-        self.coll.maps[MAPS[m]].update(struct.pack("<I", key), bytes(72))
+        # bytes in the bpf_timer field: the kernel ignores them (lookups read zeros)
+        self.coll.maps[MAPS[m]].update(struct.pack("<I", key), b"\xff" * 16 + bytes(56))
 
     def delete(self, m: int, key: int) -> None:
         self.coll.maps[MAPS[m]].delete(struct.pack("<I", key))

@@ -75,7 +75,7 @@ class Timer:
         out["ret"] = struct.unpack("<q", struct.pack("<Q", out["ret"]))[0]
         return out
 
-    def put(self, m: int, key: int, value: bytes = bytes(72)) -> None:
+    def put(self, m: int, key: int, value: bytes = b"\xff" * 16 + bytes(56)) -> None:
         self.coll.maps[MAPS[m]].update(struct.pack("<I", key), value)  # type: ignore[attr-defined]
 
 
@@ -296,3 +296,17 @@ def test_registry_refuses_what_the_verifier_would() -> None:
     assert timers.start(base + 32, 0, 0) == -errno.EINVAL & (2**64 - 1)
     arr.close()
     assert len(timers) == 0
+
+
+def test_field_from_btf(det: tuple[Collection, Timer]) -> None:
+    """The map's BTF places the timer: user space reads it as zeros, other offsets are refused."""
+    coll, _ = det
+    arr = coll.maps["arr"]
+    assert arr._timer_offset == 0 and coll.maps["hash"]._timer_offset == 0
+    arr.update(struct.pack("<I", 1), bytes(range(72)))
+    assert arr.lookup(struct.pack("<I", 1)) == bytes(16) + bytes(range(16, 72))
+    base = arr.value_address(struct.pack("<I", 1))
+    assert base is not None
+    with pytest.raises(VMError, match="value type has it at 0"):
+        timers_of(coll.env).init(base + 8, arr, 1)
+    assert timers_of(coll.env).init(base, arr, 1) == 0

@@ -52,6 +52,7 @@ from ebpf.maps._errors import (
     errno_of,
 )
 from ebpf.maps._lock import check_btf, find_spin_lock
+from ebpf.maps._timer import timer_offset
 from ebpf.maps.array import ArrayMap, PerCPUArrayMap
 from ebpf.maps.bloom import BloomFilterMap
 from ebpf.maps.devmap import CpuMap, DevMap, DevMapHash, RedirectMapNotSupportedError, XskMap
@@ -260,6 +261,7 @@ def create(defn: MapDef | MapSpec, memory: Memory | None = None, *, ncpus: int =
     m = cls(defn, memory, ncpus=ncpus)
     try:
         m._lock_offset = check_btf(m)
+        m._timer_offset = timer_offset(m)
         if spec is not None:
             m.spec = spec
             for key, value in spec.contents:

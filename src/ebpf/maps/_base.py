@@ -166,6 +166,7 @@ class Map:
         self.spec: MapSpec | None = None
         """The ``MapSpec`` this map was created from, if any (set by ``maps.create``)."""
         self._lock_offset: int | None = None  # set by maps.create from the value's BTF
+        self._timer_offset: int | None = None  # where the value's bpf_timer is (maps/_timer.py)
         self.free_hooks: list[Callable[[Map, int | None], None]] = []
         """Called with ``(map, value address)`` when a value is freed or replaced (the kernel's
         ``bpf_obj_free_fields``: its timers end), with ``(map, None)`` when the map closes."""
@@ -299,7 +300,10 @@ class Map:
         return self._lock_offset
 
     def _mask_lock(self, value: bytes) -> bytes:
-        """A value as user space sees it: the lock word reads as zero."""
+        """A value as user space sees it: the lock word (and a bpf_timer) read as zero."""
+        timer = self._timer_offset
+        if timer is not None:
+            value = value[:timer] + bytes(16) + value[timer + 16 :]
         off = self._lock_offset
         if off is None:
             return value

@@ -5,9 +5,10 @@ Core layer: pure, no kernel access.
 Rule 1 (the registry): a ``struct bpf_timer`` is a 16-byte opaque field in an ``ARRAY``,
 ``HASH`` or ``LRU_HASH`` map value. The runtime keeps no state in those bytes: a
 :class:`Timers` registry (one per :class:`~ebpf.vm.helpers.RunEnv`, :func:`timers_of`) maps
-the field's address to a :class:`Timer` (its map, clock, callback, expiry). A user-space
-lookup therefore sees whatever the bytes hold (zeros unless user space wrote others; the
-kernel always shows zeros: not modelled).
+the field's address to a :class:`Timer` (its map, clock, callback, expiry). User-space
+lookups read the field as zeros, whatever bytes an update put there, as the kernel's do (the
+offset comes from the map's BTF, :mod:`ebpf.maps._timer`; a map without BTF accepts a timer at
+any 8-aligned offset of its values, and shows the bytes).
 
 Rule 2 (the helpers, as Linux 6.18's ``kernel/bpf/helpers.c``, measured by
 ``tests/differential/test_timer_kernel.py``):
@@ -49,7 +50,8 @@ this through :attr:`ebpf.maps.Map.free_hooks`.
 
 Not modelled: ``-EPERM`` of init / set_callback when the map has no user references left
 (closing a runtime map also ends its programs), ``-EOPNOTSUPP`` in NMI context, two callbacks
-cancelling each other on two CPUs (``-EDEADLK``), the field's bytes reading as zeros.
+cancelling each other on two CPUs (``-EDEADLK``), the kernel's refusal of a timer in other map
+types at map creation (the runtime refuses ``bpf_timer_init`` on them).
 """
 
 from __future__ import annotations
@@ -328,7 +330,14 @@ class Timers:
             raise VMError(f"bpf_timer in a {m.type.name} map (the kernel allows ARRAY, HASH, LRU_HASH)")
         if address % 8:
             raise VMError(f"bpf_timer at {address:#x} is not 8-byte aligned", address=address)
-        _element(m, address)
+        _key, value = _element(m, address)
+        offset = m._timer_offset  # from the map's BTF; without BTF any aligned field will do
+        if offset is not None and address - value != offset:
+            raise VMError(
+                f"{address:#x} is not the bpf_timer of a value of {m.label} (offset "
+                f"{address - value}, the value type has it at {offset})",
+                address=address,
+            )
 
     def _freed(self, m: Map, start: int | None) -> None:
         """``Map.free_hooks``: the value at ``start`` (``None``: every value) was freed."""
