@@ -124,7 +124,7 @@ def storage_runs(coll: object) -> list[object]:
     """Egress and ingress test runs, twice each, with repeats; what each run returned."""
     out: list[object] = []
     progs = coll.programs  # type: ignore[attr-defined]
-    for name in ("count_egress", "count_ingress"):
+    for name in ("count_egress", "count_ingress", "count_locked"):
         for repeat in (3, 1):
             r = progs[name].test_run(PKT, ctx_in=SKB_CTX, repeat=repeat)
             out.append((name, repeat, r.retval, r.data_out, r.ctx_out, seen(coll)))
@@ -193,6 +193,23 @@ def storage_ops(m: object, ids: tuple[int, int]) -> list[object]:
     return ops
 
 
+def locked_ops(coll: object, cgroup_id: int) -> list[object]:
+    """``BPF_F_LOCK`` updates and lookups of a storage whose value holds a ``bpf_spin_lock``,
+    and a locked test run (its own temporary storage)."""
+    m = coll.maps["locked"]  # type: ignore[attr-defined]
+    key = cgroup_storage_key(cgroup_id, INGRESS)
+    lookup = getattr(m, "lookup_flags", m.lookup)
+    ops = [
+        outcome(lambda: m.update(key, struct.pack("<II", 0xFFFF, 41), 4)),
+        outcome(lambda: lookup(key, 4)),
+        outcome(lambda: m.update(key, struct.pack("<II", 0xFFFF, 42), 4 | 2)),
+        outcome(lambda: m.lookup(key)),
+        outcome(lambda: m.update(key, struct.pack("<II", 0, 43), 4 | 1)),
+    ]
+    r = coll.programs["count_locked"].test_run(PKT, repeat=2)  # type: ignore[attr-defined]
+    return [*ops, r.retval, seen(coll)[3]]
+
+
 def test_user_space_on_attached_storage(spec: CollectionSpec, cgroups: Cgroups) -> None:
     from ebpf.attach.cgroup import cgroup as attach_cgroup
 
@@ -201,6 +218,8 @@ def test_user_space_on_attached_storage(spec: CollectionSpec, cgroups: Cgroups) 
         for path in (cgroups.a, cgroups.b):
             links.enter_context(attach_cgroup(kcoll.programs["count_egress"], path, EGRESS))
             links.enter_context(attach_cgroup(kcoll.programs["count_ingress"], path, INGRESS))
+        links.enter_context(attach_cgroup(kcoll.programs["count_locked"], cgroups.a, INGRESS))
+        kernel_locked = locked_ops(kcoll, ids[0])
         expected = {n: storage_ops(kcoll.maps[n], ids) for n in ("counter", "pcpu_counter", "shared")}
         kernel_run = kcoll.programs["count_egress"].test_run(PKT, ctx_in=SKB_CTX)
         kernel_after = [
@@ -213,6 +232,10 @@ def test_user_space_on_attached_storage(spec: CollectionSpec, cgroups: Cgroups) 
                 assert isinstance(m, CgroupStorageMap)
                 m.attach(cg, at)
         got = {n: storage_ops(coll.maps[n], ids) for n in ("counter", "pcpu_counter", "shared")}
+        locked = coll.maps["locked"]
+        assert isinstance(locked, CgroupStorageMap)
+        locked.attach(ids[0], INGRESS)
+        assert locked_ops(coll, ids[0]) == kernel_locked
         run = coll.programs["count_egress"].test_run(PKT, ctx_in=SKB_CTX)
         after = [coll.maps[n].lookup(cgroup_storage_key(ids[0], EGRESS)) for n in ("counter", "pcpu_counter")]
     assert got == expected
@@ -342,3 +365,32 @@ def test_under_cgroup_helpers(spec: CollectionSpec, cgroups: Cgroups, engine: st
     cgroups.move_to(ROOT)
     eagain, e2big = -errno.EAGAIN, -errno.E2BIG
     assert results == [[1, 0, 0, eagain, e2big], [1, 1, 0, eagain, e2big], [1, 1, 1, eagain, e2big]]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (MapType.CGROUP_STORAGE, 16, 8, 0),
+        (MapType.PERCPU_CGROUP_STORAGE, 8, 8, 0),
+        (MapType.CGROUP_ARRAY, 4, 4, 4),
+    ],
+    ids=lambda c: c[0].name,
+)
+def test_batches_and_empty_maps_match_the_kernel(case: tuple[MapType, int, int, int]) -> None:
+    """No batch operations (``ENOTSUPP``), ``BPF_F_LOCK`` without a lock, an empty map's first key."""
+    from ebpf.kernel.map import Map as KernelMap
+
+    mtype, ks, vs, entries = case
+    ops: list[Callable[[object], object]] = [
+        lambda m: m.lookup_batch(4),  # type: ignore[attr-defined]
+        lambda m: m.update_batch([(bytes(ks), bytes(vs))]),  # type: ignore[attr-defined]
+        lambda m: m.delete_batch([bytes(ks)]),  # type: ignore[attr-defined]
+        lambda m: m.get_next_key(None),  # type: ignore[attr-defined]
+    ]
+    with (
+        KernelMap.create(MapSpec("cg", mtype, ks, vs, entries)) as k,
+        create(MapDef(mtype, ks, vs, entries, name="cg")) as r,
+    ):
+        expected = [outcome(lambda op=op: op(k)) for op in ops] + [outcome(lambda: k.lookup(bytes(ks), 4))]
+        got = [outcome(lambda op=op: op(r)) for op in ops] + [outcome(lambda: r.lookup_flags(bytes(ks), 4))]
+    assert got == expected

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Legacy cgroup storage and cgroup arrays: the programs of tests/differential/test_cgroup_maps_kernel.py.
  *
- * count_egress / count_ingress add to their cgroup storage (bpf_get_local_storage) and record
- * what they saw in `seen` and in skb->cb; task_under and skb_under record the answers of
+ * count_egress / count_ingress / count_locked add to their cgroup storage (bpf_get_local_storage;
+ * count_locked under the value's bpf_spin_lock) and record what they saw in `seen` and in
+ * skb->cb; task_under and skb_under record the answers of
  * bpf_current_task_under_cgroup and bpf_skb_under_cgroup for every index of `cgroups` (and
  * one past the end).
  */
@@ -26,6 +27,17 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } shared SEC(".maps");
+
+struct locked_value {
+	struct bpf_spin_lock lock;
+	__u32 n;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
+	__type(key, struct bpf_cgroup_storage_key);
+	__type(value, struct locked_value);
+} locked SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -78,6 +90,19 @@ int count_ingress(struct __sk_buff *skb)
 	*s += skb->len;
 	record(2, *s);
 	skb->cb[2] = *s;
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int count_locked(struct __sk_buff *skb)
+{
+	struct locked_value *v = bpf_get_local_storage(&locked, 0);
+	__u32 n;
+
+	bpf_spin_lock(&v->lock);
+	n = ++v->n;
+	bpf_spin_unlock(&v->lock);
+	record(3, n);
 	return 1;
 }
 
