@@ -266,3 +266,27 @@ def test_drain_array_matches_the_model(
             img.commit(busy.pop(0))
         assert img.consumer == img.pos
     assert got == expected
+
+
+def test_view_array_skips_leading_discards_and_stops_at_the_first_odd_record() -> None:
+    img = Image(512, start=512 - 16)
+    img.put(b"zz", discard=True)
+    img.put(rec(0), discard=True)
+    img.put(rec(1))
+    img.put(rec(2))
+    img.put(rec(3), discard=True)
+    img.put(rec(4))
+    busy = img.put(rec(5), busy=True)
+    with reader(img) as rb:
+        with rb.view_array(REC) as view:
+            assert view["seq"].tolist() == [1, 2]
+            assert not view.flags.writeable
+        with rb.view_array(REC) as view:  # the discarded 3 is skipped, then 4, then the busy 5
+            assert view["seq"].tolist() == [4]
+        assert img.consumer == busy
+        with rb.view_array(REC) as view:
+            assert len(view) == 0
+        img.commit(busy)
+        with rb.view_array(REC) as view:
+            assert view["seq"].tolist() == [5]
+        assert img.consumer == img.pos

@@ -21,7 +21,7 @@ from ebpf.errors import VMError
 from ebpf.maps import MapDef, create
 from ebpf.runtime import Collection
 from ebpf.spec import CollectionSpec, MapType
-from ebpf.vm._helpers_timer import BPF_F_TIMER_ABS, Timers, timers_of
+from ebpf.vm._helpers_timer import BPF_F_TIMER_ABS, MAX_CALLBACKS, Timers, timers_of
 from ebpf.vm.helpers import FixedClock, RunEnv
 
 DATA = Path(__file__).parent.parent / "data" / "timer"
@@ -310,3 +310,14 @@ def test_field_from_btf(det: tuple[Collection, Timer]) -> None:
     with pytest.raises(VMError, match="value type has it at 0"):
         timers_of(coll.env).init(base + 8, arr, 1)
     assert timers_of(coll.env).init(base, arr, 1) == 0
+
+
+def test_zero_ns_rearm_is_bounded(det: tuple[Collection, Timer]) -> None:
+    """A callback that re-arms itself at 0 ns is always due: each pass runs at most MAX_CALLBACKS."""
+    coll, t = det
+    assert (t.init(), t.set_cb(cb=CB_REARM, period=0, limit=2**40)) == (0, 0)
+    assert t.start() == 0
+    assert t.value()["count"] == MAX_CALLBACKS
+    assert coll.run_timers() == MAX_CALLBACKS
+    assert t.cancel() == 1
+    assert coll.run_timers() == 0

@@ -508,34 +508,47 @@ class RingBuffer:
         return new
 
     @contextmanager
-    def view_array(self, dtype: np.dtype[Any], index: int = 0) -> Iterator[np.ndarray[Any, Any]]:
+    def view_array(self, dtype: Any, index: int = 0) -> Iterator[np.ndarray[Any, Any]]:
         """Zero-copy batch: committed ``dtype``-sized records as a read-only view into the ring.
 
-        The view covers the leading run of plain committed records of exactly
-        ``dtype.itemsize`` bytes (what :meth:`drain_array` would return first); they are
-        consumed when the ``with`` block exits, so the producer cannot overwrite them while
-        the block runs. Do not keep the array after the block. Records of another size,
-        discarded or busy ones stay for the next call.
+        Discarded records at the head of the ring are skipped (consumed); the view covers the
+        run of plain committed records of exactly ``dtype.itemsize`` bytes that follows
+        (a strided view: the headers stay in between). They are consumed when the ``with``
+        block exits, so the producer cannot overwrite them while the block runs. Do not keep
+        the array after the block. A busy record, a discarded one or one of another size ends
+        the run and stays for the next call (:meth:`drain_array` handles them all).
         """
         import numpy as np
 
         self._check_open()
-        ring = self._rings[index]
-        slot = (dtype.itemsize + HDR_SIZE + 7) & ~7
-        slot_dtype = np.dtype(
-            {"names": ["hdr", "rec"], "formats": ["=u4", dtype], "offsets": [0, 8], "itemsize": slot}
-        )
-        cons = _U64.unpack_from(ring.cons, 0)[0]
-        prod = _U64.unpack_from(ring.prod, 0)[0]
+        ring = self._ring(index)
+        dt = np.dtype(dtype)
+        size = dt.itemsize
+        if size == 0 or size > _LEN_MASK:
+            raise RingBufferError(f"view_array needs a dtype of 1 to {_LEN_MASK} bytes, got {dt} ({size})")
+        slot = (size + HDR_SIZE + 7) & ~7
+        prod_buf, base, mask = ring.prod, ring.base, ring.mask
+        cons = int(_U64.unpack_from(ring.cons, 0)[0])
+        prod = int(_U64.unpack_from(prod_buf, 0)[0])
+        if cons > prod or cons & 7 or prod - cons > ring.size:
+            raise RingBufferError(f"ring {index} is corrupt: consumer position {cons}, producer {prod}")
+        while cons < prod:  # leading discarded records: consumed, as every reader does
+            hdr = int(_U32.unpack_from(prod_buf, base + (cons & mask))[0])
+            if hdr & (BUSY | DISCARD) != DISCARD:
+                break
+            cons += ((hdr & _LEN_MASK) + HDR_SIZE + 7) & ~7
         n = (prod - cons) // slot
-        view = np.frombuffer(ring.prod, dtype=slot_dtype, count=n, offset=ring.base + (cons & ring.mask))
-        bad = np.flatnonzero(view["hdr"] != dtype.itemsize)
-        good = int(bad[0]) if bad.size else n
-        records = view["rec"][:good]
+        off = base + (cons & mask)
+        hdrs: np.ndarray[Any, Any] = np.ndarray((n,), _HDR_DTYPE, prod_buf, off, (slot,))
+        plain = hdrs == size
+        good = n if plain.all() else int(plain.argmin())
+        del hdrs, plain
+        records: np.ndarray[Any, Any] = np.ndarray((good,), dt, prod_buf, off + HDR_SIZE, (slot,))
+        records.flags.writeable = False
         try:
             yield records
         finally:
-            del records, view
+            del records
             _U64.pack_into(ring.cons, 0, cons + good * slot)
 
     # --- lifetime --------------------------------------------------------------------------------

@@ -813,7 +813,11 @@ class Collection:
         timers = self.env.timers
         if timers is None or self._running:
             return 0
-        return timers.run_due(prepare=self._timer_budget)
+        self._running += 1  # callbacks are programs running (frozen maps take their writes)
+        try:
+            return timers.run_due(prepare=self._timer_budget)
+        finally:
+            self._running -= 1
 
     def advance(self, ns: int) -> int:
         """Let ``ns`` nanoseconds pass and run the ``bpf_timer`` callbacks due by then, in expiry order.
@@ -829,7 +833,11 @@ class Collection:
 
         if self._running:
             raise BPFError("advance() while a program runs")
-        return timers_of(self.env).advance(ns, prepare=self._timer_budget)
+        self._running += 1
+        try:
+            return timers_of(self.env).advance(ns, prepare=self._timer_budget)
+        finally:
+            self._running -= 1
 
     def _timer_budget(self) -> None:
         """Each timer callback runs with a budget of its own (a softirq, not part of a run)."""

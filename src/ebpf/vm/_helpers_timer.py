@@ -79,6 +79,7 @@ __all__ = [
     "CLOCK_BOOTTIME",
     "CLOCK_MONOTONIC",
     "CLOCK_REALTIME",
+    "MAX_CALLBACKS",
     "TIMER_MAP_TYPES",
     "TIMER_SIZE",
     "Timer",
@@ -97,7 +98,7 @@ TIMER_SIZE = 16  # struct bpf_timer { __u64 __opaque[2]; } aligned 8
 TIMER_MAP_TYPES = frozenset({MapType.ARRAY, MapType.HASH, MapType.LRU_HASH})
 KTIME_MAX = (1 << 63) - 1
 TAI_MINUS_UTC_NS = 37_000_000_000  # a FixedClock's realtime: its TAI minus the 37 s leap offset
-MAX_CALLBACKS = 100_000  # callbacks one run_due / advance runs at most (a 0 ns re-arm loops)
+MAX_CALLBACKS = 10_000  # callbacks one run_due / advance runs at most (a 0 ns re-arm loops)
 
 
 def _errno(code: int) -> int:
