@@ -679,6 +679,7 @@ def _run_object(data: bytes, source: str, opts: ObjectRunOptions, *, as_json: bo
         raise LibraryError(err, as_json=as_json, context=where) from err
 
     name = verdict(chosen.type, result.retval)
+    keys = flow_keys(result.data_out) if _is_flow_dissector(chosen) else None
     if as_json:
         Printer.json(
             {
@@ -688,7 +689,11 @@ def _run_object(data: bytes, source: str, opts: ObjectRunOptions, *, as_json: bo
                 "retval": result.retval,
                 "verdict": name,
                 "data_out": result.data_out.hex(),
-                "data_changed": [list(r) for r in changed_ranges(opts.data_in, result.data_out)],
+                # a flow dissector's data_out is its struct bpf_flow_keys, not the packet
+                "data_changed": None
+                if keys is not None
+                else [list(r) for r in changed_ranges(opts.data_in, result.data_out)],
+                **({"flow_keys": keys} if keys is not None else {}),
                 "ctx_out": None if result.ctx_out is None else result.ctx_out.hex(),
                 "duration_ns": result.duration_ns,
                 "repeat": opts.repeat,
@@ -698,7 +703,83 @@ def _run_object(data: bytes, source: str, opts: ObjectRunOptions, *, as_json: bo
             }
         )
         return
-    _print_object_run(chosen, result, name, opts, maps, pretty)
+    _print_object_run(chosen, result, name, opts, maps, pretty, keys)
+
+
+ETH_P_NAMES = {
+    0x0800: "IPv4",
+    0x0806: "ARP",
+    0x86DD: "IPv6",
+    0x8100: "802.1Q",
+    0x88A8: "802.1ad",
+    0x8847: "MPLS",
+}
+IP_PROTO_NAMES = {1: "icmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 58: "icmpv6", 132: "sctp"}
+
+
+def _is_flow_dissector(chosen: ProgramSpec) -> bool:
+    from ebpf.spec import ProgramType
+
+    return chosen.type == ProgramType.FLOW_DISSECTOR
+
+
+def flow_keys(data: bytes) -> dict[str, Any] | None:
+    """A FLOW_DISSECTOR test run's ``data_out`` (``struct bpf_flow_keys``) decoded: integers in
+    host order (``n_proto``, ports and ``flow_label`` converted from network order), the
+    addresses as text for ``addr_proto`` IPv4/IPv6 (else ``None``); ``None`` unless ``data``
+    has the struct's size."""
+    import ipaddress
+
+    from ebpf.vm._context_flow import FLOW_KEYS_FIELDS, FLOW_KEYS_SIZE
+
+    if len(data) != FLOW_KEYS_SIZE:
+        return None
+
+    def get(name: str, order: str = "little") -> int:
+        off, size = FLOW_KEYS_FIELDS[name]
+        return int.from_bytes(data[off : off + size], "big" if order == "big" else "little")
+
+    keys: dict[str, Any] = {
+        name: get(name)
+        for name in ("nhoff", "thoff", "addr_proto", "is_frag", "is_first_frag", "is_encap", "ip_proto")
+    }
+    for name in ("n_proto", "sport", "dport"):  # __be16
+        keys[name] = get(name, "big")
+    keys["flags"] = get("flags")
+    keys["flow_label"] = get("flow_label", "big")  # __be32
+    src: str | None = None
+    dst: str | None = None
+    if keys["addr_proto"] == 0x0800:
+        src, dst = (str(ipaddress.IPv4Address(data[o : o + 4])) for o in (16, 20))
+    elif keys["addr_proto"] == 0x86DD:
+        src, dst = (str(ipaddress.IPv6Address(data[o : o + 16])) for o in (16, 32))
+    keys["src"], keys["dst"] = src, dst
+    return keys
+
+
+def _flow_keys_lines(keys: dict[str, Any]) -> list[str]:
+    def proto(value: int, names: dict[int, str], width: int) -> str:
+        name = names.get(value)
+        shown = f"{value:#0{width + 2}x}" if width else str(value)
+        return f"{shown} ({name})" if name else shown
+
+    lines = [
+        f"n_proto {proto(keys['n_proto'], ETH_P_NAMES, 4)}"
+        + f"  addr_proto {proto(keys['addr_proto'], ETH_P_NAMES, 4)}"
+        + f"  ip_proto {proto(keys['ip_proto'], IP_PROTO_NAMES, 0)}",
+        f"nhoff {keys['nhoff']}  thoff {keys['thoff']}",
+    ]
+    if keys["src"] is not None:
+        lines.append(f"src {keys['src']} port {keys['sport']}  ->  dst {keys['dst']} port {keys['dport']}")
+    else:
+        lines.append(
+            f"sport {keys['sport']}  dport {keys['dport']}  (no addresses: addr_proto is not IPv4/IPv6)"
+        )
+    lines.append(
+        f"is_frag {keys['is_frag']}  is_first_frag {keys['is_first_frag']}  is_encap {keys['is_encap']}"
+        f"  flags {keys['flags']:#x}  flow_label {keys['flow_label']:#x}"
+    )
+    return lines
 
 
 def _pretty_maps(coll: Collection, maps: dict[str, list[list[Any]] | None]) -> dict[str, list[str]]:
@@ -760,6 +841,7 @@ def _print_object_run(
     opts: ObjectRunOptions,
     maps: dict[str, list[list[Any]] | None],
     pretty: dict[str, list[str]],
+    keys: dict[str, Any] | None = None,
 ) -> None:
     out = Printer()
     retval = result.retval
@@ -770,7 +852,7 @@ def _print_object_run(
         shown += f" {name}"
     runs = max(opts.repeat, 1)
     duration = format_duration(result.duration_ns, unicode=out.rich)
-    changes = changed_ranges(opts.data_in, result.data_out)
+    changes = [] if keys is not None else changed_ranges(opts.data_in, result.data_out)
     sizes = (
         f"{len(opts.data_in)} -> {len(result.data_out)} bytes"
         if len(opts.data_in) != len(result.data_out)
@@ -782,7 +864,11 @@ def _print_object_run(
         ("duration", f"{duration} per run ({runs} run{'s' if runs != 1 else ''}, engine {opts.engine})"),
         (
             "data_out",
-            f"changed at bytes {format_ranges(changes)} ({sizes})" if changes else f"unchanged ({sizes})",
+            f"struct bpf_flow_keys ({len(result.data_out)} bytes)"
+            if keys is not None
+            else f"changed at bytes {format_ranges(changes)} ({sizes})"
+            if changes
+            else f"unchanged ({sizes})",
         ),
     ]
     if result.ctx_out is not None:
@@ -791,6 +877,11 @@ def _print_object_run(
         if fields:
             rows.append(("ctx_fields", " ".join(f"{k}={v}" for k, v in fields)))
     out.fields(rows)
+    if keys is not None:
+        out.line()
+        out.line("flow keys (data_out):")
+        for text in _flow_keys_lines(keys):
+            out.line(f"  {text}")
     if changes:
         out.line()
         out.line("data_out after the run (^^: changed):")
