@@ -10,6 +10,7 @@ from a child in a fresh namespace (``unshare --net``).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ebpf.elf import load_collection_spec
 from ebpf.errors import NotSupportedError
 from ebpf.isa import assemble
 from ebpf.isa.encoding import slot_offsets
@@ -426,3 +428,79 @@ def test_netns_cookie_in_a_fresh_namespace() -> None:
         mine, kernel = out[engine]
         assert mine == kernel and kernel[7] != here
         assert out[engine + "-null"] == "NotSupportedError"
+
+
+# --- the C programs of tests/data/misc (clang-19, libbpf conventions) -------------------------------
+
+DATA = TESTS / "data" / "misc"
+CONFIG = struct.Struct("<64sII")
+
+
+@pytest.fixture(scope="module", params=ENGINE_NAMES)
+def misc(request: pytest.FixtureRequest) -> Iterator[tuple[Collection, KernelCollection]]:
+    spec = load_collection_spec(DATA / "misc.o")
+    with Collection(spec, engine=request.param) as ours, KernelCollection(spec) as theirs:
+        yield ours, theirs
+
+
+def globals_of(coll: Any) -> bytes:
+    return bytes(coll.maps[".bss"].lookup(bytes(4)))
+
+
+def variable(misc: tuple[Collection, KernelCollection], data: bytes, name: str) -> bytes:
+    var = misc[0].spec.variables[name]
+    return data[var.offset : var.offset + var.size]
+
+
+def run_object(
+    misc: tuple[Collection, KernelCollection], prog: str, data: bytes = b"", ctx: bytes | None = None
+) -> bytes:
+    ours, theirs = misc
+    mine = ours.programs[prog].test_run(data, ctx_in=ctx)
+    kernel = theirs.programs[prog].test_run(data, ctx_in=ctx)
+    assert (mine.retval, mine.data_out, mine.ctx_out) == (kernel.retval, kernel.data_out, kernel.ctx_out)
+    assert globals_of(ours) == globals_of(theirs)
+    return globals_of(theirs)
+
+
+@pytest.mark.parametrize(
+    ("line", "base", "parsed"),
+    [
+        (b"12 -7 0x1f 077 abc", 0, 4),
+        (b" 99999999999999999999 1", 10, 0),
+        (b"-9223372036854775808 9223372036854775808", 10, 1),
+        (b"ff FF -0x10 0x zz", 16, 3),
+        (b"1 2 3 4 5 6 7 8 9", 10, 8),
+        (b"\t+1", 10, 0),
+        (b"", 0, 0),
+        (b"10", 3, 0),
+    ],
+)
+def test_config_parser_object(
+    misc: tuple[Collection, KernelCollection], line: bytes, base: int, parsed: int
+) -> None:
+    data = run_object(misc, "parse_config", ctx=CONFIG.pack(line, base, 0))
+    assert struct.unpack("<i", variable(misc, data, "parsed"))[0] == parsed
+
+
+def test_classifier_object(misc: tuple[Collection, KernelCollection]) -> None:
+    info = struct.unpack("<8q", variable(misc, run_object(misc, "classify", bytes(64)), "skb_info"))
+    assert info[0] == 0 and info[5] == info[6] == -errno.ENOENT
+
+
+def test_whoami_object(misc: tuple[Collection, KernelCollection]) -> None:
+    st_ = os.stat("/proc/self/ns/pid")
+    for dev, ino in ((st_.st_dev, st_.st_ino), (st_.st_dev, 1)):
+        ctx = struct.pack("<QQ", dev, ino)
+        who = struct.unpack("<8q", variable(misc, run_object(misc, "whoami", ctx=ctx), "who"))
+        assert who[0] == (0 if ino != 1 else -errno.EINVAL) and who[5:7] == (0, -errno.EINVAL)
+
+
+def test_object_is_the_one_build_sh_makes() -> None:
+    """The committed misc.o is current (clang-19 and the system's headers)."""
+    proc = subprocess.run(
+        ["sh", str(DATA / "build.sh"), "--check"], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0 and "not found" in proc.stderr:
+        pytest.skip(proc.stderr.strip())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
