@@ -169,3 +169,45 @@ def test_repeat_keeps_the_encapsulation_within_a_run_only(engine: str) -> None:
     for o, t in zip(ours, theirs, strict=True):
         assert (o.retval, o.data_out, o.ctx_out) == (t.retval, t.data_out, t.ctx_out)
     assert struct.unpack_from("<i", ours[1].ctx_out, 48)[0] == -114  # EALREADY
+
+
+def csum_program(flags: int, diff: int = 20) -> str:
+    """``bpf_csum_level(INC)``, then adjust_room, then ``bpf_csum_level(QUERY)`` (cb[0], cb[1])."""
+    return "\n".join(
+        [
+            "r6 = r1",
+            "r1 = r6",
+            "r2 = 1",  # BPF_CSUM_LEVEL_INC: CHECKSUM_UNNECESSARY
+            "call 135",
+            "r1 = r6",
+            f"r2 = {diff}",
+            f"r3 = {MAC}",
+            f"r4 = {flags} ll",
+            "call 50",
+            "*(u32 *)(r6 + 48) = r0",
+            "r1 = r6",
+            "r2 = 0",  # BPF_CSUM_LEVEL_QUERY
+            "call 135",
+            "*(u32 *)(r6 + 52) = r0",
+            "r0 = 0",
+            "exit",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "diff"),
+    [(E4, 20), (E4 | NO_CSUM, 20), (E4 | E6, 20), (D4, -20), (D4 | NO_CSUM, -20), (E6 | UDP | NO_CSUM, 48)],
+    ids=["encap_resets", "encap_no_csum_reset", "refused_keeps", "decap_resets", "decap_no_reset", "udp6"],
+)
+def test_checksum_state_after_encap(flags: int, diff: int) -> None:
+    _both_engines(csum_program(flags, diff), ipv6() if diff < 0 else ipv4(), CTX)
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [[(40, NET, E6)], [(-8, NET, 0)], [(40, NET, E4 | GRE), (8, NET, 0)], [(16, MAC, E6 | L2ETH | L2(14))]],
+    ids=["encap_net", "shrink_net", "encap_then_net", "l2eth"],
+)
+def test_ipv6_packets(steps: list[tuple[int, int, int]]) -> None:
+    _both_engines(program(steps), ipv6(160), CTX)
