@@ -45,6 +45,7 @@ from ebpf.errors import BPFError
 
 if TYPE_CHECKING:
     import numpy as np
+    from numpy.typing import DTypeLike
 
 __all__ = ["RingBuffer", "RingBufferError", "map_fdinfo"]
 
@@ -351,7 +352,7 @@ class RingBuffer:
 
     def drain_array(
         self,
-        dtype: Any,
+        dtype: DTypeLike,
         index: int = 0,
         *,
         out: np.ndarray[Any, Any] | None = None,
@@ -508,7 +509,7 @@ class RingBuffer:
         return new
 
     @contextmanager
-    def view_array(self, dtype: Any, index: int = 0) -> Iterator[np.ndarray[Any, Any]]:
+    def view_array(self, dtype: DTypeLike, index: int = 0) -> Iterator[np.ndarray[Any, Any]]:
         """Zero-copy batch: committed ``dtype``-sized records as a read-only view into the ring.
 
         Discarded records at the head of the ring are skipped (consumed); the view covers the
