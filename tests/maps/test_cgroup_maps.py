@@ -217,11 +217,26 @@ def test_cgroup_fds_and_ancestry(tmp_path: Path) -> None:
         os.close(fd)
     assert root.id == os.stat(CG2).st_ino and root.path == CG2
     assert is_descendant(root.id, root)
-    child = next((e for e in os.scandir(CG2) if e.is_dir(follow_symlinks=False)), None)
-    if child is not None:
-        ino = child.stat(follow_symlinks=False).st_ino
-        assert is_descendant(ino, root)
-        assert not is_descendant(root.id, CgroupRef(ino, root.dev, child.path))
+    parent = os.path.join(CG2, f"ebpf-cgmaps-unit-{os.getpid()}")
+    child = os.path.join(parent, "child")
+    os.mkdir(parent)
+    try:
+        os.mkdir(child)
+        try:
+            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                ref = resolve_cgroup_fd(fd)
+            finally:
+                os.close(fd)
+            ino = os.stat(child).st_ino
+            assert ref == CgroupRef(os.stat(parent).st_ino, root.dev, parent)
+            assert is_descendant(ino, root) and is_descendant(ino, ref)
+            assert not is_descendant(root.id, ref)
+            assert not is_descendant(ref.id, CgroupRef(ino, root.dev, child))
+        finally:
+            os.rmdir(child)
+    finally:
+        os.rmdir(parent)
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         assert err_of(lambda: resolve_cgroup_fd(fd)) == errno.EBADF
