@@ -7,21 +7,28 @@ count, passed packets written), timed end to end; then, in the same process, eac
 per-packet ``test_run`` alone; then the kernel's ``BPF_PROG_TEST_RUN`` of the same object over
 the same packets (when ``bpf()`` works). Every engine must give the kernel's verdict for every
 packet.
+
+``--runs N`` adds the per-call cost of ``test_run`` (µs per call, one packet, ``repeat`` 1, best
+of several rounds of N/10 calls) for three programs: a nop XDP program (the runtime's fixed
+overhead), the firewall on one IPv4 packet, and a small tc program (``__sk_buff`` fields, packet
+bounds, one helper) — on each engine and, in the same process, the kernel.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import json
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["XdpFigures", "main", "measure"]
+__all__ = ["XdpFigures", "main", "measure", "measure_runs"]
 
 
 @dataclass
@@ -31,6 +38,28 @@ class XdpFigures:
     engines_pps: dict[str, float]
     kernel_pps: float | None
     kernel_skipped: str | None
+    run_us: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``--runs``: program -> engine (or ``"kernel"``) -> µs per ``test_run`` call."""
+
+
+NOP_XDP = "r0 = 2\nexit"  # XDP_PASS
+TC_PROGRAM = """
+    r6 = r1
+    r2 = *(u32 *)(r6 + 76)
+    r3 = *(u32 *)(r6 + 80)
+    r4 = r2
+    r4 += 14
+    r0 = 2
+    if r4 > r3 goto out
+    r7 = *(u8 *)(r2 + 12)
+    r8 = *(u32 *)(r6 + 16)
+    call 8
+    r0 = 0
+out:
+    exit
+"""
+"""The tc program of ``--runs``: reads ``data``/``data_end`` and ``protocol``, checks the Ethernet
+header's bounds, calls ``bpf_get_smp_processor_id``; TC_ACT_OK (TC_ACT_SHOT when short)."""
 
 
 def _packets(n: int) -> tuple[list[bytes], list[str]]:
@@ -58,6 +87,75 @@ def _packets(n: int) -> tuple[list[bytes], list[str]]:
             eth_type = 0x0800
         frames.append(bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=eth_type, data=ip)))
     return frames, blocks
+
+
+def _per_call_us(call: Callable[[], object], runs: int) -> float:
+    """µs per ``call()``: the best of 10 rounds of ``runs // 10`` calls (after one warm-up call)."""
+    call()
+    n = max(runs // 10, 1)
+    best = float("inf")
+    for _ in range(10):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call()
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e6
+
+
+def measure_runs(runs: int, engines: tuple[str, ...] = ("py", "interp")) -> dict[str, dict[str, float]]:
+    """µs per ``test_run`` call of the nop XDP program, the firewall and the tc program, on each
+    engine and on the kernel (when ``bpf()`` works); every engine must return the kernel's
+    retval and ``data_out``."""
+    from ebpf.elf import load_collection_spec
+    from ebpf.isa import assemble
+    from ebpf.kernel.features import bpf_unavailable_reason
+    from ebpf.runtime import Collection
+    from ebpf.spec import CollectionSpec, ProgramSpec, ProgramType
+    from ebpf.tools._common import object_path
+    from ebpf.tools.xdp_firewall import map_entries
+
+    frames, blocks = _packets(2)
+    frame = frames[0]  # IPv4, blocked
+    entries = map_entries(blocks)
+
+    def small(name: str, text: str, ptype: ProgramType, section: str) -> CollectionSpec:
+        prog = ProgramSpec(name, section, ptype, assemble(text), license="GPL")
+        return CollectionSpec(programs={name: prog}, license="GPL")
+
+    cases = {
+        "nop_xdp": small("nop_xdp", NOP_XDP, ProgramType.XDP, "xdp"),
+        "xdp_firewall": load_collection_spec(object_path("xdp_firewall")),
+        "tc_skb": small("tc_skb", TC_PROGRAM, ProgramType.SCHED_CLS, "tc"),
+    }
+    figures: dict[str, dict[str, float]] = {}
+    kernel_ok = bpf_unavailable_reason() is None
+    for name, spec in cases.items():
+        row: dict[str, float] = {}
+        results = {}
+        for engine in engines:
+            with Collection(spec, engine=engine) as coll:
+                if name == "xdp_firewall":
+                    for m, key, value in entries:
+                        coll.maps[m].update(key, value)
+                prog = coll.programs[name]
+                row[engine] = _per_call_us(functools.partial(prog.test_run, frame), runs)
+                res = prog.test_run(frame)
+                results[engine] = (res.retval, res.data_out)
+        if kernel_ok:
+            from ebpf.kernel.collection import Collection as KernelCollection
+
+            with KernelCollection(spec) as kcoll:
+                if name == "xdp_firewall":
+                    for m, key, value in entries:
+                        kcoll.maps[m].update(key, value)
+                kprog = kcoll.programs[name]
+                row["kernel"] = _per_call_us(functools.partial(kprog.test_run, frame), runs)
+                kres = kprog.test_run(frame)
+            for engine, got in results.items():
+                if got != (kres.retval, kres.data_out):
+                    raise RuntimeError(f"{name} on {engine}: {got[0]}, the kernel: {kres.retval}")
+        figures[name] = row
+    return figures
 
 
 def measure(packets: int = 20_000, engines: tuple[str, ...] = ("py", "interp")) -> XdpFigures:
@@ -138,9 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m ebpf.bench.xdp", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--packets", type=int, default=20_000)
+    parser.add_argument(
+        "--runs", type=int, default=0, metavar="N", help="also time N test_run calls per program and engine"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     fig = measure(args.packets)
+    if args.runs > 0:
+        fig.run_us = measure_runs(args.runs)
     if args.json:
         print(json.dumps(asdict(fig)))
         return 0
@@ -152,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  kernel BPF_PROG_TEST_RUN (1 syscall per packet): {fig.kernel_pps:10,.0f} packets/s")
     else:
         print(f"  kernel: skipped: {fig.kernel_skipped}")
+    if fig.run_us:
+        columns = list(next(iter(fig.run_us.values())))
+        print(f"per test_run call, µs (--runs {args.runs}): " + "  ".join(f"{c:>8}" for c in columns))
+        for name, row in fig.run_us.items():
+            print(f"  {name:34}  " + "  ".join(f"{row[c]:8.2f}" for c in columns))
     return 0
 
 

@@ -581,6 +581,7 @@ class Collection:
         self._by_id: dict[int, tuple[Map, int]] = {}  # handle id -> (map, handle address)
         self._ids: dict[str, int] = {}  # map name -> handle id
         self._value_base: dict[int, int] = {}
+        self._handle_of: dict[int, int] = {}  # lddw MAP_FD immediate -> handle address
         self._code: list[tuple[Region, Program]] = []
         self._callback_budget = max_insns
         self._callback_insns = 0
@@ -758,8 +759,14 @@ class Collection:
     # --- what the engines and helpers call ---------------------------------------------------------
 
     def _resolve(self, op: LoadImm64) -> int:
+        kind = op.kind
+        if kind is PseudoSrc.MAP_FD:  # every run asks again: remember the answer
+            known = self._handle_of.get(op.value)
+            if known is not None:
+                return known
         entry = self._by_id.get(op.imm_lo)
-        if op.kind is PseudoSrc.MAP_FD and entry is not None:
+        if kind is PseudoSrc.MAP_FD and entry is not None:
+            self._handle_of[op.value] = entry[1]
             return entry[1]
         if op.kind is PseudoSrc.MAP_VALUE and entry is not None:
             base = self._value_base.get(op.imm_lo)

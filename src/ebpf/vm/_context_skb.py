@@ -35,7 +35,7 @@ import os
 import socket
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ebpf.errors import TestRunError
 from ebpf.spec import ProgramType
@@ -124,6 +124,9 @@ CHECKSUM_NONE, CHECKSUM_UNNECESSARY = 0, 1
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
 L2_TYPES = frozenset({ProgramType.SCHED_CLS, ProgramType.SCHED_ACT})
 _U32 = struct.Struct("<I")
+_IP_MIN = {0x0800: 20, 0x86DD: 40}  # an IPv4 / IPv6 frame must hold an iphdr / ipv6hdr
+_PLAIN_SKB = {"ctx_in": None, "dev_addr": bytes(6), "dev_broadcast": bytes(6)}
+"""The fields of a test run's socket buffer without ``ctx_in`` besides ``packet`` and ``program_type``."""
 _ZERO_CTX = bytes(SK_BUFF_SIZE)
 _ZEROS = memoryview(bytes(PAGE_SIZE))  # a packet buffer is never larger (a resized one is not reused)
 SKB_TYPES = frozenset(
@@ -209,7 +212,7 @@ class SkbInput(Input):
                 errno=errno.EINVAL,
             )
         h_proto = int.from_bytes(self.packet[12:14], "big")
-        ip_min = {0x0800: 20, 0x86DD: 40}.get(h_proto, 0)  # iphdr / ipv6hdr
+        ip_min = _IP_MIN.get(h_proto, 0)
         if size - ETH_HLEN < ip_min:
             raise TestRunError(
                 f"an {'IPv4' if ip_min == 20 else 'IPv6'} packet needs {ip_min} bytes after the "
@@ -267,7 +270,16 @@ class SkbInput(Input):
         if size < ETH_HLEN or size > PAGE_SIZE - NET_SKB_PAD - SKB_SHARED_INFO_SIZE:
             return cls(data, program_type, ctx_in)  # raises the size error
         if ctx_in is None:
-            return cls(data, program_type)
+            ip_min = _IP_MIN.get(int.from_bytes(data[12:14], "big"), 0)
+            if cls is not SkbInput or size - ETH_HLEN < ip_min:
+                return cls(data, program_type)  # raises the IP header error
+            # The common case, without the checks that passed above (no ctx_in to check).
+            plain = object.__new__(SkbInput)
+            attrs = plain.__dict__
+            attrs.update(_PLAIN_SKB)
+            attrs["packet"] = data
+            attrs["program_type"] = program_type
+            return plain
         ctx = bytes(ctx_in)
         if any(ctx[SK_BUFF_SIZE:]):
             raise TestRunError("ctx_in has non-zero bytes past struct __sk_buff", errno=errno.E2BIG)
@@ -291,6 +303,9 @@ class SkbInput(Input):
 
     def map(self, memory: Memory) -> SkbMapped:
         return SkbMapped(memory, self)
+
+
+assert {f.name for f in fields(SkbInput)} == {*_PLAIN_SKB, "packet", "program_type"}, "update _PLAIN_SKB"
 
 
 def _device_addresses(ifindex: int) -> tuple[bytes, bytes]:

@@ -208,10 +208,10 @@ class XdpInput(Input):
                 return cls(data)
             # The common case, without the checks that cannot fail here (no metadata, linear).
             plain = object.__new__(XdpInput)
-            fields = plain.__dict__
-            fields.update(_PLAIN_XDP)
-            fields["packet"] = data
-            fields["linear"] = size
+            attrs = plain.__dict__
+            attrs.update(_PLAIN_XDP)
+            attrs["packet"] = data
+            attrs["linear"] = size
             return plain
         md = _ctx_bytes(ctx_in, XDP_MD_SIZE)
         d, d_end, d_meta, ifindex, queue, egress = _XDP_MD.unpack(md)
