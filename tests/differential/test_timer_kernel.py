@@ -4,7 +4,7 @@ Each scenario drives tests/data/timer/timer.o (see its README) through the same 
 sides: helper calls by ``BPF_PROG_TEST_RUN`` (their answers must be equal), map updates and
 deletes from user space, waits (the runtime's ``Collection.advance(ns)``, a real sleep for
 the kernel) and looks at a map value (count of callbacks, the key and map the callback got,
-what the callback's own helper call returned). The runtime runs first; at each look the
+what the callback's own helper calls returned). The runtime runs first; at each look the
 kernel's value is polled for up to 1 s until it equals the runtime's (kernel timers fire in
 softirq context, a little after their time), then compared.
 """
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.kernel
 
 OBJ = Path(__file__).parent.parent / "data" / "timer" / "timer.o"
 OP_INIT, OP_SET_CALLBACK, OP_START, OP_CANCEL = range(4)
-CB_COUNT, CB_CANCEL_SELF, CB_REARM, CB_CANCEL_FIRST = range(4)
+CB_COUNT, CB_CANCEL_SELF, CB_REARM, CB_CANCEL_FIRST, CB_DELETE_SELF = range(5)
 ARR, HASH, LRU = range(3)
 MAPS = ("arr", "hash", "lru")
 MS = 1_000_000
@@ -85,9 +85,9 @@ class Side:
 
     def _value(self, m: int, key: int) -> tuple[Any, ...]:
         raw = bytes(self.coll.maps[MAPS[m]].lookup(struct.pack("<I", key)))
-        count, key_seen, ret, _period, _limit, map_ok, _fired = struct.unpack("<16x7Q", raw)
-        ret = ret - (1 << 64) if ret >> 63 else ret
-        return (count, key_seen, ret, map_ok, raw[:16].hex())
+        count, key_seen, ret, period, _limit, map_ok, _fired = struct.unpack("<16x7Q", raw)
+        ret, period = (x - (1 << 64) if x >> 63 else x for x in (ret, period))
+        return (count, key_seen, ret, period, map_ok, raw[:16].hex())
 
     def look(self, m: int = ARR, key: int = 0) -> None:
         entry: tuple[Any, ...] = ("look", m, key, self._value(m, key))
@@ -216,6 +216,19 @@ def elements(s: Side) -> None:
         s.cancel(m, 1)
 
 
+def delete_in_callback(s: Side) -> None:
+    """A callback deletes its own element: the timer is freed under it (start/cancel: -EINVAL)."""
+    for m in (HASH, LRU):
+        s.put(m, 1)
+        s.init(m, 1)
+        s.set_cb(m, 1, cb=CB_DELETE_SELF)
+        s.start(m, 1, ns=MS)
+        s.wait(MS)
+        s.look(ARR, 3)
+        s.put(m, 1)
+        s.init(m, 1)
+
+
 def xdp(s: Side) -> None:
     s.xdp(OP_START)
     s.xdp(OP_INIT, arg=1)
@@ -229,7 +242,7 @@ def xdp(s: Side) -> None:
 
 
 SCENARIOS: dict[str, Callable[[Side], None]] = {
-    f.__name__: f for f in (misuse, fire, callbacks, times, elements, xdp)
+    f.__name__: f for f in (misuse, fire, callbacks, times, elements, delete_in_callback, xdp)
 }
 
 

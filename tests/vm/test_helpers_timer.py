@@ -27,7 +27,7 @@ from ebpf.vm.helpers import FixedClock, RunEnv
 DATA = Path(__file__).parent.parent / "data" / "timer"
 OBJ = DATA / "timer.o"
 OP_INIT, OP_SET_CALLBACK, OP_START, OP_CANCEL = range(4)
-CB_COUNT, CB_CANCEL_SELF, CB_REARM, CB_CANCEL_FIRST = range(4)
+CB_COUNT, CB_CANCEL_SELF, CB_REARM, CB_CANCEL_FIRST, CB_DELETE_SELF = range(5)
 ARR, HASH, LRU = range(3)
 MAPS = ("arr", "hash", "lru")
 EINVAL, EBUSY, EDEADLK, ENOENT = -errno.EINVAL, -errno.EBUSY, -errno.EDEADLK, -errno.ENOENT
@@ -321,3 +321,25 @@ def test_zero_ns_rearm_is_bounded(det: tuple[Collection, Timer]) -> None:
     assert coll.run_timers() == MAX_CALLBACKS
     assert t.cancel() == 1
     assert coll.run_timers() == 0
+
+
+@pytest.mark.parametrize("m", [HASH, LRU])
+def test_callback_deletes_its_element(det: tuple[Collection, Timer], m: int) -> None:
+    """The timer is freed under its running callback: start and cancel on it are -EINVAL."""
+    coll, t = det
+    t.put(m, 1)
+    assert (t.init(m, 1), t.set_cb(m, 1, cb=CB_DELETE_SELF), t.start(m, 1, ns=MS)) == (0, 0, 0)
+    assert coll.advance(MS) == 1
+    v = t.value(ARR, 3)
+    assert (v["count"], v["key_seen"], v["ret"]) == (1, 1, EINVAL)
+    assert struct.unpack("<q", struct.pack("<Q", v["period"]))[0] == EINVAL
+    assert struct.pack("<I", 1) not in coll.maps[MAPS[m]] and len(timers_of(coll.env)) == 0
+
+
+def test_program_run_runs_due_timers(det: tuple[Collection, Timer]) -> None:
+    """Program.run (not only test_run) runs the callbacks that became due."""
+    coll, t = det
+    assert (t.init(), t.set_cb()) == (0, 0)
+    prog = coll.programs["timer_op"]
+    result = prog.run(struct.pack("<IIIIQQQ", OP_START, ARR, 0, 0, 0, 0, 0))
+    assert result.retval == 0 and t.value()["count"] == 1

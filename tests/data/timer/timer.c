@@ -2,7 +2,8 @@
 /* bpf_timer programs for tests/vm/test_helpers_timer.py and
  * tests/differential/test_timer_kernel.py: one SEC("syscall") program that performs one timer
  * operation per test run on an element of an array, hash or LRU hash map, and callbacks
- * that count, cancel themselves, cancel another timer or re-arm themselves.
+ * that count, cancel themselves, cancel another timer, re-arm themselves or delete their own
+ * element.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -11,7 +12,7 @@
 #define ENOENT 2
 
 enum op { OP_INIT, OP_SET_CALLBACK, OP_START, OP_CANCEL, OP_NOW };
-enum cb { CB_COUNT, CB_CANCEL_SELF, CB_REARM, CB_CANCEL_FIRST };
+enum cb { CB_COUNT, CB_CANCEL_SELF, CB_REARM, CB_CANCEL_FIRST, CB_DELETE_SELF };
 
 struct args {
 	__u32 op;
@@ -99,6 +100,23 @@ static int cb_cancel_first(void *map, __u32 *key, struct elem *val)
 	return 0;
 }
 
+/* Deletes its own element, then tries to re-arm the freed timer and init it again; the
+ * answers go to array element 3 (ret: start, period: init) and count there counts the runs. */
+static int cb_delete_self(void *map, __u32 *key, struct elem *val)
+{
+	__u32 k = *key, three = 3;
+	struct elem *out = bpf_map_lookup_elem(&arr, &three);
+
+	bpf_map_delete_elem(map, &k);
+	if (out) {
+		out->count++;
+		out->key_seen = k;
+		out->ret = bpf_timer_start(&val->t, 0, 0);
+		out->period = bpf_timer_cancel(&val->t);
+	}
+	return 0;
+}
+
 /* One timer operation on the element of map M (a macro: the verifier wants the map of
  * bpf_timer_init to be the map the timer's element came from, on every path). */
 #define TIMER_OP(M)								\
@@ -123,6 +141,8 @@ static int cb_cancel_first(void *map, __u32 *key, struct elem *val)
 				ret = bpf_timer_set_callback(&val->t, cb_rearm); \
 			else if (a->cb == CB_CANCEL_FIRST)			\
 				ret = bpf_timer_set_callback(&val->t, cb_cancel_first); \
+			else if (a->cb == CB_DELETE_SELF)			\
+				ret = bpf_timer_set_callback(&val->t, cb_delete_self); \
 			else							\
 				ret = bpf_timer_set_callback(&val->t, cb_count); \
 			break;							\
