@@ -123,11 +123,15 @@ def test_xdp_samples_match_the_kernel(name: str, engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
-@pytest.mark.parametrize("n", [0, 14, 60, 80, 81])
-def test_skb_samples_match_the_kernel(n: int, engine: str) -> None:
+@pytest.mark.parametrize("prog_type", [TC, ProgramType.SOCKET_FILTER], ids=lambda t: t.name)
+@pytest.mark.parametrize("n", [0, 14, 60, 66, 67, 80, 81])
+def test_skb_samples_match_the_kernel(n: int, prog_type: ProgramType, engine: str) -> None:
+    """skb->len bytes from skb->data: the whole frame for tc, from the IP header for a socket
+    filter (66 bytes here)."""
     data = PKT[:12] + b"\x08\x00\x45" + PKT[15:80]
-    kernel = kernel_side(TC, ctxlen(n), data, None)
-    same(kernel, runtime_side(TC, ctxlen(n), data, None, engine, HelperId.PERF_EVENT_OUTPUT), 8 + min(n, 80))
+    kernel = kernel_side(prog_type, ctxlen(n), data, None)
+    ours = runtime_side(prog_type, ctxlen(n), data, None, engine, HelperId.PERF_EVENT_OUTPUT)
+    same(kernel, ours, 8 + min(n, 80))
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
