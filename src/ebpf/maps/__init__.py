@@ -55,6 +55,7 @@ from ebpf.maps._lock import check_btf, find_spin_lock
 from ebpf.maps._timer import timer_offset
 from ebpf.maps.array import ArrayMap, PerCPUArrayMap
 from ebpf.maps.bloom import BloomFilterMap
+from ebpf.maps.cgroup import CgroupArrayMap, CgroupStorageMap, PerCPUCgroupStorageMap
 from ebpf.maps.devmap import CpuMap, DevMap, DevMapHash, RedirectMapNotSupportedError, XskMap
 from ebpf.maps.hash import HashMap, LRUHashMap, LRUPerCPUHashMap, PerCPUHashMap
 from ebpf.maps.lpm import LPMTrieMap, lpm_key
@@ -91,6 +92,8 @@ __all__ = [
     "ArrayOfMapsMap",
     "Batch",
     "BloomFilterMap",
+    "CgroupArrayMap",
+    "CgroupStorageMap",
     "CgrpStorageMap",
     "CpuMap",
     "DevMap",
@@ -110,6 +113,7 @@ __all__ = [
     "MapFullError",
     "MapOperationNotSupportedError",
     "PerCPUArrayMap",
+    "PerCPUCgroupStorageMap",
     "PerCPUHashMap",
     "PerfBuffer",
     "PerfEventArrayMap",
@@ -150,6 +154,9 @@ MAP_CLASSES: dict[MapType, type[Map]] = {
         SkStorageMap,
         InodeStorageMap,
         CgrpStorageMap,
+        CgroupStorageMap,
+        PerCPUCgroupStorageMap,
+        CgroupArrayMap,
         BloomFilterMap,
         LPMTrieMap,
         RingBufMap,
