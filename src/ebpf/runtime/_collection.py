@@ -57,6 +57,7 @@ from ebpf.isa.program import Program as InsnProgram
 from ebpf.maps import Map, create
 from ebpf.maps._errors import MapError
 from ebpf.maps.devmap import DevMap, DevMapHash
+from ebpf.maps.progarray import ProgArrayMap
 from ebpf.runtime._ctxbound import max_ctx_offset
 from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code, running_kconfig
 from ebpf.spec import AttachType, CollectionSpec, MapType, ProgramSpec, ProgramType, RelocKind
@@ -581,7 +582,7 @@ class Collection:
         self._by_id: dict[int, tuple[Map, int]] = {}  # handle id -> (map, handle address)
         self._ids: dict[str, int] = {}  # map name -> handle id
         self._value_base: dict[int, int] = {}
-        self._handle_of: dict[int, int] = {}  # lddw MAP_FD immediate -> handle address
+        self._resolved: dict[tuple[int, PseudoSrc], int] = {}  # lddw (imm64, src) -> address
         self._code: list[tuple[Region, Program]] = []
         self._callback_budget = max_insns
         self._callback_insns = 0
@@ -674,6 +675,10 @@ class Collection:
         )
         prog = Program(self, pspec, insns, engine)
         self._code.append((code, prog))
+        for reloc in pspec.relocations.values():  # the kernel's bpf_check_tail_call at load
+            used = self.maps.get(reloc.symbol) if reloc.kind is RelocKind.MAP else None
+            if isinstance(used, ProgArrayMap):
+                used.claim(prog)  # EINVAL: another kind of program owns the array
         return prog
 
     def _relocate(self, pspec: ProgramSpec, program: InsnProgram) -> InsnProgram:
@@ -760,15 +765,14 @@ class Collection:
 
     def _resolve(self, op: LoadImm64) -> int:
         kind = op.kind
-        if kind is PseudoSrc.MAP_FD:  # every run asks again: remember the answer
-            known = self._handle_of.get(op.value)
-            if known is not None:
-                return known
+        known = self._resolved.get((op.value, kind))  # every run asks again: remember the answers
+        if known is not None:
+            return known
         entry = self._by_id.get(op.imm_lo)
         if kind is PseudoSrc.MAP_FD and entry is not None:
-            self._handle_of[op.value] = entry[1]
+            self._resolved[op.value, kind] = entry[1]
             return entry[1]
-        if op.kind is PseudoSrc.MAP_VALUE and entry is not None:
+        if kind is PseudoSrc.MAP_VALUE and entry is not None:
             base = self._value_base.get(op.imm_lo)
             if base is None:
                 m = entry[0]
@@ -778,7 +782,8 @@ class Collection:
                 if address is None:
                     raise VMError(f"direct value access to {m.label}: the map has no element 0")
                 base = self._value_base[op.imm_lo] = address
-            return base + op.imm_hi
+            known = self._resolved[op.value, kind] = base + op.imm_hi
+            return known
         raise VMError(
             f"lddw with pseudo source {op.kind.name} and imm {op.imm_lo}: no such map in this runtime"
         )

@@ -99,18 +99,18 @@ class Region:
     load_hook: LoadHook | None = None
     start: int = field(init=False)
     end: int = field(init=False)
+    view: memoryview = field(init=False, repr=False)
+    """The buffer's bytes (``buffer.view``; read on every access of the engines' fast paths)."""
 
     def __post_init__(self) -> None:
-        self.start = self.buffer.address
-        self.end = self.buffer.address + self.buffer.size
+        buffer = self.buffer
+        self.start = buffer.address
+        self.end = buffer.address + buffer.size
+        self.view = buffer.view
 
     @property
     def size(self) -> int:
         return self.buffer.size
-
-    @property
-    def view(self) -> memoryview:
-        return self.buffer.view
 
 
 class Memory:
@@ -193,8 +193,9 @@ class Memory:
         Raises:
             VMError: the range is not inside one mapped region.
         """
-        region = self.find(address, size)
-        if region is None:
+        i = _bisect_right(self._starts, address) - 1  # find(), inline: the engines' slow path
+        region = self._regions[i] if i >= 0 else None
+        if region is None or address + size > region.end:
             raise self._fault("read", address, size)
         offset = address - region.start
         if region.load_hook is not None:
@@ -225,8 +226,9 @@ class Memory:
         """Copy ``size`` bytes out of one region (for helpers such as memfrob or probe_read)."""
         if size == 0:
             return b""
-        region = self.find(address, size)
-        if region is None:
+        i = _bisect_right(self._starts, address) - 1  # find(), inline: every helper's key read
+        region = self._regions[i] if i >= 0 else None
+        if region is None or address + size > region.end:
             raise self._fault("read", address, size)
         off = address - region.start
         return region.buffer.view[off : off + size].tobytes()
