@@ -177,3 +177,40 @@ def test_owner_records() -> None:
     assert m.lookup_prog(k(0)) == "anything"  # a refused update leaves the slot
     m.close()
     assert m.owner is None
+
+
+def user_collection(second_flags: int) -> CollectionSpec:
+    """Two XDP programs that tail-call through one program array; the second's prog_flags vary."""
+    from runtime._build import program  # tests/ is on sys.path
+
+    text = "r2 = 0 ll\nr3 = 0\ncall 12\nr0 = 0\nexit"
+    first = program("first", text, [("map", "jump")], X)
+    second = program("second", text, [("map", "jump")], X)
+    second.flags = second_flags
+    return CollectionSpec(
+        programs={"first": first, "second": second},
+        maps={"jump": MapSpec("jump", MapType.PROG_ARRAY, 4, 4, 2)},
+        license="GPL",
+    )
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("flags", [0, BPF_F_XDP_HAS_FRAGS], ids=["same", "frags"])
+def test_loading_a_second_kind_of_user_fails_as_in_the_kernel(flags: int) -> None:
+    from ebpf.errors import BPFError
+    from ebpf.kernel.collection import Collection as KernelCollection
+
+    spec = user_collection(flags)
+    kernel_ok = True
+    try:
+        KernelCollection(spec.copy()).close()
+    except BPFError as err:
+        kernel_ok = False
+        assert "EINVAL" in str(err) or getattr(err, "errno", None) == errno.EINVAL
+    ours_ok = True
+    try:
+        Collection(spec.copy(), deterministic=True).close()
+    except InvalidMapArgumentError as err:
+        ours_ok = False
+        assert err.errno == errno.EINVAL and "xdp.frags" in str(err)
+    assert ours_ok == kernel_ok == (flags == 0)
