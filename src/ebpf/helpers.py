@@ -483,6 +483,8 @@ _TABLE: tuple[tuple[HelperId, str, str, bool, bool], ...] = (
     (_H.SEND_SIGNAL_THREAD, "int", "any", False, False),
     (_H.OVERRIDE_RETURN, "int", "ctx any", True, False),
     (_H.PERF_EVENT_OUTPUT, "int", "ctx map any mem size0", True, False),
+    (_H.SKB_OUTPUT, "int", "btf_id map any mem size0", True, False),
+    (_H.XDP_OUTPUT, "int", "btf_id map any mem size0", True, False),
     (_H.PERF_EVENT_READ, "int", "map any", True, False),
     (_H.PERF_EVENT_READ_VALUE, "int", "map any out size", True, False),
     (_H.STRTOL, "int", "mem size any out8", False, False),
@@ -646,6 +648,10 @@ _PROGRAM_TYPES: dict[HelperId, frozenset[ProgramType] | None] = {
     _H.SEND_SIGNAL: None,
     _H.SEND_SIGNAL_THREAD: None,
     _H.OVERRIDE_RETURN: _types("KPROBE"),  # with CONFIG_BPF_KPROBE_OVERRIDE (off on the probed kernel)
+    # tracing_prog_func_proto (TRACING; LSM falls back to it), from the kernel source: neither
+    # type loads here, so the probe cannot check them.
+    _H.SKB_OUTPUT: _types("LSM", "TRACING"),
+    _H.XDP_OUTPUT: _types("LSM", "TRACING"),
     _H.PERF_EVENT_OUTPUT: _types(
         "CGROUP_DEVICE",
         "CGROUP_SKB",
