@@ -85,6 +85,8 @@ SK_BUFF_FIELDS: dict[str, tuple[int, int]] = {
 _LEN, _PKT_TYPE, _PROTOCOL, _IFINDEX, _WIRE_LEN = (
     SK_BUFF_FIELDS[name][0] for name in ("len", "pkt_type", "protocol", "ifindex", "wire_len")
 )
+assert _PKT_TYPE == _LEN + 4
+_LEN_PKT_TYPE = struct.Struct("<II")
 # Fields ctx_in may set (convert___skb_to_skb); everything else must be zero.
 _CTX_IN_ALLOWED = (
     "mark",
@@ -161,14 +163,10 @@ def _field_at(offset: int) -> str:
 
 def eth_protocol(frame: bytes) -> int:
     """``eth_type_trans``'s ``skb->protocol`` (a ``__be16``, as a load from ``__sk_buff`` reads it)."""
-    h_proto = int.from_bytes(frame[12:14], "big")
-    if h_proto >= ETH_P_802_3_MIN:
-        proto = h_proto
-    elif frame[14:16] == b"\xff\xff":
-        proto = ETH_P_802_3
-    else:
-        proto = ETH_P_802_2
-    return int.from_bytes(proto.to_bytes(2, "big"), "little")
+    if frame[12] << 8 | frame[13] >= ETH_P_802_3_MIN:
+        return frame[13] << 8 | frame[12]  # the type's bytes as they are
+    proto = ETH_P_802_3 if frame[14:16] == b"\xff\xff" else ETH_P_802_2
+    return (proto & 0xFF) << 8 | proto >> 8
 
 
 def eth_pkt_type(frame: bytes, dev_addr: bytes, dev_broadcast: bytes) -> int:
@@ -348,19 +346,25 @@ class SkbMapped(MappedInput):
         self.network = NET_SKB_PAD + ETH_HLEN  # skb_network_header
         self.ip_summed = CHECKSUM_NONE
         self.csum_level = 0
-        ctx = bytearray(inp.ctx_in or _ZERO_CTX)
-        _U32.pack_into(ctx, _LEN, self.end - self.start)
-        _U32.pack_into(ctx, _PKT_TYPE, eth_pkt_type(frame, inp.dev_addr, inp.dev_broadcast))
+        ctx = self.ctx_region.view
+        ctx[:] = inp.ctx_in or _ZERO_CTX
+        _LEN_PKT_TYPE.pack_into(
+            ctx, _LEN, self.end - self.start, eth_pkt_type(frame, inp.dev_addr, inp.dev_broadcast)
+        )
         _U32.pack_into(ctx, _PROTOCOL, eth_protocol(frame))
         if not _U32.unpack_from(ctx, _IFINDEX)[0]:
             _U32.pack_into(ctx, _IFINDEX, 1)
         if inp.ctx_in is not None and not _U32.unpack_from(ctx, _WIRE_LEN)[0]:
             # without ctx_in, qdisc_skb_cb.pkt_len stays 0
             _U32.pack_into(ctx, _WIRE_LEN, size if l2 else size - ETH_HLEN)
-        self._ctx0 = bytes(ctx)
-        self.ctx_region.view[:] = self._ctx0
+        self._ctx0 = ctx.tobytes()
         self.memory.map(self.ctx_region)
-        packet = self.data_region = self._window()
+        packet = self.data_region
+        if packet is None:
+            packet = self.data_region = self._window()
+        else:  # rebind: the last run's packet region, unmapped, on the new window
+            packet.rebase(SubBuffer(self.buffer, self.start, self.end - self.start))
+            self.memory.map(packet)
         self.regions = (packet, self.ctx_region)
 
     def rebind(self, inp: Input) -> bool:

@@ -286,7 +286,12 @@ class XdpMapped(MappedInput):
         self._load()
         _XDP_MD.pack_into(self.ctx_region.view, 0, 0, 0, 0, inp.ingress_ifindex, inp.rx_queue_index, 0)
         self.memory.map(self.ctx_region)
-        packet = self.data_region = self._window()
+        packet = self.data_region
+        if packet is None:
+            packet = self.data_region = self._window()
+        else:  # rebind: the last run's packet region, unmapped, on the new window
+            packet.rebase(SubBuffer(self.frame, self.meta, self.end - self.meta))
+            self.memory.map(packet)
         self.regions = (packet, self.ctx_region)
 
     def rebind(self, inp: Input) -> bool:

@@ -112,6 +112,14 @@ class Region:
     def size(self) -> int:
         return self.buffer.size
 
+    def rebase(self, buffer: HostBuffer) -> None:
+        """Make this region cover ``buffer`` instead (only while it is not mapped: a mapped
+        region's range must not change under the table)."""
+        self.buffer = buffer
+        self.start = buffer.address
+        self.end = buffer.address + buffer.size
+        self.view = buffer.view
+
 
 class Memory:
     """The region table: maps addresses to regions and performs checked accesses."""
