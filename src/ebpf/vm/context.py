@@ -19,9 +19,11 @@ A context decides what the program gets in r1 (and r2) and which regions it maps
 * :class:`SkbInput` (``__sk_buff``), :class:`TracepointInput`, :class:`RawTracepointInput`:
   see :mod:`ebpf.vm._context_skb` and :mod:`ebpf.vm._context_trace`.
 
-Rule: every input is copied into fresh host buffers for each mapping; the caller's bytes are
-never modified. ``MappedInput.data()`` is the kernel's ``data_out`` after the run and
-``MappedInput.ctx_out()`` its ``ctx_out``.
+Rule: every input is copied into fresh host buffers for each mapping, or, through
+``MappedInput.rebind`` (XDP and socket buffers), into the zeroed buffers of an unmapped earlier
+mapping, which then looks exactly like a fresh one; the caller's bytes are never modified.
+``MappedInput.data()`` is the kernel's ``data_out`` after the run and ``MappedInput.ctx_out()``
+its ``ctx_out``.
 """
 
 from __future__ import annotations
