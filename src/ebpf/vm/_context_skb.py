@@ -446,10 +446,10 @@ class SkbMapped(MappedInput):
             return None
         if offset == 0:
             return self.end - self.start
-        if offset in (76, 140):  # data, data_meta (no metadata on an skb test run)
-            return self.address(self.start)
+        if offset == 76 or offset == 140:  # data, data_meta (no metadata on an skb test run)
+            return self.buffer.address + self.start
         if offset == 80:
-            return self.address(self.end)
+            return self.buffer.address + self.end
         return None
 
     # --- packet access for helpers --------------------------------------------------------------

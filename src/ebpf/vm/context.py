@@ -351,11 +351,11 @@ class XdpMapped(MappedInput):
         if size != 4:
             return None
         if offset == 0:
-            return self.address(self.start)
+            return self.frame.address + self.start
         if offset == 4:
-            return self.address(self.end)
+            return self.frame.address + self.end
         if offset == 8:
-            return self.address(self.meta)
+            return self.frame.address + self.meta
         return None
 
     # --- the whole packet: linear part and fragments ----------------------------------------------
