@@ -500,7 +500,10 @@ class _Encap:
     leaves the flag set). The inner header offsets and ``inner_protocol`` the kernel also sets
     are not modelled: nothing a test run shows reads them. The state belongs to one layout of
     one input (the objects held here): the next test run, which lays its input out afresh
-    (a new buffer on ``reset``, a new initial context on ``rebind``), starts without it."""
+    (a new buffer on ``reset``, a new initial context on ``rebind``), starts without it.
+    Known limit: another helper that reallocates the head (``bpf_skb_change_head`` past the
+    headroom) also drops it, so a later encapsulation succeeds where Linux says ``-EALREADY``;
+    a flag that ``SkbMapped`` clears when it lays an input out would remove the limit."""
 
     __slots__ = ("buffer", "ctx0")
 
