@@ -20,6 +20,8 @@ from typing import Any
 
 import dpkt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ebpf.isa import assemble
 from ebpf.runtime import Collection
@@ -317,3 +319,27 @@ def test_encapsulation_survives_a_head_reallocation() -> None:
         ]
     )
     _both_engines(text, ipv4(), CTX)
+
+
+FLAG_BITS = [FIXED_GSO, E4, E6, GRE, UDP, NO_CSUM, L2ETH, D4, D6, 1 << 9]
+
+
+@st.composite
+def calls(draw: st.DrawFn) -> tuple[list[tuple[int, int, int]], bytes]:
+    steps = []
+    for _ in range(draw(st.integers(1, 3))):
+        flags = 0
+        for bit in draw(st.lists(st.sampled_from(FLAG_BITS), max_size=3)):
+            flags |= bit
+        flags |= L2(draw(st.sampled_from([0, 0, 5, 14, 30])))
+        diff = draw(st.sampled_from([-60, -40, -20, -8, 0, 8, 20, 28, 40, 50]))
+        steps.append((diff, draw(st.sampled_from([MAC, MAC, NET, 2])), flags))
+    packet = draw(st.sampled_from([ipv4(60), ipv4(120), ipv6(80), ipv6(160)]))
+    return steps, packet
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(calls())
+def test_random_call_sequences_match_the_kernel(case: tuple[list[tuple[int, int, int]], bytes]) -> None:
+    steps, packet = case
+    _both_engines(program(steps), packet, CTX)
