@@ -214,3 +214,66 @@ def test_loading_a_second_kind_of_user_fails_as_in_the_kernel(flags: int) -> Non
         ours_ok = False
         assert err.errno == errno.EINVAL and "xdp.frags" in str(err)
     assert ours_ok == kernel_ok == (flags == 0)
+
+
+STORAGE_TYPES = [MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE]
+STORAGE_PAIRS = [("a", "b"), ("a", None), (None, "a"), ("a", "a")]
+
+
+def storage_user_text(ref: str) -> str:
+    return f"r1 = {ref} ll\nr2 = 0\ncall 81\nr0 = 1\nexit"  # bpf_get_local_storage
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("map_type", STORAGE_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("pair", STORAGE_PAIRS, ids=lambda p: f"{p[0]}-{p[1]}")
+def test_cgroup_storage_users_match_the_kernel(
+    map_type: MapType, pair: tuple[str | None, str | None]
+) -> None:
+    """Programs using a legacy cgroup storage may share an array only with programs using the
+    same storage of that kind, or none (a first program without storage takes none)."""
+    from ebpf.kernel import Map as KernelMap
+    from ebpf.kernel.program import Program
+    from runtime._build import program  # tests/ is on sys.path
+
+    cg, ingress = ProgramType.CGROUP_SKB, int(A.CGROUP_INET_INGRESS)
+    theirs = []
+    with (
+        KernelMap.create(MapSpec("a", map_type, 8, 8, 0)) as ka,
+        KernelMap.create(MapSpec("b", map_type, 8, 8, 0)) as kb,
+        KernelMap.create(MapSpec("pa", MapType.PROG_ARRAY, 4, 4, 4)) as km,
+    ):
+        fds = {"a": ka.fd, "b": kb.fd}
+        for i, name in enumerate(pair):
+            text = "r0 = 1\nexit" if name is None else storage_user_text(f"map_fd({fds[name]})")
+            with Program.load(assemble(text), cg, expected_attach_type=ingress) as prog:
+                try:
+                    km.update(k(i), struct.pack("<I", prog.fd))
+                    theirs.append(0)
+                except MapError as err:
+                    theirs.append(-(err.errno or 0))
+    programs = {}
+    for i, name in enumerate(pair):
+        if name is None:
+            pspec = program(f"p{i}", "r0 = 1\nexit", [], cg)
+        else:
+            pspec = program(f"p{i}", storage_user_text("0"), [("map", name)], cg)
+        pspec.attach_type = A.CGROUP_INET_INGRESS
+        programs[pspec.name] = pspec
+    spec = CollectionSpec(
+        programs=programs,
+        maps={n: MapSpec(n, map_type, 8, 8, 0) for n in ("a", "b")},
+        license="GPL",
+    )
+    ours = []
+    with Collection(spec, deterministic=True) as coll:
+        m = create(MapDef(MapType.PROG_ARRAY, 4, 4, 4))
+        assert isinstance(m, ProgArrayMap)
+        for i in range(len(pair)):
+            try:
+                m.update_prog(k(i), coll.programs[f"p{i}"])
+                ours.append(0)
+            except InvalidMapArgumentError as err:
+                ours.append(-(err.errno or 0))
+    assert ours == theirs
+    assert theirs == [0, 0 if pair[1] is None or pair[1] == pair[0] else -errno.EINVAL]

@@ -20,9 +20,11 @@ later program must have the owner's program type, ``xdp.frags`` flag
 (``BPF_F_XDP_HAS_FRAGS``), ``BPF_F_SLEEPABLE`` flag and expected attach type (``None`` is 0),
 else the update (or the load) is ``EINVAL`` and the slot and owner are unchanged. An update
 refused earlier (flags, an index past the end) does not make an owner. The kernel also
-compares ``jited`` (one engine here: always equal), cgroup storage cookies and, for
+compares ``jited`` (one engine here: always equal) and, for
 TRACING/LSM/EXT/STRUCT_OPS, the attach function's prototype (not modelled: such programs
-have no tail calls in this runtime). Only objects that describe a program (a
+have no tail calls in this runtime). Legacy cgroup storage: a program using a
+``CGROUP_STORAGE`` / ``PERCPU_CGROUP_STORAGE`` map other than the owner's of that kind is
+refused; one using none is accepted (measured). Only objects that describe a program (a
 :class:`~ebpf.spec.ProgramType` ``type``; flags and attach type from their ``spec`` or their
 own ``flags`` / ``attach_type``) are checked; other objects are taken as they are.
 """
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ebpf.errors import KeyNotFoundError
 from ebpf.maps._base import BPF_ANY, MapDef
@@ -55,6 +57,17 @@ class ProgArrayOwner:
     xdp_has_frags: bool = False
     sleepable: bool = False
     expected_attach_type: int = 0
+    storage: tuple[object | None, object | None] = field(default=(None, None), compare=False)
+    """The legacy cgroup storage maps (shared, per-CPU) the program uses, or ``None`` each (the
+    kernel's storage cookies): compared by identity, see :meth:`accepts`."""
+
+    def accepts(self, other: ProgArrayOwner) -> bool:
+        """Whether a program of kind ``other`` may join an array this record owns: the same
+        type, flags and attach type, and for each cgroup storage kind no storage or the
+        owner's (``storage_cookie[i] == cookie || !cookie``)."""
+        return self == other and all(
+            theirs is None or theirs is mine for mine, theirs in zip(self.storage, other.storage, strict=True)
+        )
 
     @classmethod
     def of(cls, prog: object) -> ProgArrayOwner | None:
@@ -71,15 +84,37 @@ class ProgArrayOwner:
             bool(flags & BPF_F_XDP_HAS_FRAGS),
             bool(flags & BPF_F_SLEEPABLE),
             0 if attach is None else int(attach),
+            _storage_of(prog),
         )
 
     def describe(self) -> str:
         extras = [f"expected attach type {self.expected_attach_type}"]
+        extras += [f"{kind} {getattr(m, 'label', m)}" for kind, m in zip(_STORAGE_KINDS, self.storage) if m]
         if self.xdp_has_frags:
             extras.append("xdp.frags")
         if self.sleepable:
             extras.append("sleepable")
         return f"{self.type.name} ({', '.join(extras)})"
+
+
+_STORAGE_TYPES = (MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE)
+_STORAGE_KINDS = ("cgroup storage", "per-CPU cgroup storage")
+
+
+def _storage_of(prog: object) -> tuple[object | None, object | None]:
+    """The cgroup storage maps a loaded program references (its spec's map relocations looked
+    up in its collection's ``maps``); none for objects without both."""
+    found: list[object | None] = [None, None]
+    spec = getattr(prog, "spec", None)
+    maps = getattr(getattr(prog, "collection", None), "maps", None)
+    if spec is None or not isinstance(maps, dict):
+        return (None, None)
+    for reloc in getattr(spec, "relocations", {}).values():
+        m = maps.get(getattr(reloc, "symbol", None))
+        map_type = getattr(m, "type", None)
+        if map_type in _STORAGE_TYPES:
+            found[_STORAGE_TYPES.index(map_type)] = m
+    return (found[0], found[1])
 
 
 class ProgArrayMap(FdArrayMap):
@@ -108,7 +143,7 @@ class ProgArrayMap(FdArrayMap):
             return
         if self.owner is None:
             self.owner = record
-        elif record != self.owner:
+        elif not self.owner.accepts(record):
             raise InvalidMapArgumentError(
                 f"{self.label}: a {record.describe()} program cannot join a program array of "
                 f"{self.owner.describe()} programs"
