@@ -16,6 +16,12 @@ from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 
+# numpy's OpenBLAS starts a worker thread per extra CPU when imported; a process-directed
+# signal (bpf_send_signal in tests/differential/test_helpers_misc_kernel.py) would then go to
+# a thread that does not block it. One BLAS thread: the test process stays single-threaded.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 
 def _require_kernel() -> bool:
     return os.environ.get("EBPF_REQUIRE_KERNEL", "").strip() not in ("", "0")

@@ -258,6 +258,11 @@ def test_send_signal(engine: str, prog_type: ProgramType) -> None:
             n += 1
         return n
 
+    threads = os.listdir("/proc/self/task")
+    assert len(threads) == 1, (
+        f"{len(threads)} threads in the test process: a process-directed signal may go to one that "
+        "does not block it (tests/conftest.py keeps numpy's BLAS to one thread)"
+    )
     old = signal.signal(RT_SIGNAL, lambda _sig, _f: None)
     signal.pthread_sigmask(signal.SIG_BLOCK, [RT_SIGNAL])
     try:
