@@ -302,11 +302,6 @@ def test_encap_object_is_up_to_date() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: a head reallocation by bpf_skb_change_head drops the runtime's "
-    "encapsulation flag (see _Encap in vm/_helpers_net.py); Linux answers -EALREADY",
-)
 def test_encapsulation_survives_a_head_reallocation() -> None:
     text = "\n".join(
         [

@@ -346,6 +346,7 @@ class SkbMapped(MappedInput):
         self.network = NET_SKB_PAD + ETH_HLEN  # skb_network_header
         self.ip_summed = CHECKSUM_NONE
         self.csum_level = 0
+        self.encapsulation = False  # skb->encapsulation (bpf_skb_adjust_room's ENCAP flags)
         ctx = self.ctx_region.view
         ctx[:] = inp.ctx_in or _ZERO_CTX
         _LEN_PKT_TYPE.pack_into(
@@ -392,6 +393,7 @@ class SkbMapped(MappedInput):
         self.network = NET_SKB_PAD + ETH_HLEN
         self.ip_summed = CHECKSUM_NONE
         self.csum_level = 0
+        self.encapsulation = False
         self.ctx_region.view[:] = self._ctx0
         if mapped:
             self._remap()

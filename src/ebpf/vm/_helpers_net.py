@@ -494,34 +494,13 @@ ETH_P_IP_BE, ETH_P_IPV6_BE = 0x0008, 0xDD86
 EALREADY = errno.EALREADY
 
 
-class _Encap:
-    """``skb->encapsulation`` as ``bpf_skb_adjust_room`` sets it. BPF sees only its effect: a
-    second encapsulation is refused with ``-EALREADY``, even after a decapsulation (Linux 6.18
-    leaves the flag set). The inner header offsets and ``inner_protocol`` the kernel also sets
-    are not modelled: nothing a test run shows reads them. The state belongs to one layout of
-    one input (the objects held here): the next test run, which lays its input out afresh
-    (a new buffer on ``reset``, a new initial context on ``rebind``), starts without it.
-    Known limit: another helper that reallocates the head (``bpf_skb_change_head`` past the
-    headroom) also drops it, so a later encapsulation succeeds where Linux says ``-EALREADY``;
-    a flag that ``SkbMapped`` clears when it lays an input out would remove the limit."""
-
-    __slots__ = ("buffer", "ctx0")
-
-    def __init__(self, skb: SkbMapped) -> None:
-        self.buffer: object = skb.buffer
-        self.ctx0: object = getattr(skb, "_ctx0", None)
-
-    def current(self, skb: SkbMapped) -> bool:
-        return self.buffer is skb.buffer and self.ctx0 is getattr(skb, "_ctx0", None)
-
-
-def _encap_state(skb: SkbMapped) -> _Encap | None:
-    state = getattr(skb, "_adjust_room_encap", None)
-    return state if isinstance(state, _Encap) and state.current(skb) else None
-
-
 def _encapsulated(skb: SkbMapped) -> bool:
-    return _encap_state(skb) is not None
+    """``skb->encapsulation`` as ``bpf_skb_adjust_room`` sets it (:attr:`SkbMapped.encapsulation`).
+    BPF sees only its effect: a second encapsulation is refused with ``-EALREADY``, even after a
+    decapsulation (Linux 6.18 leaves the flag set) or a head reallocation. The inner header
+    offsets and ``inner_protocol`` the kernel also sets are not modelled: nothing a test run
+    shows reads them."""
+    return skb.encapsulation
 
 
 def _adjust_room_net_grow(skb: SkbMapped, off: int, size: int, flags: int) -> int:
@@ -544,7 +523,6 @@ def _adjust_room_net_grow(skb: SkbMapped, off: int, size: int, flags: int) -> in
             return -errno.EINVAL
     mac_len = skb.network - skb.mac
     net_off = skb.network - skb.start
-    state = _encap_state(skb)
     head = skb.packet[:off].tobytes()
     skb.resize(size, 0)  # bpf_skb_generic_push: the first ``off`` bytes move to the new start
     pkt = skb.packet
@@ -554,14 +532,12 @@ def _adjust_room_net_grow(skb: SkbMapped, off: int, size: int, flags: int) -> in
     skb.network = skb.start + net_off
     if encap:
         proto = skb.field("protocol")
-        skb._adjust_room_encap = _Encap(skb)  # type: ignore[attr-defined]
+        skb.encapsulation = True
         skb.network = skb.start + mac_len  # the outer L3 header right after the MAC header
         if proto == ETH_P_IP_BE and flags & BPF_F_ADJ_ROOM_ENCAP_L3_IPV6:
             skb.set_field("protocol", ETH_P_IPV6_BE)  # bpf_skb_change_protocol: no hash clearing
         elif proto == ETH_P_IPV6_BE and flags & BPF_F_ADJ_ROOM_ENCAP_L3_IPV4:
             skb.set_field("protocol", ETH_P_IP_BE)
-    elif state is not None:  # the buffer may have been reallocated
-        state.buffer = skb.buffer
     return 0
 
 
@@ -575,14 +551,12 @@ def _adjust_room_net_shrink(skb: SkbMapped, off: int, size: int, flags: int) -> 
     if off + size > skb.end - skb.start:
         return -errno.EFAULT
     net_off = skb.network - skb.start
-    state = _encap_state(skb)
     head = skb.packet[:off].tobytes()
     skb.packet[size : size + off] = head
     skb.resize(-size, 0)
     skb.mac = skb.start
     skb.network = skb.start + net_off
-    if state is not None:  # decapsulation leaves skb->encapsulation set (Linux 6.18)
-        state.buffer = skb.buffer
+    # decapsulation leaves skb->encapsulation set (Linux 6.18)
     proto = skb.field("protocol")
     if proto == ETH_P_IP_BE and flags & BPF_F_ADJ_ROOM_DECAP_L3_IPV6:
         skb.set_field("protocol", ETH_P_IPV6_BE)
