@@ -421,7 +421,7 @@ class Map:
                     raise _errors().InvalidMapArgumentError(
                         f"map {spec.name!r}: a {spec.type.name} needs an inner map template (spec.inner)"
                     )
-                inner_owned = cls.create(spec.inner, name=kname[:15] if name else "")
+                inner_owned = cls.create(spec.inner, name=kname[:15] if name else "", btf=btf)
                 inner_map_fd = inner_owned.fd
             attr = MapCreateAttr(
                 map_type=int(spec.type),
