@@ -3,43 +3,7 @@
 # into a temporary directory and fails unless every committed object is byte-identical to the
 # rebuilt one.  kfuncs.c includes vmlinux.h, generated here by this project's own BTF dumper
 # from /sys/kernel/btf/vmlinux (never committed): the object depends on the running kernel's BTF.
-set -eu
-cd "$(dirname "$0")"
-here=$(pwd)
-CLANG=${CLANG:-clang-19}
-PYTHON=${PYTHON:-python3}
-check=0
-[ "${1:-}" = "--check" ] && check=1
-
-# clang compiles copies of the sources in a fixed-length temporary directory, never the
-# checkout itself: the order of some .BTF types follows clang's memory layout, which the
-# length of the paths it is given changes.
-work=$(mktemp -d /tmp/ebpf-kfuncs-build.XXXXXXXX)
-trap 'rm -rf "$work"' EXIT
-mkdir "$work/src" "$work/out"
-cp ./*.c "$work/src/"
-"$PYTHON" -m ebpf btf dump /sys/kernel/btf/vmlinux --format c > "$work/src/vmlinux.h"
-
-multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-CFLAGS="-O2 -g -Wall -D__TARGET_ARCH_x86 -I. -I/usr/include/$multiarch \
-  -fdebug-prefix-map=$work/src=. -fmacro-prefix-map=$work/src=. \
-  -fno-ident"
-
+# The shared steps: ../corpus_build.sh.
 OBJS="kfuncs"
-
-out=$work/out
-cd "$work/src"
-for name in $OBJS; do
-  $CLANG $CFLAGS -target bpf -c "$name.c" -o "$out/$name.o"
-done
-
-cd "$here"
-if [ $check = 1 ]; then
-  status=0
-  for name in $OBJS; do
-    cmp -s "$out/$name.o" "$here/$name.o" || { echo "stale: $name.o"; status=1; }
-  done
-  [ $status = 0 ] && echo "all objects up to date"
-  exit $status
-fi
-cp "$out"/*.o "$here/"
+VMLINUX=1
+. "$(dirname "$0")/../corpus_build.sh"
