@@ -73,6 +73,30 @@ class RingBufQuery(IntEnum):
     PROD_POS = 3  # BPF_RB_PROD_POS
 
 
+def ring_size(defn: MapDef, what: str) -> int:
+    """The data size of a (user) ring buffer map, checked as ``ringbuf_map_alloc`` checks it.
+
+    Raises:
+        InvalidMapArgumentError: key or value size not 0, unknown flags, or ``max_entries``
+            not a power of 2 and a multiple of the page size (the kernel: ``EINVAL``).
+    """
+    size = defn.max_entries
+    if (
+        defn.key_size != 0
+        or defn.value_size != 0
+        or defn.flags & ~RINGBUF_CREATE_FLAG_MASK
+        or size == 0
+        or size & (size - 1)
+        or size % PAGE_SIZE
+    ):
+        raise InvalidMapArgumentError(
+            f"{what} needs key_size 0, value_size 0 and max_entries a power of "
+            f"2 and a multiple of {PAGE_SIZE}; got key_size {defn.key_size}, value_size "
+            f"{defn.value_size}, max_entries {size}, flags {defn.flags:#x}"
+        )
+    return size
+
+
 class RingBufMap(Map):
     """A ring buffer (``BPF_MAP_TYPE_RINGBUF``)."""
 
@@ -80,20 +104,7 @@ class RingBufMap(Map):
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
-        size = defn.max_entries
-        if (
-            defn.key_size != 0
-            or defn.value_size != 0
-            or defn.flags & ~RINGBUF_CREATE_FLAG_MASK
-            or size == 0
-            or size & (size - 1)
-            or size % PAGE_SIZE
-        ):
-            raise InvalidMapArgumentError(
-                f"{self.label}: ring buffer needs key_size 0, value_size 0 and max_entries a power of "
-                f"2 and a multiple of {PAGE_SIZE}; got key_size {defn.key_size}, value_size "
-                f"{defn.value_size}, max_entries {size}, flags {defn.flags:#x}"
-            )
+        size = ring_size(defn, f"{self.label}: ring buffer")
         self.size = size
         self.mask = size - 1
         self.positions = HostBuffer(2 * PAGE_SIZE)

@@ -61,7 +61,7 @@ from ebpf.maps.ringbuf import (
     BPF_RINGBUF_DISCARD_BIT,
     BPF_RINGBUF_HDR_SZ,
     PAGE_SIZE,
-    RINGBUF_CREATE_FLAG_MASK,
+    ring_size,
 )
 from ebpf.spec import MapType
 from ebpf.vm.memory import HostBuffer, Memory
@@ -331,20 +331,7 @@ class UserRingBufMap(Map):
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
-        size = defn.max_entries
-        if (
-            defn.key_size != 0
-            or defn.value_size != 0
-            or defn.flags & ~RINGBUF_CREATE_FLAG_MASK
-            or size == 0
-            or size & (size - 1)
-            or size % PAGE_SIZE
-        ):
-            raise InvalidMapArgumentError(
-                f"{self.label}: user ring buffer needs key_size 0, value_size 0 and max_entries a power "
-                f"of 2 and a multiple of {PAGE_SIZE}; got key_size {defn.key_size}, value_size "
-                f"{defn.value_size}, max_entries {size}, flags {defn.flags:#x}"
-            )
+        size = ring_size(defn, f"{self.label}: user ring buffer")
         self.size = size
         self.mask = size - 1
         self.positions = HostBuffer(2 * PAGE_SIZE)
