@@ -14,22 +14,55 @@ shape (``Collection`` with ``programs``, ``maps``, ``close()``; ``Program.test_r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ebpf.runtime._collection import Collection, ContextInput, Program, Variable, Variables, freeze
 from ebpf.runtime._kconfig import KconfigValue, encode_kconfig, kernel_version_code
 from ebpf.testrun import TestRunResult
 from ebpf.vm.helpers import MAX_TAIL_CALL_CNT, RunEnv
 
+if TYPE_CHECKING:
+    from ebpf.vm._helpers_misc import SignalLog, signal_log
+    from ebpf.vm._helpers_skb import Fib, FibDevice, FibRoute, RouteType
+
+# Parts of the run environment a caller may set or read (``coll.env``), imported on first use:
+# a FIB for ``bpf_fib_lookup`` (``env.fib = Fib(...)``), the signals programs sent.
+_LAZY = {
+    "Fib": "ebpf.vm._helpers_skb",
+    "FibDevice": "ebpf.vm._helpers_skb",
+    "FibRoute": "ebpf.vm._helpers_skb",
+    "RouteType": "ebpf.vm._helpers_skb",
+    "SignalLog": "ebpf.vm._helpers_misc",
+    "signal_log": "ebpf.vm._helpers_misc",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ebpf.runtime' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "MAX_TAIL_CALL_CNT",
     "Collection",
     "ContextInput",
+    "Fib",
+    "FibDevice",
+    "FibRoute",
     "KconfigValue",
     "Program",
+    "RouteType",
     "RunEnv",
+    "SignalLog",
     "TestRunResult",
     "Variable",
     "Variables",
     "encode_kconfig",
     "freeze",
     "kernel_version_code",
+    "signal_log",
 ]
