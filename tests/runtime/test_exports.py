@@ -19,4 +19,4 @@ def test_run_environment_types_are_exported() -> None:
 
 def test_unknown_attribute() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        _ = runtime.nope  # type: ignore[attr-defined]
+        _ = runtime.nope
