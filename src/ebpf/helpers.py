@@ -390,6 +390,7 @@ _RETS: dict[str, Ret] = {
     "dynptr_mem?": Ret(RetType.PTR_TO_MEM, True),
     "socket?": Ret(RetType.PTR_TO_SOCKET, True),
     "sock_common?": Ret(RetType.PTR_TO_SOCK_COMMON, True),
+    "tcp_sock?": Ret(RetType.PTR_TO_TCP_SOCK, True),
 }
 
 _H = HelperId
@@ -553,6 +554,9 @@ _TABLE: tuple[tuple[HelperId, str, str, bool, bool], ...] = (
     (_H.SK_LOOKUP_TCP, "socket?", "ctx mem size any any", False, False),
     (_H.SK_LOOKUP_UDP, "socket?", "ctx mem size any any", False, False),
     (_H.SK_RELEASE, "int", "sock_common", False, False),
+    (_H.SK_FULLSOCK, "socket?", "sock_common", False, False),
+    (_H.TCP_SOCK, "tcp_sock?", "sock_common", False, False),
+    (_H.GET_LISTENER_SOCK, "tcp_sock?", "sock_common", False, False),
     (_H.SK_ASSIGN, "int", "ctx sock_common any", False, False),
     (_H.FIB_LOOKUP, "int", "ctx out size any", True, False),
     (_H.SKC_LOOKUP_TCP, "sock_common?", "ctx mem size any any", False, False),
@@ -784,6 +788,9 @@ _PROGRAM_TYPES: dict[HelperId, frozenset[ProgramType] | None] = {
     _H.SK_LOOKUP_TCP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
     _H.SK_LOOKUP_UDP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),
     _H.SK_RELEASE: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_LOOKUP", "SK_SKB", "XDP"),
+    _H.SK_FULLSOCK: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS"),
+    _H.TCP_SOCK: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SOCK_OPS"),
+    _H.GET_LISTENER_SOCK: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS"),
     _H.SK_ASSIGN: _types("SCHED_ACT", "SCHED_CLS", "SK_LOOKUP"),
     _H.FIB_LOOKUP: _types("SCHED_ACT", "SCHED_CLS", "XDP"),
     _H.SKC_LOOKUP_TCP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),

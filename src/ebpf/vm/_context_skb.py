@@ -20,7 +20,13 @@ the packet from ``skb->data`` (for non-tc programs with 14 zero bytes in front, 
 header the kernel pushes back) and ``ctx_out`` copies back the fields
 ``convert_skb_to___skb`` copies.
 
-Not modelled: ``skb->sk`` (reads 0), the ``sk_skb``-only socket fields, ``hash`` computation
+Rule 4 (the test run's dummy socket, :mod:`ebpf.vm._context_sock`): ``skb->sk`` (offset 168,
+a 64-bit load) reads the address of a read-only ``struct bpf_sock`` region built from the
+packet (:func:`~ebpf.vm._context_sock.dummy_sock_fields`), and the ``__sk_buff`` socket fields
+``family``, ``remote_ip4``/``6`` (``sk_daddr``), ``local_ip4``/``6`` (``sk_rcv_saddr``) and the
+ports read that socket's values (the verifier lets only ``CGROUP_SKB`` read them).
+
+Not modelled: the ``sk_skb``-only socket fields, ``hash`` computation
 (``bpf_get_hash_recalc``), checksum offload state (``ip_summed`` is ``CHECKSUM_NONE``).
 
 Rule 3: ``ctx_in.ifindex`` above 1 names the receiving device; :meth:`SkbInput.from_test_run`
@@ -40,6 +46,7 @@ from dataclasses import dataclass, fields
 from ebpf.errors import TestRunError
 from ebpf.spec import ProgramType
 from ebpf.vm._context_base import ContextRegion, Input, MappedInput, NetDevice, SubBuffer
+from ebpf.vm._context_sock import BPF_SOCK_FIELDS, SockRegion, dummy_sock_fields, new_sock_region
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 __all__ = ["SK_BUFF_FIELDS", "SK_BUFF_SIZE", "SkbInput", "SkbMapped"]
@@ -87,6 +94,15 @@ _LEN, _PKT_TYPE, _PROTOCOL, _IFINDEX, _WIRE_LEN = (
 )
 assert _PKT_TYPE == _LEN + 4
 _LEN_PKT_TYPE = struct.Struct("<II")
+_SK = SK_BUFF_FIELDS["sk"][0]
+# __sk_buff socket fields (read through skb->sk) -> the bpf_sock field they read.
+_SOCK_VIEW = {
+    "family": "family",
+    "remote_ip4": "dst_ip4",
+    "local_ip4": "src_ip4",
+    "remote_ip6": "dst_ip6",
+    "local_ip6": "src_ip6",
+}
 # Fields ctx_in may set (convert___skb_to_skb); everything else must be zero.
 _CTX_IN_ALLOWED = (
     "mark",
@@ -328,6 +344,7 @@ class SkbMapped(MappedInput):
         self.memory = memory
         self._own = HostBuffer(NET_SKB_PAD + len(inp.packet) + SKB_SHARED_INFO_SIZE)
         self.ctx_region = ContextRegion("ctx", HostBuffer(SK_BUFF_SIZE), True, self._hook, owner=self)
+        self.sock_region: SockRegion = new_sock_region()
         start = self.ctx_region.start
         super().__init__(start, 0, None, start, ())
         self._bind(inp, self._own)
@@ -358,15 +375,22 @@ class SkbMapped(MappedInput):
         if inp.ctx_in is not None and not _U32.unpack_from(ctx, _WIRE_LEN)[0]:
             # without ctx_in, qdisc_skb_cb.pkt_len stays 0
             _U32.pack_into(ctx, _WIRE_LEN, size if l2 else size - ETH_HLEN)
+        sock = dummy_sock_fields(frame)
+        self.sock_region.fill(sock)
+        for name, sock_name in _SOCK_VIEW.items():
+            off, size = SK_BUFF_FIELDS[name]
+            soff = BPF_SOCK_FIELDS[sock_name][0]
+            ctx[off : off + size] = sock[soff : soff + size]
         self._ctx0 = ctx.tobytes()
         self.memory.map(self.ctx_region)
+        self.memory.map(self.sock_region)
         packet = self.data_region
         if packet is None:
             packet = self.data_region = self._window()
         else:  # rebind: the last run's packet region, unmapped, on the new window
             packet.rebase(SubBuffer(self.buffer, self.start, self.end - self.start))
             self.memory.map(packet)
-        self.regions = (packet, self.ctx_region)
+        self.regions = (packet, self.ctx_region, self.sock_region)
 
     def rebind(self, inp: Input) -> bool:
         if type(inp) is not SkbInput:
@@ -400,7 +424,7 @@ class SkbMapped(MappedInput):
         else:
             window = SubBuffer(self.buffer, self.start, self.end - self.start)
             self.data_region = Region("packet", window)
-            self.regions = (self.data_region, self.ctx_region)
+            self.regions = (self.data_region, self.ctx_region, self.sock_region)
         return True
 
     def _window(self) -> Region:
@@ -415,7 +439,7 @@ class SkbMapped(MappedInput):
         assert self.data_region is not None
         self.memory.unmap(self.data_region)
         self.data_region = self._window()
-        self.regions = (self.data_region, self.ctx_region)
+        self.regions = (self.data_region, self.ctx_region, self.sock_region)
 
     def resize(self, head: int, tail: int) -> None:
         """Grow (positive) or shrink (negative) the packet at its start and end; new bytes are zero.
@@ -445,7 +469,7 @@ class SkbMapped(MappedInput):
 
     def _hook(self, offset: int, size: int) -> int | None:
         if size != 4:
-            return None
+            return self.sock_region.start if offset == _SK and size == 8 else None
         if offset == 0:
             return self.end - self.start
         if offset == 76 or offset == 140:  # data, data_meta (no metadata on an skb test run)

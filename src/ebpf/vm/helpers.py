@@ -666,4 +666,7 @@ def runtime_helpers() -> HelperRegistry:
     from ebpf.vm import _helpers_userrb
 
     _helpers_userrb.register(reg)
+    from ebpf.vm import _helpers_sock
+
+    _helpers_sock.register(reg)
     return reg

@@ -1,0 +1,166 @@
+"""``skb->sk`` in skb test runs against Linux: the dummy socket ``bpf_prog_test_run_skb`` gives.
+
+Programs read ``skb->sk``, every ``struct bpf_sock`` field the verifier lets them read (the
+``sock_common`` ones directly, ``type``/``protocol``/``mark``/``priority`` after
+``bpf_sk_fullsock``), the results of ``bpf_tcp_sock`` and ``bpf_get_listener_sock`` and (for
+``CGROUP_SKB``) the ``__sk_buff`` socket fields, and copy them into an array map; the kernel
+and both runtime engines must give the same retval, ``data_out`` and map contents.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import pytest
+
+from ebpf.isa import assemble
+from ebpf.isa.encoding import slot_offsets
+from ebpf.kernel import Collection as KernelCollection
+from ebpf.runtime import Collection
+from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramSpec, ProgramType, Relocation, RelocKind
+
+pytestmark = pytest.mark.kernel
+
+ENGINE_NAMES = ("interp", "py")
+MAP_REF = 0x7E7E7E7E7E7E7E7E  # "rX = MAP_REF ll" loads the map "out"
+VALUE_SIZE = 256
+MAPS = {"out": MapSpec("out", MapType.ARRAY, 4, VALUE_SIZE, 1)}
+P = ProgramType
+FULLSOCK_TYPES = (P.SCHED_CLS, P.SCHED_ACT, P.CGROUP_SKB)
+ALL_TYPES = (P.SCHED_CLS, P.SCHED_ACT, P.CGROUP_SKB, P.SOCKET_FILTER, P.LWT_IN, P.LWT_OUT, P.LWT_XMIT)
+# (offset, size) of the struct bpf_sock fields a PTR_TO_SOCK_COMMON may read
+COMMON = [(0, 4), (4, 4), (24, 4), *[(28 + 4 * i, 4) for i in range(4)], (44, 4), (48, 2), (52, 4)]
+COMMON += [*[(56 + 4 * i, 4) for i in range(4)], (72, 4), (76, 4)]
+FULL = [(8, 4), (12, 4), (16, 4), (20, 4)]  # type, protocol, mark, priority: full sockets only
+# __sk_buff family, remote_ip4, local_ip4, remote_ip6, local_ip6, remote_port, local_port
+SKB_SOCK_FIELDS = [(88 + 4 * i, 4) for i in range(13)]
+WIDTH = {4: "u32", 2: "u16"}
+
+
+def sk_program(prog_type: ProgramType) -> str:
+    """Copy skb->sk's fields into the map value; r0 = 1 + family (0 without a socket; for
+    CGROUP_SKB whether the family is set)."""
+    lines = [
+        "r6 = r1",
+        "r1 = 0",
+        "*(u32 *)(r10 - 4) = r1",
+        f"r1 = {MAP_REF} ll",
+        "r2 = r10",
+        "r2 += -4",
+        "call 1",
+        "r1 = 0",
+        "*(u64 *)(r10 - 16) = r1",
+        "if r0 == 0 goto out",
+        "r8 = r0",
+        "r7 = *(u64 *)(r6 + 168)",
+        "if r7 == 0 goto out",
+        "r1 = 1",
+        "*(u64 *)(r8 + 0) = r1",
+        "r1 = *(u32 *)(r7 + 4)",
+        "r1 += 1",
+        "*(u64 *)(r10 - 16) = r1",
+    ]
+    if prog_type == P.CGROUP_SKB:
+        for off, size in SKB_SOCK_FIELDS:
+            lines += [f"r1 = *(u32 *)(r6 + {off})", f"*(u32 *)(r8 + {120 + off - 88}) = r1"]
+    for off, size in COMMON:
+        lines += [f"r1 = *({WIDTH[size]} *)(r7 + {off})", f"*({WIDTH[size]} *)(r8 + {8 + off}) = r1"]
+    if prog_type in FULLSOCK_TYPES:
+        lines += ["r1 = r7", "call 95", "if r0 == 0 goto out", "r9 = r0", "r1 = 2", "*(u64 *)(r8 + 0) = r1"]
+        for off, size in FULL:
+            lines += [f"r1 = *(u32 *)(r9 + {off})", f"*(u32 *)(r8 + {8 + off}) = r1"]
+        lines += [
+            "r1 = r9",
+            "call 96",
+            "*(u64 *)(r8 + 96) = r0",
+            "r1 = r7",
+            "call 98",
+            "*(u64 *)(r8 + 104) = r0",
+        ]
+        lines += ["r0 = r9", "r0 -= r7", "*(u64 *)(r8 + 112) = r0"]  # fullsock gives the socket itself
+    lines += ["out:", "r0 = *(u64 *)(r10 - 16)"]
+    if prog_type == P.CGROUP_SKB:  # 0 or 1: whether the socket has a family
+        lines += ["r0 >>= 1", "r0 &= 1"]
+    lines.append("exit")
+    return "\n".join(lines)
+
+
+def program(text: str, prog_type: ProgramType) -> ProgramSpec:
+    prog = assemble(text)
+    slots = slot_offsets(prog.instructions)
+    relocations = {
+        slots[i]: Relocation(RelocKind.MAP, "out")
+        for i, insn in enumerate(prog.instructions)
+        if insn.is_wide and insn.imm == MAP_REF
+    }
+    return ProgramSpec("prog", "prog", prog_type, prog, relocations=relocations)
+
+
+@contextmanager
+def pair(prog_type: ProgramType, engine: str) -> Iterator[tuple[Any, Any]]:
+    """(runtime, kernel) collections of :func:`sk_program`."""
+    spec = CollectionSpec(
+        programs={"prog": program(sk_program(prog_type), prog_type)}, maps=MAPS, license="GPL"
+    )
+    with ExitStack() as stack:
+        yield (
+            stack.enter_context(Collection(spec, engine=engine)),
+            stack.enter_context(KernelCollection(spec)),
+        )
+
+
+def frame(proto: int, src: bytes, dst: bytes, size: int = 128) -> bytes:
+    if proto == 0x0800:
+        l3 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size - 14, 1, 0, 64, 6, 0, src, dst)
+    elif proto == 0x86DD:
+        l3 = struct.pack("!IHBB16s16s", 6 << 28, size - 54, 6, 64, src, dst)
+    else:
+        l3 = b""
+    head = b"\x02\0\0\0\0\x0a\x02\0\0\0\0\x0b" + proto.to_bytes(2, "big") + l3
+    return head + bytes(i & 0xFF for i in range(size - len(head)))
+
+
+FRAMES = {
+    "ipv4": frame(0x0800, bytes([10, 0, 0, 1]), bytes([192, 168, 7, 254])),
+    "ipv4-zero": frame(0x0800, bytes(4), bytes([255, 255, 255, 255])),
+    "ipv6": frame(0x86DD, bytes(range(16)), bytes(range(0xF0, 0x100))),
+    "arp": frame(0x0806, b"", b""),
+    "vlan": frame(0x8100, b"", b""),
+}
+
+
+def results(coll: Any, data: bytes) -> tuple[int, bytes, bytes]:
+    coll.maps["out"].update(bytes(4), bytes(VALUE_SIZE))
+    res = coll.programs["prog"].test_run(data)
+    return res.retval, res.data_out, bytes(coll.maps["out"].lookup(bytes(4)))
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("prog_type", ALL_TYPES, ids=lambda t: t.name)
+def test_dummy_socket_fields(prog_type: ProgramType, engine: str) -> None:
+    with pair(prog_type, engine) as (ours, theirs):
+        for name, data in FRAMES.items():
+            kernel = results(theirs, data)
+            assert results(ours, data) == kernel, name
+            assert kernel[2][0] == (2 if prog_type in FULLSOCK_TYPES else 1), name  # the socket is there
+
+
+def test_kernel_answers() -> None:
+    """What the kernel's dummy socket reads (the facts the runtime models)."""
+    with pair(P.CGROUP_SKB, "interp") as (_ours, theirs):
+        retval, _, v = results(theirs, FRAMES["ipv4"])
+        assert retval == 1  # AF_INET
+        fields = struct.unpack_from("<IIIIIII", v, 8)  # bound_dev_if .. src_ip4
+        assert fields == (0, 2, 0, 0, 0, 0, int.from_bytes(bytes([10, 0, 0, 1]), "little"))
+        assert v[8 + 52 : 8 + 56] == bytes([192, 168, 7, 254])  # dst_ip4
+        assert struct.unpack_from("<Ii", v, 8 + 72) == (7, -1)  # TCP_CLOSE, no rx queue
+        assert struct.unpack_from("<QQQ", v, 96) == (0, 0, 0)  # no tcp_sock, no listener; fullsock = sk
+        assert struct.unpack_from("<III", v, 120) == (
+            2,
+            *struct.unpack("<II", bytes([192, 168, 7, 254, 10, 0, 0, 1])),
+        )
+        retval, _, v = results(theirs, FRAMES["arp"])
+        assert retval == 0 and struct.unpack_from("<II", v, 8) == (0, 0)  # AF_UNSPEC
