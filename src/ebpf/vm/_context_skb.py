@@ -22,7 +22,9 @@ header the kernel pushes back) and ``ctx_out`` copies back the fields
 
 Rule 4 (the test run's dummy socket, :mod:`ebpf.vm._context_sock`): ``skb->sk`` (offset 168,
 a 64-bit load) reads the address of a read-only ``struct bpf_sock`` region built from the
-packet (:func:`~ebpf.vm._context_sock.dummy_sock_fields`), and the ``__sk_buff`` socket fields
+packet (:func:`~ebpf.vm._context_sock.dummy_sock_fields`; mapped on the first such load, then
+one of :attr:`SkbMapped.regions`; a new socket for each laid-out input), and the ``__sk_buff``
+socket fields
 ``family``, ``remote_ip4``/``6`` (``sk_daddr``), ``local_ip4``/``6`` (``sk_rcv_saddr``) and the
 ports read that socket's values (the verifier lets only ``CGROUP_SKB`` read them).
 
@@ -376,6 +378,7 @@ class SkbMapped(MappedInput):
             # without ctx_in, qdisc_skb_cb.pkt_len stays 0
             _U32.pack_into(ctx, _WIRE_LEN, size if l2 else size - ETH_HLEN)
         sock = dummy_sock_fields(frame)
+        self.sock_region.renew()  # a test run's own dummy socket
         self.sock_region.fill(sock)
         for name, sock_name in _SOCK_VIEW.items():
             off, size = SK_BUFF_FIELDS[name]
@@ -383,14 +386,14 @@ class SkbMapped(MappedInput):
             ctx[off : off + size] = sock[soff : soff + size]
         self._ctx0 = ctx.tobytes()
         self.memory.map(self.ctx_region)
-        self.memory.map(self.sock_region)
+        self.sock_mapped = False  # mapped by the first load of skb->sk
         packet = self.data_region
         if packet is None:
             packet = self.data_region = self._window()
         else:  # rebind: the last run's packet region, unmapped, on the new window
             packet.rebase(SubBuffer(self.buffer, self.start, self.end - self.start))
             self.memory.map(packet)
-        self.regions = (packet, self.ctx_region, self.sock_region)
+        self.regions = (packet, self.ctx_region)
 
     def rebind(self, inp: Input) -> bool:
         if type(inp) is not SkbInput:
@@ -419,12 +422,13 @@ class SkbMapped(MappedInput):
         self.csum_level = 0
         self.encapsulation = False
         self.ctx_region.view[:] = self._ctx0
+        self.sock_region.renew()
         if mapped:
             self._remap()
         else:
             window = SubBuffer(self.buffer, self.start, self.end - self.start)
             self.data_region = Region("packet", window)
-            self.regions = (self.data_region, self.ctx_region, self.sock_region)
+            self.regions = (self.data_region, self.ctx_region, *self._sock())
         return True
 
     def _window(self) -> Region:
@@ -439,7 +443,7 @@ class SkbMapped(MappedInput):
         assert self.data_region is not None
         self.memory.unmap(self.data_region)
         self.data_region = self._window()
-        self.regions = (self.data_region, self.ctx_region, self.sock_region)
+        self.regions = (self.data_region, self.ctx_region, *self._sock())
 
     def resize(self, head: int, tail: int) -> None:
         """Grow (positive) or shrink (negative) the packet at its start and end; new bytes are zero.
@@ -464,12 +468,23 @@ class SkbMapped(MappedInput):
         self.start, self.end = start, end
         self._remap()
 
+    def _sock(self) -> tuple[Region, ...]:
+        return (self.sock_region,) if self.sock_mapped else ()
+
+    def _map_sock(self) -> int:
+        """``skb->sk``: the dummy socket, mapped (and added to :attr:`regions`) on first use."""
+        if not self.sock_mapped:
+            self.memory.map(self.sock_region)
+            self.sock_mapped = True
+            self.regions = (*self.regions, self.sock_region)
+        return self.sock_region.start
+
     def address(self, offset: int) -> int:
         return self.buffer.address + offset
 
     def _hook(self, offset: int, size: int) -> int | None:
         if size != 4:
-            return self.sock_region.start if offset == _SK and size == 8 else None
+            return self._map_sock() if offset == _SK and size == 8 else None
         if offset == 0:
             return self.end - self.start
         if offset == 76 or offset == 140:  # data, data_meta (no metadata on an skb test run)

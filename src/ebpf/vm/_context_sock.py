@@ -23,8 +23,10 @@ dummy socket never has (see :mod:`ebpf.vm._helpers_sock`).
 
 from __future__ import annotations
 
+import itertools
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ebpf.vm.memory import HostBuffer, Region
 
@@ -63,11 +65,36 @@ _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 
 
+_SERIALS = itertools.count(1)
+
+
 @dataclass(eq=False)
 class SockRegion(Region):
-    """A read-only ``struct bpf_sock`` (Rule 1); ``rcu_free``: the socket's ``SOCK_RCU_FREE`` flag."""
+    """A read-only ``struct bpf_sock`` (Rule 1).
+
+    Attributes:
+        rcu_free: the socket's ``SOCK_RCU_FREE`` flag.
+        serial: which socket this is: :meth:`renew` makes the region a new socket (each skb
+            test run has its own dummy socket).
+        owner: the local-storage owner helpers bound to this socket (``None``: none yet).
+    """
 
     rcu_free: bool = False
+    serial: int = field(default_factory=lambda: next(_SERIALS))
+    owner: object | None = None
+    _on_renew: list[Callable[[], object]] = field(default_factory=list, repr=False)
+
+    def at_renew(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` when this socket dies (:meth:`renew`), e.g. to free its storage."""
+        self._on_renew.append(fn)
+
+    def renew(self) -> None:
+        """The socket dies and a new one takes its place (the callbacks of :meth:`at_renew` run)."""
+        callbacks, self._on_renew = self._on_renew, []
+        self.owner = None
+        self.serial = next(_SERIALS)
+        for fn in callbacks:
+            fn()
 
     def field(self, name: str) -> int:
         """A field as a program's load reads it (unsigned)."""
