@@ -4,7 +4,9 @@ Programs read ``skb->sk``, every ``struct bpf_sock`` field the verifier lets the
 ``sock_common`` ones directly, ``type``/``protocol``/``mark``/``priority`` after
 ``bpf_sk_fullsock``), the results of ``bpf_tcp_sock`` and ``bpf_get_listener_sock`` and (for
 ``CGROUP_SKB``) the ``__sk_buff`` socket fields, and copy them into an array map; the kernel
-and both runtime engines must give the same retval, ``data_out`` and map contents.
+and both runtime engines must give the same retval, ``data_out`` and map contents. Socket
+storage on ``skb->sk`` (``bpf_sk_storage_get``/``_delete``) is compared across test runs
+and their repeats.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from typing import Any
 
 import pytest
 
+from ebpf import btf
+from ebpf.btf.types import IntEncoding
+from ebpf.helpers import HelperId
 from ebpf.isa import assemble
 from ebpf.isa.encoding import slot_offsets
 from ebpf.kernel import Collection as KernelCollection
+from ebpf.maps import MapFlags
 from ebpf.runtime import Collection
 from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramSpec, ProgramType, Relocation, RelocKind
 
@@ -164,3 +170,96 @@ def test_kernel_answers() -> None:
         )
         retval, _, v = results(theirs, FRAMES["arp"])
         assert retval == 0 and struct.unpack_from("<II", v, 8) == (0, 0)  # AF_UNSPEC
+
+
+# --- bpf_sk_storage_get / _delete on skb->sk ----------------------------------------------------------
+
+BTF = btf.Spec.build(
+    [btf.Int("int", 4, IntEncoding.SIGNED, bits=32), btf.Int("long", 8, IntEncoding.SIGNED, bits=64)]
+)
+SS_REF = 0x7D7D7D7D7D7D7D7D  # "rX = SS_REF ll" loads the map "ss"
+STORAGE_MAPS = {
+    "ss": MapSpec(
+        "ss", MapType.SK_STORAGE, 4, 8, 0, MapFlags.NO_PREALLOC, key_type_id=1, value_type_id=2, btf=BTF
+    ),
+    "out": MapSpec("out", MapType.ARRAY, 4, 8, 1),
+}
+
+
+def storage_program(flags: int, delete: bool) -> str:
+    """out[0] = the storage's counter after an increment (| delete's result << 8), 100 without one."""
+    lines = [
+        "r7 = *(u64 *)(r1 + 168)",
+        "r9 = 200",
+        "if r7 == 0 goto out",
+        f"r1 = {SS_REF} ll",
+        "r2 = r7",
+        "r3 = 0",
+        f"r4 = {flags}",
+        f"call {int(HelperId.SK_STORAGE_GET)}",
+        "r9 = 100",
+        "if r0 == 0 goto out",
+        "r9 = *(u64 *)(r0 + 0)",
+        "r9 += 1",
+        "*(u64 *)(r0 + 0) = r9",
+    ]
+    if delete:
+        lines += [
+            f"r1 = {SS_REF} ll",
+            "r2 = r7",
+            f"call {int(HelperId.SK_STORAGE_DELETE)}",
+            "r0 <<= 8",
+            "r9 |= r0",
+        ]
+    lines += [
+        "out:",
+        "*(u64 *)(r10 - 8) = r9",
+        "r1 = 0",
+        "*(u32 *)(r10 - 12) = r1",
+        f"r1 = {MAP_REF} ll",
+        "r2 = r10",
+        "r2 += -12",
+        "r3 = r10",
+        "r3 += -8",
+        "r4 = 0",
+        f"call {int(HelperId.MAP_UPDATE_ELEM)}",
+        "r0 = 1",
+        "exit",
+    ]
+    return "\n".join(lines)
+
+
+def storage_spec(text: str, prog_type: ProgramType) -> CollectionSpec:
+    prog = assemble(text)
+    slots = slot_offsets(prog.instructions)
+    refs = {MAP_REF: "out", SS_REF: "ss"}
+    relocations = {
+        slots[i]: Relocation(RelocKind.MAP, refs[insn.imm])
+        for i, insn in enumerate(prog.instructions)
+        if insn.is_wide and insn.imm in refs
+    }
+    spec = ProgramSpec("prog", "prog", prog_type, prog, relocations=relocations)
+    return CollectionSpec(programs={"prog": spec}, maps=STORAGE_MAPS, license="GPL", btf=BTF)
+
+
+def storage_runs(coll: Any) -> list[tuple[int, int]]:
+    """(retval, out[0]) of test runs with repeat 1, 3, 1 on IPv4, IPv6 and ARP packets."""
+    got = []
+    for data, repeat in ((FRAMES["ipv4"], 1), (FRAMES["ipv6"], 3), (FRAMES["arp"], 1), (FRAMES["ipv4"], 2)):
+        res = coll.programs["prog"].test_run(data, repeat=repeat)
+        got.append((res.retval, int.from_bytes(bytes(coll.maps["out"].lookup(bytes(4))), "little")))
+    return got
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("prog_type", [P.SCHED_CLS, P.CGROUP_SKB], ids=lambda t: t.name)
+@pytest.mark.parametrize(("flags", "delete"), [(1, False), (0, False), (1, True), (2, False)])
+def test_sk_storage_of_the_dummy_socket(
+    prog_type: ProgramType, engine: str, flags: int, delete: bool
+) -> None:
+    spec = storage_spec(storage_program(flags, delete), prog_type)
+    with Collection(spec, engine=engine) as ours, KernelCollection(spec) as theirs:
+        kernel = storage_runs(theirs)
+        assert storage_runs(ours) == kernel
+    if (flags, delete) == (1, False):  # one socket per test run, shared by its repeats
+        assert [v for _, v in kernel] == [1, 3, 1, 2]

@@ -12,10 +12,14 @@ import struct
 
 import pytest
 
+from ebpf import btf
+from ebpf.btf.types import IntEncoding
 from ebpf.errors import NotSupportedError, VMError
 from ebpf.isa import assemble
+from ebpf.isa.encoding import slot_offsets
+from ebpf.maps import MapFlags
 from ebpf.runtime import Collection
-from ebpf.spec import CollectionSpec, ProgramSpec, ProgramType
+from ebpf.spec import CollectionSpec, MapSpec, MapType, ProgramSpec, ProgramType, Relocation, RelocKind
 from ebpf.vm._context_sock import (
     BPF_SOCK_FIELDS,
     BPF_SOCK_SIZE,
@@ -199,3 +203,42 @@ def test_helpers_on_other_sockets() -> None:
         get_listener_sock(env, sock.start, 0, 0, 0, 0)
     with pytest.raises(VMError):
         sk_fullsock(env, sock.start + 4, 0, 0, 0, 0)
+
+
+STORAGE_PROG = """
+r7 = *(u64 *)(r1 + 168)
+r1 = 0 ll
+r2 = r7
+r3 = 0
+r4 = 1
+call 107
+if r0 == 0 goto none
+r1 = *(u64 *)(r0 + 0)
+r1 += 1
+*(u64 *)(r0 + 0) = r1
+r0 = r1
+exit
+none:
+r0 = 100
+exit
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_socket_storage_dies_with_the_socket(engine: str) -> None:
+    """Each test run's socket has its own storage (shared by its repeats); a dead socket's is freed."""
+    types = btf.Spec.build(
+        [btf.Int("int", 4, IntEncoding.SIGNED, bits=32), btf.Int("long", 8, IntEncoding.SIGNED, bits=64)]
+    )
+    ss = MapSpec(
+        "ss", MapType.SK_STORAGE, 4, 8, 0, MapFlags.NO_PREALLOC, key_type_id=1, value_type_id=2, btf=types
+    )
+    prog = assemble(STORAGE_PROG)
+    ref = slot_offsets(prog.instructions)[1]
+    spec = ProgramSpec("prog", "tc", P.SCHED_CLS, prog, relocations={ref: Relocation(RelocKind.MAP, "ss")})
+    with Collection(
+        CollectionSpec(programs={"prog": spec}, maps={"ss": ss}, btf=types), engine=engine
+    ) as coll:
+        run = coll.programs["prog"].test_run
+        assert [run(ip4_frame(), repeat=r).retval for r in (2, 1, 3)] == [2, 1, 3]
+        assert len(coll.maps["ss"].owners_with_storage()) == 1  # only the last run's socket

@@ -1,4 +1,5 @@
-"""Socket helpers on ``skb->sk``: ``bpf_sk_fullsock``, ``bpf_tcp_sock``, ``bpf_get_listener_sock``.
+"""Socket helpers on ``skb->sk``: ``bpf_sk_fullsock``, ``bpf_tcp_sock``, ``bpf_get_listener_sock``,
+``bpf_sk_storage_get``/``_delete``.
 
 Core layer: pure, no kernel access.
 
@@ -12,14 +13,27 @@ socket, ``TCP_CLOSE``, is full); ``bpf_tcp_sock`` returns NULL for a socket that
 ``IPPROTO_TCP`` socket (the dummy's protocol is 0); ``bpf_get_listener_sock`` returns the socket
 only in ``TCP_LISTEN`` with ``SOCK_RCU_FREE`` (never for the dummy). A full TCP socket would need
 a ``struct bpf_tcp_sock``, which the runtime does not model: ``NotSupportedError``.
+
+Rule 3 (``bpf_sk_storage_get``/``_delete`` on a socket region, measured on Linux 6.18): a
+socket region is a local-storage owner of its own (bound in
+:func:`ebpf.maps.storage.owners` on first use); its storage lives until the socket dies
+(:meth:`~ebpf.vm._context_sock.SockRegion.renew`: the next test run of the mapping, or the
+mapping's end), so the ``repeat`` runs of one skb test run share it and the next test run
+starts without. A socket that is not full has no storage (get: NULL, delete: ``-EINVAL``).
+Other pointers go to :mod:`ebpf.vm._helpers_storage` unchanged.
 """
 
 from __future__ import annotations
 
+import errno
+import weakref
+
 from ebpf.errors import NotSupportedError, VMError
 from ebpf.helpers import HelperId
+from ebpf.maps.storage import Owner, OwnerKind, owners
+from ebpf.vm import _helpers_storage
 from ebpf.vm._context_sock import IPPROTO_TCP, TCP_LISTEN, SockRegion
-from ebpf.vm.helpers import HelperEnv, HelperRegistry
+from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry
 
 __all__ = ["register"]
 
@@ -56,11 +70,43 @@ def get_listener_sock(e: HelperEnv, sk: int, _b: int, _c: int, _d: int, _e: int)
     return 0
 
 
+def _storage_owner(e: HelperEnv, sk: int) -> SockRegion | None:
+    """The socket region at ``sk``, bound as a local-storage owner (Rule 3), or ``None``."""
+    region = e.memory.find(sk, 1) if sk else None
+    if not isinstance(region, SockRegion) or region.start != sk:
+        return None
+    if region.owner is None:
+        table = owners(e.memory)
+        owner = Owner(OwnerKind.SOCK, (-1, region.serial))  # no sockfs inode: a dev no file has
+        table.bind(sk, owner)
+        region.owner = owner
+        region.at_renew(weakref.finalize(region, table.release, owner))
+    return region
+
+
+def sk_storage_get(e: HelperEnv, map_ptr: int, sk: int, value: int, flags: int, _e: int) -> int:
+    """``bpf_sk_storage_get``, socket regions included (Rule 3)."""
+    region = _storage_owner(e, sk)
+    if region is not None and not region.full:
+        return 0
+    return _helpers_storage.sk_storage_get(e, map_ptr, sk, value, flags, _e)
+
+
+def sk_storage_delete(e: HelperEnv, map_ptr: int, sk: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_sk_storage_delete``, socket regions included (Rule 3)."""
+    region = _storage_owner(e, sk)
+    if region is not None and not region.full:
+        return -errno.EINVAL & M64
+    return _helpers_storage.sk_storage_delete(e, map_ptr, sk, _c, _d, _e)
+
+
 def register(reg: HelperRegistry) -> None:
     """Add this module's helpers to ``reg``."""
     for hid, fn in (
         (HelperId.SK_FULLSOCK, sk_fullsock),
         (HelperId.TCP_SOCK, tcp_sock),
         (HelperId.GET_LISTENER_SOCK, get_listener_sock),
+        (HelperId.SK_STORAGE_GET, sk_storage_get),
+        (HelperId.SK_STORAGE_DELETE, sk_storage_delete),
     ):
         reg.register(hid, f"bpf_{hid.name.lower()}", fn)
