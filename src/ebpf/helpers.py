@@ -391,6 +391,7 @@ _RETS: dict[str, Ret] = {
     "socket?": Ret(RetType.PTR_TO_SOCKET, True),
     "sock_common?": Ret(RetType.PTR_TO_SOCK_COMMON, True),
     "tcp_sock?": Ret(RetType.PTR_TO_TCP_SOCK, True),
+    "btf_id?": Ret(RetType.PTR_TO_BTF_ID, True),
 }
 
 _H = HelperId
@@ -412,6 +413,31 @@ _TRACING_TYPES = _types(
     "SYSCALL",
     "TRACEPOINT",
     "TRACING",
+)
+
+# bpf_skc_to_* (bpf_sk_base_func_proto's socket casts, probed on Linux 6.18).
+_SKC_TO = (
+    _H.SKC_TO_TCP6_SOCK,
+    _H.SKC_TO_TCP_SOCK,
+    _H.SKC_TO_TCP_TIMEWAIT_SOCK,
+    _H.SKC_TO_TCP_REQUEST_SOCK,
+    _H.SKC_TO_UDP6_SOCK,
+    _H.SKC_TO_UNIX_SOCK,
+    _H.SKC_TO_MPTCP_SOCK,
+)
+_SKC_TO_TYPES = _types(
+    "CGROUP_SKB",
+    "FLOW_DISSECTOR",
+    "LWT_IN",
+    "LWT_OUT",
+    "LWT_XMIT",
+    "SCHED_ACT",
+    "SCHED_CLS",
+    "SK_MSG",
+    "SK_SKB",
+    "SOCKET_FILTER",
+    "SOCK_OPS",
+    "XDP",
 )
 
 # bpf_sk_storage_get/_delete (bpf_sk_storage_get_cg_sock_proto: CGROUP_SOCK gets only get).
@@ -557,6 +583,14 @@ _TABLE: tuple[tuple[HelperId, str, str, bool, bool], ...] = (
     (_H.SK_FULLSOCK, "socket?", "sock_common", False, False),
     (_H.TCP_SOCK, "tcp_sock?", "sock_common", False, False),
     (_H.GET_LISTENER_SOCK, "tcp_sock?", "sock_common", False, False),
+    # ARG_PTR_TO_BTF_ID_SOCK_COMMON: a socket pointer of any kind (sock_common, sock, tcp_sock...)
+    (_H.SKC_TO_TCP6_SOCK, "btf_id?", "sock_common", False, False),
+    (_H.SKC_TO_TCP_SOCK, "btf_id?", "sock_common", False, False),
+    (_H.SKC_TO_TCP_TIMEWAIT_SOCK, "btf_id?", "sock_common", False, False),
+    (_H.SKC_TO_TCP_REQUEST_SOCK, "btf_id?", "sock_common", False, False),
+    (_H.SKC_TO_UDP6_SOCK, "btf_id?", "sock_common", False, False),
+    (_H.SKC_TO_UNIX_SOCK, "btf_id?", "sock_common", False, False),
+    (_H.SKC_TO_MPTCP_SOCK, "btf_id?", "sock_common", False, False),
     (_H.SK_ASSIGN, "int", "ctx sock_common any", False, False),
     (_H.FIB_LOOKUP, "int", "ctx out size any", True, False),
     (_H.SKC_LOOKUP_TCP, "sock_common?", "ctx mem size any any", False, False),
@@ -791,6 +825,7 @@ _PROGRAM_TYPES: dict[HelperId, frozenset[ProgramType] | None] = {
     _H.SK_FULLSOCK: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS"),
     _H.TCP_SOCK: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SOCK_OPS"),
     _H.GET_LISTENER_SOCK: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS"),
+    **dict.fromkeys(_SKC_TO, _SKC_TO_TYPES),
     _H.SK_ASSIGN: _types("SCHED_ACT", "SCHED_CLS", "SK_LOOKUP"),
     _H.FIB_LOOKUP: _types("SCHED_ACT", "SCHED_CLS", "XDP"),
     _H.SKC_LOOKUP_TCP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),

@@ -263,3 +263,62 @@ def test_sk_storage_of_the_dummy_socket(
         assert storage_runs(ours) == kernel
     if (flags, delete) == (1, False):  # one socket per test run, shared by its repeats
         assert [v for _, v in kernel] == [1, 3, 1, 2]
+
+
+# --- bpf_skc_to_* casts of skb->sk -----------------------------------------------------------------------
+
+SKC_TO = [
+    HelperId.SKC_TO_TCP6_SOCK,
+    HelperId.SKC_TO_TCP_SOCK,
+    HelperId.SKC_TO_TCP_TIMEWAIT_SOCK,
+    HelperId.SKC_TO_TCP_REQUEST_SOCK,
+    HelperId.SKC_TO_UDP6_SOCK,
+    HelperId.SKC_TO_UNIX_SOCK,
+    HelperId.SKC_TO_MPTCP_SOCK,
+]
+
+
+def skc_program() -> str:
+    """out[8 * i] = whether cast i of skb->sk is non-NULL (2 without a socket); out[0] = 1: ran."""
+    lines = [
+        "r7 = *(u64 *)(r1 + 168)",
+        "r1 = 0",
+        "*(u32 *)(r10 - 4) = r1",
+        f"r1 = {MAP_REF} ll",
+        "r2 = r10",
+        "r2 += -4",
+        "call 1",
+        "if r0 == 0 goto out",
+        "r8 = r0",
+        "r1 = 1",
+        "*(u64 *)(r8 + 0) = r1",
+    ]
+    for i, hid in enumerate(SKC_TO, start=1):
+        lines += [
+            "r2 = 2",
+            f"if r7 == 0 goto store{i}",
+            "r1 = r7",
+            f"call {int(hid)}",
+            "r2 = 0",
+            f"if r0 == 0 goto store{i}",
+            "r2 = 1",
+            f"store{i}:",
+            f"*(u64 *)(r8 + {8 * i}) = r2",
+        ]
+    lines += ["out:", "r0 = 1", "exit"]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize(
+    "prog_type", [P.SCHED_CLS, P.CGROUP_SKB, P.SOCKET_FILTER, P.LWT_IN], ids=lambda t: t.name
+)
+def test_skc_casts_of_the_dummy_socket(prog_type: ProgramType, engine: str) -> None:
+    spec = CollectionSpec(programs={"prog": program(skc_program(), prog_type)}, maps=MAPS, license="GPL")
+    with Collection(spec, engine=engine) as ours, KernelCollection(spec) as theirs:
+        for name, data in FRAMES.items():
+            kernel = results(theirs, data)
+            assert results(ours, data) == kernel, name
+            assert kernel[2][: 8 * (len(SKC_TO) + 1)] == (1).to_bytes(8, "little") + bytes(8 * len(SKC_TO)), (
+                name
+            )

@@ -15,6 +15,7 @@ import pytest
 from ebpf import btf
 from ebpf.btf.types import IntEncoding
 from ebpf.errors import NotSupportedError, VMError
+from ebpf.helpers import HelperId
 from ebpf.isa import assemble
 from ebpf.isa.encoding import slot_offsets
 from ebpf.maps import MapFlags
@@ -27,7 +28,7 @@ from ebpf.vm._context_sock import (
     dummy_sock_fields,
     new_sock_region,
 )
-from ebpf.vm._helpers_sock import get_listener_sock, sk_fullsock, tcp_sock
+from ebpf.vm._helpers_sock import _SKC_KINDS, _skc_to, get_listener_sock, sk_fullsock, tcp_sock
 from ebpf.vm.helpers import RunEnv
 from vm._helper_util import ENGINE_NAMES, user_test_run
 
@@ -242,3 +243,23 @@ def test_socket_storage_dies_with_the_socket(engine: str) -> None:
         run = coll.programs["prog"].test_run
         assert [run(ip4_frame(), repeat=r).retval for r in (2, 1, 3)] == [2, 1, 3]
         assert len(coll.maps["ss"].owners_with_storage()) == 1  # only the last run's socket
+
+
+def test_casts_refuse_sockets_of_their_kind() -> None:
+    """The dummy socket is of no kind (NULL); a TCP socket would need the kernel's struct."""
+    env = RunEnv()
+    sock = new_sock_region()
+    raw = bytearray(dummy_sock_fields(ip6_frame()))
+    sock.fill(bytes(raw))
+    env.memory.map(sock)
+    casts = {hid: _skc_to(hid) for hid in _SKC_KINDS}
+    assert all(cast(env, sock.start, 0, 0, 0, 0) == 0 for cast in casts.values())
+    struct.pack_into("<II", raw, BPF_SOCK_FIELDS["type"][0], 1, 6)  # SOCK_STREAM, IPPROTO_TCP
+    sock.fill(bytes(raw))
+    for hid in (HelperId.SKC_TO_TCP_SOCK, HelperId.SKC_TO_TCP6_SOCK, HelperId.SKC_TO_MPTCP_SOCK):
+        with pytest.raises(NotSupportedError):
+            casts[hid](env, sock.start, 0, 0, 0, 0)
+    assert casts[HelperId.SKC_TO_UDP6_SOCK](env, sock.start, 0, 0, 0, 0) == 0
+    assert casts[HelperId.SKC_TO_TCP_TIMEWAIT_SOCK](env, sock.start, 0, 0, 0, 0) == 0
+    with pytest.raises(VMError, match="is not a socket"):
+        casts[HelperId.SKC_TO_UNIX_SOCK](env, 0, 0, 0, 0, 0)

@@ -1,5 +1,5 @@
 """Socket helpers on ``skb->sk``: ``bpf_sk_fullsock``, ``bpf_tcp_sock``, ``bpf_get_listener_sock``,
-``bpf_sk_storage_get``/``_delete``.
+``bpf_skc_to_*`` and ``bpf_sk_storage_get``/``_delete``.
 
 Core layer: pure, no kernel access.
 
@@ -14,7 +14,14 @@ socket, ``TCP_CLOSE``, is full); ``bpf_tcp_sock`` returns NULL for a socket that
 only in ``TCP_LISTEN`` with ``SOCK_RCU_FREE`` (never for the dummy). A full TCP socket would need
 a ``struct bpf_tcp_sock``, which the runtime does not model: ``NotSupportedError``.
 
-Rule 3 (``bpf_sk_storage_get``/``_delete`` on a socket region, measured on Linux 6.18): a
+Rule 3 (``bpf_skc_to_*``, ``net/core/filter.c``): each cast returns NULL unless the socket is
+of its kind (``tcp6``/``tcp``/``mptcp``: a full ``IPPROTO_TCP`` socket, ``tcp6`` of ``AF_INET6``;
+``tcp_timewait``/``tcp_request``: a TCP socket in ``TCP_TIME_WAIT``/``TCP_NEW_SYN_RECV``;
+``udp6``: a full ``IPPROTO_UDP`` datagram socket of ``AF_INET6``; ``unix``: a full ``AF_UNIX``
+socket). The dummy socket is none of them (NULL, measured); a socket that is one would need
+the kernel's struct, which the runtime does not model: ``NotSupportedError``.
+
+Rule 4 (``bpf_sk_storage_get``/``_delete`` on a socket region, measured on Linux 6.18): a
 socket region is a local-storage owner of its own (bound in
 :func:`ebpf.maps.storage.owners` on first use); its storage lives until the socket dies
 (:meth:`~ebpf.vm._context_sock.SockRegion.renew`: the next test run of the mapping, or the
@@ -27,13 +34,21 @@ from __future__ import annotations
 
 import errno
 import weakref
+from collections.abc import Callable
 
 from ebpf.errors import NotSupportedError, VMError
 from ebpf.helpers import HelperId
 from ebpf.maps.storage import Owner, OwnerKind, owners
 from ebpf.vm import _helpers_storage
-from ebpf.vm._context_sock import IPPROTO_TCP, TCP_LISTEN, SockRegion
-from ebpf.vm.helpers import M64, HelperEnv, HelperRegistry
+from ebpf.vm._context_sock import (
+    AF_INET6,
+    IPPROTO_TCP,
+    TCP_LISTEN,
+    TCP_NEW_SYN_RECV,
+    TCP_TIME_WAIT,
+    SockRegion,
+)
+from ebpf.vm.helpers import M64, HelperEnv, HelperFn, HelperRegistry
 
 __all__ = ["register"]
 
@@ -70,8 +85,46 @@ def get_listener_sock(e: HelperEnv, sk: int, _b: int, _c: int, _d: int, _e: int)
     return 0
 
 
+IPPROTO_UDP, SOCK_DGRAM, AF_UNIX = 17, 2, 1
+_SKC_KINDS: dict[HelperId, Callable[[SockRegion], bool]] = {
+    HelperId.SKC_TO_TCP6_SOCK: lambda s: (
+        s.full and s.field("protocol") == IPPROTO_TCP and s.field("family") == AF_INET6
+    ),
+    HelperId.SKC_TO_TCP_SOCK: lambda s: s.full and s.field("protocol") == IPPROTO_TCP,
+    HelperId.SKC_TO_TCP_TIMEWAIT_SOCK: lambda s: (
+        s.field("protocol") == IPPROTO_TCP and s.field("state") == TCP_TIME_WAIT
+    ),
+    HelperId.SKC_TO_TCP_REQUEST_SOCK: lambda s: (
+        s.field("protocol") == IPPROTO_TCP and s.field("state") == TCP_NEW_SYN_RECV
+    ),
+    HelperId.SKC_TO_UDP6_SOCK: lambda s: (
+        s.full
+        and s.field("protocol") == IPPROTO_UDP
+        and s.field("type") == SOCK_DGRAM
+        and s.field("family") == AF_INET6
+    ),
+    HelperId.SKC_TO_UNIX_SOCK: lambda s: s.full and s.field("family") == AF_UNIX,
+    HelperId.SKC_TO_MPTCP_SOCK: lambda s: s.full and s.field("protocol") == IPPROTO_TCP,
+}
+
+
+def _skc_to(hid: HelperId) -> HelperFn:
+    """``bpf_skc_to_<kind>``: NULL for a socket of another kind (Rule 3)."""
+    name = f"bpf_{hid.name.lower()}"
+    is_kind = _SKC_KINDS[hid]
+
+    def cast(e: HelperEnv, sk: int, _b: int, _c: int, _d: int, _e: int) -> int:
+        if is_kind(_sock(e, sk, name)):
+            raise NotSupportedError(
+                f"{name} on a socket of its kind", detail="the runtime has no such kernel struct"
+            )
+        return 0
+
+    return cast
+
+
 def _storage_owner(e: HelperEnv, sk: int) -> SockRegion | None:
-    """The socket region at ``sk``, bound as a local-storage owner (Rule 3), or ``None``."""
+    """The socket region at ``sk``, bound as a local-storage owner (Rule 4), or ``None``."""
     region = e.memory.find(sk, 1) if sk else None
     if not isinstance(region, SockRegion) or region.start != sk:
         return None
@@ -85,7 +138,7 @@ def _storage_owner(e: HelperEnv, sk: int) -> SockRegion | None:
 
 
 def sk_storage_get(e: HelperEnv, map_ptr: int, sk: int, value: int, flags: int, _e: int) -> int:
-    """``bpf_sk_storage_get``, socket regions included (Rule 3)."""
+    """``bpf_sk_storage_get``, socket regions included (Rule 4)."""
     region = _storage_owner(e, sk)
     if region is not None and not region.full:
         return 0
@@ -93,7 +146,7 @@ def sk_storage_get(e: HelperEnv, map_ptr: int, sk: int, value: int, flags: int, 
 
 
 def sk_storage_delete(e: HelperEnv, map_ptr: int, sk: int, _c: int, _d: int, _e: int) -> int:
-    """``bpf_sk_storage_delete``, socket regions included (Rule 3)."""
+    """``bpf_sk_storage_delete``, socket regions included (Rule 4)."""
     region = _storage_owner(e, sk)
     if region is not None and not region.full:
         return -errno.EINVAL & M64
@@ -108,5 +161,6 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.GET_LISTENER_SOCK, get_listener_sock),
         (HelperId.SK_STORAGE_GET, sk_storage_get),
         (HelperId.SK_STORAGE_DELETE, sk_storage_delete),
+        *((hid, _skc_to(hid)) for hid in _SKC_KINDS),
     ):
         reg.register(hid, f"bpf_{hid.name.lower()}", fn)
