@@ -584,6 +584,8 @@ _TABLE: tuple[tuple[HelperId, str, str, bool, bool], ...] = (
     (_H.TCP_SOCK, "tcp_sock?", "sock_common", False, False),
     (_H.GET_LISTENER_SOCK, "tcp_sock?", "sock_common", False, False),
     # ARG_PTR_TO_BTF_ID_SOCK_COMMON: a socket pointer of any kind (sock_common, sock, tcp_sock...)
+    (_H.SK_CGROUP_ID, "int", "sock_common", False, False),
+    (_H.SK_ANCESTOR_CGROUP_ID, "int", "sock_common any", False, False),
     (_H.SKC_TO_TCP6_SOCK, "btf_id?", "sock_common", False, False),
     (_H.SKC_TO_TCP_SOCK, "btf_id?", "sock_common", False, False),
     (_H.SKC_TO_TCP_TIMEWAIT_SOCK, "btf_id?", "sock_common", False, False),
@@ -826,6 +828,8 @@ _PROGRAM_TYPES: dict[HelperId, frozenset[ProgramType] | None] = {
     _H.TCP_SOCK: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SOCK_OPS"),
     _H.GET_LISTENER_SOCK: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS"),
     **dict.fromkeys(_SKC_TO, _SKC_TO_TYPES),
+    _H.SK_CGROUP_ID: _types("CGROUP_SKB"),
+    _H.SK_ANCESTOR_CGROUP_ID: _types("CGROUP_SKB"),
     _H.SK_ASSIGN: _types("SCHED_ACT", "SCHED_CLS", "SK_LOOKUP"),
     _H.FIB_LOOKUP: _types("SCHED_ACT", "SCHED_CLS", "XDP"),
     _H.SKC_LOOKUP_TCP: _types("CGROUP_SKB", "SCHED_ACT", "SCHED_CLS", "SK_SKB", "XDP"),

@@ -322,3 +322,47 @@ def test_skc_casts_of_the_dummy_socket(prog_type: ProgramType, engine: str) -> N
             assert kernel[2][: 8 * (len(SKC_TO) + 1)] == (1).to_bytes(8, "little") + bytes(8 * len(SKC_TO)), (
                 name
             )
+
+
+# --- bpf_sk_cgroup_id / bpf_sk_ancestor_cgroup_id of skb->sk -----------------------------------------------
+
+CGROUP_STEPS = [
+    f"call {int(HelperId.GET_CURRENT_CGROUP_ID)}",
+    f"r1 = r7\ncall {int(HelperId.SK_CGROUP_ID)}",
+    *[
+        f"r1 = r7\nr2 = {level} ll\ncall {int(HelperId.SK_ANCESTOR_CGROUP_ID)}"
+        for level in (0, 1, 2, 3, 50, -1)
+    ],
+]
+
+
+def cgroup_program() -> str:
+    lines = [
+        "r7 = *(u64 *)(r1 + 168)",
+        "r1 = 0",
+        "*(u32 *)(r10 - 4) = r1",
+        f"r1 = {MAP_REF} ll",
+        "r2 = r10",
+        "r2 += -4",
+        "call 1",
+        "if r0 == 0 goto out",
+        "r8 = r0",
+        "if r7 == 0 goto out",
+    ]
+    for i, step in enumerate(CGROUP_STEPS):
+        lines += [step, f"*(u64 *)(r8 + {8 * i}) = r0"]
+    lines += ["out:", "r0 = 1", "exit"]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_cgroup_of_the_dummy_socket(engine: str) -> None:
+    """The dummy socket is in the caller's cgroup (CGROUP_SKB: the only type with these helpers)."""
+    spec = CollectionSpec(
+        programs={"prog": program(cgroup_program(), P.CGROUP_SKB)}, maps=MAPS, license="GPL"
+    )
+    with Collection(spec, engine=engine) as ours, KernelCollection(spec) as theirs:
+        kernel = results(theirs, FRAMES["ipv6"])
+        assert results(ours, FRAMES["ipv6"]) == kernel
+    current, sk_id = struct.unpack_from("<QQ", kernel[2])
+    assert sk_id == current != 0

@@ -1,5 +1,6 @@
 """Socket helpers on ``skb->sk``: ``bpf_sk_fullsock``, ``bpf_tcp_sock``, ``bpf_get_listener_sock``,
-``bpf_skc_to_*`` and ``bpf_sk_storage_get``/``_delete``.
+``bpf_skc_to_*``, ``bpf_sk_cgroup_id``/``bpf_sk_ancestor_cgroup_id`` and
+``bpf_sk_storage_get``/``_delete``.
 
 Core layer: pure, no kernel access.
 
@@ -21,7 +22,12 @@ of its kind (``tcp6``/``tcp``/``mptcp``: a full ``IPPROTO_TCP`` socket, ``tcp6``
 socket). The dummy socket is none of them (NULL, measured); a socket that is one would need
 the kernel's struct, which the runtime does not model: ``NotSupportedError``.
 
-Rule 4 (``bpf_sk_storage_get``/``_delete`` on a socket region, measured on Linux 6.18): a
+Rule 4 (``bpf_sk_cgroup_id``/``bpf_sk_ancestor_cgroup_id``): a socket region belongs to the
+cgroup of the task that made it (``cgroup_sk_alloc`` in ``sk_alloc``): the dummy socket of a
+test run to the caller's cgroup, as ``bpf_skb_cgroup_id`` (measured: the caller's cgroup id,
+its ancestors by level, 0 past the leaf).
+
+Rule 5 (``bpf_sk_storage_get``/``_delete`` on a socket region, measured on Linux 6.18): a
 socket region is a local-storage owner of its own (bound in
 :func:`ebpf.maps.storage.owners` on first use); its storage lives until the socket dies
 (:meth:`~ebpf.vm._context_sock.SockRegion.renew`: the next test run of the mapping, or the
@@ -48,7 +54,8 @@ from ebpf.vm._context_sock import (
     TCP_TIME_WAIT,
     SockRegion,
 )
-from ebpf.vm.helpers import M64, HelperEnv, HelperFn, HelperRegistry
+from ebpf.vm._helpers_misc import current_ancestor_cgroup_id
+from ebpf.vm.helpers import M64, HelperEnv, HelperFn, HelperRegistry, run_env
 
 __all__ = ["register"]
 
@@ -124,7 +131,7 @@ def _skc_to(hid: HelperId) -> HelperFn:
 
 
 def _storage_owner(e: HelperEnv, sk: int) -> SockRegion | None:
-    """The socket region at ``sk``, bound as a local-storage owner (Rule 4), or ``None``."""
+    """The socket region at ``sk``, bound as a local-storage owner (Rule 5), or ``None``."""
     region = e.memory.find(sk, 1) if sk else None
     if not isinstance(region, SockRegion) or region.start != sk:
         return None
@@ -138,7 +145,7 @@ def _storage_owner(e: HelperEnv, sk: int) -> SockRegion | None:
 
 
 def sk_storage_get(e: HelperEnv, map_ptr: int, sk: int, value: int, flags: int, _e: int) -> int:
-    """``bpf_sk_storage_get``, socket regions included (Rule 4)."""
+    """``bpf_sk_storage_get``, socket regions included (Rule 5)."""
     region = _storage_owner(e, sk)
     if region is not None and not region.full:
         return 0
@@ -146,11 +153,23 @@ def sk_storage_get(e: HelperEnv, map_ptr: int, sk: int, value: int, flags: int, 
 
 
 def sk_storage_delete(e: HelperEnv, map_ptr: int, sk: int, _c: int, _d: int, _e: int) -> int:
-    """``bpf_sk_storage_delete``, socket regions included (Rule 4)."""
+    """``bpf_sk_storage_delete``, socket regions included (Rule 5)."""
     region = _storage_owner(e, sk)
     if region is not None and not region.full:
         return -errno.EINVAL & M64
     return _helpers_storage.sk_storage_delete(e, map_ptr, sk, _c, _d, _e)
+
+
+def sk_cgroup_id(e: HelperEnv, sk: int, _b: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_sk_cgroup_id``: the socket's cgroup, the creator's (Rule 4)."""
+    _sock(e, sk, "bpf_sk_cgroup_id")
+    return run_env(e).current_task().cgroup_id
+
+
+def sk_ancestor_cgroup_id(e: HelperEnv, sk: int, level: int, _c: int, _d: int, _e: int) -> int:
+    """``bpf_sk_ancestor_cgroup_id``: the ancestor at ``level`` of the socket's cgroup (Rule 4)."""
+    _sock(e, sk, "bpf_sk_ancestor_cgroup_id")
+    return current_ancestor_cgroup_id(e, level, 0, 0, 0, 0)
 
 
 def register(reg: HelperRegistry) -> None:
@@ -161,6 +180,8 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.GET_LISTENER_SOCK, get_listener_sock),
         (HelperId.SK_STORAGE_GET, sk_storage_get),
         (HelperId.SK_STORAGE_DELETE, sk_storage_delete),
+        (HelperId.SK_CGROUP_ID, sk_cgroup_id),
+        (HelperId.SK_ANCESTOR_CGROUP_ID, sk_ancestor_cgroup_id),
         *((hid, _skc_to(hid)) for hid in _SKC_KINDS),
     ):
         reg.register(hid, f"bpf_{hid.name.lower()}", fn)
