@@ -415,7 +415,8 @@ _TRACING_TYPES = _types(
     "TRACING",
 )
 
-# bpf_skc_to_* (bpf_sk_base_func_proto's socket casts, probed on Linux 6.18).
+# bpf_skc_to_* (bpf_sk_base_func_proto's socket casts, probed on Linux 6.18; SK_LOOKUP with
+# tests/differential/test_progtypes_kernel.py's attach type).
 _SKC_TO = (
     _H.SKC_TO_TCP6_SOCK,
     _H.SKC_TO_TCP_SOCK,
@@ -433,6 +434,7 @@ _SKC_TO_TYPES = _types(
     "LWT_XMIT",
     "SCHED_ACT",
     "SCHED_CLS",
+    "SK_LOOKUP",
     "SK_MSG",
     "SK_SKB",
     "SOCKET_FILTER",

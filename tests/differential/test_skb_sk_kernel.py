@@ -366,3 +366,17 @@ def test_cgroup_of_the_dummy_socket(engine: str) -> None:
         assert results(ours, FRAMES["ipv6"]) == kernel
     current, sk_id = struct.unpack_from("<QQ", kernel[2])
     assert sk_id == current != 0
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("flags", [0, 1])
+def test_sk_assign_of_the_dummy_socket(engine: str, flags: int) -> None:
+    """tc's bpf_sk_assign(skb, skb->sk, flags): -EINVAL for flags, else -EOPNOTSUPP (not at ingress)."""
+    text = f"r6 = r1\nr2 = *(u64 *)(r1 + 168)\nr0 = 99\nif r2 == 0 goto out\nr1 = r6\nr3 = {flags}\ncall 124\nout:\nexit"
+    spec = CollectionSpec(programs={"prog": program(text, P.SCHED_CLS)}, license="GPL")
+    with Collection(spec, engine=engine) as ours, KernelCollection(spec) as theirs:
+        for name, data in FRAMES.items():
+            kernel = theirs.programs["prog"].test_run(data)
+            mine = ours.programs["prog"].test_run(data)
+            assert (mine.retval, mine.data_out) == (kernel.retval, kernel.data_out), name
+            assert kernel.retval == (-22 if flags else -95) & 0xFFFFFFFF

@@ -27,7 +27,11 @@ cgroup of the task that made it (``cgroup_sk_alloc`` in ``sk_alloc``): the dummy
 test run to the caller's cgroup, as ``bpf_skb_cgroup_id`` (measured: the caller's cgroup id,
 its ancestors by level, 0 past the leaf).
 
-Rule 5 (``bpf_sk_storage_get``/``_delete`` on a socket region, measured on Linux 6.18): a
+Rule 5 (``bpf_sk_assign`` in tc, measured): assigning a socket region fails with ``-EINVAL``
+for non-zero flags, else ``-EOPNOTSUPP`` (a test-run skb is not at tc ingress); other sockets
+go to :func:`ebpf.vm._helpers_progtypes.sk_assign` (the ``sk_lookup`` variant).
+
+Rule 6 (``bpf_sk_storage_get``/``_delete`` on a socket region, measured on Linux 6.18): a
 socket region is a local-storage owner of its own (bound in
 :func:`ebpf.maps.storage.owners` on first use); its storage lives until the socket dies
 (:meth:`~ebpf.vm._context_sock.SockRegion.renew`: the next test run of the mapping, or the
@@ -45,7 +49,7 @@ from collections.abc import Callable
 from ebpf.errors import NotSupportedError, VMError
 from ebpf.helpers import HelperId
 from ebpf.maps.storage import Owner, OwnerKind, owners
-from ebpf.vm import _helpers_storage
+from ebpf.vm import _helpers_progtypes, _helpers_storage
 from ebpf.vm._context_sock import (
     AF_INET6,
     IPPROTO_TCP,
@@ -131,7 +135,7 @@ def _skc_to(hid: HelperId) -> HelperFn:
 
 
 def _storage_owner(e: HelperEnv, sk: int) -> SockRegion | None:
-    """The socket region at ``sk``, bound as a local-storage owner (Rule 5), or ``None``."""
+    """The socket region at ``sk``, bound as a local-storage owner (Rule 6), or ``None``."""
     region = e.memory.find(sk, 1) if sk else None
     if not isinstance(region, SockRegion) or region.start != sk:
         return None
@@ -145,7 +149,7 @@ def _storage_owner(e: HelperEnv, sk: int) -> SockRegion | None:
 
 
 def sk_storage_get(e: HelperEnv, map_ptr: int, sk: int, value: int, flags: int, _e: int) -> int:
-    """``bpf_sk_storage_get``, socket regions included (Rule 5)."""
+    """``bpf_sk_storage_get``, socket regions included (Rule 6)."""
     region = _storage_owner(e, sk)
     if region is not None and not region.full:
         return 0
@@ -153,7 +157,7 @@ def sk_storage_get(e: HelperEnv, map_ptr: int, sk: int, value: int, flags: int, 
 
 
 def sk_storage_delete(e: HelperEnv, map_ptr: int, sk: int, _c: int, _d: int, _e: int) -> int:
-    """``bpf_sk_storage_delete``, socket regions included (Rule 5)."""
+    """``bpf_sk_storage_delete``, socket regions included (Rule 6)."""
     region = _storage_owner(e, sk)
     if region is not None and not region.full:
         return -errno.EINVAL & M64
@@ -172,6 +176,14 @@ def sk_ancestor_cgroup_id(e: HelperEnv, sk: int, level: int, _c: int, _d: int, _
     return current_ancestor_cgroup_id(e, level, 0, 0, 0, 0)
 
 
+def sk_assign(e: HelperEnv, ctx: int, sk: int, flags: int, _d: int, _e: int) -> int:
+    """``bpf_sk_assign`` of a socket region (Rule 5), else the ``sk_lookup`` helper."""
+    region = e.memory.find(sk, 1) if sk else None
+    if isinstance(region, SockRegion) and region.start == sk:
+        return -(errno.EINVAL if flags else errno.EOPNOTSUPP) & M64
+    return _helpers_progtypes.sk_assign(e, ctx, sk, flags, _d, _e)
+
+
 def register(reg: HelperRegistry) -> None:
     """Add this module's helpers to ``reg``."""
     for hid, fn in (
@@ -181,6 +193,7 @@ def register(reg: HelperRegistry) -> None:
         (HelperId.SK_STORAGE_GET, sk_storage_get),
         (HelperId.SK_STORAGE_DELETE, sk_storage_delete),
         (HelperId.SK_CGROUP_ID, sk_cgroup_id),
+        (HelperId.SK_ASSIGN, sk_assign),
         (HelperId.SK_ANCESTOR_CGROUP_ID, sk_ancestor_cgroup_id),
         *((hid, _skc_to(hid)) for hid in _SKC_KINDS),
     ):
