@@ -24,8 +24,7 @@ Rule 4 (the test run's dummy socket, :mod:`ebpf.vm._context_sock`): ``skb->sk`` 
 a 64-bit load) reads the address of a read-only ``struct bpf_sock`` region built from the
 packet (:func:`~ebpf.vm._context_sock.dummy_sock_fields`; mapped on the first such load, then
 one of :attr:`SkbMapped.regions`; a new socket for each laid-out input), and the ``__sk_buff``
-socket fields
-``family``, ``remote_ip4``/``6`` (``sk_daddr``), ``local_ip4``/``6`` (``sk_rcv_saddr``) and the
+socket fields ``family``, ``remote_ip4``/``6`` (``sk_daddr``), ``local_ip4``/``6`` (``sk_rcv_saddr``) and the
 ports read that socket's values (the verifier lets only ``CGROUP_SKB`` read them).
 
 Not modelled: the ``sk_skb``-only socket fields, ``hash`` computation
@@ -48,7 +47,7 @@ from dataclasses import dataclass, fields
 from ebpf.errors import TestRunError
 from ebpf.spec import ProgramType
 from ebpf.vm._context_base import ContextRegion, Input, MappedInput, NetDevice, SubBuffer
-from ebpf.vm._context_sock import BPF_SOCK_FIELDS, SockRegion, dummy_sock_fields, new_sock_region
+from ebpf.vm._context_sock import AF_INET, SockRegion, dummy_sock_fields, new_sock_region, sock_addresses
 from ebpf.vm.memory import HostBuffer, Memory, Region
 
 __all__ = ["SK_BUFF_FIELDS", "SK_BUFF_SIZE", "SkbInput", "SkbMapped"]
@@ -97,14 +96,10 @@ _LEN, _PKT_TYPE, _PROTOCOL, _IFINDEX, _WIRE_LEN = (
 assert _PKT_TYPE == _LEN + 4
 _LEN_PKT_TYPE = struct.Struct("<II")
 _SK = SK_BUFF_FIELDS["sk"][0]
-# __sk_buff socket fields (read through skb->sk) -> the bpf_sock field they read.
-_SOCK_VIEW = {
-    "family": "family",
-    "remote_ip4": "dst_ip4",
-    "local_ip4": "src_ip4",
-    "remote_ip6": "dst_ip6",
-    "local_ip6": "src_ip6",
-}
+# __sk_buff socket fields (read through skb->sk: family, sk_rcv_saddr, sk_daddr)
+_FAMILY, _LOCAL4, _REMOTE4, _LOCAL6, _REMOTE6 = (
+    SK_BUFF_FIELDS[name][0] for name in ("family", "local_ip4", "remote_ip4", "local_ip6", "remote_ip6")
+)
 # Fields ctx_in may set (convert___skb_to_skb); everything else must be zero.
 _CTX_IN_ALLOWED = (
     "mark",
@@ -377,13 +372,16 @@ class SkbMapped(MappedInput):
         if inp.ctx_in is not None and not _U32.unpack_from(ctx, _WIRE_LEN)[0]:
             # without ctx_in, qdisc_skb_cb.pkt_len stays 0
             _U32.pack_into(ctx, _WIRE_LEN, size if l2 else size - ETH_HLEN)
-        sock = dummy_sock_fields(frame)
-        self.sock_region.renew()  # a test run's own dummy socket
-        self.sock_region.fill(sock)
-        for name, sock_name in _SOCK_VIEW.items():
-            off, size = SK_BUFF_FIELDS[name]
-            soff = BPF_SOCK_FIELDS[sock_name][0]
-            ctx[off : off + size] = sock[soff : soff + size]
+        family, local, remote = sock_addresses(frame)
+        if family:  # the __sk_buff socket fields (the ports are 0)
+            _U32.pack_into(ctx, _FAMILY, family)
+            if family == AF_INET:
+                ctx[_LOCAL4 : _LOCAL4 + 4], ctx[_REMOTE4 : _REMOTE4 + 4] = local, remote
+            else:
+                ctx[_LOCAL6 : _LOCAL6 + 16], ctx[_REMOTE6 : _REMOTE6 + 16] = local, remote
+        if self.sock_region.owner is not None:  # a test run's own dummy socket: the last one dies
+            self.sock_region.renew()
+        self.sock_filled = False  # the socket's fields are laid out by the first load of skb->sk
         self._ctx0 = ctx.tobytes()
         self.memory.map(self.ctx_region)
         self.sock_mapped = False  # mapped by the first load of skb->sk
@@ -422,7 +420,8 @@ class SkbMapped(MappedInput):
         self.csum_level = 0
         self.encapsulation = False
         self.ctx_region.view[:] = self._ctx0
-        self.sock_region.renew()
+        if self.sock_region.owner is not None:
+            self.sock_region.renew()
         if mapped:
             self._remap()
         else:
@@ -474,6 +473,9 @@ class SkbMapped(MappedInput):
     def _map_sock(self) -> int:
         """``skb->sk``: the dummy socket, mapped (and added to :attr:`regions`) on first use."""
         if not self.sock_mapped:
+            if not self.sock_filled:
+                self.sock_region.fill(dummy_sock_fields(self.input.packet))
+                self.sock_filled = True
             self.memory.map(self.sock_region)
             self.sock_mapped = True
             self.regions = (*self.regions, self.sock_region)

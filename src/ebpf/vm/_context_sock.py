@@ -36,6 +36,7 @@ __all__ = [
     "SockRegion",
     "dummy_sock_fields",
     "new_sock_region",
+    "sock_addresses",
 ]
 
 BPF_SOCK_SIZE = 80
@@ -60,7 +61,6 @@ AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 10
 IPPROTO_TCP = 6
 TCP_LISTEN, TCP_CLOSE, TCP_TIME_WAIT, TCP_NEW_SYN_RECV = 10, 7, 6, 12
 ETH_HLEN = 14
-_ETH_P_IP, _ETH_P_IPV6 = 0x0800, 0x86DD
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 
@@ -116,6 +116,17 @@ def new_sock_region(name: str = "sock") -> SockRegion:
     return SockRegion(name, HostBuffer(BPF_SOCK_SIZE), False)
 
 
+def sock_addresses(frame: bytes) -> tuple[int, bytes, bytes]:
+    """``(family, local, remote)`` of the dummy socket for the Ethernet frame ``frame`` (Rule 2):
+    ``AF_INET``/``AF_INET6`` with the packet's source and destination, else ``AF_UNSPEC``, b"", b""."""
+    ethertype = frame[12:14]
+    if ethertype == b"\x08\x00" and len(frame) >= ETH_HLEN + 20:
+        return AF_INET, frame[26:30], frame[30:34]  # iphdr saddr, daddr
+    if ethertype == b"\x86\xdd" and len(frame) >= ETH_HLEN + 40:
+        return AF_INET6, frame[22:38], frame[38:54]  # ipv6hdr saddr, daddr
+    return AF_UNSPEC, b"", b""
+
+
 def dummy_sock_fields(frame: bytes) -> bytes:
     """The fields of the dummy socket of an skb test run on the Ethernet frame ``frame`` (Rule 2).
 
@@ -125,17 +136,10 @@ def dummy_sock_fields(frame: bytes) -> bytes:
     out = bytearray(BPF_SOCK_SIZE)
     _U32.pack_into(out, BPF_SOCK_FIELDS["state"][0], TCP_CLOSE)
     _I32.pack_into(out, BPF_SOCK_FIELDS["rx_queue_mapping"][0], -1)
-    ethertype = int.from_bytes(frame[12:14], "big") if len(frame) >= ETH_HLEN else 0
-    family = AF_UNSPEC
-    if ethertype == _ETH_P_IP and len(frame) >= ETH_HLEN + 20:
-        family = AF_INET
-        ip = ETH_HLEN
-        out[24:28] = frame[ip + 12 : ip + 16]  # sk_rcv_saddr = saddr
-        out[52:56] = frame[ip + 16 : ip + 20]  # sk_daddr = daddr
-    elif ethertype == _ETH_P_IPV6 and len(frame) >= ETH_HLEN + 40:
-        family = AF_INET6
-        ip = ETH_HLEN
-        out[28:44] = frame[ip + 8 : ip + 24]
-        out[56:72] = frame[ip + 24 : ip + 40]
+    family, local, remote = sock_addresses(frame)
     _U32.pack_into(out, BPF_SOCK_FIELDS["family"][0], family)
+    if family == AF_INET:
+        out[24:28], out[52:56] = local, remote  # src_ip4 = sk_rcv_saddr, dst_ip4 = sk_daddr
+    elif family == AF_INET6:
+        out[28:44], out[56:72] = local, remote
     return bytes(out)
