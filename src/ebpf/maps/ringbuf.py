@@ -97,7 +97,36 @@ def ring_size(defn: MapDef, what: str) -> int:
     return size
 
 
-class RingBufMap(Map):
+class NoElementOps(Map):
+    """The element operations a ring has none of: the kernel answers each with ``EINVAL``."""
+
+    ring_kind = "ring buffer"
+
+    def _no(self, what: str) -> MapOperationNotSupportedError:
+        return MapOperationNotSupportedError(
+            f"{self.label}: a {self.ring_kind} has no {what}", errno=errno.EINVAL
+        )
+
+    def lookup(self, key: bytes) -> bytes:
+        raise self._no("lookup")
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        raise self._no("update")
+
+    def delete(self, key: bytes) -> None:
+        raise self._no("delete")
+
+    def get_next_key(self, key: bytes | None) -> bytes:
+        raise self._no("keys")
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise self._no("keys")
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+
+class RingBufMap(NoElementOps):
     """A ring buffer (``BPF_MAP_TYPE_RINGBUF``)."""
 
     types = (MapType.RINGBUF,)
@@ -294,29 +323,6 @@ class RingBufMap(Map):
     def _release(self) -> None:
         self.memory.unmap(self._region)
         self._busy.clear()
-
-    # --- the Map operations: none ---------------------------------------------------------------
-
-    def _no(self, what: str) -> MapOperationNotSupportedError:
-        return MapOperationNotSupportedError(f"{self.label}: a ring buffer has no {what}", errno=errno.EINVAL)
-
-    def lookup(self, key: bytes) -> bytes:
-        raise self._no("lookup")
-
-    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
-        raise self._no("update")
-
-    def delete(self, key: bytes) -> None:
-        raise self._no("delete")
-
-    def get_next_key(self, key: bytes | None) -> bytes:
-        raise self._no("keys")
-
-    def __iter__(self) -> Iterator[bytes]:
-        raise self._no("keys")
-
-    def __contains__(self, key: object) -> bool:
-        return False
 
     def __len__(self) -> int:
         """Records between the consumer and the producer (reserved, submitted or discarded)."""

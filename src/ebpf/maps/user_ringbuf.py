@@ -52,8 +52,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from ebpf.maps._base import Map, MapDef, round_up
-from ebpf.maps._errors import InvalidMapArgumentError, MapError, MapFullError, MapOperationNotSupportedError
+from ebpf.maps._base import MapDef, round_up
+from ebpf.maps._errors import InvalidMapArgumentError, MapError, MapFullError
 from ebpf.maps.ringbuf import (
     BPF_RB_FORCE_WAKEUP,
     BPF_RB_NO_WAKEUP,
@@ -61,6 +61,7 @@ from ebpf.maps.ringbuf import (
     BPF_RINGBUF_DISCARD_BIT,
     BPF_RINGBUF_HDR_SZ,
     PAGE_SIZE,
+    NoElementOps,
     ring_size,
 )
 from ebpf.spec import MapType
@@ -319,7 +320,7 @@ def _release_view(view: memoryview) -> None:
         pass
 
 
-class UserRingBufMap(Map):
+class UserRingBufMap(NoElementOps):
     """A user ring buffer (``BPF_MAP_TYPE_USER_RINGBUF``) in user space.
 
     User space writes with :meth:`reserve` / :meth:`submit` / :meth:`discard` / :meth:`write`
@@ -328,6 +329,7 @@ class UserRingBufMap(Map):
     """
 
     types = (MapType.USER_RINGBUF,)
+    ring_kind = "user ring buffer"
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
@@ -502,29 +504,6 @@ class UserRingBufMap(Map):
         self.memory.unmap(self._region)
 
     # --- the Map operations: none ---------------------------------------------------------------
-
-    def _no(self, what: str) -> MapOperationNotSupportedError:
-        return MapOperationNotSupportedError(
-            f"{self.label}: a user ring buffer has no {what}", errno=errno.EINVAL
-        )
-
-    def lookup(self, key: bytes) -> bytes:
-        raise self._no("lookup")
-
-    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
-        raise self._no("update")
-
-    def delete(self, key: bytes) -> None:
-        raise self._no("delete")
-
-    def get_next_key(self, key: bytes | None) -> bytes:
-        raise self._no("keys")
-
-    def __iter__(self) -> Iterator[bytes]:
-        raise self._no("keys")
-
-    def __contains__(self, key: object) -> bool:
-        return False
 
     def __len__(self) -> int:
         """Records between the consumer and the producer position (reserved, submitted or discarded)."""
