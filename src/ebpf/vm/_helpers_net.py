@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Callable
 from typing import TypeVar
 
 from ebpf.errors import KeyNotFoundError, NotSupportedError, VMError
@@ -243,6 +244,21 @@ def _sum16_at(skb: SkbMapped, offset: int) -> int | None:
     return offset
 
 
+def _csum_replaced(
+    check: int, old: int, new: int, size: int, replace2: Callable[[int, int, int], int]
+) -> int | None:
+    """The checksum after replacing ``old`` by ``new`` (a ``size``-byte field: 2 or 4; 0: ``new``
+    is a ``csum_diff`` result and ``old`` must be 0), or ``None`` for the kernel's ``-EINVAL``.
+    ``replace2`` updates for a 2-byte field (``l4_csum_replace`` widens it to 4 bytes)."""
+    if size == 0:
+        return None if old else csum_replace_by_diff(check, new & M32)
+    if size == 2:
+        return replace2(check, old & 0xFFFF, new & 0xFFFF)
+    if size == 4:
+        return csum_replace4(check, old & M32, new & M32)
+    return None
+
+
 def l3_csum_replace(e: HelperEnv, ctx: int, offset: int, old: int, new: int, flags: int) -> int:
     env = run_env(e)
     skb = context_of(env, ctx, SkbMapped, "bpf_l3_csum_replace")
@@ -254,18 +270,10 @@ def l3_csum_replace(e: HelperEnv, ctx: int, offset: int, old: int, new: int, fla
         return _ret(-errno.EFAULT)
     pkt = skb.packet
     check = int.from_bytes(pkt[at : at + 2], "little")
-    size = flags & BPF_F_HDR_FIELD_MASK
-    if size == 0:
-        if old:
-            return _ret(-errno.EINVAL)
-        check = csum_replace_by_diff(check, new & M32)
-    elif size == 2:
-        check = csum_replace2(check, old & 0xFFFF, new & 0xFFFF)
-    elif size == 4:
-        check = csum_replace4(check, old & M32, new & M32)
-    else:
+    replaced = _csum_replaced(check, old, new, flags & BPF_F_HDR_FIELD_MASK, csum_replace2)
+    if replaced is None:
         return _ret(-errno.EINVAL)
-    pkt[at : at + 2] = check.to_bytes(2, "little")
+    pkt[at : at + 2] = replaced.to_bytes(2, "little")
     return 0
 
 
@@ -284,18 +292,11 @@ def l4_csum_replace(e: HelperEnv, ctx: int, offset: int, old: int, new: int, fla
     mangled_zero = bool(flags & BPF_F_MARK_MANGLED_0)
     if mangled_zero and not flags & BPF_F_MARK_ENFORCE and not check:
         return 0
-    size = flags & BPF_F_HDR_FIELD_MASK
     # ip_summed is CHECKSUM_NONE on a test run: the pseudo-header flag changes nothing here.
-    if size == 0:
-        if old:
-            return _ret(-errno.EINVAL)
-        check = csum_replace_by_diff(check, new & M32)
-    elif size == 2:
-        check = csum_replace4(check, old & 0xFFFF, new & 0xFFFF)
-    elif size == 4:
-        check = csum_replace4(check, old & M32, new & M32)
-    else:
+    replaced = _csum_replaced(check, old, new, flags & BPF_F_HDR_FIELD_MASK, csum_replace4)
+    if replaced is None:
         return _ret(-errno.EINVAL)
+    check = replaced
     if mangled_zero and not check:
         check = CSUM_MANGLED_0
     pkt[at : at + 2] = check.to_bytes(2, "little")
