@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from ebpf.errors import KeyNotFoundError
 from ebpf.maps._base import (
@@ -208,16 +208,23 @@ def percpu_values(m: Map, values: Sequence[bytes]) -> list[bytes]:
     return [m._value(v) for v in values]
 
 
-class FdArrayMap(Map):
-    """The kernel's fd arrays (``fd_array_map_alloc_check``): prog arrays, perf event arrays.
+_Slot = TypeVar("_Slot")
+
+
+class FdArrayMap(Map, Generic[_Slot]):
+    """The kernel's fd arrays (``fd_array_map_alloc_check``): prog arrays, perf event arrays,
+    cgroup arrays.
 
     ``key_size`` and ``value_size`` are 4 (an index and an fd in the syscall), ``max_entries``
     is not 0, and only the array creation flags without ``BPF_F_RDONLY_PROG`` /
     ``BPF_F_WRONLY_PROG`` are allowed (``EINVAL`` otherwise). Subclasses name their kind in
-    :attr:`kind` for messages.
+    :attr:`kind` and what a slot holds in :attr:`entry` for messages. The filled slots are
+    :attr:`_slots` (index -> the object the fd stood for); delete, key walks, membership and
+    length are the kernel's for every fd array.
     """
 
     kind: ClassVar[str] = "fd array"
+    entry: ClassVar[str] = "entry"
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
@@ -234,10 +241,33 @@ class FdArrayMap(Map):
                 f"{defn.max_entries}, flags {defn.flags:#x}"
             )
         check_array_flags(self.label, defn)
+        self._slots: dict[int, _Slot] = {}
 
     def _index(self, key: bytes) -> int:
         index: int = _FD_INDEX.unpack(self._key(key))[0]
         return index
+
+    def delete(self, key: bytes) -> None:
+        index = self._index(key)
+        if index >= self.max_entries:
+            raise MapFullError(f"{self.label}: index {index} >= max_entries {self.max_entries}")
+        if self._slots.pop(index, None) is None:
+            raise KeyNotFoundError(key, f"{self.label}: no {self.entry} in slot {index}")
+
+    def get_next_key(self, key: bytes | None) -> bytes:
+        index = 0xFFFFFFFF if key is None else self._index(key)
+        return array_next_key(self.label, key, index, self.max_entries)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (bytes, bytearray, memoryview)) or len(key) != 4:
+            return False
+        return _FD_INDEX.unpack(bytes(key))[0] in self._slots
+
+    def __len__(self) -> int:
+        return self.max_entries
+
+    def _release(self) -> None:
+        self._slots.clear()
 
 
 _FD_INDEX = struct.Struct("<I")

@@ -59,7 +59,7 @@ from ebpf.maps._base import (
     round_up,
 )
 from ebpf.maps._errors import InvalidMapArgumentError, MapFullError, MapOperationNotSupportedError
-from ebpf.maps.array import FdArrayMap, array_next_key, percpu_values, split_percpu
+from ebpf.maps.array import FdArrayMap, percpu_values, split_percpu
 from ebpf.maps.storage import MAX_VALUE_SIZE, OwnerError, _fdinfo, _mount_fstype
 from ebpf.spec import MapType
 from ebpf.vm.memory import HostBuffer, Memory, Region
@@ -408,15 +408,15 @@ def is_descendant(cgroup_id: int, ancestor: CgroupRef) -> bool:
     return False
 
 
-class CgroupArrayMap(FdArrayMap):
+class CgroupArrayMap(FdArrayMap[CgroupRef]):
     """A cgroup array (``BPF_MAP_TYPE_CGROUP_ARRAY``; see the module docstring, Rule 4)."""
 
     types = (MapType.CGROUP_ARRAY,)
     kind = "cgroup array"
+    entry = "cgroup"
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
-        self._slots: dict[int, CgroupRef] = {}
 
     def update_cgroup(self, key: bytes, cgroup: CgroupRef, flags: int = BPF_ANY) -> None:
         """Put ``cgroup`` in slot ``key`` (what ``update`` does with the fd's cgroup)."""
@@ -444,25 +444,3 @@ class CgroupArrayMap(FdArrayMap):
     def cgroup_at(self, index: int) -> CgroupRef | None:
         """The cgroup in slot ``index``, or ``None``."""
         return self._slots.get(index)
-
-    def delete(self, key: bytes) -> None:
-        index = self._index(key)
-        if index >= self.max_entries:
-            raise MapFullError(f"{self.label}: index {index} >= max_entries {self.max_entries}")
-        if self._slots.pop(index, None) is None:
-            raise KeyNotFoundError(key, f"{self.label}: no cgroup in slot {index}")
-
-    def get_next_key(self, key: bytes | None) -> bytes:
-        index = 0xFFFFFFFF if key is None else self._index(key)
-        return array_next_key(self.label, key, index, self.max_entries)
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, (bytes, bytearray, memoryview)) or len(key) != 4:
-            return False
-        return _U32.unpack(bytes(key))[0] in self._slots
-
-    def __len__(self) -> int:
-        return self.max_entries
-
-    def _release(self) -> None:
-        self._slots.clear()

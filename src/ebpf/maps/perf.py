@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from ebpf.errors import KeyNotFoundError
 from ebpf.maps._base import ENOTSUPP, MapDef, round_up
 from ebpf.maps._errors import InvalidMapArgumentError, MapFullError, MapOperationNotSupportedError
-from ebpf.maps.array import FdArrayMap, array_next_key
+from ebpf.maps.array import FdArrayMap
 from ebpf.spec import MapType
 from ebpf.vm.memory import Memory
 
@@ -119,15 +119,15 @@ class PerfBuffer:
         return len(self._records)
 
 
-class PerfEventArrayMap(FdArrayMap):
+class PerfEventArrayMap(FdArrayMap[PerfBuffer]):
     """A perf event array (``BPF_MAP_TYPE_PERF_EVENT_ARRAY``) whose slots hold user-space buffers."""
 
     types = (MapType.PERF_EVENT_ARRAY,)
     kind = "perf event array"
+    entry = "buffer"
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
-        self._slots: dict[int, PerfBuffer] = {}
 
     # --- user side: buffers ---------------------------------------------------------------------
 
@@ -216,27 +216,5 @@ class PerfEventArrayMap(FdArrayMap):
             errno=errno.EBADF,
         )
 
-    def delete(self, key: bytes) -> None:
-        index = self._index(key)
-        if index >= self.max_entries:
-            raise MapFullError(f"{self.label}: index {index} >= max_entries {self.max_entries}")
-        if self._slots.pop(index, None) is None:
-            raise KeyNotFoundError(key, f"{self.label}: no buffer at index {index}")
-
-    def get_next_key(self, key: bytes | None) -> bytes:
-        index = 0xFFFFFFFF if key is None else self._index(key)
-        return array_next_key(self.label, key, index, self.max_entries)
-
     def __iter__(self) -> Iterator[bytes]:
         return (_U32.pack(i) for i in range(self.max_entries))
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, (bytes, bytearray, memoryview)) or len(key) != 4:
-            return False
-        return _U32.unpack(bytes(key))[0] in self._slots
-
-    def __len__(self) -> int:
-        return self.max_entries
-
-    def _release(self) -> None:
-        self._slots.clear()

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from ebpf.errors import KeyNotFoundError
 from ebpf.maps._base import BPF_ANY, MapDef
 from ebpf.maps._errors import InvalidMapArgumentError, MapFullError, MapOperationNotSupportedError
-from ebpf.maps.array import FdArrayMap, array_next_key
+from ebpf.maps.array import FdArrayMap
 from ebpf.spec import MapType, ProgramType
 from ebpf.vm.memory import Memory
 
@@ -117,15 +117,15 @@ def _storage_of(prog: object) -> tuple[object | None, object | None]:
     return (found[0], found[1])
 
 
-class ProgArrayMap(FdArrayMap):
+class ProgArrayMap(FdArrayMap[object]):
     """A program array (``BPF_MAP_TYPE_PROG_ARRAY``)."""
 
     types = (MapType.PROG_ARRAY,)
     kind = "program array"
+    entry = "program"
 
     def __init__(self, defn: MapDef, memory: Memory | None = None, *, ncpus: int = 1) -> None:
         super().__init__(defn, memory, ncpus=ncpus)
-        self._slots: dict[int, object] = {}
         self.owner: ProgArrayOwner | None = None
         """The program kind every program of this array must be (Rule 3); ``None`` until the
         first program is put in or loaded with a reference to the array."""
@@ -176,17 +176,6 @@ class ProgArrayMap(FdArrayMap):
         """The program ``bpf_tail_call(ctx, map, index)`` jumps to, or ``None`` (fall through)."""
         return self._slots.get(index)
 
-    def delete(self, key: bytes) -> None:
-        index = self._index(key)
-        if index >= self.max_entries:
-            raise MapFullError(f"{self.label}: index {index} >= max_entries {self.max_entries}")
-        if self._slots.pop(index, None) is None:
-            raise KeyNotFoundError(key, f"{self.label}: no program in slot {index}")
-
-    def get_next_key(self, key: bytes | None) -> bytes:
-        index = 0xFFFFFFFF if key is None else self._index(key)
-        return array_next_key(self.label, key, index, self.max_entries)
-
     def lookup(self, key: bytes) -> bytes:
         raise MapOperationNotSupportedError(
             f"{self.label}: values are programs; use lookup_prog()", errno=errno.EINVAL
@@ -197,14 +186,6 @@ class ProgArrayMap(FdArrayMap):
             f"{self.label}: values are programs; use update_prog()", errno=errno.EINVAL
         )
 
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, (bytes, bytearray, memoryview)) or len(key) != 4:
-            return False
-        return _U32.unpack(bytes(key))[0] in self._slots
-
-    def __len__(self) -> int:
-        return self.max_entries
-
     def _release(self) -> None:
-        self._slots.clear()
+        super()._release()
         self.owner = None
