@@ -78,7 +78,9 @@ MAX_LOG_SIZE = (2**32 - 1) >> 2
 """The largest ``log_size`` the kernel accepts (``UINT_MAX >> 2``, Linux >= 5.2)."""
 
 _MIN_LOG_SIZE = 128  # the kernel rejects smaller log buffers with EINVAL
-_DATA_OUT_PAD = 4096  # room for a program to grow the packet (an XDP frame is one 4 KiB page)
+# Room for an XDP program to grow the packet: bpf_xdp_adjust_tail grows the last fragment of a
+# multi-buffer frame up to its 4 KiB page, bpf_xdp_adjust_head into the 256-byte headroom.
+_DATA_OUT_PAD = 4096 + 256
 _SKB_OUT_PAD = 65536  # skb programs may grow the packet further (bpf_skb_change_tail, adjust_room)
 _CTX_OUT_MIN = 1024  # larger than every context the kernel copies out (__sk_buff is 192 bytes)
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9_.]*$")
